@@ -1,0 +1,1 @@
+"""Track 1, queue fundamentals: one module per page of ``docs/fundamentals/``."""

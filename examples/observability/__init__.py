@@ -1,0 +1,1 @@
+"""Track 3, observability and monitoring: one module per page of ``docs/observability/``."""

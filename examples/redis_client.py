@@ -1,0 +1,52 @@
+"""One way to make a Redis client, used by every example in the handbook.
+
+:func:`connect` reads the server's address from the ``REDIS_URL`` environment variable,
+so no password is ever written in code. Put the password in the URL the process receives
+from its secret store, and prefer ``rediss://`` (TLS) when the traffic leaves the host::
+
+    REDIS_URL=rediss://:${REDIS_PASSWORD}@redis.internal:6380/0
+
+The scheme ``fakeredis://`` gives a fresh in-memory server (it needs the ``fakeredis``
+package). It lets you try the examples without running Redis, and it is what the test
+suite uses by default.
+
+>>> r = connect("fakeredis://")
+>>> r.set("greeting", "hello")
+True
+>>> r.get("greeting")
+'hello'
+>>> connect("http://localhost:6379")
+Traceback (most recent call last):
+...
+ValueError: unsupported Redis URL scheme 'http' (use redis://, rediss://, unix:// or fakeredis://)
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit
+
+import redis
+
+DEFAULT_URL = "redis://localhost:6379/0"
+_SCHEMES = {"redis", "rediss", "unix"}
+
+
+def connect(url: str | None = None, **options: object) -> redis.Redis:
+    """Return a client for ``url``, else ``$REDIS_URL``, else ``redis://localhost:6379/0``.
+
+    Replies are decoded to ``str`` (``decode_responses=True``) unless ``options`` says
+    otherwise; other ``options`` go to :meth:`redis.Redis.from_url`.
+    """
+    url = url or os.environ.get("REDIS_URL") or DEFAULT_URL
+    scheme = urlsplit(url).scheme
+    options.setdefault("decode_responses", True)
+    if scheme == "fakeredis":
+        import fakeredis  # imported here: production code never needs it
+
+        return fakeredis.FakeRedis(server=fakeredis.FakeServer(), **options)
+    if scheme not in _SCHEMES:
+        raise ValueError(
+            f"unsupported Redis URL scheme {scheme!r} (use redis://, rediss://, unix:// or fakeredis://)"
+        )
+    return redis.Redis.from_url(url, **options)
