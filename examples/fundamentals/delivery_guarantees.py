@@ -34,7 +34,9 @@ def _check_name(kind: str, value: str) -> str:
     return value
 
 
-class _QueueBase:
+class QueueBase:
+    """What both queues share: a pending list, a dead-letter list, enqueue and inspection."""
+
     def __init__(self, r: redis.Redis, name: str, *, clock: Clock | None = None) -> None:
         self.r = r
         self.name = _check_name("queue name", name)
@@ -59,7 +61,7 @@ class _QueueBase:
 
 
 # [start:at-most-once]
-class AtMostOnceQueue(_QueueBase):
+class AtMostOnceQueue(QueueBase):
     """Pop first, then work: a crash during the work loses the job."""
 
     def take(self) -> Job | None:
@@ -114,7 +116,7 @@ return moved
 
 
 # [start:reliable-queue]
-class ReliableQueue(_QueueBase):
+class ReliableQueue(QueueBase):
     """Move first, delete after the work: a crash leaves the job where it can be recovered."""
 
     def __init__(self, r: redis.Redis, name: str, *, clock: Clock | None = None) -> None:

@@ -1,0 +1,269 @@
+"""Keeps pages and code in step (see docs/reference/testing.md).
+
+* every ``literalinclude`` names an existing file under ``examples/``, has a caption, and
+  its markers or ``:pyobject:`` exist (``:lines:`` is refused: line numbers drift);
+* every module of ``examples/`` is shown by at least one page;
+* no code block escapes testing: Python is included or a ``{doctest}``; other languages
+  are included from ``examples/``; shell sessions use a ``$ `` prompt.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+EXAMPLES = ROOT / "examples"
+
+FENCE = re.compile(r"^\s*(?P<mark>`{3,}|~{3,}|:{3,})\s*(?P<info>.*?)\s*$")
+DIRECTIVE = re.compile(r"^\{(?P<name>[\w:-]+)\}\s*(?P<arg>.*)$")
+OPTION = re.compile(r"^\s*:(?P<key>[\w-]+):\s*(?P<value>.*)$")
+# Directives whose body is Markdown that may hold further code blocks.
+CONTAINERS = {
+    "only", "tab-set", "tab-item", "grid", "grid-item", "grid-item-card", "card", "admonition",
+    "note", "tip", "hint", "important", "warning", "caution", "attention", "danger", "error",
+    "seealso", "dropdown", "div", "figure", "margin", "sidebar", "topic", "table",
+}
+PYTHON = {"python", "py", "python3", "pycon", "ipython", "ipython3"}
+SHELL = {"console", "shell-session"}
+TEXT = {"text", "none"}
+CODE_DIRECTIVES = {"code-block", "code", "sourcecode"}
+
+
+@dataclass
+class Block:
+    path: Path
+    line: int
+    info: str
+    body: list[str] = field(default_factory=list)
+
+    @property
+    def directive(self) -> str | None:
+        m = DIRECTIVE.match(self.info)
+        return m.group("name") if m else None
+
+    @property
+    def argument(self) -> str:
+        m = DIRECTIVE.match(self.info)
+        return m.group("arg").strip() if m else ""
+
+    @property
+    def language(self) -> str:
+        if self.directive in CODE_DIRECTIVES:
+            return self.argument.lower()
+        return "" if self.directive else self.info.split()[0].lower() if self.info else ""
+
+    def options(self) -> dict[str, str]:
+        found = {}
+        for line in self.body:
+            m = OPTION.match(line)
+            if not m:
+                break
+            found[m.group("key")] = m.group("value").strip().strip('"')
+        return found
+
+
+def parse_blocks(path: Path, text: str) -> list[Block]:
+    """All fenced blocks of a MyST page, descending into container directives."""
+    blocks: list[Block] = []
+    stack: list[tuple[str, Block | None]] = []  # (fence mark, block) ; block None for containers
+    for number, line in enumerate(text.splitlines(), 1):
+        m = FENCE.match(line)
+        top = stack[-1] if stack else None
+        if top and top[1] is not None:  # inside a literal block: only its closing fence counts
+            if m and not m.group("info") and m.group("mark")[0] == top[0][0] and len(m.group("mark")) >= len(top[0]):
+                stack.pop()
+            else:
+                top[1].body.append(line)
+            continue
+        if not m:
+            continue
+        mark, info = m.group("mark"), m.group("info")
+        if top and not info and mark[0] == top[0][0] and len(mark) >= len(top[0]):
+            stack.pop()  # end of a container
+            continue
+        block = Block(path, number, info)
+        if block.directive in CONTAINERS:
+            stack.append((mark, None))
+        else:
+            blocks.append(block)
+            stack.append((mark, block))
+    return blocks
+
+
+def resolve_include(block: Block) -> Path:
+    target = block.argument
+    if target.startswith("/"):
+        return (DOCS / target.lstrip("/")).resolve()
+    return (block.path.parent / target).resolve()
+
+
+def defines(source: str, dotted: str) -> bool:
+    """Whether ``source`` defines a class or function named by ``dotted`` (Class.method)."""
+    scope: list[ast.stmt] = ast.parse(source).body
+    for part in dotted.split("."):
+        match = [n for n in scope if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == part]
+        if not match:
+            return False
+        scope = match[0].body
+    return True
+
+
+def problems_in(path: Path, text: str) -> tuple[list[str], set[Path]]:
+    """Problems found in one page, and the example files it includes."""
+    problems: list[str] = []
+    shown: set[Path] = set()
+    rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    for block in parse_blocks(path, text):
+        where = f"{rel}:{block.line}"
+        if block.directive == "literalinclude":
+            target = resolve_include(block)
+            opts = block.options()
+            if not target.is_file():
+                problems.append(f"{where}: included file {block.argument} does not exist")
+                continue
+            if not target.is_relative_to(EXAMPLES):
+                problems.append(f"{where}: included file {block.argument} is not under examples/")
+            shown.add(target)
+            if "caption" not in opts:
+                problems.append(f"{where}: include of {target.name} has no :caption: naming its file")
+            if "lines" in opts:
+                problems.append(f"{where}: include by :lines: drifts silently; use markers or :pyobject:")
+            source = target.read_text(encoding="utf-8")
+            for key in ("start-after", "end-before"):
+                if key in opts and opts[key] not in source:
+                    problems.append(f"{where}: marker {opts[key]!r} not found in {target.name}")
+            if "pyobject" in opts and not defines(source, opts["pyobject"]):
+                problems.append(f"{where}: {opts['pyobject']} is not defined in {target.name}")
+        elif block.directive == "doctest":
+            if not any(line.lstrip().startswith(">>>") for line in block.body):
+                problems.append(f"{where}: doctest block has no >>> example")
+        elif block.directive in CODE_DIRECTIVES or block.directive is None:
+            lang = block.language
+            if lang in PYTHON:
+                problems.append(f"{where}: Python block is neither included from examples/ nor a {{doctest}}")
+            elif lang in SHELL:
+                first = next((line for line in block.body if line.strip()), "")
+                if not first.startswith("$ "):
+                    problems.append(f"{where}: shell block should start with a '$ ' prompt")
+            elif lang == "":
+                problems.append(f"{where}: code block has no language")
+            elif lang not in TEXT:
+                problems.append(f"{where}: {lang} block is not included from a file under examples/")
+    return problems, shown
+
+
+def pages() -> list[Path]:
+    return sorted(p for p in DOCS.rglob("*.md") if "_build" not in p.parts)
+
+
+def example_modules() -> list[Path]:
+    return sorted(p for p in EXAMPLES.rglob("*.py") if p.name != "__init__.py" and "node_modules" not in p.parts)
+
+
+def test_every_page_block_is_tested_and_every_include_resolves():
+    problems: list[str] = []
+    for page in pages():
+        problems += problems_in(page, page.read_text(encoding="utf-8"))[0]
+    assert problems == []
+
+
+def test_every_example_module_is_shown_by_a_page():
+    shown: set[Path] = set()
+    for page in pages():
+        if "reference" not in page.relative_to(DOCS).parts:  # the API reference shows everything
+            shown |= problems_in(page, page.read_text(encoding="utf-8"))[1]
+    floor = {EXAMPLES / "clock.py", EXAMPLES / "envelope.py", EXAMPLES / "redis_client.py"}
+    missing = [str(p.relative_to(ROOT)) for p in example_modules() if p not in shown and p not in floor]
+    assert missing == []
+
+
+def test_the_floor_is_documented_in_the_api_reference():
+    api = (DOCS / "reference" / "api.md").read_text(encoding="utf-8")
+    for module in example_modules():
+        dotted = ".".join(module.relative_to(ROOT).with_suffix("").parts)
+        assert f".. automodule:: {dotted}\n" in api, f"{dotted} is missing from docs/reference/api.md"
+
+
+# -- the checker checks what it claims to -------------------------------------------------
+BAD_PAGE = """\
+# A page with every mistake
+
+```python
+print("nobody runs me")
+```
+
+::::{note}
+```{code-block} yaml
+apiVersion: v1
+```
+::::
+
+```{literalinclude} ../examples/missing.py
+:caption: examples/missing.py
+```
+
+```{literalinclude} ../examples/clock.py
+:lines: 1-5
+```
+
+```{literalinclude} ../examples/clock.py
+:caption: examples/clock.py
+:start-after: "# [start:nowhere]"
+:pyobject: FakeClock.rewind
+```
+
+```{doctest}
+print("no prompt")
+```
+
+```console
+tox -e redis
+```
+
+```
+bare fence
+```
+"""
+
+
+def test_checker_reports_each_kind_of_problem():
+    problems, shown = problems_in(DOCS / "page.md", BAD_PAGE)
+    messages = [p.split(": ", 1)[1] for p in problems]
+    assert messages == [
+        "Python block is neither included from examples/ nor a {doctest}",
+        "yaml block is not included from a file under examples/",
+        "included file ../examples/missing.py does not exist",
+        "include of clock.py has no :caption: naming its file",
+        "include by :lines: drifts silently; use markers or :pyobject:",
+        "marker '# [start:nowhere]' not found in clock.py",
+        "FakeClock.rewind is not defined in clock.py",
+        "doctest block has no >>> example",
+        "shell block should start with a '$ ' prompt",
+        "code block has no language",
+    ]
+    assert shown == {EXAMPLES / "clock.py"}
+
+
+def test_checker_accepts_a_good_page():
+    good = (
+        "```{literalinclude} ../examples/clock.py\n:caption: examples/clock.py\n:pyobject: FakeClock.advance\n```\n\n"
+        "```{doctest}\n>>> 1 + 1\n2\n```\n\n```console\n$ tox\n```\n"
+    )
+    assert problems_in(DOCS / "page.md", good) == ([], {EXAMPLES / "clock.py"})
+
+
+@pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(DOCS)))
+def test_page_exists_in_a_toctree_or_is_the_root(page):
+    if page.name == "index.md" and page.parent == DOCS:
+        return
+    name = page.stem
+    parent_index = page.parent / "index.md"
+    if page.name == "index.md":
+        parent_index, name = DOCS / "index.md", f"{page.parent.name}/index"
+    assert name in parent_index.read_text(encoding="utf-8"), f"{page} is not listed in {parent_index}"
