@@ -95,12 +95,13 @@ html_theme_options = {"navigation_with_keys": True}
 # -- LaTeX / PDF (xelatex via latexmk; see tools/build_pdf.py) ----------------------------
 latex_engine = "xelatex"
 latex_use_xindy = False  # Sphinx turns xindy on for xelatex; Debian's TeX lacks it
-latex_documents = [(root_doc, "handbook.tex", project, author, "manual")]
+latex_documents = [(root_doc, "handbook.tex", project.replace("&", r"\&"), author, "manual")]
 latex_toplevel_sectioning = "part"
 latex_show_urls = "footnote"
 latex_table_style = ["booktabs", "colorrows"]
 latex_elements = {
     "papersize": "a4paper",
+    "extraclassoptions": "openany,oneside",  # no blank pages before parts and chapters
     "pointsize": "10pt",
     "fontpkg": r"""
 \setmainfont{FreeSerif}
