@@ -14,6 +14,7 @@ All keys of one queue share the hash tag ``{name}``, so the scripts below also w
 Redis Cluster.
 """
 
+# [start:imports]
 from __future__ import annotations
 
 import json
@@ -24,6 +25,7 @@ import redis
 
 from examples.clock import Clock, SystemClock
 from examples.envelope import Job, MalformedJob
+# [end:imports]
 
 Handler = Callable[[Job], None]
 
