@@ -33,10 +33,11 @@ extensions = [
     "sphinx.ext.viewcode",
 ]
 root_doc = "index"
+numfig = True  # "Figure 3", "Listing 2": numbered in HTML and PDF
 exclude_patterns = ["_build", "conftest.py", "**/.pytest_cache"]
 templates_path = ["docs/_templates"]
-pygments_style = "friendly"
-pygments_dark_style = "monokai"
+pygments_style = "a11y-high-contrast-light"  # accessible-pygments: WCAG AA contrast
+pygments_dark_style = "a11y-high-contrast-dark"
 
 # Strict: every cross-reference must resolve (the build runs with -n -W --keep-going).
 nitpicky = True
@@ -60,12 +61,13 @@ autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 
 # -- copybutton: copy only what the reader types -------------------------------------------
-# ">>> " and "... " for doctests, "$ " for shell sessions; output lines are not copied.
-copybutton_prompt_text = r">>> |\.\.\. |\$ "
+# ">>> " and "... " for doctests (a bare "..." ends a block, as pasted into a REPL), "$ " for
+# shell sessions; output lines are not copied.
+copybutton_prompt_text = r">>> |\.\.\.(?: |$)|\$ "  # no capturing groups: copybutton numbers its own
 copybutton_prompt_is_regexp = True
 copybutton_only_copy_prompt_lines = True
 copybutton_remove_prompts = True
-copybutton_exclude = ".linenos, .gp, .go"
+copybutton_exclude = ".linenos"  # keep .gp prompts: the regex above needs them to pick input lines
 
 # -- The PDF, linked from the HTML when it has been built ----------------------------------
 PDF_NAME = "handbook.pdf"
@@ -78,6 +80,7 @@ if _pdf.exists():
 html_theme = "furo"
 html_title = "Task Queues & Async Job Processing"
 html_static_path = ["docs/_static"]
+html_favicon = "docs/_static/favicon.svg"
 html_css_files = ["handbook.css"]
 html_context = {"pdf_available": _pdf.exists(), "pdf_name": PDF_NAME}
 html_sidebars = {
@@ -108,13 +111,12 @@ latex_elements = {
 \setsansfont{FreeSans}
 \setmonofont{DejaVu Sans Mono}[Scale=0.82]
 """,
+    # Index entries name long dotted paths; a smaller, ragged index keeps them in the margins.
+    "printindex": r"\footnotesize\raggedright\sloppy\printindex",
     "sphinxsetup": "verbatimforcewraps=true, verbatimmaxunderfull=0, TitleColor={rgb}{0.1,0.2,0.45}",
     "preamble": r"""
 % sphinx-design cards arrive as sphinxuseclass environments: give them a frame.
 \usepackage{mdframed}
 \newenvironment{sphinxclasssd-card}{\begin{mdframed}[linewidth=0.6pt,linecolor=gray]}{\end{mdframed}}
-% Let long inline literals (setting names) break after underscores inside tables.
-\let\OldSphinxcode\sphinxcode
-\renewcommand{\sphinxcode}[1]{\OldSphinxcode{\sphinxbreaksattexescapedchars #1}}
 """,
 }

@@ -9,12 +9,26 @@ lacks; on fakeredis they are skipped with that reason.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from examples.redis_client import connect
 
 FLUSH_GUARD = "HANDBOOK_ALLOW_FLUSH"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("handbook")
+    group.addoption("--site", metavar="DIR", help="built HTML site to test in a browser (tox -e browser)")
+    group.addoption("--pdf", metavar="FILE", help="built PDF to check (tox -e pdf)")
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """tests/site checks a built site or PDF: collected only when --site or --pdf names one."""
+    if collection_path.name == "site" and collection_path.parent == Path(__file__).parent:
+        return not (config.getoption("--site") or config.getoption("--pdf"))
+    return None
 
 
 def real_redis_url() -> str | None:

@@ -27,6 +27,7 @@ from examples.clock import Clock, SystemClock
 from examples.envelope import Job, MalformedJob
 # [end:imports]
 
+# [start:queue-base]
 Handler = Callable[[Job], None]
 
 
@@ -60,6 +61,8 @@ class QueueBase:
 
     def _dead_letter_record(self, raw: str, reason: str) -> str:
         return json.dumps({"raw": raw, "reason": reason, "at": self.clock.now()}, sort_keys=True)
+
+# [end:queue-base]
 
 
 # [start:at-most-once]

@@ -1,0 +1,89 @@
+"""Every Python block, copied from the built HTML with its copy button, runs.
+
+Run by ``tox -e browser`` against a real Redis. For each page: the included listings, copied
+in page order, run as one script in a fresh interpreter; the ``>>>`` sessions, copied
+(prompts and output stripped by the copy button), are pasted into a fresh interactive
+console, and raise exactly as many exceptions as the page shows tracebacks. A listing that
+cannot run on its own carries the class ``needs-context`` and says what it needs in the
+sentence before it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urljoin
+
+import pytest
+
+from tests.conftest import real_redis_url
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+def replay(kind: str, code: list[str]) -> list[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(HERE / "replay_snippets.py")],
+        input=json.dumps({"kind": kind, "code": code}), capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["errors"]
+
+
+def pages_with_python(site_dir: Path) -> list[str]:
+    found = []
+    for path in sorted(site_dir.rglob("*.html")):
+        rel = path.relative_to(site_dir)
+        if rel.parts[0].startswith("_") or rel.name in {"genindex.html", "search.html", "py-modindex.html"}:
+            continue
+        text = path.read_text(encoding="utf-8")
+        if "highlight-python" in text or "highlight-pycon" in text:
+            found.append(str(rel))
+    return found
+
+
+def copy_all(page, selector: str) -> list[tuple[str, str]]:
+    """(copied text, shown text) of every block matching ``selector``, in page order."""
+    out = []
+    blocks = page.locator(selector)
+    for i in range(blocks.count()):
+        block = blocks.nth(i)
+        block.scroll_into_view_if_needed()
+        block.hover()
+        block.locator("button.copybtn").click()
+        out.append((page.evaluate("navigator.clipboard.readText()"), block.inner_text()))
+    return out
+
+
+def test_some_pages_have_python_to_copy(site_dir):
+    assert "fundamentals/delivery-guarantees.html" in pages_with_python(site_dir)
+
+
+@pytest.mark.real_redis("readers run the snippets against a real server")
+def test_copied_python_runs(context, base_url, site_dir):
+    assert real_redis_url(), "run under tox -e browser, which starts a real Redis"
+    failures = []
+    for name in pages_with_python(site_dir):
+        page = context.new_page()
+        page.goto(urljoin(base_url, name))
+        listings = copy_all(page, "div.highlight-python:not(.needs-context):not(.needs-context *)")
+        sessions = copy_all(page, "div.highlight-pycon")
+        page.close()
+        for copied, _ in listings:
+            try:
+                compile(copied, name, "exec")
+            except SyntaxError as exc:
+                failures.append(f"{name}: listing does not compile: {exc}")
+        if listings:
+            failures += [f"{name} listings: {e}" for e in replay("listings", [c for c, _ in listings])]
+        if sessions:
+            errors = replay("session", [c for c, _ in sessions])
+            shown = sum(s.count("Traceback (most recent call last)") for _, s in sessions)
+            if len(errors) != shown:
+                failures.append(f"{name}: sessions raised {len(errors)} exceptions, the page shows {shown}: {errors}")
+    assert failures == []
