@@ -96,6 +96,26 @@ def parse_blocks(path: Path, text: str) -> list[Block]:
     return blocks
 
 
+def unterminated_compound_statements(body: list[str]) -> list[int]:
+    """Offsets of ``>>>`` lines that follow an indented ``...`` line with no bare ``...`` between.
+
+    Pasted into the standard Python prompt, an indented block only ends at an empty line;
+    the copy button turns a bare ``...`` into that empty line.
+    """
+    found, open_block = [], False
+    for offset, line in enumerate(body, 1):
+        stripped = line.strip()
+        if stripped.startswith(">>>"):
+            if open_block:
+                found.append(offset)
+            open_block = False
+        elif stripped.startswith("... ") and stripped[4:].startswith((" ", "\t")):
+            open_block = True
+        elif stripped == "...":
+            open_block = False
+    return found
+
+
 def resolve_include(block: Block) -> Path:
     target = block.argument
     if target.startswith("/"):
@@ -143,6 +163,11 @@ def problems_in(path: Path, text: str) -> tuple[list[str], set[Path]]:
         elif block.directive == "doctest":
             if not any(line.lstrip().startswith(">>>") for line in block.body):
                 problems.append(f"{where}: doctest block has no >>> example")
+            for offset in unterminated_compound_statements(block.body):
+                problems.append(
+                    f"{rel}:{block.line + offset}: end this indented block with a bare '...' line, "
+                    f"or it will not paste into a Python prompt"
+                )
         elif block.directive in CODE_DIRECTIVES or block.directive is None:
             lang = block.language
             if lang in PYTHON:
@@ -222,6 +247,13 @@ apiVersion: v1
 print("no prompt")
 ```
 
+```{doctest}
+>>> for i in range(2):
+...     pass
+>>> i
+1
+```
+
 ```console
 tox -e redis
 ```
@@ -244,6 +276,7 @@ def test_checker_reports_each_kind_of_problem():
         "marker '# [start:nowhere]' not found in clock.py",
         "FakeClock.rewind is not defined in clock.py",
         "doctest block has no >>> example",
+        "end this indented block with a bare '...' line, or it will not paste into a Python prompt",
         "shell block should start with a '$ ' prompt",
         "code block has no language",
     ]
