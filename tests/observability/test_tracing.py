@@ -1,15 +1,19 @@
 """Tests for docs/observability/tracing.md (examples/observability/tracing.py).
 
 Spans go to the OpenTelemetry SDK's InMemorySpanExporter; jobs go through a real queue
-(the reliable queue of the fundamentals track, on fakeredis or a real Redis).
+(the reliable queue of the fundamentals track, on fakeredis or a real Redis). The Celery
+tests run a real Celery worker in this process (solo pool, in-memory broker).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 
 import pytest
-from opentelemetry import trace
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+from opentelemetry.instrumentation.celery import CeleryInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -20,7 +24,13 @@ from examples.clock import FakeClock
 from examples.envelope import Job, new_job
 from examples.fundamentals.delivery_guarantees import ReliableQueue
 from examples.observability import tracing
-from examples.observability.tracing import LOG_FORMAT, TraceContextFilter, TracedQueue, creation_context
+from examples.observability.tracing import (
+    LOG_FORMAT,
+    TraceContextFilter,
+    TracedQueue,
+    creation_context,
+    instrument_celery,
+)
 
 VALID_PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -232,3 +242,64 @@ def test_log_records_carry_job_and_trace_ids(queue, exporter):
         f"INFO job=j-7 trace={process.context.trace_id:032x} span={process.context.span_id:016x} "
         "handbook.tests.jobs: sending email",
     ]
+
+
+# -- Celery, through opentelemetry-instrumentation-celery ---------------------------------
+app = Celery("handbook_tracing", broker="memory://", backend="cache+memory://")
+app.conf.update(
+    task_serializer="json", accept_content=["json"], result_serializer="json",
+    broker_transport_options={"polling_interval": 0.01},  # the in-memory broker polls
+)
+
+
+@app.task(name="emails.send_receipt")
+def send_receipt(order: int) -> str:
+    return f"receipt for order {order}"
+
+
+@pytest.fixture(scope="module")
+def worker():
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10) as running:
+        yield
+        send_receipt.delay(0)  # one more message: the worker's loop wakes and stops sooner
+
+
+@pytest.fixture(params=[False, True], ids=["parent", "links"])
+def traced(request):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrument_celery(provider, use_span_links=request.param)
+    try:
+        yield exporter, request.param
+    finally:
+        CeleryInstrumentor().uninstrument()
+        provider.shutdown()
+
+
+def test_the_instrumentation_supports_the_installed_celery():
+    celery_version = tuple(int(p) for p in importlib.metadata.version("celery").split(".")[:2])
+    assert CeleryInstrumentor().instrumentation_dependencies() == ("celery >= 4.0, < 6.0",)
+    assert (4, 0) <= celery_version < (6, 0)
+
+
+def test_task_runs_in_the_trace_that_sent_it(worker, traced):
+    exporter, use_links = traced
+    result = send_receipt.delay(42)
+    assert result.get(timeout=10, interval=0.01) == "receipt for order 42"
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    send, run = spans["apply_async/emails.send_receipt"], spans["run/emails.send_receipt"]
+    assert send.kind is SpanKind.PRODUCER and run.kind is SpanKind.CONSUMER
+    assert send.attributes["messaging.message.id"] == run.attributes["messaging.message.id"] == result.id
+    assert send.attributes["celery.action"] == "apply_async" and run.attributes["celery.action"] == "run"
+    assert run.attributes["celery.state"] == "SUCCESS"
+    # The instrumentation still writes pre-1.24 attribute names (schema 1.11.0):
+    assert send.instrumentation_scope.schema_url == "https://opentelemetry.io/schemas/1.11.0"
+    assert run.attributes["messaging.destination"] == "celery"
+    assert "messaging.destination.name" not in run.attributes
+    if use_links:
+        assert run.parent is None and run.context.trace_id != send.context.trace_id
+        assert [link.context.span_id for link in run.links] == [send.context.span_id]
+    else:
+        assert run.context.trace_id == send.context.trace_id
+        assert run.parent.span_id == send.context.span_id and list(run.links) == []
