@@ -33,8 +33,12 @@ class OpenFlowerRefused(SystemExit):
     """Flower was asked to start without any authentication."""
 
 
-def require_authentication(opts=_flower_options) -> None:
-    """Stop start-up unless basic auth (or OAuth with ``--auth``) is configured."""
+def require_authentication(opts=None) -> None:
+    """Stop start-up unless basic auth (or OAuth with ``--auth``) is configured.
+
+    Flower calls it without arguments, with its merged options; tests pass their own.
+    """
+    opts = opts if opts is not None else _flower_options
     if getattr(opts, "auth", ""):
         return
     entries = list(getattr(opts, "basic_auth", None) or [])
