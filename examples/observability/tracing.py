@@ -83,7 +83,7 @@ def creation_context(job: Job) -> SpanContext | None:
 
 # [start:traced-queue]
 class TracedQueue:
-    """A :class:`ReliableQueue` whose jobs carry their trace from producer to consumer."""
+    """A :class:`~examples.fundamentals.delivery_guarantees.ReliableQueue` whose jobs carry their trace."""
 
     def __init__(self, queue: ReliableQueue, tracer: Tracer, *, system: str = "redis") -> None:
         self.queue = queue
