@@ -1,0 +1,212 @@
+"""Tests for docs/observability/flower.md (examples/observability/flower/).
+
+The end-to-end test starts a Celery worker and Flower as subprocesses against the real
+Redis of ``tox -e redis``, on a free loopback port, with basic auth from the environment,
+and always stops both. The other tests need no broker.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from celery import Celery
+from flower.options import default_options
+
+from examples.observability.flower import flowerconfig
+from examples.observability.flower.celery_app import app, build_report
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = ROOT / "docs" / "observability" / "flower.md"
+CONF = ROOT / "examples" / "observability" / "flower" / "flowerconfig.py"
+APP = "examples.observability.flower.celery_app"
+PREFIX = "flower"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- the defaults the page quotes ----------------------------------------------------------
+def settings_rows() -> list[tuple[str, str]]:
+    """(setting, default) pairs of the page's settings table: `--name` is Flower, else Celery."""
+    rows = re.findall(r"^\| `([-\w]+)` +\| `([^`]*)` +\|", PAGE.read_text(encoding="utf-8"), flags=re.M)
+    assert len(rows) >= 10, "the settings table of flower.md was not found"
+    return rows
+
+
+def flower_default(name: str):
+    """The default an option was declared with (tornado stores names with dashes)."""
+    return default_options._options[name.replace("_", "-")].default
+
+
+@pytest.mark.parametrize("setting, quoted", settings_rows())
+def test_page_defaults_match_the_installed_packages(setting, quoted):
+    if setting.startswith("--"):
+        actual = flower_default(setting[2:])
+    else:
+        actual = Celery(set_as_current=False).conf[setting]
+    assert ast.literal_eval(quoted) == actual
+
+
+def test_celery_state_default_is_smaller_than_flowers():
+    from celery.events.state import State
+
+    assert State().max_tasks_in_memory == 10000  # Celery's own default, which Flower 2.x overrides
+    assert flower_default("max_tasks") == 100000
+
+
+def test_the_app_sends_events_and_only_json():
+    assert app.conf.worker_send_task_events is True
+    assert app.conf.task_send_sent_event is True
+    assert app.conf.accept_content == ["json"]
+    assert build_report.run(21) == 42
+
+
+# -- the config refuses an open Flower -----------------------------------------------------
+@pytest.mark.parametrize(
+    "opts, message",
+    [
+        (SimpleNamespace(auth="", basic_auth=None), "refusing to start Flower without authentication"),
+        (SimpleNamespace(auth="", basic_auth=[]), "refusing to start Flower without authentication"),
+        (SimpleNamespace(auth="", basic_auth=["ops"]), "entry for user 'ops' needs the form user:password"),
+        (SimpleNamespace(auth="", basic_auth=["ops:short"]), "at least 12 characters"),
+        (SimpleNamespace(auth="", basic_auth=[":" + "x" * 20]), "entry for user '?'"),
+    ],
+    ids=["unset", "empty", "no-password", "short-password", "no-user"],
+)
+def test_require_authentication_refuses(opts, message):
+    with pytest.raises(flowerconfig.OpenFlowerRefused, match=message):
+        flowerconfig.require_authentication(opts)
+
+
+def test_require_authentication_accepts_basic_auth_or_oauth():
+    flowerconfig.require_authentication(SimpleNamespace(auth="", basic_auth=["ops:" + "s" * 24]))
+    flowerconfig.require_authentication(SimpleNamespace(auth=".*@example\\.com", basic_auth=None))
+
+
+def flower_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", APP, "flower", f"--conf={CONF}",
+            f"--port={port}", "--address=127.0.0.1", f"--url_prefix={PREFIX}"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
+    env.update(extra)
+    return env
+
+
+def test_flower_with_this_config_does_not_start_without_credentials():
+    env = clean_env(REDIS_URL="redis://127.0.0.1:1/0")  # never reached: Flower stops first
+    done = subprocess.run(flower_command(free_port()), cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode != 0
+    assert "refusing to start Flower without authentication" in done.stderr
+
+
+# -- end to end: worker + Flower + Redis ---------------------------------------------------
+@contextmanager
+def process(args: list[str], env: dict[str, str], log: Path):
+    """Start a process, and stop it (TERM, then KILL) whatever happens."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
+
+
+def http(url: str, auth: str | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url)
+    if auth is not None:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def wait_for(what: str, check, *, timeout: float, logs: list[Path]):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = check()
+        except (urllib.error.URLError, ConnectionError):
+            found = None
+        if found:
+            return found
+        time.sleep(0.2)
+    tails = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in logs)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}\n{tails}")
+
+
+@pytest.mark.real_redis("Flower and a Celery worker need a broker they reach over TCP")
+@pytest.mark.timeout(120)
+def test_flower_sees_the_task_and_refuses_anonymous_clients(redis_url, tmp_path):
+    credentials = f"ops:{secrets.token_urlsafe(18)}"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/{PREFIX}"
+    worker_log, flower_log = tmp_path / "worker.log", tmp_path / "flower.log"
+    logs = [worker_log, flower_log]
+    worker_cmd = [sys.executable, "-m", "celery", "-A", APP, "worker", "--pool=solo", "--concurrency=1",
+                  "--without-mingle", "--without-gossip", "--hostname=flower-test@%h", "--loglevel=INFO"]
+    with process(worker_cmd, clean_env(REDIS_URL=redis_url), worker_log), \
+         process(flower_command(port), clean_env(REDIS_URL=redis_url, FLOWER_BASIC_AUTH=credentials), flower_log):
+        wait_for("Flower to answer", lambda: http(f"{base}/healthcheck")[0] == 200, timeout=30, logs=logs)
+        # Events travel over pub/sub: Flower sees only what happens while it listens.
+        # A worker heartbeat in /metrics proves that Flower receives the worker's events.
+        wait_for("a worker heartbeat in Flower", lambda: re.search(
+            r'flower_worker_online\{worker="flower-test@[^"]+"\} 1\.0', http(f"{base}/metrics")[1]),
+            timeout=30, logs=logs)
+
+        with app.connection_for_write(redis_url) as conn:
+            result = build_report.apply_async(args=(21,), connection=conn)
+
+        def task_info():
+            status, body = http(f"{base}/api/task/info/{result.id}", auth=credentials)
+            info = json.loads(body) if status == 200 else {}
+            return info if info.get("state") == "SUCCESS" else None
+
+        info = wait_for("the task to succeed in Flower", task_info, timeout=30, logs=logs)
+        assert info["name"] == "reports.build" and info["result"] == "42"
+        assert info["worker"].startswith("flower-test@")
+        assert info["sent"] and info["received"] and info["started"] and info["succeeded"]
+
+        status, body = http(f"{base}/api/tasks?limit=10", auth=credentials)
+        assert status == 200 and result.id in json.loads(body)
+
+        # Without credentials, or with wrong ones, the API and the UI refuse.
+        assert http(f"{base}/api/tasks")[0] == 401
+        assert http(f"{base}/api/task/info/{result.id}", auth="ops:wrong-password")[0] == 401
+        assert http(f"{base}/workers")[0] == 401
+        # /metrics and /healthcheck answer anyone: protect them at the proxy.
+        status, metrics = http(f"{base}/metrics")
+        assert status == 200
+        assert re.search(r'flower_events_total\{task="reports.build",type="task-succeeded",worker="flower-test@', metrics)
+        # Behind a prefix, Flower serves only under it: the proxy must not strip it.
+        assert http(f"http://127.0.0.1:{port}/healthcheck")[0] == 404
