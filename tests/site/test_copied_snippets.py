@@ -1,6 +1,6 @@
 """Every Python block, copied from the built HTML with its copy button, runs.
 
-Run by ``tox -e browser`` against a real Redis. For each page: the included listings, copied
+Run by ``tox -e browser`` against a real Redis. For each page: the included listings of each file, copied
 in page order, run as one script in a fresh interpreter; the ``>>>`` sessions, copied
 (prompts and output stripped by the copy button), are pasted into a fresh interactive
 console, and raise exactly as many exceptions as the page shows tracebacks. A listing that
@@ -47,8 +47,8 @@ def pages_with_python(site_dir: Path) -> list[str]:
     return found
 
 
-def copy_all(page, selector: str) -> list[tuple[str, str]]:
-    """(copied text, shown text) of every block matching ``selector``, in page order."""
+def copy_all(page, selector: str) -> list[tuple[str, str, str]]:
+    """(copied text, shown text, caption) of every block matching ``selector``, in page order."""
     out = []
     blocks = page.locator(selector)
     for i in range(blocks.count()):
@@ -56,7 +56,10 @@ def copy_all(page, selector: str) -> list[tuple[str, str]]:
         block.scroll_into_view_if_needed()
         block.hover()
         block.locator("button.copybtn").click()
-        out.append((page.evaluate("navigator.clipboard.readText()"), block.inner_text()))
+        caption = block.evaluate(
+            "b => (b.closest('.literal-block-wrapper')?.querySelector('.code-block-caption .caption-text')?.textContent) || ''"
+        )
+        out.append((page.evaluate("navigator.clipboard.readText()"), block.inner_text(), caption.strip()))
     return out
 
 
@@ -74,16 +77,18 @@ def test_copied_python_runs(context, base_url, site_dir):
         listings = copy_all(page, "div.highlight-python:not(.needs-context):not(.needs-context *)")
         sessions = copy_all(page, "div.highlight-pycon")
         page.close()
-        for copied, _ in listings:
+        by_file: dict[str, list[str]] = {}
+        for copied, _, caption in listings:
             try:
                 compile(copied, name, "exec")
             except SyntaxError as exc:
                 failures.append(f"{name}: listing does not compile: {exc}")
-        if listings:
-            failures += [f"{name} listings: {e}" for e in replay("listings", [c for c, _ in listings])]
+            by_file.setdefault(caption, []).append(copied)
+        for caption, blocks in by_file.items():  # the listings of one file, in page order
+            failures += [f"{name} listings of {caption}: {e}" for e in replay("listings", blocks)]
         if sessions:
-            errors = replay("session", [c for c, _ in sessions])
-            shown = sum(s.count("Traceback (most recent call last)") for _, s in sessions)
+            errors = replay("session", [c for c, _, _ in sessions])
+            shown = sum(s.count("Traceback (most recent call last)") for _, s, _ in sessions)
             if len(errors) != shown:
                 failures.append(f"{name}: sessions raised {len(errors)} exceptions, the page shows {shown}: {errors}")
     assert failures == []
