@@ -31,9 +31,10 @@ extensions = [
     "sphinx.ext.doctest",  # renders {doctest} blocks; Sybil (docs/conftest.py) runs them
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
+    "bench_results",  # tools/bench_results.py: benchmark tables and figures from committed JSON
 ]
 root_doc = "index"
-exclude_patterns = ["_build", "conftest.py", "**/.pytest_cache"]
+exclude_patterns = ["_build", "conftest.py", "**/.pytest_cache", "_generated"]
 templates_path = ["docs/_templates"]
 pygments_style = "friendly"
 pygments_dark_style = "monokai"
