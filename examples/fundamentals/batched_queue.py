@@ -1,15 +1,15 @@
 """A batched at-least-once queue: the reliable queue, moving up to hundreds of jobs per round trip.
 
 This module is the fast reference queue of the page *Throughput ceilings*
-(``docs/frameworks/throughput.md``). It builds on :class:`ReliableQueue` from the page
-*Delivery guarantees* and keeps its keys and its guarantee:
+(``docs/frameworks/throughput.md``). It builds on :class:`~examples.fundamentals.delivery_guarantees.ReliableQueue`
+from the page *Delivery guarantees* and keeps its keys and its guarantee:
 
 * a worker claims a whole batch in one Lua call, which moves the jobs from the pending list
   into the worker's own processing list and records its heartbeat;
 * the worker runs every job of the batch, then acknowledges the batch in one call, which is
   merged with the claim of the next batch (one round trip per batch in a busy loop);
 * a worker that dies leaves its batch in its processing list, where the inherited
-  :meth:`ReliableQueue.recover` finds it and puts it back at the front of the queue.
+  :meth:`~examples.fundamentals.delivery_guarantees.ReliableQueue.recover` finds it and puts it back at the front of the queue.
 
 The price of batching: a crash re-runs the jobs of the batch that were already done (at most
 one batch of duplicates per crash), and the first job of a batch waits for the whole batch
@@ -103,10 +103,10 @@ def parse_batch(count: int, joined: str) -> list[Job] | None:
 
     With exactly ``count - 1`` newlines, no message contains one, so every newline is a
     boundary. Each message must then be exactly one JSON value ending at a boundary
-    (``raw_decode`` skips no whitespace) with the keys in the order :meth:`Job.to_json`
-    writes them and the types :meth:`Job.from_json` accepts, only stricter
+    (``raw_decode`` skips no whitespace) with the keys in the order :meth:`~examples.envelope.Job.to_json`
+    writes them and the types :meth:`~examples.envelope.Job.from_json` accepts, only stricter
     (``type(x) is int`` refuses ``True``). Anything unusual returns ``None``, and the caller
-    checks each message with :meth:`Job.from_json`, which names the reason a malformed one
+    checks each message with :meth:`~examples.envelope.Job.from_json`, which names the reason a malformed one
     is dead-lettered.
     """
     if joined.count("\n") != count - 1:
