@@ -386,7 +386,7 @@ def table_rows(data: dict) -> list[list[str]]:
         ratios = []
         for ref in (CEILING, BASELINE):
             ratio = drain["median"] / by_id[ref]["drain"]["median"] if ref in by_id else None
-            ratios.append("–" if ratio is None else f"{ratio:,.2f}×" if ratio < 10 else f"{ratio:,.0f}×")
+            ratios.append("–" if ratio is None else f"{ratio:.1g}×" if ratio < 0.01 else f"{ratio:,.2f}×" if ratio < 10 else f"{ratio:,.0f}×")
         rows.append([
             c["label"], f"{c['jobs_per_run']:,}", _rate(c["enqueue"]["median"]), _rate(drain["median"]),
             f"{_rate(drain['min'])}–{_rate(drain['max'])}", *ratios,
