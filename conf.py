@@ -31,10 +31,11 @@ extensions = [
     "sphinx.ext.doctest",  # renders {doctest} blocks; Sybil (docs/conftest.py) runs them
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
+    "bench_results",  # tools/bench_results.py: benchmark tables and figures from committed JSON
 ]
 root_doc = "index"
 numfig = True  # "Figure 3", "Listing 2": numbered in HTML and PDF
-exclude_patterns = ["_build", "conftest.py", "**/.pytest_cache"]
+exclude_patterns = ["_build", "conftest.py", "**/.pytest_cache", "_generated"]
 templates_path = ["docs/_templates"]
 pygments_style = "a11y-high-contrast-light"  # accessible-pygments: WCAG AA contrast
 pygments_dark_style = "a11y-high-contrast-dark"
@@ -49,6 +50,7 @@ nitpick_ignore_regex = [
     # inventory offline either; `Tracer` is how autodoc prints the imported annotation.
     (r"py:.*", r"(opentelemetry|logging|contextvars)(\..*)?"),
     (r"py:class", r"Tracer"),
+    (r"py:class", r"pathlib\.Path"),  # standard library, no inventory offline (see above)
 ]
 # No network at build time: intersphinx has no inventories to fetch, so it is only kept for
 # explicit :external: roles that would fail loudly. Mapping stays empty on purpose.
