@@ -24,6 +24,8 @@ from typing import Literal
 OLDEST_JOB_SLO_SECONDS = 300.0
 # Share of finished jobs that may fail before someone is paged.
 ERROR_RATIO_THRESHOLD = 0.05
+# Where the alert rules' runbook links point: replace it with where you publish the handbook.
+HANDBOOK_URL = "https://handbook.example.org/"
 
 # Buckets sized for background jobs, not web requests: a bucket edge sits on the SLO, so
 # "share of jobs that waited less than the SLO" is read from one bucket, not estimated.

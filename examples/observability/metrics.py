@@ -132,12 +132,27 @@ class InstrumentedWorker:
 
 
 # [start:collector]
+def worst_case_seconds(r: redis.Redis) -> float:
+    """How long one command can wait on ``r`` before failing: every attempt may use both timeouts.
+
+    Infinite if ``socket_timeout`` is not set. Retry back-off sleeps come on top.
+    """
+    pool = r.connection_pool
+    kwargs = pool.connection_kwargs
+    timeout = kwargs.get("socket_timeout")
+    if timeout is None:
+        return float("inf")
+    connect_timeout = kwargs.get("socket_connect_timeout") or timeout
+    retries = pool.connection_class(**kwargs).retry.get_retries()  # built, not connected
+    return (retries + 1) * (connect_timeout + timeout)
+
+
 class QueueCollector(Collector):
     """Reads queue depth, oldest-job age and dead letters from Redis at scrape time.
 
-    The Redis client must have a ``socket_timeout`` (and should have a
-    ``socket_connect_timeout``) no longer than ``max_timeout`` seconds: a scrape then
-    ends within that time even if Redis hangs. When Redis cannot be read, the scrape
+    The Redis client must fail fast: its timeouts and retries must bound a scrape to
+    ``max_timeout`` seconds (see :func:`worst_case_seconds`), so that a scrape ends in
+    time even if Redis hangs. When Redis cannot be read, the scrape
     still succeeds with ``jobqueue_collector_up 0`` and one more error counted, and no
     queue gauges, so that no stale or zero value can hide a backlog.
     """
@@ -150,12 +165,12 @@ class QueueCollector(Collector):
         clock: Clock | None = None,
         max_timeout: float = 2.0,
     ) -> None:
-        timeout = r.connection_pool.connection_kwargs.get("socket_timeout")
-        if timeout is None or timeout > max_timeout:
+        worst = worst_case_seconds(r)
+        if worst > max_timeout:
             raise ValueError(
-                f"the collector's Redis client needs socket_timeout <= {max_timeout} s so that a "
-                f"scrape cannot hang (got {timeout!r}); for example "
-                f"connect(url, socket_timeout=1, socket_connect_timeout=1)"
+                f"a scrape could wait {worst} s for this Redis client, more than max_timeout={max_timeout} s; "
+                f"give the collector a client that fails fast, for example "
+                f"connect(url, socket_timeout=0.5, socket_connect_timeout=0.5) with no retries"
             )
         self.r = r
         self.clock = clock or SystemClock()
