@@ -31,6 +31,7 @@ extensions = [
     "sphinx.ext.doctest",  # renders {doctest} blocks; Sybil (docs/conftest.py) runs them
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
+    "observability_pages",  # tools/: tables and the dashboard figure of Track 3, built from code
 ]
 root_doc = "index"
 exclude_patterns = ["_build", "conftest.py", "**/.pytest_cache"]
