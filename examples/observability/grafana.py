@@ -1,7 +1,7 @@
 """Generates the Grafana dashboard for the handbook's job queues.
 
 This module is the code behind the page *Build a Grafana dashboard for a job queue*
-(``docs/observability/grafana.md``). The dashboard is data: :data:`PANELS` lists each
+(``docs/observability/grafana.md``). The dashboard is data: ``PANELS`` lists each
 panel's title, place on the grid and PromQL, using only metrics of
 :mod:`examples.observability.metric_contract`. :func:`dashboard` turns it into the JSON
 model Grafana imports, and ``python -m examples.observability.grafana`` rewrites

@@ -65,7 +65,7 @@ class QueueMetrics:
 
 # [start:instrumented-worker]
 class InstrumentedWorker:
-    """Runs jobs from a :class:`ReliableQueue` and records what happened to each.
+    """Runs jobs from a :class:`~examples.fundamentals.delivery_guarantees.ReliableQueue` and records what happened to each.
 
     ``tasks`` lists the task names this worker knows: any other name is counted as
     ``task="other"``, so a producer that sends made-up names cannot create new series.
