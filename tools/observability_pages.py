@@ -43,7 +43,8 @@ def framework_tables() -> str:
         parts.append(f"**{title}**\n\n| signal | how you get it | source |\n| --- | --- | --- |")
         for signal in c.SIGNALS:
             provider = c.PROVIDERS[signal.key][key]
-            parts[-1] += f"\n| {signal.title} | {_cell(provider.text)} | [{provider.source}]({c.SOURCES[provider.source]}) |"
+            url = c.SOURCES[provider.source]
+            parts[-1] += f"\n| {signal.title} | {_cell(provider.text)} | [{url.rsplit('/', 1)[1]}]({url}) |"
     return "\n\n".join(parts) + "\n"
 
 
@@ -73,8 +74,8 @@ def draw_layout(dashboard: dict, path: Path) -> None:
                                     boxstyle="round,pad=0,rounding_size=0.3", facecolor=colors[p["type"]],
                                     edgecolor="#4a6a8a", linewidth=1))
         ax.text(g["x"] + 0.6, g["y"] + 0.9, p["title"], fontsize=9, weight="bold", va="top", color="#1a2a45")
-        detail = f"{p['type']}, {len(p['targets'])} quer{'y' if len(p['targets']) == 1 else 'ies'}"
-        ax.text(g["x"] + 0.6, g["y"] + 2.0, detail, fontsize=7.5, va="top", color="#4a5a6a")
+        legends = ", ".join(t["legendFormat"].replace("{{", "").replace("}}", "") for t in p["targets"])
+        ax.text(g["x"] + 0.6, g["y"] + 2.0, f"{p['type']}: {legends}", fontsize=7.5, va="top", color="#4a5a6a")
     ax.set_xlim(0, 24)
     ax.set_ylim(rows, 0)
     ax.set_xticks(range(0, 25, 6))

@@ -60,7 +60,7 @@ PANELS: tuple[Panel, ...] = (
           ((f"max(jobqueue_queue_oldest_job_age_seconds{Q})", "oldest"),), (SLO / 2, SLO)),
     Panel("Dead letters", "stat", 12, 0, 6, 4, "short",
           ((f"sum(max by (queue) (jobqueue_queue_dead_letters{Q}))", "dead"),), (1, 10)),
-    Panel("Redis readable by the collector", "stat", 18, 0, 6, 4, "short",
+    Panel("Collector reads Redis", "stat", 18, 0, 6, 4, "short",
           (("min(jobqueue_collector_up)", "up"),),
           description="0 means depth, age and dead letters are unknown, not zero."),
     Panel("Queue depth", "timeseries", 0, 4, 12, 8, "short",
