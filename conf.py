@@ -32,6 +32,7 @@ extensions = [
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
     "bench_results",  # tools/bench_results.py: benchmark tables and figures from committed JSON
+    "observability_pages",  # tools/: tables and the dashboard figure of Track 3, built from code
 ]
 root_doc = "index"
 numfig = True  # "Figure 3", "Listing 2": numbered in HTML and PDF
@@ -51,6 +52,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(opentelemetry|logging|contextvars)(\..*)?"),
     (r"py:class", r"Tracer"),
     (r"py:class", r"pathlib\.Path"),  # standard library, no inventory offline (see above)
+    # prometheus_client has no inventory offline either; type hints name CollectorRegistry bare.
+    (r"py:.*", r"(prometheus_client(\..*)?|CollectorRegistry)"),
 ]
 # No network at build time: intersphinx has no inventories to fetch, so it is only kept for
 # explicit :external: roles that would fail loudly. Mapping stays empty on purpose.

@@ -1,0 +1,85 @@
+"""Tests for docs/observability/alerting.md (examples/observability/alerts.yml, alerts_test.yml).
+
+promtool checks and unit-tests the rules. Without promtool these tests FAIL with the
+command that installs it: alert rules nobody ran are not allowed to pass.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from examples.observability import metric_contract as contract
+from tests.observability.conftest import EXAMPLES, run_promtool
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+RULES = yaml.safe_load((EXAMPLES / "alerts.yml").read_text(encoding="utf-8"))
+ALERTS = {rule["alert"]: rule for group in RULES["groups"] for rule in group["rules"]}
+UNIT_TESTS = yaml.safe_load((EXAMPLES / "alerts_test.yml").read_text(encoding="utf-8"))
+
+
+def test_promtool_check_rules_passes(promtool):
+    result = run_promtool(promtool, "check", "rules", "alerts.yml", cwd=EXAMPLES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(ALERTS)} rules found" in result.stdout
+
+
+def test_promtool_unit_tests_pass(promtool):
+    result = run_promtool(promtool, "test", "rules", "alerts_test.yml", cwd=EXAMPLES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_a_wrong_expectation_makes_promtool_fail(promtool, tmp_path):
+    """The harness can fail: an expected alert that does not match is reported."""
+    shutil.copy(EXAMPLES / "alerts.yml", tmp_path)
+    text = (EXAMPLES / "alerts_test.yml").read_text(encoding="utf-8")
+    (tmp_path / "alerts_test.yml").write_text(text.replace("{severity: page, queue: stalled}",
+                                                           "{severity: page, queue: busy}"), encoding="utf-8")
+    result = run_promtool(promtool, "test", "rules", "alerts_test.yml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "FAILED" in result.stdout + result.stderr
+    assert "alertname: JobQueueNotConsuming" in result.stdout + result.stderr
+
+
+def test_a_broken_rule_fails_the_check(promtool, tmp_path):
+    text = (EXAMPLES / "alerts.yml").read_text(encoding="utf-8")
+    (tmp_path / "alerts.yml").write_text(text.replace("max by (queue) (jobqueue_queue_dead_letters) > 0",
+                                                      "max by (queue) (jobqueue_queue_dead_letters > 0"))
+    result = run_promtool(promtool, "check", "rules", "alerts.yml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "unclosed left parenthesis" in result.stdout + result.stderr
+
+
+def test_rules_use_only_contract_metrics_and_its_thresholds():
+    for name, rule in ALERTS.items():
+        used = set(re.findall(r"\bjobqueue_[a-z_]+", rule["expr"]))
+        assert used and used <= contract.SERIES_NAMES, (name, used - contract.SERIES_NAMES)
+    assert ALERTS["JobQueueOldestJobTooOld"]["expr"].endswith(f"> {contract.OLDEST_JOB_SLO_SECONDS:g}")
+    assert ALERTS["JobQueueErrorRatioHigh"]["expr"].rstrip().endswith(f"> {contract.ERROR_RATIO_THRESHOLD:g}")
+
+
+@pytest.mark.parametrize("name", sorted(ALERTS))
+def test_every_alert_waits_has_a_severity_and_a_runbook_that_exists(name):
+    rule = ALERTS[name]
+    assert re.fullmatch(r"\d+m", rule["for"])
+    assert rule["labels"]["severity"] in {"page", "ticket"}
+    url = rule["annotations"]["runbook_url"]
+    assert url.startswith(contract.HANDBOOK_URL)
+    page, anchor = url.removeprefix(contract.HANDBOOK_URL).split("#")
+    source = (DOCS / page).with_suffix(".md")
+    assert source.is_file(), f"{name}: runbook page {page} has no source {source}"
+    headings = re.findall(r"^#{2,4} (.+)$", source.read_text(encoding="utf-8"), flags=re.M)
+    assert anchor in {h.strip().lower() for h in headings}, f"{name}: no heading for #{anchor} in {source.name}"
+
+
+@pytest.mark.parametrize("name", sorted(ALERTS))
+def test_every_alert_has_a_case_that_fires_and_one_that_must_not(name):
+    cases = [case for test in UNIT_TESTS["tests"] for case in test.get("alert_rule_test", [])
+             if case["alertname"] == name]
+    assert any(case.get("exp_alerts") for case in cases), f"{name}: no test where it fires"
+    assert any(not case.get("exp_alerts") for case in cases), f"{name}: no test where it must stay quiet"

@@ -1,0 +1,120 @@
+"""Tests for docs/observability/grafana.md (examples/observability/grafana.py, dashboard.json).
+
+Every panel query is run through promtool twice: as a recording rule (`promtool check
+rules`: it parses) and in a rule unit test fed only with series of the metric contract
+(`promtool test rules`: it returns data, so it uses no metric outside the contract).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from examples.observability import grafana
+from examples.observability import metric_contract as contract
+from tests.observability.conftest import EXAMPLES, run_promtool
+
+DASHBOARD = json.loads((EXAMPLES / "dashboard.json").read_text(encoding="utf-8"))
+GRAFANA_VARIABLES = {'"$queue"': '".+"', "$__rate_interval": "5m"}
+
+
+def test_committed_dashboard_is_what_the_generator_writes():
+    assert (EXAMPLES / "dashboard.json").read_text(encoding="utf-8") == grafana.render()
+    assert grafana.main(["--check"]) == 0
+
+
+def test_dashboard_structure():
+    panels = DASHBOARD["panels"]
+    assert [p["id"] for p in panels] == list(range(1, len(panels) + 1))
+    cells: set[tuple[int, int]] = set()
+    for p in panels:
+        pos = p["gridPos"]
+        assert 0 <= pos["x"] and pos["x"] + pos["w"] <= grafana.GRID_COLUMNS, p["title"]
+        mine = {(x, y) for x in range(pos["x"], pos["x"] + pos["w"]) for y in range(pos["y"], pos["y"] + pos["h"])}
+        assert not mine & cells, f"{p['title']} overlaps another panel"
+        cells |= mine
+        assert p["type"] in {"timeseries", "stat"} and p["targets"]
+        assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert len({t["refId"] for t in p["targets"]}) == len(p["targets"])
+    variables = {v["name"]: v for v in DASHBOARD["templating"]["list"]}
+    assert variables["datasource"]["query"] == "prometheus"
+    assert variables["queue"]["query"]["query"] == "label_values(jobqueue_queue_depth, queue)"
+    titles = " | ".join(p["title"] for p in panels)
+    for needed in ("Queue depth", "oldest", "Throughput", "Error ratio", "Time in queue", "Run time", "saturation"):
+        assert needed.lower() in titles.lower(), needed
+
+
+def queries() -> list[tuple[str, str]]:
+    """(rule name, PromQL with Grafana's variables replaced) for every panel target."""
+    found = []
+    for p in DASHBOARD["panels"]:
+        for t in p["targets"]:
+            expr = t["expr"]
+            for variable, value in GRAFANA_VARIABLES.items():
+                expr = expr.replace(variable, value)
+            found.append((f"dashboard:panel_{p['id']}_{t['refId']}", expr))
+    return found
+
+
+def test_percentile_panels_use_histogram_quantile_over_rate_of_buckets():
+    percentile = [t["expr"] for p in DASHBOARD["panels"] if "percentiles" in p["title"] for t in p["targets"]]
+    assert len(percentile) == 6
+    for expr in percentile:
+        assert re.fullmatch(r"histogram_quantile\(0\.\d+, sum by \(\w+, le\) \(rate\(jobqueue_\w+_seconds_bucket\{.*\}\[\$__rate_interval\]\)\)\)", expr)
+
+
+def test_queries_name_only_contract_metrics():
+    for name, expr in queries():
+        used = set(re.findall(r"\bjobqueue_[a-z_]+", expr))
+        assert used and used <= contract.SERIES_NAMES, (name, used - contract.SERIES_NAMES)
+
+
+def contract_series() -> list[dict]:
+    """Input series for promtool: one queue, one task, every family of the contract."""
+    values = {"counter": "0+10x20", "gauge": "5+0x20"}
+    series = []
+    for m in contract.METRICS:
+        labels = {"queue": "emails", "task": "send_email", "error": "timeout"}
+        labelset = ",".join(f'{k}="{labels[k]}"' for k in m.labels)
+        if m.kind == "histogram":
+            for i, le in enumerate([*map(str, m.buckets), "+Inf"]):
+                series.append({"series": f'{m.name}_bucket{{{labelset},le="{le}"}}', "values": f"0+{i + 1}x20"})
+            n = len(m.buckets) + 1
+            series.append({"series": f"{m.name}_count{{{labelset}}}", "values": f"0+{n}x20"})
+            series.append({"series": f"{m.name}_sum{{{labelset}}}", "values": f"0+{n * 3}x20"})
+        else:
+            series.append({"series": f"{m.name}{{{labelset}}}", "values": values[m.kind]})
+    return series
+
+
+def promtool_files(tmp_path: Path, extra: list[tuple[str, str]] = ()) -> None:
+    rules = [{"record": name, "expr": expr} for name, expr in [*queries(), *extra]]
+    (tmp_path / "panels.yml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    tests = {"rule_files": ["panels.yml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": contract_series(),
+        "promql_expr_test": [
+            {"expr": f"count({rule['record']}) > bool 0", "eval_time": "15m", "exp_samples": [{"labels": "{}", "value": 1}]}
+            for rule in rules
+        ],
+    }]}
+    (tmp_path / "panels_test.yml").write_text(yaml.safe_dump(tests))
+
+
+def test_every_panel_query_parses_and_returns_data_from_contract_series(promtool, tmp_path):
+    promtool_files(tmp_path)
+    check = run_promtool(promtool, "check", "rules", "panels.yml", cwd=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"SUCCESS: {len(queries())} rules found" in check.stdout
+    result = run_promtool(promtool, "test", "rules", "panels_test.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_harness_catches_a_query_on_a_metric_outside_the_contract(promtool, tmp_path):
+    promtool_files(tmp_path, extra=[("dashboard:intruder", 'sum(celery_queue_length{queue_name=".+"})')])
+    result = run_promtool(promtool, "test", "rules", "panels_test.yml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "dashboard:intruder" in result.stdout + result.stderr
