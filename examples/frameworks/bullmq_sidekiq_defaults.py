@@ -23,6 +23,7 @@ from typing import Any
 #: The versions the values below were read from.
 VERSIONS = {"bullmq": "6.7.0", "bullmq-python": "3.4.4", "sidekiq": {6: "6.4.1", 8: "8.1.7"}}
 
+# [start:bullmq]
 #: BullMQ 6.7.0 Worker defaults (milliseconds unless said otherwise), and job defaults.
 #: ``None`` for ``removeOnComplete``/``removeOnFail`` means "keep every finished job".
 BULLMQ: dict[str, Any] = {
@@ -37,7 +38,9 @@ BULLMQ: dict[str, Any] = {
     "removeOnFail": None,
     "maxRetriesPerRequest": None,  # forced to null on worker connections
 }
+# [end:bullmq]
 
+# [start:sidekiq]
 #: Sidekiq defaults by major version (seconds unless said otherwise).
 SIDEKIQ: dict[int, dict[str, Any]] = {
     6: {
@@ -57,6 +60,7 @@ SIDEKIQ: dict[int, dict[str, Any]] = {
         "average_scheduled_poll_interval": 5,
     },
 }
+# [end:sidekiq]
 
 DEFAULTS: dict[str, Any] = {"bullmq": BULLMQ, "sidekiq": SIDEKIQ}
 
