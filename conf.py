@@ -44,6 +44,8 @@ nitpicky = True
 # library or redis-py: references into them are left unresolved rather than failing.
 nitpick_ignore_regex = [
     (r"py:.*", r"(redis|time|collections\.abc|typing|json|uuid)(\..*)?"),
+    # The PyPI bullmq port publishes no inventory either (examples.frameworks.bullmq_bridge).
+    (r"py:.*", r"bullmq(\..*)?"),
 ]
 # No network at build time: intersphinx has no inventories to fetch, so it is only kept for
 # explicit :external: roles that would fail loudly. Mapping stays empty on purpose.
