@@ -54,6 +54,8 @@ nitpick_ignore_regex = [
     (r"py:class", r"pathlib\.Path"),  # standard library, no inventory offline (see above)
     # prometheus_client has no inventory offline either; type hints name CollectorRegistry bare.
     (r"py:.*", r"(prometheus_client(\..*)?|CollectorRegistry)"),
+    # The PyPI bullmq port publishes no inventory either (examples.frameworks.bullmq_bridge).
+    (r"py:.*", r"bullmq(\..*)?"),
 ]
 # No network at build time: intersphinx has no inventories to fetch, so it is only kept for
 # explicit :external: roles that would fail loudly. Mapping stays empty on purpose.
