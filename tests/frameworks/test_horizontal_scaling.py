@@ -188,7 +188,8 @@ def test_sigterm_to_a_worker_process_mid_batch_loses_nothing(r, redis_url):
     worker = subprocess.Popen([sys.executable, str(script), redis_url, "orders", "pod-a", "5"], env=env)
     try:
         assert tuple(r.blpop(["test:started"], timeout=10)) == ("test:started", "job-0")
-        assert r.llen(q.processing_key("pod-a")) == 5  # job-0 in hand, four more reserved
+        held = [Job.from_json(raw).id for raw in r.lrange(q.processing_key("pod-a"), 0, -1)]
+        assert held == ["job-4", "job-3", "job-2", "job-1", "job-0"]  # job-0 in hand, four more reserved
         worker.send_signal(signal.SIGTERM)
         r.rpush("test:go", "1")  # let job-0 finish after the signal has arrived
         assert worker.wait(timeout=10) == 0  # a clean exit, not a kill
