@@ -31,6 +31,7 @@ extensions = [
     "sphinx.ext.doctest",  # renders {doctest} blocks; Sybil (docs/conftest.py) runs them
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
+    "frameworks_generated",  # tools/: the autoscaling figure and the persistence table (Track 2)
 ]
 root_doc = "index"
 exclude_patterns = ["_build", "conftest.py", "**/.pytest_cache"]

@@ -47,6 +47,14 @@ def test_killing_redis_loses_what_each_mode_promises_to_lose():
     assert rows["aof-no"]["lost"] == rows["aof-everysec"]["lost"] == 0
 
 
+@pytest.mark.real_redis("reads the configuration of the installed redis-server")
+def test_the_defaults_the_page_states_hold_for_the_installed_redis(r):
+    """The test server overrides save, appendonly and maxmemory-policy (tools/with_redis.py), not these."""
+    assert r.config_get("appendfsync") == {"appendfsync": "everysec"}
+    assert r.config_get("min-replicas-to-write") == {"min-replicas-to-write": "0"}
+    assert r.info("server")["redis_version"].split(".")[0] == "7"
+
+
 @pytest.mark.parametrize(
     ("mode", "jobs", "message"),
     [
