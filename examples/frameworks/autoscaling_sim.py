@@ -19,7 +19,7 @@ Simplifications: the queue is a single number, each ready replica finishes
 ``per_replica_rate`` jobs per second, a new replica is ready ``startup_seconds`` after it
 is requested, and the HPA's recommendation history is cleared when KEDA scales to zero.
 
->>> hpa_desired_replicas(current=4, metric_total=43, target_per_replica=10)  # ratio 1.075: within tolerance
+>>> hpa_desired_replicas(current=4, metric_total=44, target_per_replica=10)  # ratio 1.1: within tolerance
 4
 >>> hpa_desired_replicas(current=4, metric_total=45, target_per_replica=10)  # ratio 1.125: scale
 5
@@ -95,7 +95,7 @@ def hpa_desired_replicas(current: int, metric_total: float, target_per_replica: 
     """The HPA's proposal for an external metric with an ``AverageValue`` target.
 
     ``usage ratio = metric_total / (target_per_replica · current)``; inside
-    ``[1 − tolerance, 1 + tolerance]`` nothing changes, otherwise the proposal is
+    ``[1 − tolerance, 1 + tolerance]`` (bounds included) nothing changes, otherwise the proposal is
     ``ceil(metric_total / target_per_replica)`` (which equals ``ceil(current · ratio)``).
     """
     _check("current", current, minimum=1)
@@ -103,7 +103,7 @@ def hpa_desired_replicas(current: int, metric_total: float, target_per_replica: 
     _check("target_per_replica", target_per_replica, strict=True)
     _check("tolerance", tolerance)
     ratio = metric_total / (target_per_replica * current)
-    if abs(1.0 - ratio) <= tolerance:
+    if 1.0 - tolerance <= ratio <= 1.0 + tolerance:  # Tolerances.isWithin in replica_calculator.go
         return current
     return math.ceil(metric_total / target_per_replica)
 # [end:hpa-formula]
