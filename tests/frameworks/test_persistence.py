@@ -67,3 +67,18 @@ def test_bad_arguments_are_refused_before_any_server_starts(tmp_path, mode, jobs
     with pytest.raises(ValueError, match=message):
         run_mode(mode, jobs, str(tmp_path))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_page_table_is_rendered_from_the_results_file():
+    """tools/frameworks_generated.py turns the JSON into the table the page includes."""
+    import importlib.util
+
+    path = RESULTS.parents[3] / "tools" / "frameworks_generated.py"
+    spec = importlib.util.spec_from_file_location("frameworks_generated", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = json.loads(RESULTS.read_text(encoding="utf-8"))
+    table = module.persistence_table(data)
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [row.split(" | ")[3] for row in rows] == [f"**{r['lost']}**" for r in data["results"]]
+    assert f"Redis {data['redis_version']}" in table and data["date"] in table
