@@ -200,3 +200,16 @@ def test_sigterm_to_a_worker_process_mid_batch_loses_nothing(r, redis_url):
     assert r.lrange("test:summary", 0, -1) == ["SIGTERM 1 4"]
     assert r.llen(q.processing_key("pod-a")) == 0
     assert pending_ids(q) == [f"job-{i}" for i in range(1, 20)]  # every other job is back, in order
+
+
+def test_kubernetes_grace_period_facts_match_the_installed_api_schema():
+    """The page's 30 s default and 'the countdown starts before preStop' come from the API's own descriptions."""
+    import json
+
+    import kubernetes_validate
+
+    schemas = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema" / "v1.33.0-local-strict"
+    pod = json.loads((schemas / "podspec-v1.json").read_text(encoding="utf-8"))["properties"]
+    assert "Defaults to 30 seconds." in pod["terminationGracePeriodSeconds"]["description"]
+    lifecycle = json.loads((schemas / "lifecycle-v1.json").read_text(encoding="utf-8"))["properties"]
+    assert "grace period countdown begins before the PreStop hook is executed" in lifecycle["preStop"]["description"]
