@@ -33,6 +33,7 @@ extensions = [
     "sphinx.ext.viewcode",
     "bench_results",  # tools/bench_results.py: benchmark tables and figures from committed JSON
     "observability_pages",  # tools/: tables and the dashboard figure of Track 3, built from code
+    "frameworks_generated",  # tools/: the autoscaling figure and the persistence table (Track 2)
 ]
 root_doc = "index"
 numfig = True  # "Figure 3", "Listing 2": numbered in HTML and PDF
