@@ -97,19 +97,20 @@ def parse_blocks(path: Path, text: str) -> list[Block]:
 
 
 def unterminated_compound_statements(body: list[str]) -> list[int]:
-    """Offsets of ``>>>`` lines that follow an indented ``...`` line with no bare ``...`` between.
+    """Offsets of ``>>>`` lines that follow a compound statement with no bare ``...`` between.
 
-    Pasted into the standard Python prompt, an indented block only ends at an empty line;
-    the copy button turns a bare ``...`` into that empty line.
+    Pasted into the standard Python prompt, an indented block (after a line ending in ``:``)
+    only ends at an empty line; the copy button turns a bare ``...`` into that empty line.
     """
     found, open_block = [], False
     for offset, line in enumerate(body, 1):
         stripped = line.strip()
+        code = stripped[4:].split("#", 1)[0].rstrip()
         if stripped.startswith(">>>"):
             if open_block:
                 found.append(offset)
-            open_block = False
-        elif stripped.startswith("... ") and stripped[4:].startswith((" ", "\t")):
+            open_block = code.endswith(":")
+        elif stripped.startswith("... ") and code.endswith(":"):
             open_block = True
         elif stripped == "...":
             open_block = False
