@@ -69,6 +69,7 @@ myst_heading_anchors = 3
 
 # -- autodoc -----------------------------------------------------------------------------
 autodoc_member_order = "bysource"
+autodoc_preserve_defaults = True  # show `registry=REGISTRY`, not the object's long repr
 autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 

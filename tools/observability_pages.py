@@ -40,20 +40,26 @@ def framework_tables() -> str:
 
     parts = []
     for key, title in c.FRAMEWORKS.items():
-        parts.append(f"**{title}**\n\n| signal | how you get it | source |\n| --- | --- | --- |")
+        # The source link sits in the wide column: a narrow last column of links pushes the
+        # PDF's footnote marks into the margin.
+        parts.append(f"**{title}**\n\n| signal | how you get it (source) |\n| --- | --- |")
         for signal in c.SIGNALS:
             provider = c.PROVIDERS[signal.key][key]
             url = c.SOURCES[provider.source]
-            parts[-1] += f"\n| {signal.title} | {_cell(provider.text)} | [{url.rsplit('/', 1)[1]}]({url}) |"
+            parts[-1] += f"\n| {signal.title} | {_cell(provider.text)} ([{url.rsplit('/', 1)[1]}]({url})) |"
     return "\n\n".join(parts) + "\n"
 
 
 def dashboard_panels_table(dashboard: dict) -> str:
-    rows = ["| panel | unit | PromQL |", "| --- | --- | --- |"]
+    """Each panel's title, unit and queries. Queries go in code blocks, not table cells:
+    long PromQL cannot wrap inside a table cell in the PDF."""
+    parts = []
     for panel in dashboard["panels"]:
-        exprs = "<br>".join(f"`{_cell(t['expr'])}`" for t in panel["targets"])
-        rows.append(f"| {panel['title']} | {panel['fieldConfig']['defaults']['unit']} | {exprs} |")
-    return "\n".join(rows) + "\n"
+        exprs = "\n".join(t["expr"] for t in panel["targets"])
+        parts.append(
+            f"**{panel['title']}** (unit `{panel['fieldConfig']['defaults']['unit']}`)\n\n```text\n{exprs}\n```\n"
+        )
+    return "\n".join(parts)
 
 
 def draw_layout(dashboard: dict, path: Path) -> None:

@@ -58,7 +58,6 @@ class KedaSettings:
     max_replica_count: int = 100  # spec.maxReplicaCount
     list_length: int = 5  # trigger metadata listLength: target jobs per replica
     activation_list_length: int = 0  # trigger metadata activationListLength
-# [end:settings]
 
 
 @dataclass(frozen=True)
@@ -90,6 +89,9 @@ def _check(name: str, value: float, *, minimum: float = 0, strict: bool = False)
         raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value}")
 
 
+# [end:settings]
+
+
 # [start:hpa-formula]
 def hpa_desired_replicas(current: int, metric_total: float, target_per_replica: float, tolerance: float = 0.1) -> int:
     """The HPA's proposal for an external metric with an ``AverageValue`` target.
@@ -109,6 +111,7 @@ def hpa_desired_replicas(current: int, metric_total: float, target_per_replica: 
 # [end:hpa-formula]
 
 
+# [start:simulate]
 def _poisson(rng: random.Random, mean: float) -> int:
     """A Poisson draw by counting exponential gaps in one unit of time (exact, stdlib only)."""
     count, elapsed = 0, rng.expovariate(mean) if mean > 0 else math.inf
@@ -131,7 +134,6 @@ def load_spike(t: int) -> float:
     return 0.0
 
 
-# [start:simulate]
 def simulate(
     arrival_rate: Callable[[int], float],
     workload: Workload,

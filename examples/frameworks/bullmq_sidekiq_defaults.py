@@ -16,9 +16,11 @@ repository at the tag named in :data:`SOURCES` and is not checked by a test.
 (10, 5)
 """
 
+# [start:imports]
 from __future__ import annotations
 
 from typing import Any
+# [end:imports]
 
 #: The versions the values below were read from.
 VERSIONS = {"bullmq": "6.7.0", "bullmq-python": "3.4.4", "sidekiq": {6: "6.4.1", 8: "8.1.7"}}

@@ -39,6 +39,7 @@ from examples.fundamentals.delivery_guarantees import ReliableQueue
 from examples.redis_client import connect
 # [end:imports]
 
+# [start:setup]
 SCHEMA = 1
 QUEUE = "bench"
 
@@ -85,6 +86,8 @@ def _timed(step: Callable[[], object]) -> float:
 def _check(expected: int, got: int, who: str) -> None:
     if got != expected:  # a benchmark that lost jobs measured the wrong thing
         raise RuntimeError(f"{who}: {got} jobs drained, {expected} enqueued")
+
+# [end:setup]
 
 
 # [start:raw-contenders]

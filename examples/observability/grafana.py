@@ -19,6 +19,7 @@ from pathlib import Path
 from examples.observability import metric_contract as contract
 # [end:imports]
 
+# [start:panel-type]
 DASHBOARD_PATH = Path(__file__).with_name("dashboard.json")
 GRID_COLUMNS = 24  # Grafana's grid is 24 units wide
 
@@ -37,6 +38,7 @@ class Panel:
     targets: tuple[tuple[str, str], ...]  # (PromQL, legend)
     thresholds: tuple[float, ...] = ()  # values where the panel turns orange, then red
     description: str = ""
+# [end:panel-type]
 
 
 # [start:panels]

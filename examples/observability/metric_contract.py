@@ -176,7 +176,7 @@ PROVIDERS: dict[str, dict[str, Provider]] = {
         "sidekiq": Provider("`Sidekiq::Stats#workers_size`", "sidekiq_api"),
     },
     "outcomes": {
-        "celery": Provider("Flower `flower_events_total{type=\"task-succeeded\"|\"task-failed\"|\"task-retried\"}`; "
+        "celery": Provider("Flower `flower_events_total` with `type` = `task-succeeded`, `task-failed` or `task-retried`; "
                            "celery-exporter `celery_task_succeeded_total`, `_failed_total`, `_retried_total`",
                            "flower_metrics"),
         "rq": Provider("rq-exporter `rq_workers_success_total`, `rq_workers_failed_total`; no retry counter",

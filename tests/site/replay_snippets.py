@@ -10,13 +10,24 @@ import code
 import io
 import json
 import sys
+import os
+import tempfile
 import traceback
+import types
 
 
 def run_listings(blocks):
-    namespace = {"__name__": "__copied__"}
+    module = types.ModuleType("__copied__")  # a real module: dataclasses look themselves up in sys.modules
+    sys.modules[module.__name__] = module
+    module.__file__ = os.path.join(tempfile.mkdtemp(), "copied_listings.py")  # as if saved to a file
+    namespace = module.__dict__
+    # A page may show a file's imports after an early listing of it; Python wants
+    # `from __future__` first in a script, so those lines move to the top.
+    script = "\n\n".join(blocks).splitlines()
+    future = [line for line in script if line.startswith("from __future__ import")]
+    script = future + [line for line in script if line not in future]
     try:
-        exec(compile("\n\n".join(blocks), "<copied listings>", "exec"), namespace)
+        exec(compile("\n".join(script), "<copied listings>", "exec"), namespace)
     except BaseException:  # report, never crash the replay
         return [traceback.format_exc(limit=3)]
     return []

@@ -85,10 +85,10 @@ def test_copied_python_runs(context, base_url, site_dir):
                 failures.append(f"{name}: listing does not compile: {exc}")
             by_file.setdefault(caption, []).append(copied)
         for caption, blocks in by_file.items():  # the listings of one file, in page order
-            failures += [f"{name} listings of {caption}: {e}" for e in replay("listings", blocks)]
+            failures += [f"{name} listings of {caption}:\n{e.strip().splitlines()[-1]}" for e in replay("listings", blocks)]
         if sessions:
             errors = replay("session", [c for c, _, _ in sessions])
             shown = sum(s.count("Traceback (most recent call last)") for _, s, _ in sessions)
             if len(errors) != shown:
                 failures.append(f"{name}: sessions raised {len(errors)} exceptions, the page shows {shown}: {errors}")
-    assert failures == []
+    assert not failures, "\n\n".join(failures)
