@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from examples.clock import FakeClock
@@ -15,6 +17,17 @@ pytestmark = pytest.mark.rabbitmq
 
 def job(i: int) -> Job:
     return new_job("charge", {"order": i}, clock=FakeClock(0), job_id=f"job-{i}")
+
+
+def poll_get(ch, queue: str, *, auto_ack: bool = True, timeout: float = 10):
+    """basic_get until a message arrives: requeues and dead-lettering are asynchronous."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        method, props, body = ch.basic_get(queue=queue, auto_ack=auto_ack)
+        if method is not None:
+            return method, props, body
+        time.sleep(0.02)
+    raise AssertionError(f"no message in {queue} within {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +90,12 @@ def test_failing_job_is_dead_lettered_after_the_delivery_limit(channel):
         attempts += 1
         raise RuntimeError("card declined")
 
-    while work_one(ch, name, always_fails):
-        pass
+    deadline, dead = time.monotonic() + 10, None
+    while dead is None and time.monotonic() < deadline:
+        work_one(ch, name, always_fails)
+        method, props, body = ch.basic_get(queue=f"{name}.dead", auto_ack=True)
+        dead = method
     assert attempts == 3  # the first delivery plus two redeliveries, then the limit
-    method, props, body = ch.basic_get(queue=f"{name}.dead", auto_ack=True)
     assert Job.from_json(body).id == "job-7"
     [death] = props.headers["x-death"]
     assert (death["queue"], death["reason"]) == (name, "delivery_limit")
@@ -95,7 +110,7 @@ def test_malformed_message_is_rejected_to_the_dead_letter_queue_at_once(channel)
     while work_one(ch, name, lambda j: done.append(j.id)):
         pass
     assert done == ["job-1"]
-    method, props, body = ch.basic_get(queue=f"{name}.dead", auto_ack=True)
+    method, props, body = poll_get(ch, f"{name}.dead")
     assert body == b'{"v": 99}'
     assert props.headers["x-death"][0]["reason"] == "rejected"
 
@@ -108,7 +123,7 @@ def test_unacked_job_of_a_closed_channel_is_redelivered(connection, channel):
     method, _, _ = worker.basic_get(queue=name, auto_ack=False)
     assert method is not None
     worker.close()  # the worker dies holding the job, without an ack
-    method, props, body = ch.basic_get(queue=name, auto_ack=True)
+    method, props, body = poll_get(ch, name)
     assert Job.from_json(body).id == "job-3"
     assert method.redelivered is True
     assert props.headers["x-delivery-count"] == 1  # quorum queues count redeliveries
@@ -118,3 +133,15 @@ def test_connect_without_a_url_names_the_variable(monkeypatch):
     monkeypatch.delenv("RABBITMQ_URL", raising=False)
     with pytest.raises(ValueError, match="set RABBITMQ_URL"):
         connect()
+
+
+def test_without_a_delivery_limit_a_failing_job_is_redelivered_forever(channel):
+    """RabbitMQ 3.10 (Debian 12): a quorum queue has no delivery limit unless you set one."""
+    ch, name = channel
+    ch.queue_declare(queue=name, durable=True, arguments={"x-queue-type": "quorum"})
+    publish(ch, "", name, job(1))  # the default exchange routes by queue name
+    for _ in range(25):
+        method, _, _ = poll_get(ch, name, auto_ack=False)  # still here after every failure
+        ch.basic_nack(delivery_tag=method.delivery_tag, requeue=True)
+    method, props, _ = poll_get(ch, name)
+    assert props.headers["x-delivery-count"] == 25

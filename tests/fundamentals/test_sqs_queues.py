@@ -133,3 +133,4 @@ def test_sqs_limits_quoted_on_the_page_match_the_installed_botocore_model():
     assert "Default: 1,048,576 bytes (1 MiB)" in attrs_doc
     assert SQS_MAX_MESSAGE_BYTES == 1_048_576
     assert "Default: 30" in attrs_doc and "43,200" in attrs_doc  # visibility timeout default, max (12 hours)
+    assert "An integer from 0 to 900 (15 minutes). Default: 0." in attrs_doc  # DelaySeconds
