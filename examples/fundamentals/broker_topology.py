@@ -223,7 +223,8 @@ return #due
 
 
 class DelayedJobs:
-    """Jobs that must not run before a given time, feeding a :class:`ReliableQueue`."""
+    """Jobs that must not run before a given time, feeding a
+    :class:`~examples.fundamentals.delivery_guarantees.ReliableQueue`."""
 
     def __init__(self, queue: ReliableQueue, *, clock: Clock | None = None) -> None:
         self.queue = queue

@@ -39,6 +39,7 @@ def stable_hash(key: str) -> int:
 
 
 def partition_for(key: str, partitions: int) -> int:
+    """The partition (``0 .. partitions - 1``) that holds the jobs of ``key``."""
     if partitions < 1:
         raise ValueError(f"partitions must be >= 1, got {partitions}")
     return stable_hash(key) % partitions
@@ -108,6 +109,7 @@ def fraction_moved(keys: Sequence[str], before: Mapping[str, str] | None, after:
 
 
 def assignment(keys: Sequence[str], owner_of) -> dict[str, str]:
+    """Map every key to its owner under ``owner_of`` (for :func:`fraction_moved`)."""
     return {k: owner_of(k) for k in keys}
 # [end:rendezvous]
 

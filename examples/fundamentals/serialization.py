@@ -43,11 +43,14 @@ from examples.envelope import Job, MalformedJob, PayloadError
 from examples.fundamentals.sqs_queues import SQS_MAX_MESSAGE_BYTES
 # [end:imports]
 
+#: The envelope schema version this code writes, and the newest it reads.
 CURRENT_VERSION = 2
+#: Content types: MessagePack's and pickle's are the names Celery and kombu use;
+#: the Avro one takes a parameter naming the task, whose schema decodes the arguments.
 JSON = "application/json"
-MSGPACK = "application/x-msgpack"  # the name Celery/kombu use
-AVRO = "application/vnd.handbook.job+avro"  # ; task=NAME names the argument schema
-PICKLE = "application/x-python-serialize"  # kombu's name for pickle
+MSGPACK = "application/x-msgpack"
+AVRO = "application/vnd.handbook.job+avro"
+PICKLE = "application/x-python-serialize"
 
 
 class UnsafePayload(PayloadError):

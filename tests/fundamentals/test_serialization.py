@@ -150,6 +150,7 @@ def test_kombu_also_refuses_pickle_unless_told_otherwise():
     with pytest.raises(exceptions.ContentDisallowed):
         serialization.loads(pickle.dumps(Exploit()), PICKLE, "binary")
     assert serialization.registry._encoders["msgpack"].content_type == MSGPACK
+    assert {PICKLE, MSGPACK, "application/x-yaml"} <= serialization.registry._disabled_content_types
 
 
 # -- bad bytes -----------------------------------------------------------------------------
@@ -175,6 +176,10 @@ def test_msgpack_defaults_this_recipe_relies_on():
         msgpack.unpackb(msgpack.packb({1: 2}))
     with pytest.raises(ValueError, match="can not serialize 'datetime.datetime' object where tzinfo=None"):
         msgpack.packb(dt.datetime(2026, 1, 1), datetime=True)
+    aware = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    with pytest.raises(TypeError):
+        msgpack.packb(aware)  # datetime=False by default: refused
+    assert isinstance(msgpack.unpackb(msgpack.packb(aware, datetime=True)), msgpack.Timestamp)  # timestamp=0
 
 
 # -- sizes ----------------------------------------------------------------------------------

@@ -115,8 +115,8 @@ def test_bad_sends_are_refused_with_a_clear_message(sqs):
         send_job(sqs, fifo_url, job(1))
     with pytest.raises(ValueError, match="group only applies to FIFO queues"):
         send_job(sqs, url, job(1), group="alice")
-    big = new_job("t", {"blob": "x" * SQS_MAX_MESSAGE_BYTES}, job_id="big")
-    with pytest.raises(PayloadError, match=r"job 'big' is 1048682 bytes; SQS accepts at most 1048576"):
+    big = new_job("t", {"blob": "x" * SQS_MAX_MESSAGE_BYTES}, clock=FakeClock(0), job_id="big")
+    with pytest.raises(PayloadError, match=r"job 'big' is 1048667 bytes; SQS accepts at most 1048576"):
         send_job(sqs, url, big)
     with pytest.raises(ValueError, match="visibility_timeout must be 0..43200"):
         create_job_queue(sqs, "x", visibility_timeout=50_000)
