@@ -145,3 +145,17 @@ def test_without_a_delivery_limit_a_failing_job_is_redelivered_forever(channel):
         ch.basic_nack(delivery_tag=method.delivery_tag, requeue=True)
     method, props, _ = poll_get(ch, name)
     assert props.headers["x-delivery-count"] == 25
+
+
+def test_max_message_size_quoted_on_the_serialization_page_is_the_installed_default():
+    """Read RabbitMQ's default from the application file of the installed broker."""
+    import glob
+    import re
+
+    from examples.fundamentals.serialization import LIMITS
+
+    files = glob.glob("/usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins/rabbit-*/ebin/rabbit.app")
+    if not files:
+        pytest.skip("rabbitmq-server's rabbit.app not found (Debian path)")
+    [default] = re.findall(r"\{max_message_size,\s*(\d+)\}", open(files[0], encoding="utf-8").read())
+    assert int(default) == LIMITS["rabbitmq"] == 128 * 1024 * 1024
