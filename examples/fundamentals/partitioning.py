@@ -1,0 +1,224 @@
+"""Splitting one stream of jobs across partitions, workers, tenants and regions.
+
+This module is the code behind the page *Partitioning strategies*
+(``docs/fundamentals/partitioning.md``):
+
+* :func:`partition_for` maps a key to a partition with a hash that is the same in every
+  process (Python's built-in ``hash()`` of a string is not: it is salted per process).
+  :class:`PartitionedQueue` keeps one list per partition, and :func:`assign_partitions`
+  gives each partition to exactly one worker, so jobs with the same key run in order.
+* :class:`RendezvousHash` (highest random weight) picks an owner among named nodes such that
+  adding or removing a node moves only the keys that must move; :func:`fraction_moved`
+  measures it against plain modulo hashing.
+* :func:`hot_partitions` flags partitions whose backlog is far above the mean.
+* :class:`FairTenantQueue` serves tenants round-robin, so a tenant that floods the queue
+  waits behind itself, not in front of everyone else.
+* :func:`build_routing_table` and :func:`route` lay out SQS queues per region and shard and
+  fail a region over to the next one in a fixed preference list.
+"""
+
+# [start:imports]
+from __future__ import annotations
+
+import hashlib
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import redis
+
+from examples.envelope import Job
+from examples.fundamentals.delivery_guarantees import _check_name
+# [end:imports]
+
+
+# [start:hash-partitioning]
+def stable_hash(key: str) -> int:
+    """A 64-bit hash of ``key`` that every process and language can reproduce."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition (``0 .. partitions - 1``) that holds the jobs of ``key``."""
+    if partitions < 1:
+        raise ValueError(f"partitions must be >= 1, got {partitions}")
+    return stable_hash(key) % partitions
+
+
+def assign_partitions(partitions: int, workers: Sequence[str]) -> dict[str, list[int]]:
+    """Give every partition to exactly one worker (round-robin over a sorted worker list)."""
+    if not workers or len(set(workers)) != len(workers):
+        raise ValueError(f"workers must be distinct and non-empty, got {list(workers)!r}")
+    ordered = sorted(workers)
+    owned: dict[str, list[int]] = {w: [] for w in ordered}
+    for p in range(partitions):
+        owned[ordered[p % len(ordered)]].append(p)
+    return owned
+
+
+class PartitionedQueue:
+    """One Redis list per partition; a job's key decides its partition."""
+
+    def __init__(self, r: redis.Redis, name: str, partitions: int) -> None:
+        if partitions < 1:
+            raise ValueError(f"partitions must be >= 1, got {partitions}")
+        self.r = r
+        self.name = _check_name("queue name", name)
+        self.partitions = partitions
+
+    def key_of(self, partition: int) -> str:
+        # one hash tag per partition: partitions spread over a Redis Cluster's shards
+        return f"pq:{{{self.name}:{partition}}}:pending"
+
+    def enqueue(self, job: Job, *, key: str) -> int:
+        partition = partition_for(key, self.partitions)
+        self.r.lpush(self.key_of(partition), job.to_json())
+        return partition
+
+    def take(self, partition: int) -> Job | None:
+        raw = self.r.rpop(self.key_of(partition))
+        return None if raw is None else Job.from_json(raw)
+
+    def depths(self) -> dict[int, int]:
+        with self.r.pipeline(transaction=False) as pipe:
+            for p in range(self.partitions):
+                pipe.llen(self.key_of(p))
+            return dict(enumerate(pipe.execute()))
+# [end:hash-partitioning]
+
+
+# [start:rendezvous]
+class RendezvousHash:
+    """Highest-random-weight hashing: each key goes to the node that scores it highest."""
+
+    def __init__(self, nodes: Iterable[str]) -> None:
+        self.nodes = sorted(set(nodes))
+        if not self.nodes:
+            raise ValueError("a rendezvous hash needs at least one node")
+
+    def owner(self, key: str) -> str:
+        return max(self.nodes, key=lambda node: stable_hash(f"{node}\x00{key}"))
+
+
+def fraction_moved(keys: Sequence[str], before: Mapping[str, str] | None, after: Mapping[str, str]) -> float:
+    """Share of ``keys`` whose owner differs between two assignments (key -> owner)."""
+    if not keys:
+        raise ValueError("need at least one key")
+    before = before or {}
+    return sum(before.get(k) != after[k] for k in keys) / len(keys)
+
+
+def assignment(keys: Sequence[str], owner_of) -> dict[str, str]:
+    """Map every key to its owner under ``owner_of`` (for :func:`fraction_moved`)."""
+    return {k: owner_of(k) for k in keys}
+# [end:rendezvous]
+
+
+# [start:hot-partitions]
+def hot_partitions(depths: Mapping[int, int], *, factor: float = 3.0, min_depth: int = 100) -> list[int]:
+    """Partitions whose backlog is at least ``factor`` times the median and ``min_depth`` jobs.
+
+    The median, not the mean: one huge partition drags the mean up and hides itself.
+    """
+    if factor <= 1:
+        raise ValueError(f"factor must be > 1, got {factor}")
+    if not depths:
+        return []
+    median = statistics.median(depths.values())
+    return sorted(p for p, d in depths.items() if d >= min_depth and d >= factor * max(median, 1))
+# [end:hot-partitions]
+
+
+# [start:fair-tenants]
+# Enqueue: push the job on the tenant's list and, if the tenant was idle, put it in the
+# ring of tenants that have work. KEYS: ring, tenant list. ARGV: tenant, job.
+FAIR_ENQUEUE_LUA = """
+redis.call('LPUSH', KEYS[2], ARGV[2])
+if redis.call('LLEN', KEYS[2]) == 1 then
+  redis.call('LPUSH', KEYS[1], ARGV[1])
+end
+return 1
+"""
+
+# Take: rotate the ring by one tenant and pop that tenant's oldest job; a tenant whose list
+# is now empty leaves the ring. KEYS: ring. ARGV: prefix of tenant lists. Returns {tenant, job}.
+# The tenant list's name is built here from the prefix; every key shares the queue's hash
+# tag, so on a Redis Cluster they all live in one slot.
+FAIR_TAKE_LUA = """
+local tenant = redis.call('LMOVE', KEYS[1], KEYS[1], 'RIGHT', 'LEFT')
+if not tenant then return nil end
+local list = ARGV[1] .. tenant
+local job = redis.call('RPOP', list)
+if redis.call('LLEN', list) == 0 then
+  redis.call('LREM', KEYS[1], 1, tenant)
+end
+return {tenant, job}
+"""
+
+
+class FairTenantQueue:
+    """Round-robin across tenants: each tenant with work gets one job per turn."""
+
+    def __init__(self, r: redis.Redis, name: str) -> None:
+        self.r = r
+        self.name = _check_name("queue name", name)
+        self.ring_key = f"fq:{{{name}}}:ring"
+        self.prefix = f"fq:{{{name}}}:tenant:"
+        self._enqueue = r.register_script(FAIR_ENQUEUE_LUA)
+        self._take = r.register_script(FAIR_TAKE_LUA)
+
+    def enqueue(self, tenant: str, job: Job) -> None:
+        tenant = _check_name("tenant", tenant)
+        self._enqueue(keys=[self.ring_key, self.prefix + tenant], args=[tenant, job.to_json()])
+
+    def take(self) -> tuple[str, Job] | None:
+        reply = self._take(keys=[self.ring_key], args=[self.prefix])
+        if not reply:
+            return None
+        tenant, raw = reply
+        return tenant, Job.from_json(raw)
+# [end:fair-tenants]
+
+
+# [start:multi-region]
+@dataclass(frozen=True)
+class QueueAddress:
+    region: str
+    shard: int
+    url: str
+
+
+def build_routing_table(
+    account: str, prefix: str, regions: Sequence[str], shards: int
+) -> dict[tuple[str, int], QueueAddress]:
+    """One SQS queue per (region, shard): ``https://sqs.REGION.amazonaws.com/ACCOUNT/PREFIX-SHARD``."""
+    if not (account.isdigit() and len(account) == 12):
+        raise ValueError(f"an AWS account id is 12 digits, got {account!r}")
+    if shards < 1 or not regions or len(set(regions)) != len(regions):
+        raise ValueError("need distinct regions and at least one shard")
+    return {
+        (region, shard): QueueAddress(region, shard, f"https://sqs.{region}.amazonaws.com/{account}/{prefix}-{shard}")
+        for region in regions
+        for shard in range(shards)
+    }
+
+
+def route(
+    table: Mapping[tuple[str, int], QueueAddress],
+    key: str,
+    *,
+    home: str,
+    preference: Mapping[str, Sequence[str]],
+    healthy: set[str],
+) -> QueueAddress:
+    """The queue for ``key``: its shard in its home region, else in the first healthy fallback.
+
+    The shard is the same in every region, so a key's jobs stay together after a failover.
+    """
+    shards = 1 + max(shard for _, shard in table)
+    shard = partition_for(key, shards)
+    for region in (home, *preference.get(home, ())):
+        if region in healthy and (region, shard) in table:
+            return table[(region, shard)]
+    raise LookupError(f"no healthy region for key {key!r}: tried {[home, *preference.get(home, ())]}, healthy {sorted(healthy)}")
+# [end:multi-region]

@@ -1,0 +1,222 @@
+"""Tests for docs/fundamentals/backpressure.md (examples/fundamentals/backpressure.py)."""
+
+from __future__ import annotations
+
+import heapq
+import random
+import secrets
+import tempfile
+import threading
+
+import pytest
+
+from examples.clock import FakeClock
+from examples.envelope import new_job
+from examples.fundamentals.backpressure import (
+    BoundedQueue,
+    BrokerOutOfMemory,
+    QueueFull,
+    TokenBucket,
+    littles_law,
+    queue_bound,
+    workers_needed,
+)
+
+CLOCK = FakeClock(0)
+
+
+def job(i):
+    return new_job("work", {"n": i}, clock=CLOCK, job_id=f"job-{i}")
+
+
+# -- bounded enqueue ------------------------------------------------------------------------
+def test_bounded_queue_never_exceeds_its_bound_under_concurrent_producers(r):
+    q = BoundedQueue(r, "ingest", max_pending=50)
+    accepted, refused, consumed, peak = [0], [0], [0], [0]
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def producer(p: int) -> None:
+        for i in range(150):
+            try:
+                q.enqueue(job(f"{p}-{i}"))
+                with lock:
+                    accepted[0] += 1
+            except QueueFull:
+                with lock:
+                    refused[0] += 1
+
+    def consumer() -> None:
+        while not done.is_set() or q.pending():
+            if q.work_one("c", lambda j: None):
+                consumed[0] += 1
+
+    def monitor() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], q.pending())
+
+    producers = [threading.Thread(target=producer, args=(p,)) for p in range(6)]
+    helpers = [threading.Thread(target=consumer), threading.Thread(target=monitor)]
+    for t in producers + helpers:
+        t.start()
+    for t in producers:
+        t.join(timeout=60)
+    done.set()
+    for t in helpers:
+        t.join(timeout=60)
+    assert accepted[0] + refused[0] == 900
+    assert refused[0] > 0  # the bound was reached
+    assert accepted[0] == consumed[0]  # nothing accepted was lost
+    assert 0 < peak[0] <= 50
+
+
+def test_check_then_push_from_two_producers_overshoots_the_bound(r):
+    """The race the Lua script prevents, replayed step by step: both check, then both push."""
+    key, bound = "naive", 3
+    r.lpush(key, "a", "b")
+    saw = [r.llen(key), r.llen(key)]  # producer 1 checks, producer 2 checks: both see 2 < 3
+    for i, depth in enumerate(saw):
+        if depth < bound:
+            r.lpush(key, f"job-{i}")
+    assert r.llen(key) == 4  # over the bound
+
+
+def test_non_critical_jobs_are_shed_first(r):
+    q = BoundedQueue(r, "q", max_pending=5, shed_at=3)
+    for i in range(3):
+        q.enqueue(job(i))
+    with pytest.raises(QueueFull, match="queue 'q' holds 3 or more jobs, the limit for non-critical jobs; job 'job-3'"):
+        q.enqueue(job(3))
+    assert q.enqueue(job(4), critical=True) == 4
+    assert q.enqueue(job(5), critical=True) == 5
+    with pytest.raises(QueueFull, match="holds 5 or more jobs, the limit for critical jobs"):
+        q.enqueue(job(6), critical=True)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"max_pending": 0}, "max_pending must be >= 1"),
+                                                  ({"max_pending": 5, "shed_at": 6}, "shed_at must be in 1..max_pending")])
+def test_bad_bounds_are_refused(r, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        BoundedQueue(r, "q", **kwargs)
+
+
+# -- token bucket ---------------------------------------------------------------------------
+def test_token_bucket_admits_the_configured_rate_within_tolerance(r):
+    clock = FakeClock(1_000)
+    bucket = TokenBucket(r, "producer", rate=5, capacity=10, clock=clock)
+    admitted = 0
+    for _ in range(1200):  # a producer trying every 50 ms for 60 s: 20 attempts/s
+        admitted += bucket.acquire().allowed
+        clock.advance(0.05)
+    expected = 10 + 5 * 60  # the initial burst, then the rate
+    assert admitted == pytest.approx(expected, abs=2)
+
+
+def test_token_bucket_allows_a_burst_then_says_how_long_to_wait(r):
+    clock = FakeClock(0)
+    bucket = TokenBucket(r, "b", rate=2, capacity=3, clock=clock)
+    assert [bucket.acquire().allowed for _ in range(4)] == [True, True, True, False]
+    refused = bucket.acquire()
+    assert refused.retry_after == pytest.approx(0.5)  # one token at 2 per second
+    clock.advance(0.5)
+    assert bucket.acquire().allowed
+    clock.advance(100)  # idle: the bucket refills to its capacity, no further
+    assert [bucket.acquire().allowed for _ in range(4)] == [True, True, True, False]
+
+
+def test_token_bucket_refuses_bad_arguments(r):
+    with pytest.raises(ValueError, match="rate must be > 0"):
+        TokenBucket(r, "b", rate=0, capacity=1)
+    with pytest.raises(ValueError, match="cost must be in"):
+        TokenBucket(r, "b", rate=1, capacity=2).acquire(cost=3)
+
+
+def test_token_bucket_key_expires_when_idle(r):
+    TokenBucket(r, "b", rate=10, capacity=20, clock=FakeClock(0)).acquire()
+    assert 0 < r.pttl("bucket:{b}") <= 3000
+
+
+# -- Little's law ---------------------------------------------------------------------------
+def simulate(arrival_rate: float, service_time: float, workers: int, jobs: int, seed: int = 1):
+    """A seeded M/M/c queue: returns (mean jobs in system, mean time in system, mean wait)."""
+    rng = random.Random(seed)
+    t, free = 0.0, [0.0] * workers
+    spans, waits = [], []
+    for _ in range(jobs):
+        t += rng.expovariate(arrival_rate)
+        start = max(t, heapq.heappop(free))
+        end = start + rng.expovariate(1 / service_time)
+        heapq.heappush(free, end)
+        spans.append((t, end))
+        waits.append(start - t)
+    horizon = max(end for _, end in spans)
+    mean_in_system = sum(end - start for start, end in spans) / horizon  # area under N(t)
+    return mean_in_system, sum(e - s for s, e in spans) / jobs, sum(waits) / jobs, jobs / horizon
+
+
+def test_littles_law_holds_in_a_simulated_worker_pool():
+    n, w, _, rate = simulate(arrival_rate=20, service_time=0.2, workers=6, jobs=50_000)
+    assert n == pytest.approx(littles_law(rate, w), rel=0.01)
+
+
+def test_pool_sized_by_workers_needed_keeps_up_and_an_undersized_one_does_not():
+    workers = workers_needed(20, 0.2, utilization=0.7)
+    assert workers == 6  # 20/s * 0.2 s = 4 busy workers on average, / 0.7
+    _, _, wait_ok, _ = simulate(20, 0.2, workers, 20_000)
+    _, _, wait_short, _ = simulate(20, 0.2, 4, 20_000)  # exactly the offered load: no slack
+    assert wait_ok < 0.1
+    assert wait_short > 10 * wait_ok
+
+
+def test_queue_bound_from_throughput_and_acceptable_wait():
+    assert queue_bound(throughput=30, max_wait=60) == 1800
+    with pytest.raises(ValueError, match="must be > 0"):
+        queue_bound(0, 60)
+    with pytest.raises(ValueError, match="utilization must be between 0 and 1"):
+        workers_needed(1, 1, utilization=1)
+
+
+# -- what Redis does when memory runs out ---------------------------------------------------
+def fill_until_full(r, queues: int = 20, jobs_per_queue: int = 10) -> tuple[int, int, bool]:
+    """Enqueue jobs, then write cache-like values until maxmemory bites.
+
+    Returns (jobs still queued, evicted keys, whether a write was refused).
+    """
+    from redis.exceptions import OutOfMemoryError
+
+    for qn in range(queues):
+        r.lpush(f"q:{{jobs-{qn}}}:pending", *[job(f"{qn}-{i}").to_json() for i in range(jobs_per_queue)])
+    refused = False
+    for i in range(3000):  # 3000 * 4 KiB = 12 MiB, three times maxmemory
+        try:
+            r.set(f"cache:{i}", "x" * 4096)
+        except OutOfMemoryError:
+            refused = True
+            break
+    left = sum(r.llen(f"q:{{jobs-{qn}}}:pending") for qn in range(queues))
+    return left, int(r.info("stats")["evicted_keys"]), refused
+
+
+@pytest.mark.real_redis("needs redis-server's maxmemory and eviction, which fakeredis does not model")
+@pytest.mark.parametrize("policy", ["allkeys-lru", "noeviction"])
+def test_eviction_policy_decides_between_losing_jobs_and_refusing_writes(policy):
+    from examples.redis_client import connect
+    from tools.with_redis import start_redis, stop
+
+    with tempfile.TemporaryDirectory(prefix="handbook-oom-") as workdir:
+        proc, url = start_redis(workdir, secrets.token_urlsafe(12), None, "--maxmemory", "4mb", "--maxmemory-policy", policy)
+        try:
+            r = connect(url)
+            assert r.config_get("maxmemory-policy") == {"maxmemory-policy": policy}
+            left, evicted, refused = fill_until_full(r)
+            if policy == "allkeys-lru":
+                assert not refused  # every write "succeeded" ...
+                assert evicted > 0 and left < 200  # ... because Redis deleted keys, queues included
+            else:
+                assert refused and evicted == 0
+                assert left == 200  # every queued job is still there
+                with pytest.raises(BrokerOutOfMemory, match="Redis is at maxmemory; job 'job-x' was not enqueued"):
+                    BoundedQueue(r, "jobs-0", max_pending=1000).enqueue(job("x"))
+            r.close()
+        finally:
+            stop(proc)

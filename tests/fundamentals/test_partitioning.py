@@ -1,0 +1,243 @@
+"""Tests for docs/fundamentals/partitioning.md (examples/fundamentals/partitioning.py)."""
+
+from __future__ import annotations
+
+import heapq
+import random
+import threading
+from collections import defaultdict
+
+import pytest
+
+from examples.clock import FakeClock
+from examples.envelope import new_job
+from examples.fundamentals.partitioning import (
+    FairTenantQueue,
+    PartitionedQueue,
+    RendezvousHash,
+    assign_partitions,
+    assignment,
+    build_routing_table,
+    fraction_moved,
+    hot_partitions,
+    partition_for,
+    route,
+    stable_hash,
+)
+
+CLOCK = FakeClock(0)
+
+
+def job(key: str, seq: int):
+    return new_job("apply", {"key": key, "seq": seq}, clock=CLOCK, job_id=f"{key}-{seq}")
+
+
+# -- per-key order --------------------------------------------------------------------------
+def test_order_per_key_holds_with_several_workers(r):
+    """Four worker threads, each owning its partitions, never run a key's jobs out of order."""
+    q = PartitionedQueue(r, "accounts", partitions=16)
+    rng = random.Random(7)
+    keys = [f"account-{i}" for i in range(40)]
+    sent: dict[str, int] = defaultdict(int)
+    for _ in range(800):
+        key = rng.choice(keys)
+        q.enqueue(job(key, sent[key]), key=key)
+        sent[key] += 1
+
+    seen: dict[str, list[int]] = defaultdict(list)
+    lock = threading.Lock()
+
+    def worker(partitions: list[int]) -> None:
+        while True:
+            busy = False
+            for p in partitions:
+                j = q.take(p)
+                if j is not None:
+                    busy = True
+                    with lock:
+                        seen[j.args["key"]].append(j.args["seq"])
+            if not busy:
+                return
+
+    owned = assign_partitions(16, ["w1", "w2", "w3", "w4"])
+    threads = [threading.Thread(target=worker, args=(parts,)) for parts in owned.values()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+    assert {k: v for k, v in seen.items()} == {k: list(range(n)) for k, n in sent.items()}
+
+
+def test_a_shared_queue_with_several_workers_breaks_per_key_order():
+    """The contrast: one FIFO, four workers, varying job durations (seeded simulation)."""
+    rng = random.Random(7)
+    jobs = [("account-1" if i % 2 else "account-2", i // 2) for i in range(200)]
+    free_at = [0.0] * 4  # when each worker is next free
+    finished: list[tuple[float, str, int]] = []
+    for key, seq in jobs:  # each job goes to the first worker free
+        w = min(range(4), key=lambda i: free_at[i])
+        free_at[w] += rng.uniform(0.5, 2.0)
+        heapq.heappush(finished, (free_at[w], key, seq))
+    order = defaultdict(list)
+    while finished:
+        _, key, seq = heapq.heappop(finished)
+        order[key].append(seq)
+    assert order["account-1"] != sorted(order["account-1"])
+
+
+def test_stable_hash_is_fixed_across_processes():
+    # Python's hash("account-1") changes with PYTHONHASHSEED; this value never does.
+    assert stable_hash("account-1") == stable_hash("account-1")
+    assert partition_for("account-1", 16) == stable_hash("account-1") % 16
+    assert stable_hash("account-1") == int.from_bytes(__import__("hashlib").blake2b(b"account-1", digest_size=8).digest(), "big")
+
+
+def test_every_partition_has_exactly_one_owner():
+    owned = assign_partitions(10, ["b", "a", "c"])
+    assert sorted(p for ps in owned.values() for p in ps) == list(range(10))
+    assert owned == {"a": [0, 3, 6, 9], "b": [1, 4, 7], "c": [2, 5, 8]}
+    with pytest.raises(ValueError, match="workers must be distinct"):
+        assign_partitions(4, ["a", "a"])
+
+
+# -- resizing -------------------------------------------------------------------------------
+KEYS = [f"key-{i}" for i in range(20_000)]
+
+
+@pytest.mark.parametrize(("before", "after"), [(8, 9), (9, 8), (4, 5), (16, 20)])
+def test_rendezvous_resize_moves_close_to_the_ideal_fraction(before, after):
+    old = RendezvousHash(f"node-{i}" for i in range(before))
+    new = RendezvousHash(f"node-{i}" for i in range(after))
+    moved = fraction_moved(KEYS, assignment(KEYS, old.owner), assignment(KEYS, new.owner))
+    ideal = abs(after - before) / max(before, after)  # only the added/removed nodes' share
+    assert moved == pytest.approx(ideal, rel=0.1)
+
+
+def test_modulo_resize_moves_almost_every_key():
+    moved = fraction_moved(
+        KEYS, assignment(KEYS, lambda k: partition_for(k, 8)), assignment(KEYS, lambda k: partition_for(k, 9))
+    )
+    assert moved == pytest.approx(8 / 9, rel=0.05)  # a key stays only if h % 8 == h % 9
+
+
+def test_rendezvous_spreads_keys_evenly():
+    ring = RendezvousHash(f"node-{i}" for i in range(8))
+    counts = defaultdict(int)
+    for k in KEYS:
+        counts[ring.owner(k)] += 1
+    assert max(counts.values()) / min(counts.values()) < 1.15
+
+
+# -- hot partitions -------------------------------------------------------------------------
+def test_hot_partition_is_flagged_from_live_depths(r):
+    q = PartitionedQueue(r, "events", partitions=8)
+    for i in range(400):
+        q.enqueue(job(f"tenant-{i % 40}", i), key=f"tenant-{i % 40}")
+    for i in range(1000):  # one key bursts: everything lands in its partition
+        q.enqueue(job("tenant-big", i), key="tenant-big")
+    assert hot_partitions(q.depths()) == [partition_for("tenant-big", 8)]
+
+
+def test_hot_partitions_ignores_small_or_even_loads():
+    assert hot_partitions({0: 10, 1: 50, 2: 12}) == []  # 50 is below min_depth
+    assert hot_partitions({0: 500, 1: 520, 2: 480}) == []
+    with pytest.raises(ValueError, match="factor must be > 1"):
+        hot_partitions({0: 1}, factor=1)
+
+
+# -- fairness -------------------------------------------------------------------------------
+def test_a_tenant_flooding_100x_cannot_starve_the_others(r):
+    q = FairTenantQueue(r, "exports")
+    quiet = [f"tenant-{c}" for c in "bcdefghij"]
+    for i in range(1000):
+        q.enqueue("tenant-a", job("tenant-a", i))  # the noisy tenant arrives first
+    for t in quiet:
+        for i in range(10):
+            q.enqueue(t, job(t, i))
+    tenants = 1 + len(quiet)
+    position: dict[tuple[str, int], int] = {}
+    n = 0
+    while (got := q.take()) is not None:
+        tenant, j = got
+        position[(tenant, j.args["seq"])] = n
+        n += 1
+    assert n == 1090
+    # the k-th job of every quiet tenant runs within the first (k + 1) * tenants takes
+    for t in quiet:
+        for k in range(10):
+            assert position[(t, k)] < (k + 1) * tenants
+    # and each tenant's own jobs still run in order
+    assert [position[("tenant-a", i)] for i in range(1000)] == sorted(position[("tenant-a", i)] for i in range(1000))
+
+
+def test_a_single_fifo_makes_the_quiet_tenants_wait_behind_the_flood(r):
+    """The contrast: the same load through one list; quiet tenants wait for 1000 jobs."""
+    from examples.fundamentals.delivery_guarantees import ReliableQueue
+
+    q = ReliableQueue(r, "exports")
+    for i in range(1000):
+        q.enqueue(job("tenant-a", i))
+    q.enqueue(job("tenant-b", 0))
+    waited = 0
+    while q.reserve("w").job.args["key"] != "tenant-b":
+        waited += 1
+    assert waited == 1000
+
+
+def test_fair_queue_empties_and_forgets_idle_tenants(r):
+    q = FairTenantQueue(r, "q")
+    q.enqueue("t1", job("t1", 0))
+    assert q.take()[0] == "t1"
+    assert q.take() is None
+    assert r.keys("*") == []  # no empty ring or tenant list is left behind
+    with pytest.raises(ValueError, match="tenant must be a non-empty string"):
+        q.enqueue("bad tenant", job("x", 0))
+
+
+# -- multi-region ---------------------------------------------------------------------------
+REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2"]
+PREFERENCE = {"us-east-1": ["eu-west-1"], "eu-west-1": ["us-east-1"], "ap-southeast-2": ["us-east-1", "eu-west-1"]}
+
+
+def test_routing_table_has_one_queue_per_region_and_shard():
+    table = build_routing_table("123456789012", "jobs", REGIONS, shards=4)
+    assert len(table) == 12
+    assert table[("eu-west-1", 3)].url == "https://sqs.eu-west-1.amazonaws.com/123456789012/jobs-3"
+    with pytest.raises(ValueError, match="an AWS account id is 12 digits"):
+        build_routing_table("12345", "jobs", REGIONS, 4)
+
+
+def test_failover_keeps_the_shard_and_moves_only_the_failed_regions_traffic():
+    table = build_routing_table("123456789012", "jobs", REGIONS, shards=4)
+    keys = [f"customer-{i}" for i in range(300)]
+    homes = {k: REGIONS[i % 3] for i, k in enumerate(keys)}
+    all_up = {k: route(table, k, home=homes[k], preference=PREFERENCE, healthy=set(REGIONS)) for k in keys}
+    eu_down = {k: route(table, k, home=homes[k], preference=PREFERENCE, healthy={"us-east-1", "ap-southeast-2"}) for k in keys}
+    for k in keys:
+        assert all_up[k].region == homes[k]
+        assert eu_down[k].shard == all_up[k].shard  # same shard: the key's jobs stay together
+        if homes[k] == "eu-west-1":
+            assert eu_down[k].region == "us-east-1"
+        else:
+            assert eu_down[k] == all_up[k]  # untouched
+
+
+def test_no_healthy_region_is_a_clear_error():
+    table = build_routing_table("123456789012", "jobs", REGIONS, shards=2)
+    with pytest.raises(LookupError, match=r"no healthy region for key 'k': tried \['eu-west-1', 'us-east-1'\]"):
+        route(table, "k", home="eu-west-1", preference=PREFERENCE, healthy={"ap-southeast-2"})
+
+
+def test_routing_table_queues_work_on_moto_sqs(monkeypatch):
+    """The URLs the table builds are the URLs SQS gives those queues (moto, no AWS account)."""
+    boto3 = pytest.importorskip("boto3")
+    moto = pytest.importorskip("moto")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    table = build_routing_table("123456789012", "jobs", REGIONS[:2], shards=2)
+    with moto.mock_aws():
+        for address in table.values():
+            sqs = boto3.client("sqs", region_name=address.region)
+            url = sqs.create_queue(QueueName=address.url.rsplit("/", 1)[1])["QueueUrl"]
+            assert url == address.url
