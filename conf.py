@@ -31,6 +31,7 @@ extensions = [
     "sphinx.ext.doctest",  # renders {doctest} blocks; Sybil (docs/conftest.py) runs them
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
+    "handbook_generated",  # tools/handbook_generated.py: tables and figures computed at build time
 ]
 root_doc = "index"
 exclude_patterns = ["_build", "conftest.py", "**/.pytest_cache"]
