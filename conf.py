@@ -44,7 +44,7 @@ nitpicky = True
 # The build needs no network, so intersphinx cannot fetch the inventories of the standard
 # library or redis-py: references into them are left unresolved rather than failing.
 nitpick_ignore_regex = [
-    (r"py:.*", r"(redis|time|collections\.abc|typing|json|uuid)(\..*)?"),
+    (r"py:.*", r"(redis|time|collections\.abc|typing|json|uuid|sqlite3|pathlib|random)(\..*)?"),
 ]
 # No network at build time: intersphinx has no inventories to fetch, so it is only kept for
 # explicit :external: roles that would fail loudly. Mapping stays empty on purpose.

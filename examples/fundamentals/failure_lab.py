@@ -26,7 +26,8 @@ nodes of a fleet. At the end each job's effects are counted: a job with no effec
 :class:`~examples.clock.FakeClock`, so a run takes milliseconds and no ``sleep``.
 
 A design is anything with the small :class:`Design` interface. To put another queue in the
-lab, add one line to :data:`DESIGNS` (any queue with :class:`ReliableQueue`'s ``reserve``,
+lab, add one line to :data:`~examples.fundamentals.failure_lab.DESIGNS` (any queue with
+:class:`~examples.fundamentals.delivery_guarantees.ReliableQueue`'s ``reserve``,
 ``ack``, ``heartbeat`` and ``recover`` fits :class:`ReliableDesign` as it is)::
 
     DESIGNS["batched"] = lambda r, clock: ReliableDesign(BatchedQueue(r, "lab", clock=clock))
@@ -210,9 +211,8 @@ class LeaseDesign:
         return len(self.queue.dead_letters())
 
 
-DesignFactory = Callable[[redis.Redis, FakeClock], Design]
-
-DESIGNS: dict[str, DesignFactory] = {
+#: The designs of the lab, by name: each factory builds one on a Redis client and a fake clock.
+DESIGNS: dict[str, Callable[[redis.Redis, FakeClock], Design]] = {
     "at-most-once": lambda r, clock: AtMostOnceDesign(AtMostOnceQueue(r, "lab", clock=clock)),
     "at-least-once": lambda r, clock: ReliableDesign(ReliableQueue(r, "lab", clock=clock)),
     "idempotent": lambda r, clock: ReliableDesign(
@@ -240,7 +240,7 @@ class LabResult:
 class Lab:
     """Runs jobs through one design under a crash schedule and counts the effects."""
 
-    def __init__(self, r: redis.Redis, design: str | DesignFactory, *, job_seconds: float = 3.0,
+    def __init__(self, r: redis.Redis, design: str | Callable[[redis.Redis, FakeClock], Design], *, job_seconds: float = 3.0,
                  steps: int = 3, clock: FakeClock | None = None) -> None:
         factory = DESIGNS[design] if isinstance(design, str) else design
         self.r, self.clock = r, clock or FakeClock(1_000_000)
@@ -286,7 +286,7 @@ def random_schedule(seed: int, *, crash_rate: float = 0.3) -> Iterator[str | Non
 
 
 def run_many(
-    connect: Callable[[], redis.Redis], design: str | DesignFactory, *, schedules: int, jobs: int,
+    connect: Callable[[], redis.Redis], design: str | Callable[[redis.Redis, FakeClock], Design], *, schedules: int, jobs: int,
     seed: int = 0, crash_rate: float = 0.3, **lab_options: float,
 ) -> LabResult:
     """Sum the results of ``schedules`` seeded random schedules; ``connect()`` gives an empty Redis."""
@@ -318,7 +318,7 @@ TABLE_ROWS: dict[str, list[tuple[str, float, dict]]] = {
 }
 
 
-def lab_rows(which: str, *, connect: Callable[[], redis.Redis], schedules: int = 20, jobs: int = 20,
+def lab_rows(which: str, *, connect: Callable[[], redis.Redis], schedules: int = 10, jobs: int = 10,
              seed: int = 2026) -> list[LabResult]:
     return [run_many(connect, design, schedules=schedules, jobs=jobs, seed=seed, crash_rate=rate, **options)
             for design, rate, options in TABLE_ROWS[which]]

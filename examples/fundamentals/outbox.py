@@ -71,13 +71,15 @@ def place_order(db: sqlite3.Connection, customer: str, total_cents: int, *, cloc
 
 
 # [start:relay]
-Publish = Callable[[str, Job], None]
-
-
 class OutboxRelay:
-    """Copies unsent outbox rows to the queue in order, marking each one sent afterwards."""
+    """Copies unsent outbox rows to the queue in order, marking each one sent afterwards.
 
-    def __init__(self, db: sqlite3.Connection, publish: Publish, *, clock: Clock | None = None) -> None:
+    ``publish(queue_name, job)`` sends one job, for example ``ReliableQueue.enqueue``.
+    """
+
+    def __init__(
+        self, db: sqlite3.Connection, publish: Callable[[str, Job], None], *, clock: Clock | None = None
+    ) -> None:
         self.db, self.publish = db, publish
         self.clock = clock or SystemClock()
 
