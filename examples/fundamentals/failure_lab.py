@@ -328,8 +328,9 @@ def lab_table(which: str = "delivery") -> tuple[list[str], list[list[object]]]:
     """The lab's results as a table (header, rows), for the handbook's build-time tables."""
     from examples.redis_client import connect
 
-    header = ["design", "jobs", "workers killed", "runs", "lost", "duplicated", "dead-lettered"]
+    header = ["design", "kill rate", "jobs", "workers killed", "runs", "lost", "duplicated", "dead-lettered"]
     rows = lab_rows(which, connect=lambda: connect("fakeredis://"))
-    return header, [[res.design, res.jobs, res.kills, res.runs, res.lost, res.duplicated, res.dead_lettered]
-                    for res in rows]
+    rates = [f"{rate:.0%}" for _, rate, _ in TABLE_ROWS[which]]
+    return header, [[res.design, rate, res.jobs, res.kills, res.runs, res.lost, res.duplicated, res.dead_lettered]
+                    for res, rate in zip(rows, rates, strict=True)]
 # [end:table]

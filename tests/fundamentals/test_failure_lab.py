@@ -18,7 +18,7 @@ from examples.fundamentals.failure_lab import (
 
 AT_LEAST_ONCE = ["at-least-once", "idempotent", "lease-heartbeat"]
 schedules = st.lists(st.sampled_from([*CRASH_POINTS, None]), max_size=24)
-hypothesis_settings = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+hypothesis_settings = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @pytest.fixture
@@ -116,7 +116,7 @@ def test_a_thousand_random_schedules_lose_nothing(fresh, design):
 # -- the table on the pages is the one these tests assert -----------------------------------------
 def test_the_generated_tables_show_what_the_tests_assert(fresh):
     header, rows = lab_table("delivery")
-    assert header == ["design", "jobs", "workers killed", "runs", "lost", "duplicated", "dead-lettered"]
+    assert header == ["design", "kill rate", "jobs", "workers killed", "runs", "lost", "duplicated", "dead-lettered"]
     by_name = {row[0]: dict(zip(header, row)) for row in rows}
     most, least, idem = (by_name[DESIGNS[n](fresh(), None).name] for n in ("at-most-once", "at-least-once", "idempotent"))
     assert most["lost"] > 0 and most["duplicated"] == 0
@@ -135,7 +135,7 @@ def test_the_table_runs_on_the_redis_under_test_too(fresh):
     """lab_table() uses fakeredis (the docs build has no server); lab_rows gives the same counts on r."""
     _, rows = lab_table("delivery")
     assert [[res.design, res.jobs, res.kills, res.runs, res.lost, res.duplicated, res.dead_lettered]
-            for res in lab_rows("delivery", connect=fresh)] == rows
+            for res in lab_rows("delivery", connect=fresh)] == [row[:1] + row[2:] for row in rows]
 
 
 # -- the design interface ----------------------------------------------------------------------
