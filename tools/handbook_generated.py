@@ -36,7 +36,9 @@ Options (both directives)
     ``generated-figure`` also takes ``:alt:`` (required: the figure's text alternative) and
     ``:width:``.
 
-Each result is computed once per build process, even when several pages show it.
+Each result is computed once per build process, even when several pages show it, and pages
+that show generated output are re-read on every build (also incremental ones), so a change in
+the code behind a table cannot leave a stale number on the page.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class _GeneratedDirective(SphinxDirective):
     option_spec = {"args": directives.unchanged, "caption": directives.unchanged}
 
     def generate(self) -> Any:
+        _pages(self.env).add(self.env.docname)
         args = tuple((self.options.get("args") or "").split())
         try:
             return call_generator(self.arguments[0], args)
@@ -140,7 +143,29 @@ class GeneratedFigure(_GeneratedDirective):
         return [figure]
 
 
+def _pages(env: Any) -> set[str]:
+    """Pages that show generated output, remembered in the build environment."""
+    if not hasattr(env, "handbook_generated_pages"):
+        env.handbook_generated_pages = set()
+    return env.handbook_generated_pages
+
+
+def _always_reread(app: Sphinx, env: Any, added: set[str], changed: set[str], removed: set[str]) -> list[str]:
+    return sorted(_pages(env) - removed)
+
+
+def _purge(app: Sphinx, env: Any, docname: str) -> None:
+    _pages(env).discard(docname)
+
+
+def _merge(app: Sphinx, env: Any, docnames: set[str], other: Any) -> None:
+    _pages(env).update(_pages(other))
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("generated-table", GeneratedTable)
     app.add_directive("generated-figure", GeneratedFigure)
+    app.connect("env-get-outdated", _always_reread)
+    app.connect("env-purge-doc", _purge)
+    app.connect("env-merge-info", _merge)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

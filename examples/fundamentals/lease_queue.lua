@@ -36,7 +36,9 @@ return 1
 -- [end:extend]
 
 -- [start:ack]
--- ARGV: job id, token. Returns 1, or 0 if the caller no longer holds the lease.
+-- ARGV: job id, token, and optionally a dead-letter record (JSON): with a record the job moves
+-- to the dead letters instead of being deleted. Returns 1, or 0 if the caller no longer holds
+-- the lease.
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then
   return 0
 end
@@ -44,21 +46,11 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('HDEL', KEYS[5], ARGV[1])
+if ARGV[3] then
+  redis.call('LPUSH', KEYS[6], ARGV[3])
+end
 return 1
 -- [end:ack]
-
--- [start:dead-letter]
--- ARGV: job id, token, dead-letter record (JSON). Moves a held job to the dead letters.
-if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then
-  return 0
-end
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HDEL', KEYS[3], ARGV[1])
-redis.call('HDEL', KEYS[4], ARGV[1])
-redis.call('HDEL', KEYS[5], ARGV[1])
-redis.call('LPUSH', KEYS[6], ARGV[3])
-return 1
--- [end:dead-letter]
 
 -- [start:reap]
 -- ARGV: now, max deliveries, batch size. Takes back every lease whose deadline has

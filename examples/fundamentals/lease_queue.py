@@ -155,7 +155,7 @@ class LeaseQueue:
 
     def _dead_letter(self, job_id: str, token: str, raw: str, reason: str, attempts: int) -> None:
         record = json.dumps({"raw": raw, "reason": reason, "attempts": attempts, "at": self.clock.now()})
-        self._run("dead-letter", job_id, token, record)
+        self._run("ack", job_id, token, record)
 
     def dead_letters(self) -> list[dict]:
         """Dead-lettered jobs, newest first, each with its reason and delivery count."""

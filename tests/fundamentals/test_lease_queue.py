@@ -27,7 +27,7 @@ def q(r, clock) -> LeaseQueue:
 
 
 def test_the_lua_file_has_every_script_the_queue_runs():
-    assert sorted(load_scripts()) == ["ack", "claim", "dead-letter", "enqueue", "extend", "reap"]
+    assert sorted(load_scripts()) == ["ack", "claim", "enqueue", "extend", "reap"]
 
 
 def test_claim_records_a_deadline_and_ack_deletes_everything(r, q, clock):
