@@ -35,6 +35,7 @@ extensions = [
     "observability_pages",  # tools/: tables and the dashboard figure of Track 3, built from code
     "frameworks_generated",  # tools/: the autoscaling figure and the persistence table (Track 2)
     "generated_table",  # tools/generated_table.py: tables computed by examples/ at build time
+    "handbook_generated",  # tools/handbook_generated.py: tables and figures computed at build time
 ]
 root_doc = "index"
 numfig = True  # "Figure 3", "Listing 2": numbered in HTML and PDF
@@ -48,7 +49,7 @@ nitpicky = True
 # The build needs no network, so intersphinx cannot fetch the inventories of the standard
 # library or redis-py: references into them are left unresolved rather than failing.
 nitpick_ignore_regex = [
-    (r"py:.*", r"(redis|time|collections\.abc|typing|json|uuid)(\..*)?"),
+    (r"py:.*", r"(redis|time|collections\.abc|typing|json|uuid|sqlite3|pathlib|random)(\..*)?"),
     # Track 3 (tracing): OpenTelemetry's and the standard library's logging types have no
     # inventory offline either; `Tracer` is how autodoc prints the imported annotation.
     (r"py:.*", r"(opentelemetry|logging|contextvars)(\..*)?"),

@@ -1,0 +1,269 @@
+"""Retries with backoff and jitter, a retry budget, and a dead-letter queue with replay.
+
+This module is the code behind the page *Retries, backoff & dead letters*
+(``docs/fundamentals/retries.md``):
+
+* :class:`Backoff` computes the delay before each retry: exponential without jitter, with
+  full, equal or decorrelated jitter (the variants of the AWS Architecture Blog article
+  "Exponential Backoff And Jitter");
+* :func:`retry_times` simulates many clients retrying after the same outage; the page's
+  figure is drawn from it at build time;
+* :class:`RetryBudget` stops a worker from retrying when most calls fail (the token bucket
+  of gRPC's retry throttling);
+* :class:`RetryQueue` extends the reliable queue of *Delivery guarantees*: a failed job
+  waits in a sorted set until its retry is due; a job that fails for good goes to the
+  dead-letter list with its reason, attempt count and last error; :meth:`RetryQueue.replay`
+  puts dead letters back.
+"""
+
+# [start:imports]
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import redis
+
+from examples.clock import Clock
+from examples.envelope import Job, MalformedJob
+from examples.fundamentals.delivery_guarantees import Delivery, ReliableQueue
+# [end:imports]
+
+STRATEGIES = ("none", "full", "equal", "decorrelated")
+LABELS = {"none": "no jitter", "full": "full jitter", "equal": "equal jitter", "decorrelated": "decorrelated jitter"}
+
+
+# [start:backoff]
+@dataclass(frozen=True)
+class Backoff:
+    """Delay before retry number ``attempt`` (1 = first retry), capped at ``cap`` seconds."""
+
+    strategy: str = "full"
+    base: float = 1.0
+    cap: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown backoff strategy {self.strategy!r} (choose from {', '.join(STRATEGIES)})")
+        if not 0 < self.base <= self.cap:
+            raise ValueError(f"need 0 < base <= cap seconds, got base={self.base!r}, cap={self.cap!r}")
+
+    def delay(self, attempt: int, rng: random.Random, previous: float | None = None) -> float:
+        if attempt < 1:
+            raise ValueError(f"attempt counts retries from 1, got {attempt}")
+        ceiling = min(self.cap, self.base * 2 ** (attempt - 1))
+        if self.strategy == "none":  # every client waits exactly as long: they retry together
+            return ceiling
+        if self.strategy == "full":  # anywhere between 0 and the ceiling
+            return rng.uniform(0, ceiling)
+        if self.strategy == "equal":  # at least half the ceiling, plus a random half
+            return ceiling / 2 + rng.uniform(0, ceiling / 2)
+        # decorrelated: grows from the previous delay, not from the attempt number
+        return min(self.cap, rng.uniform(self.base, 3 * (previous or self.base)))
+
+    def schedule(self, retries: int, rng: random.Random) -> list[float]:
+        """The delays before retries 1..``retries``."""
+        delays: list[float] = []
+        for attempt in range(1, retries + 1):
+            delays.append(self.delay(attempt, rng, delays[-1] if delays else None))
+        return delays
+# [end:backoff]
+
+
+# [start:storm]
+def retry_times(backoff: Backoff, *, clients: int, retries: int, seed: int) -> list[float]:
+    """When ``clients`` that all failed at time 0 retry, if every retry fails too."""
+    rng = random.Random(seed)
+    times: list[float] = []
+    for _ in range(clients):
+        at = 0.0
+        for delay in backoff.schedule(retries, rng):
+            at += delay
+            times.append(at)
+    return sorted(times)
+
+
+def peak_load(times: list[float], *, window: float = 0.25) -> int:
+    """The most retries that land in any one ``window`` of seconds (what the dependency feels)."""
+    counts: dict[int, int] = {}
+    for t in times:
+        counts[int(t // window)] = counts.get(int(t // window), 0) + 1
+    return max(counts.values(), default=0)
+# [end:storm]
+
+
+# [start:budget]
+class RetryBudget:
+    """Allow retries only while most calls succeed (gRPC retry throttling).
+
+    Each failure costs one token, each success earns back ``token_ratio``; retries are
+    allowed while more than half of ``max_tokens`` remain. With the defaults, a worker stops
+    retrying after about five failures in a row and resumes after enough successes.
+    """
+
+    def __init__(self, *, max_tokens: float = 10, token_ratio: float = 0.1) -> None:
+        if max_tokens <= 0 or not 0 < token_ratio <= 1:
+            raise ValueError(f"need max_tokens > 0 and 0 < token_ratio <= 1, got {max_tokens!r}, {token_ratio!r}")
+        self.max_tokens, self.token_ratio = float(max_tokens), float(token_ratio)
+        self.tokens = self.max_tokens
+
+    def record_success(self) -> None:
+        self.tokens = min(self.max_tokens, self.tokens + self.token_ratio)
+
+    def record_failure(self) -> None:
+        self.tokens = max(0.0, self.tokens - 1)
+
+    def allows_retry(self) -> bool:
+        return self.tokens > self.max_tokens / 2
+# [end:budget]
+
+
+class PermanentError(Exception):
+    """Raise it from a handler for a failure that retrying cannot fix (a poison message)."""
+
+
+# [start:retry-queue]
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5  # the first run counts as attempt 1
+    backoff: Backoff = Backoff("full", base=1.0, cap=300.0)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be an integer >= 1, got {self.max_attempts!r}")
+
+
+# KEYS: delayed sorted set, pending list. ARGV: now, batch size. Moves due retries to the queue.
+PROMOTE_LUA = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, raw in ipairs(due) do
+  redis.call('ZREM', KEYS[1], raw)
+  redis.call('LPUSH', KEYS[2], raw)
+end
+return #due
+"""
+
+
+class RetryQueue(ReliableQueue):
+    """A reliable queue whose failed jobs are retried with backoff, then dead-lettered."""
+
+    def __init__(
+        self,
+        r: redis.Redis,
+        name: str,
+        *,
+        policy: RetryPolicy | None = None,
+        budget: RetryBudget | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__(r, name, clock=clock)
+        self.policy = policy or RetryPolicy()
+        self.budget = budget
+        self.rng = rng or random.Random()
+        self.delayed_key = f"q:{{{name}}}:delayed"  # sorted set: message -> when it is due
+        self._promote = r.register_script(PROMOTE_LUA)
+
+    def promote_due(self, *, batch: int = 100) -> int:
+        """Move retries whose time has come to the pending list."""
+        return self._promote(keys=[self.delayed_key, self.pending_key], args=[self.clock.now(), batch])
+
+    def work_one(self, worker: str, handler: Callable[[Job], None]) -> bool:
+        self.promote_due()
+        delivery = self.reserve(worker)
+        if delivery is None:
+            return False
+        try:
+            handler(delivery.job)
+        except Exception as exc:
+            self.fail(delivery, exc)
+            return True
+        if self.budget:
+            self.budget.record_success()
+        self.ack(delivery)
+        return True
+
+    def fail(self, delivery: Delivery, error: Exception) -> None:
+        """Schedule a retry, or dead-letter the job with the reason."""
+        job = replace(delivery.job, attempts=delivery.job.attempts + 1)
+        if self.budget:
+            self.budget.record_failure()
+        if isinstance(error, PermanentError):
+            return self._bury(delivery, job, "permanent error: not retried", error)
+        if job.attempts >= self.policy.max_attempts:
+            return self._bury(delivery, job, f"gave up after {job.attempts} attempts", error)
+        delay = self.policy.backoff.delay(job.attempts, self.rng)
+        if self.budget and not self.budget.allows_retry():
+            delay = self.policy.backoff.cap  # budget spent: park the retry as late as allowed
+        with self.r.pipeline(transaction=True) as tx:  # out of processing, into delayed: one step
+            tx.lrem(self.processing_key(delivery.worker), 1, delivery.raw)
+            tx.zadd(self.delayed_key, {job.to_json(): self.clock.now() + delay})
+            tx.execute()
+
+    def _bury(self, delivery: Delivery, job: Job, reason: str, error: Exception) -> None:
+        record = {"id": job.id, "task": job.task, "raw": job.to_json(), "reason": reason,
+                  "attempts": job.attempts, "last_error": repr(error), "at": self.clock.now()}
+        with self.r.pipeline(transaction=True) as tx:
+            tx.lrem(self.processing_key(delivery.worker), 1, delivery.raw)
+            tx.lpush(self.dead_key, json.dumps(record, sort_keys=True))
+            tx.execute()
+# [end:retry-queue]
+
+    # [start:replay]
+    def replay(self, *, job_id: str | None = None, limit: int = 100) -> int:
+        """Put dead letters back on the queue with their attempts reset; return how many.
+
+        ``job_id`` picks one job; otherwise up to ``limit`` of the oldest. Records whose
+        message is not a valid job (malformed on arrival) stay where they are.
+        """
+        replayed = 0
+        with self.r.pipeline() as pipe:
+            while replayed < limit:
+                pipe.watch(self.dead_key)  # a concurrent replay or new dead letter: start over
+                chosen = None
+                for entry in reversed(pipe.lrange(self.dead_key, 0, -1)):  # oldest first
+                    try:
+                        job = Job.from_json(json.loads(entry)["raw"])
+                    except (MalformedJob, KeyError, TypeError, ValueError):
+                        continue
+                    if job_id is None or job.id == job_id:
+                        chosen = entry, replace(job, attempts=0)
+                        break
+                if chosen is None:
+                    break
+                pipe.multi()
+                pipe.lrem(self.dead_key, 1, chosen[0])
+                pipe.lpush(self.pending_key, chosen[1].to_json())
+                try:
+                    pipe.execute()
+                except redis.WatchError:
+                    continue
+                replayed += 1
+                if job_id is not None:
+                    break
+        if job_id is not None and not replayed:
+            raise LookupError(f"no replayable dead letter with job id {job_id!r} in queue {self.name!r}")
+        return replayed
+    # [end:replay]
+
+
+# [start:figure]
+def retry_storm_figure(*, clients: int = 200, retries: int = 6, seed: int = 7):
+    """Retries per second of ``clients`` after a shared outage, one panel per strategy."""
+    from matplotlib.figure import Figure  # only the docs build needs matplotlib
+
+    fig = Figure(figsize=(8, 6.4), layout="constrained")
+    axes = fig.subplots(len(STRATEGIES), 1, sharex=True)
+    backoffs = [Backoff(s, base=1.0, cap=64.0) for s in STRATEGIES]
+    horizon = max(max(retry_times(b, clients=clients, retries=retries, seed=seed)) for b in backoffs)
+    for ax, backoff in zip(axes, backoffs, strict=True):
+        times = retry_times(backoff, clients=clients, retries=retries, seed=seed)
+        ax.hist(times, bins=[i * 0.25 for i in range(int(horizon * 4) + 2)], color="#3b6ea8")
+        ax.set_title(f"{LABELS[backoff.strategy]}: at most {peak_load(times)} retries in any 0.25 s",
+                     fontsize=9, loc="left")
+        ax.set_ylabel("retries", fontsize=8)
+    axes[-1].set_xlabel(f"seconds after the outage ({clients} clients, {retries} retries each, base 1 s, cap 64 s)")
+    return fig
+# [end:figure]

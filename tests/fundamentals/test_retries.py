@@ -1,0 +1,218 @@
+"""Tests for docs/fundamentals/retries.md (examples/fundamentals/retries.py)."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from examples.clock import FakeClock
+from examples.envelope import Job, new_job
+from examples.fundamentals.retries import (
+    STRATEGIES, Backoff, PermanentError, RetryBudget, RetryPolicy, RetryQueue, peak_load, retry_times,
+)
+
+
+def job(i: int = 0) -> Job:
+    return new_job("call_api", {"n": i}, clock=FakeClock(0), job_id=f"job-{i}")
+
+
+# -- backoff -----------------------------------------------------------------------------
+def test_no_jitter_doubles_up_to_the_cap():
+    assert Backoff("none", base=1, cap=20).schedule(7, random.Random(0)) == [1, 2, 4, 8, 16, 20, 20]
+
+
+@pytest.mark.parametrize("strategy", ["full", "equal"])
+def test_jittered_delays_stay_within_their_bounds(strategy):
+    rng = random.Random(1)
+    backoff = Backoff(strategy, base=1, cap=60)
+    for attempt in range(1, 12):
+        ceiling = min(60, 2 ** (attempt - 1))
+        low = 0 if strategy == "full" else ceiling / 2
+        delays = [backoff.delay(attempt, rng) for _ in range(200)]
+        assert all(low <= d <= ceiling for d in delays)
+
+
+def test_decorrelated_jitter_grows_from_the_previous_delay_and_is_capped():
+    rng = random.Random(2)
+    delays = Backoff("decorrelated", base=1, cap=30).schedule(50, rng)
+    assert all(1 <= d <= 30 for d in delays)
+    assert all(d <= 3 * prev for prev, d in zip(delays, delays[1:]))
+
+
+def test_same_seed_same_schedule():
+    b = Backoff("full")
+    assert b.schedule(5, random.Random(9)) == b.schedule(5, random.Random(9))
+
+
+def test_jitter_spreads_a_retry_storm():
+    """The figure's claim: without jitter all 200 clients retry at the same instant, every time."""
+    times = {s: retry_times(Backoff(s, base=1, cap=64), clients=200, retries=6, seed=7) for s in STRATEGIES}
+    instant = {s: peak_load(t, window=0.01) for s, t in times.items()}
+    assert instant["none"] == 200 and all(instant[s] <= 10 for s in ("full", "equal", "decorrelated"))
+    quarter = {s: peak_load(t) for s, t in times.items()}  # what the figure's titles show
+    assert quarter["none"] == 200 and max(quarter["full"], quarter["equal"], quarter["decorrelated"]) < 200 * 0.6
+    assert quarter["decorrelated"] < quarter["full"] < quarter["equal"]
+    assert peak_load([1.0, 1.1, 1.3], window=0.25) == 2
+
+
+def test_the_figure_is_drawn_from_the_tested_code():
+    pytest.importorskip("matplotlib")
+    from examples.fundamentals.retries import retry_storm_figure
+
+    fig = retry_storm_figure(clients=50, retries=3, seed=1)
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert titles[0] == "no jitter: at most 50 retries in any 0.25 s" and len(titles) == len(STRATEGIES)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Backoff("linear"), "unknown backoff strategy 'linear'"),
+        (lambda: Backoff("full", base=-1), "need 0 < base <= cap seconds"),
+        (lambda: Backoff("full", base=10, cap=5), "need 0 < base <= cap seconds"),
+        (lambda: Backoff().delay(0, random.Random()), "attempt counts retries from 1"),
+        (lambda: RetryPolicy(max_attempts=0), "max_attempts must be an integer >= 1"),
+        (lambda: RetryBudget(token_ratio=0), "need max_tokens > 0 and 0 < token_ratio <= 1"),
+    ],
+)
+def test_bad_settings_are_refused(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+# -- retry budget ------------------------------------------------------------------------
+def test_budget_stops_retries_after_a_run_of_failures_and_recovers_with_successes():
+    budget = RetryBudget(max_tokens=10, token_ratio=0.1)
+    failures = 0
+    while budget.allows_retry():
+        budget.record_failure()
+        failures += 1
+    assert failures == 5  # 10 -> 5 tokens: retries stop
+    budget.record_success()
+    assert budget.allows_retry()  # 5.1 tokens: one retry may go...
+    budget.record_failure()
+    assert not budget.allows_retry()  # ...but while failures outnumber successes ten to one, no more
+
+
+# -- retry queue and dead letters ---------------------------------------------------------
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(0)
+
+
+def make_queue(r, clock, **kw) -> RetryQueue:
+    policy = RetryPolicy(max_attempts=3, backoff=Backoff("none", base=10, cap=100))
+    return RetryQueue(r, "api", policy=policy, clock=clock, rng=random.Random(0), **kw)
+
+
+def always_fails(job: Job) -> None:
+    raise ConnectionError("api down")
+
+
+def test_failed_job_waits_for_its_backoff_then_is_dead_lettered_with_reason_and_attempts(r, clock):
+    q = make_queue(r, clock)
+    q.enqueue(job())
+    assert q.work_one("w", always_fails) is True
+    assert q.pending() == 0 and r.zscore(q.delayed_key, job().__class__.from_json(r.zrange(q.delayed_key, 0, 0)[0]).to_json()) == 10
+    assert q.work_one("w", always_fails) is False  # not due yet
+    clock.advance(10)
+    assert q.work_one("w", always_fails) is True  # attempt 2, next retry in 20 s
+    clock.advance(20)
+    assert q.work_one("w", always_fails) is True  # attempt 3 = max_attempts: dead
+    [dead] = q.dead_letters()
+    assert {k: dead[k] for k in ("id", "task", "reason", "attempts", "last_error", "at")} == {
+        "id": "job-0", "task": "call_api", "reason": "gave up after 3 attempts", "attempts": 3,
+        "last_error": "ConnectionError('api down')", "at": 30,
+    }
+    assert json.loads(dead["raw"])["attempts"] == 3
+    assert r.llen(q.processing_key("w")) == 0 and r.zcard(q.delayed_key) == 0
+
+
+def test_a_job_that_succeeds_on_retry_is_acked(r, clock):
+    q = make_queue(r, clock)
+    q.enqueue(job())
+    calls = []
+
+    def flaky(j: Job) -> None:
+        calls.append(j.attempts)
+        if len(calls) == 1:
+            raise TimeoutError("slow")
+
+    q.work_one("w", flaky)
+    clock.advance(10)
+    q.work_one("w", flaky)
+    assert calls == [0, 1] and q.dead_letters() == [] and r.llen(q.processing_key("w")) == 0
+
+
+def test_permanent_error_is_not_retried(r, clock):
+    q = make_queue(r, clock)
+    q.enqueue(job())
+
+    def poison(j: Job) -> None:
+        raise PermanentError("customer 42 does not exist")
+
+    q.work_one("w", poison)
+    [dead] = q.dead_letters()
+    assert dead["reason"] == "permanent error: not retried" and dead["attempts"] == 1
+    assert "customer 42 does not exist" in dead["last_error"]
+
+
+def test_replay_puts_a_dead_letter_back_with_attempts_reset(r, clock):
+    q = make_queue(r, clock)
+    for i in range(2):
+        q.enqueue(job(i))
+    for _ in range(2):
+        q.work_one("w", lambda j: (_ for _ in ()).throw(PermanentError("bad")))
+    assert q.replay(job_id="job-1") == 1
+    assert [d["id"] for d in q.dead_letters()] == ["job-0"]
+    done = []
+    q.work_one("w", lambda j: done.append((j.id, j.attempts)))
+    assert done == [("job-1", 0)]
+    assert q.replay() == 1 and q.dead_letters() == []
+
+
+def test_replay_leaves_malformed_dead_letters_and_names_a_missing_id(r, clock):
+    q = make_queue(r, clock)
+    r.lpush(q.pending_key, "{broken")
+    assert q.work_one("w", lambda j: None) is False  # malformed: dead-lettered by reserve
+    assert q.replay() == 0 and len(q.dead_letters()) == 1
+    with pytest.raises(LookupError, match="no replayable dead letter with job id 'nope'"):
+        q.replay(job_id="nope")
+
+
+def test_a_spent_budget_parks_retries_at_the_cap(r, clock):
+    budget = RetryBudget(max_tokens=4, token_ratio=0.1)
+    q = make_queue(r, clock, budget=budget)
+    for i in range(3):
+        q.enqueue(job(i))
+    for _ in range(3):
+        q.work_one("w", always_fails)
+    due = sorted(score for _, score in r.zrange(q.delayed_key, 0, -1, withscores=True))
+    assert due == [10, 100, 100]  # the first retry is normal; then the budget is spent
+
+
+# -- facts quoted on the page, asserted against the installed libraries --------------------
+def test_celery_retry_defaults():
+    from celery.app.task import Task
+    from celery.utils.time import get_exponential_backoff_interval
+
+    assert (Task.max_retries, Task.default_retry_delay) == (3, 180)
+    source = Path(importlib.util.find_spec("celery.app.autoretry").origin).read_text()
+    assert re.search(r"getattr\(task, 'retry_backoff_max', 600\)", source)
+    assert re.search(r"getattr\(task, 'retry_jitter', True\)", source)
+    assert get_exponential_backoff_interval(factor=1, retries=20, maximum=600) == 600
+    rng_values = {get_exponential_backoff_interval(1, 3, 600, full_jitter=True) for _ in range(200)}
+    assert rng_values <= set(range(0, 9)) and len(rng_values) > 1  # full jitter: 0..2**3
+
+
+def test_rq_retry_has_no_backoff_by_default():
+    from rq import Retry
+
+    retry = Retry(max=3)
+    assert retry.intervals == [0]
