@@ -34,7 +34,6 @@ extensions = [
     "bench_results",  # tools/bench_results.py: benchmark tables and figures from committed JSON
     "observability_pages",  # tools/: tables and the dashboard figure of Track 3, built from code
     "frameworks_generated",  # tools/: the autoscaling figure and the persistence table (Track 2)
-    "generated_table",  # tools/generated_table.py: tables computed by examples/ at build time
     "handbook_generated",  # tools/handbook_generated.py: tables and figures computed at build time
 ]
 root_doc = "index"

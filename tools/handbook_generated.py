@@ -22,7 +22,7 @@ Registering a generator (any track)
 
 Contract of a table function
     It returns ``(header, rows)``: a sequence of column titles and a sequence of rows, each a
-    sequence of cells (converted with ``str``). An object with ``header`` and ``rows``
+    sequence of cells (converted with ``str``; a cell written `` `like this` `` is shown as code). An object with ``header`` and ``rows``
     attributes works too.
 
 Contract of a figure function
@@ -81,8 +81,13 @@ def table_node(header: list[str], rows: list[list[Any]], caption: str | None) ->
     def row_node(cells: list[Any]) -> nodes.row:
         row = nodes.row()
         for cell in cells:
-            entry = nodes.entry()
-            entry += nodes.paragraph(text=str(cell))
+            entry, text = nodes.entry(), str(cell)
+            para = nodes.paragraph()
+            if len(text) > 1 and text.startswith("`") and text.endswith("`"):  # `x` is shown as code
+                para += nodes.literal(text=text[1:-1])
+            else:
+                para += nodes.Text(text)
+            entry += para
             row += entry
         return row
 

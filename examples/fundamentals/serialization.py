@@ -347,16 +347,17 @@ def example_envelope() -> Envelope:
     )
 
 
-def size_table() -> list[list[str]]:
-    """Rows of the page's size comparison, computed from :func:`example_envelope`."""
+def size_table() -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the page's size comparison, computed from :func:`example_envelope`."""
     env = example_envelope()
     small = replace(env, args={**env.args, "receipt_pdf": b""})
-    rows = [["format", "content type", "job without the PDF (bytes)", "job with a 2 KiB PDF (bytes)"]]
+    header = ["format", "content type", "job without the PDF (bytes)", "job with a 2 KiB PDF (bytes)"]
+    rows = []
     for name, kind in (("JSON", JSON), ("MessagePack", MSGPACK), ("Avro", AVRO)):
         rows.append([name, f"`{kind}`", str(len(encode(small, kind).body)), str(len(encode(env, kind).body))])
     refused = [pickle.dumps(asdict(e), protocol=pickle.HIGHEST_PROTOCOL) for e in (small, env)]
     rows.append(["pickle (refused)", f"`{PICKLE}`", str(len(refused[0])), str(len(refused[1]))])
-    return rows
+    return header, rows
 # [end:sizes]
 
 
