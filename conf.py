@@ -134,5 +134,12 @@ latex_elements = {
 % sphinx-design cards arrive as sphinxuseclass environments: give them a frame.
 \usepackage{mdframed}
 \newenvironment{sphinxclasssd-card}{\begin{mdframed}[linewidth=0.6pt,linecolor=gray]}{\end{mdframed}}
+% Inline literals (setting and test names) may break after an underscore, so a long name
+% wraps instead of running into the margin.
+\makeatletter
+\newcommand{\handbookbreakableunderscore}{\textunderscore\hspace{0pt}}
+\let\handbook@upquote\sphinxupquote
+\DeclareRobustCommand{\sphinxupquote}[1]{{\let\_\handbookbreakableunderscore\handbook@upquote{#1}}}
+\makeatother
 """,
 }
