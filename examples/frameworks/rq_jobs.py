@@ -127,7 +127,7 @@ def sweep_abandoned(queue: Queue, now: float | None = None) -> list[str]:
     ``now`` (Unix time) lets tests move time forward without sleeping.
     """
     registry = queue.started_job_registry
-    abandoned = [registry.parse_job_id(entry) for entry in registry.get_expired_job_ids(now)]
+    abandoned = registry.get_expired_job_ids(now)
     registry.cleanup(timestamp=now)
     return abandoned
 # [end:registries]

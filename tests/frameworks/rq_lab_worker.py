@@ -4,6 +4,7 @@ Run as ``python rq_lab_worker.py QUEUE`` with ``REDIS_URL`` set. The job
 ``rq_lab_worker.slow_job`` records that it started, sleeps, and records that it finished.
 """
 
+import os
 import sys
 import time
 
@@ -15,6 +16,7 @@ from examples.redis_client import connect
 
 def slow_job(seconds: float) -> str:
     job = get_current_job()
+    job.connection.set(f"test:pid:{job.id}", os.getpid())  # the work-horse: its own process group
     job.connection.rpush("test:started", job.id)
     time.sleep(seconds)
     job.connection.rpush("test:finished", job.id)

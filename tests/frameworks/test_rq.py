@@ -6,6 +6,7 @@ fakeredis and ``SimpleWorker`` (jobs run in the test process) by default; under
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import time
@@ -231,7 +232,11 @@ def test_sigkilled_worker_leaves_an_abandoned_job_that_the_sweep_fails(queue, pr
     job = lab.enqueue("rq_lab_worker.slow_job", 60, job_timeout=120, failure_ttl=600)
     worker = processes.start([str(LAB), "lab"])
     assert pop(queue.connection, "test:started", 20) == job.id
-    processes.stop(worker, signal.SIGKILL)  # worker and work-horse, no chance to clean up
+    horse = int(queue.connection.get(f"test:pid:{job.id}"))
+    try:  # the node dies: worker and work-horse (which RQ puts in its own process group)
+        processes.stop(worker, signal.SIGKILL)
+    finally:
+        os.kill(horse, signal.SIGKILL)
     assert registry_counts(lab)["started"] == 1
     assert sweep_abandoned(lab, now=time.time() + 200) == [job.id]
     assert job.get_status(refresh=True) == JobStatus.FAILED
