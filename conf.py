@@ -31,6 +31,7 @@ extensions = [
     "sphinx.ext.doctest",  # renders {doctest} blocks; Sybil (docs/conftest.py) runs them
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
+    "settings_table_ext",  # tools/: the settings-equivalence table, built from data files
 ]
 root_doc = "index"
 exclude_patterns = ["_build", "conftest.py", "**/.pytest_cache"]
