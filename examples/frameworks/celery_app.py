@@ -43,6 +43,7 @@ class ProductionTask(Task):
 
     def apply_async(self, args=None, kwargs=None, task_id=None, producer=None, link=None, link_error=None,
                     shadow=None, **options):
+        """Send the task, as Celery does, after refusing a countdown or ETA the broker cannot hold."""
         self._check_delay(options.get("countdown"), options.get("eta"))
         return super().apply_async(args, kwargs, task_id, producer, link, link_error, shadow, **options)
 
