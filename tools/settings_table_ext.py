@@ -14,48 +14,68 @@ from __future__ import annotations
 import re
 
 from docutils import nodes
-from docutils.statemachine import StringList
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
 from examples.frameworks import settings_table
 
 
-def _inline(text: str) -> str:
-    """Data files mark code with single backticks; reST wants double ones."""
-    return re.sub(r"`([^`]+)`", r"``\1``", text)
+def _text(text: str) -> list[nodes.Node]:
+    """Plain text with `code` spans (single backticks in the data files) as literals."""
+    parts: list[nodes.Node] = []
+    for i, piece in enumerate(re.split(r"`([^`]+)`", text)):
+        if piece:
+            parts.append(nodes.literal(piece, piece) if i % 2 else nodes.Text(piece))
+    return parts
 
 
-def _cell_lines(cell: settings_table.Cell) -> list[str]:
-    setting = f"*{cell.setting}*" if cell.setting.startswith("(") else f"``{cell.setting}``"
-    if cell.source.startswith("https://"):
-        source = f"`source <{cell.source}>`__"
+def _source(source: str) -> nodes.paragraph:
+    para = nodes.paragraph("", "", classes=["settings-source"])
+    if source.startswith("https://"):
+        para += nodes.reference("", "source", refuri=source)
     else:
-        source = f"source: ``{cell.source}``"
-    return [f"**{setting}**" if not setting.startswith("*") else setting, "", _inline(cell.default), "",
-            _inline(cell.note), "", source]
+        para += [nodes.Text("source: "), nodes.literal(source, source)]
+    return para
 
 
-def table_rst(directory=settings_table.SETTINGS_DIR) -> list[str]:
-    """The table as a reST ``list-table``."""
+def _entry(*children: nodes.Node) -> nodes.entry:
+    entry = nodes.entry()
+    entry.extend(children)
+    return entry
+
+
+def _cell(cell: settings_table.Cell) -> nodes.entry:
+    setting = nodes.paragraph()
+    if cell.setting.startswith("("):
+        setting += nodes.emphasis(cell.setting, cell.setting)
+    else:
+        setting += nodes.strong("", "", nodes.literal(cell.setting, cell.setting))
+    return _entry(setting, nodes.paragraph("", "", *_text(cell.default)),
+                  nodes.paragraph("", "", *_text(cell.note)), _source(cell.source))
+
+
+def build_table(directory=settings_table.SETTINGS_DIR) -> nodes.table:
+    """The table as docutils nodes: one row per row id, one column per framework."""
     rows, frameworks = settings_table.load_table(directory)
-    lines = [
-        ".. list-table::",
-        "   :header-rows: 1",
-        "   :stub-columns: 1",
-        "   :widths: 12 22 22 22 22",
-        "   :class: settings-equivalence",
-        "",
-        "   * - Setting",
-    ]
-    lines += [f"     - {fw.name} {fw.version}" for fw in frameworks]
+    table = nodes.table(classes=["settings-equivalence"])
+    group = nodes.tgroup(cols=len(frameworks) + 1)
+    table += group
+    for width in [12] + [22] * len(frameworks):
+        group += nodes.colspec(colwidth=width)
+    head = nodes.row()
+    head += _entry(nodes.paragraph(text="Setting"))
+    for fw in frameworks:
+        head += _entry(nodes.paragraph(text=f"{fw.name} {fw.version}"))
+    group += nodes.thead("", head)
+    body = nodes.tbody()
     for row in rows:
-        lines.append(f"   * - {row.label}")
+        line = nodes.row()
+        line += _entry(nodes.paragraph("", "", nodes.strong(row.label, row.label)))
         for fw in frameworks:
-            body = _cell_lines(fw.cells[row.id])
-            lines.append(f"     - {body[0]}")
-            lines += [f"       {line}" if line else "" for line in body[1:]]
-    return lines
+            line += _cell(fw.cells[row.id])
+        body += line
+    group += body
+    return table
 
 
 class SettingsEquivalence(SphinxDirective):
@@ -65,12 +85,9 @@ class SettingsEquivalence(SphinxDirective):
         for name in ("rows",) + settings_table.FRAMEWORKS:
             self.env.note_dependency(str(settings_table.SETTINGS_DIR / f"{name}.toml"))
         try:
-            rst = table_rst()
+            return [build_table()]
         except settings_table.SettingsTableError as exc:
             raise self.error(f"settings-equivalence: {exc}") from None
-        container = nodes.container()
-        self.state.nested_parse(StringList(rst, source="settings-equivalence"), self.content_offset, container)
-        return container.children
 
 
 def setup(app: Sphinx) -> dict:

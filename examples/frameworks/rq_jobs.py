@@ -59,6 +59,7 @@ class JobPolicy:
         return Retry(max=len(self.retry_intervals), interval=list(self.retry_intervals))
 
 
+#: The policy of every job enqueued without one: 5 min to run, a day of results, a week of failures.
 DEFAULT_POLICY = JobPolicy()
 # [end:policy]
 
