@@ -135,7 +135,7 @@ def broker_reachable(app: Celery = app, timeout: float = 5.0) -> bool:
     """Whether the broker answers within ``timeout`` seconds (one attempt, no retry loop)."""
     try:
         with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=timeout)
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
         return True
     except Exception:  # any failure to connect means "not live"
         return False
@@ -148,6 +148,6 @@ def worker_responds(hostname: str, app: Celery = app, timeout: float = 2.0) -> b
     Kubernetes liveness probe (``celery inspect ping -d celery@$HOSTNAME`` does the same
     from the shell), with a timeout and failure threshold generous enough for a busy worker.
     """
-    replies = app.control.ping(destination=[hostname], timeout=timeout)
+    replies = app.control.ping(destination=[hostname], timeout=timeout, limit=1)  # stop at the first reply
     return any(hostname in reply for reply in replies)
 # [end:liveness]

@@ -7,6 +7,7 @@ real server under ``tox -e redis``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import re
@@ -100,13 +101,15 @@ def test_celery_routes_each_task_to_its_workload_queue():
 
 
 # -- defaults quoted on the page, against the installed Celery and kombu ------------------
+@functools.cache
 def autoretry_defaults() -> dict[str, object]:
     """Run a task that sets only autoretry_for and retry_backoff, and see what Celery used."""
     seen: dict[str, object] = {}
     probe_app = Celery("defaults-probe", set_as_current=False)
     probe_app.conf.task_always_eager = True
 
-    @probe_app.task(autoretry_for=(KeyError,), retry_backoff=True, max_retries=1, bind=True)
+    @probe_app.task(autoretry_for=(KeyError,), retry_backoff=True, max_retries=1, bind=True, shared=False,
+                    name="defaults-probe")
     def probe(self):
         raise KeyError("x")
 
