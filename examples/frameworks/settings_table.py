@@ -76,6 +76,16 @@ def _load(path: Path) -> dict:
 
 
 # [start:validate]
+def _require_exactly(found: dict, expected, missing_message: str, unknown_message: str) -> None:
+    """Raise if ``found`` lacks a key of ``expected`` or has one more ({} in a message: the keys)."""
+    missing = [key for key in expected if key not in found]
+    if missing:
+        raise SettingsTableError(missing_message.format(missing))
+    unknown = sorted(set(found) - set(expected))
+    if unknown:
+        raise SettingsTableError(unknown_message.format(unknown))
+
+
 def load_rows(directory: Path = SETTINGS_DIR) -> list[Row]:
     data = _load(directory / "rows.toml")
     rows = [Row(entry["id"], entry["label"]) for entry in data.get("row", [])]
@@ -99,21 +109,13 @@ def parse_framework(text: str, origin: str, rows: list[Row]) -> Framework:
             raise SettingsTableError(f"{origin}: '{key}' must be a non-empty string")
     cells = data.get("cells", {})
     row_ids = [row.id for row in rows]
-    missing = [rid for rid in row_ids if rid not in cells]
-    if missing:
-        raise SettingsTableError(f"{origin}: no cell for rows {missing}")
-    extra = sorted(set(cells) - set(row_ids))
-    if extra:
-        raise SettingsTableError(f"{origin}: cells for unknown rows {extra} (rows are fixed in rows.toml)")
+    _require_exactly(cells, row_ids, f"{origin}: no cell for rows {{}}",
+                     f"{origin}: cells for unknown rows {{}} (rows are fixed in rows.toml)")
     parsed = {}
     for rid in row_ids:
         cell = cells[rid]
-        absent = [k for k in CELL_KEYS if k not in cell]
-        if absent:
-            raise SettingsTableError(f"{origin}, row {rid!r}: missing keys {absent}")
-        unknown = sorted(set(cell) - set(CELL_KEYS))
-        if unknown:
-            raise SettingsTableError(f"{origin}, row {rid!r}: unknown keys {unknown} (allowed: {list(CELL_KEYS)})")
+        _require_exactly(cell, CELL_KEYS, f"{origin}, row {rid!r}: missing keys {{}}",
+                         f"{origin}, row {rid!r}: unknown keys {{}} (allowed: {list(CELL_KEYS)})")
         empty = [k for k in CELL_KEYS if not isinstance(cell[k], str) or not cell[k].strip()]
         if empty:
             raise SettingsTableError(f"{origin}, row {rid!r}: keys {empty} must be non-empty strings")
