@@ -35,6 +35,7 @@ extensions = [
     "observability_pages",  # tools/: tables and the dashboard figure of Track 3, built from code
     "frameworks_generated",  # tools/: the autoscaling figure and the persistence table (Track 2)
     "handbook_generated",  # tools/handbook_generated.py: tables and figures computed at build time
+    "settings_table_ext",  # tools/: the settings-equivalence table, built from data files
 ]
 root_doc = "index"
 numfig = True  # "Figure 3", "Listing 2": numbered in HTML and PDF
@@ -60,6 +61,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"bullmq(\..*)?"),
     # The same for the standard library and broker clients that Track 1 modules annotate with.
     (r"py:.*", r"(datetime|decimal|pika|msgpack|fastavro)(\..*)?"),
+    # Track 2: the frameworks' own types and the standard library's (no inventories either).
+    (r"py:.*", r"(celery|kombu|rq|pathlib|datetime)(\..*)?"),
 ]
 # No network at build time: intersphinx has no inventories to fetch, so it is only kept for
 # explicit :external: roles that would fail loudly. Mapping stays empty on purpose.
