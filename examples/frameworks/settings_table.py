@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 # [end:imports]
 
+# [start:model]
 SETTINGS_DIR = Path(__file__).with_name("settings")
 FRAMEWORKS = ("celery", "rq", "bullmq", "sidekiq")  # the table's columns, in order
 CELL_KEYS = ("setting", "default", "note", "source")
@@ -73,6 +74,8 @@ def _load(path: Path) -> dict:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise SettingsTableError(f"{path.name}: not valid TOML: {exc}") from None
+
+# [end:model]
 
 
 # [start:validate]

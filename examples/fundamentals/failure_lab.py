@@ -49,7 +49,6 @@ from examples.envelope import Job, new_job
 from examples.fundamentals.delivery_guarantees import AtMostOnceQueue, ReliableQueue
 from examples.fundamentals.idempotency import IdempotentConsumer
 from examples.fundamentals.lease_queue import Heartbeat, LeaseLost, LeaseQueue
-# [end:imports]
 
 CRASH_POINTS = ("before_work", "during_work", "after_work", "after_ack")
 EFFECTS_KEY = "lab:effects"  # hash: job id -> how many times its effect was written
@@ -57,6 +56,9 @@ EFFECTS_KEY = "lab:effects"  # hash: job id -> how many times its effect was wri
 
 class WorkerKilled(BaseException):
     """The worker process dies here. Not an ``Exception``: no queue code may catch it."""
+
+
+# [end:imports]
 
 
 # [start:protocol]
@@ -107,13 +109,13 @@ class Design(Protocol):
 # [end:protocol]
 
 
+# [start:designs]
 def _apply(r: redis.Redis, work: Work, job: Job) -> None:
     with r.pipeline(transaction=True) as pipe:
         work.effect(pipe, job)
         pipe.execute()
 
 
-# [start:designs]
 class AtMostOnceDesign:
     recovery_delay = 0.0
 

@@ -29,10 +29,11 @@ import redis
 from examples.clock import Clock
 from examples.envelope import Job, MalformedJob
 from examples.fundamentals.delivery_guarantees import Delivery, ReliableQueue
-# [end:imports]
 
 STRATEGIES = ("none", "full", "equal", "decorrelated")
 LABELS = {"none": "no jitter", "full": "full jitter", "equal": "equal jitter", "decorrelated": "decorrelated jitter"}
+
+# [end:imports]
 
 
 # [start:backoff]
@@ -120,11 +121,11 @@ class RetryBudget:
 # [end:budget]
 
 
+# [start:retry-queue]
 class PermanentError(Exception):
     """Raise it from a handler for a failure that retrying cannot fix (a poison message)."""
 
 
-# [start:retry-queue]
 @dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 5  # the first run counts as attempt 1

@@ -43,6 +43,7 @@ from examples.envelope import Job, MalformedJob, PayloadError
 from examples.fundamentals.sqs_queues import SQS_MAX_MESSAGE_BYTES
 # [end:imports]
 
+# [start:constants]
 #: The envelope schema version this code writes, and the newest it reads.
 CURRENT_VERSION = 2
 #: Content types: MessagePack's and pickle's are the names Celery and kombu use;
@@ -63,6 +64,8 @@ class UnknownSchemaVersion(MalformedJob):
 
 class PayloadTooLarge(PayloadError):
     """An encoded message is over the limit of the queue it is meant for."""
+
+# [end:constants]
 
 
 # [start:envelope]

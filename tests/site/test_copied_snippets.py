@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import textwrap
 import sys
 from pathlib import Path
 from urllib.parse import urljoin
@@ -80,7 +81,7 @@ def test_copied_python_runs(context, base_url, site_dir):
         by_file: dict[str, list[str]] = {}
         for copied, _, caption in listings:
             try:
-                compile(copied, name, "exec")
+                compile(textwrap.dedent(copied), name, "exec")  # a method shown alone is indented
             except SyntaxError as exc:
                 failures.append(f"{name}: listing does not compile: {exc}")
             by_file.setdefault(caption, []).append(copied)
