@@ -39,6 +39,7 @@ extensions = [
 ]
 root_doc = "index"
 numfig = True  # "Figure 3", "Listing 2": numbered in HTML and PDF
+numfig_format = {"figure": "Figure %s:", "table": "Table %s:", "code-block": "Listing %s:"}
 exclude_patterns = ["_build", "conftest.py", "**/.pytest_cache", "_generated"]
 templates_path = ["docs/_templates"]
 pygments_style = "a11y-high-contrast-light"  # accessible-pygments: WCAG AA contrast

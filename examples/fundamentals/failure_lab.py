@@ -30,7 +30,10 @@ lab, add one line to :data:`~examples.fundamentals.failure_lab.DESIGNS` (any que
 :class:`~examples.fundamentals.delivery_guarantees.ReliableQueue`'s ``reserve``,
 ``ack``, ``heartbeat`` and ``recover`` fits :class:`ReliableDesign` as it is)::
 
-    DESIGNS["batched"] = lambda r, clock: ReliableDesign(BatchedQueue(r, "lab", clock=clock))
+    DESIGNS["mine"] = lambda r, clock: ReliableDesign(MyQueue(r, "lab", clock=clock))
+
+The batched queue of the throughput page claims and acknowledges whole batches, so it has a
+design of its own, :class:`BatchedDesign`.
 """
 
 # [start:imports]
@@ -46,6 +49,7 @@ from redis.client import Pipeline
 
 from examples.clock import FakeClock
 from examples.envelope import Job, new_job
+from examples.fundamentals.batched_queue import BatchedReliableQueue
 from examples.fundamentals.delivery_guarantees import AtMostOnceQueue, ReliableQueue
 from examples.fundamentals.idempotency import IdempotentConsumer
 from examples.fundamentals.lease_queue import Heartbeat, LeaseLost, LeaseQueue
@@ -212,6 +216,38 @@ class LeaseDesign:
         return len(self.queue.dead_letters())
 
 
+class BatchedDesign:
+    """The batched reliable queue: jobs are claimed and acknowledged a batch at a time, so a
+    crash gives the whole unacknowledged batch to another worker, finished jobs included."""
+
+    def __init__(self, queue: BatchedReliableQueue, *, dead_after: float = 30.0) -> None:
+        self.queue, self.dead_after = queue, dead_after
+        self.recovery_delay = dead_after + 1
+        self.name = f"batched at-least-once (batches of {queue.batch_size})"
+
+    def enqueue(self, job: Job) -> None:
+        self.queue.enqueue(job)
+
+    def work_one(self, worker: str, work: Work) -> bool:
+        batch = self.queue.claim(worker)
+        if not batch.jobs:
+            return False
+        for job in batch.jobs:
+            work.point("before_work")
+            work.run(job, beat=lambda: self.queue.heartbeat(worker))
+            _apply(self.queue.r, work, job)
+            work.point("after_work")
+        self.queue.ack_batch(batch)
+        work.point("after_ack")
+        return True
+
+    def recover(self) -> None:
+        self.queue.recover(dead_after=self.dead_after)
+
+    def dead_lettered(self) -> int:
+        return len(self.queue.dead_letters())
+
+
 #: The designs of the lab, by name: each factory builds one on a Redis client and a fake clock.
 DESIGNS: dict[str, Callable[[redis.Redis, FakeClock], Design]] = {
     "at-most-once": lambda r, clock: AtMostOnceDesign(AtMostOnceQueue(r, "lab", clock=clock)),
@@ -222,6 +258,7 @@ DESIGNS: dict[str, Callable[[redis.Redis, FakeClock], Design]] = {
         LeaseQueue(r, "lab", lease_seconds=5, max_deliveries=3, clock=clock), heartbeat=False),
     "lease-heartbeat": lambda r, clock: LeaseDesign(
         LeaseQueue(r, "lab", lease_seconds=5, max_deliveries=100, clock=clock), heartbeat=True),
+    "batched": lambda r, clock: BatchedDesign(BatchedReliableQueue(r, "lab", batch_size=3, clock=clock)),
 }
 # [end:designs]
 
@@ -315,6 +352,10 @@ TABLE_ROWS: dict[str, list[tuple[str, float, dict]]] = {
         ("short-lease", 0.0, {"job_seconds": 12.0, "steps": 4}),
         ("lease-heartbeat", 0.0, {"job_seconds": 12.0, "steps": 4}),
         ("lease-heartbeat", 0.3, {"job_seconds": 12.0, "steps": 4}),
+    ],
+    "batched": [
+        ("at-least-once", 0.3, {}),
+        ("batched", 0.3, {}),
     ],
 }
 

@@ -160,3 +160,12 @@ def test_random_schedules_are_seeded():
     first = random_schedule(3)
     again = random_schedule(3)
     assert [next(first) for _ in range(50)] == [next(again) for _ in range(50)]
+
+
+# -- the batched queue of the throughput page ---------------------------------------------------------
+def test_batched_queue_loses_nothing_and_repeats_at_most_the_batches_of_crashed_workers(fresh):
+    """A crash re-delivers the whole unacknowledged batch (3 jobs here), finished jobs included."""
+    total = run_many(fresh, "batched", schedules=300, jobs=6, seed=20_000, crash_rate=0.3, steps=1)
+    assert total.jobs == 1800 and total.kills > 200  # the schedules really did kill workers
+    assert total.lost == 0 and total.dead_lettered == 0
+    assert 0 < total.duplicated <= total.kills * 3

@@ -17,11 +17,18 @@ ROOT = Path(__file__).resolve().parents[2]
 # Reader queries and the page that must be among the first three search results.
 SEARCHES = {
     "reliable queue": "fundamentals/delivery-guarantees.html",
-    "at-least-once": "fundamentals/delivery-guarantees.html",
+    "visibility timeout": "fundamentals/visibility-timeouts.html",
+    "dead letter": "fundamentals/retries.html",
+    "prefetch": "frameworks/horizontal-scaling.html",
+    "celery redis broker": "frameworks/celery.html",
+    "KEDA": "frameworks/kubernetes-autoscaling.html",
+    "stalled": "frameworks/bullmq.html",
+    "promtool": "observability/alerting.html",
+    "traceparent": "observability/tracing.html",
     "HANDBOOK_ALLOW_FLUSH": "reference/testing.html",
 }
 # Pages screenshotted for a person to look at: the landing page and one page per track.
-SCREENSHOTS = ["index.html", "fundamentals/delivery-guarantees.html", "frameworks/index.html", "observability/index.html"]
+SCREENSHOTS = ["index.html", "fundamentals/delivery-guarantees.html", "frameworks/choosing-a-framework.html", "observability/grafana.html"]
 TRACKS = ["Queue fundamentals & architecture", "Backend frameworks & worker scaling", "Observability & monitoring"]
 
 
@@ -190,7 +197,9 @@ def test_tabs_switch_and_cards_link_where_they_say(context, base_url, site_dir):
     assert page.locator("h1").first.inner_text().startswith("Queue fundamentals")
 
 
-@pytest.mark.parametrize("name", ["index.html", "fundamentals/delivery-guarantees.html"])
+@pytest.mark.parametrize(
+    "name", ["index.html", "fundamentals/delivery-guarantees.html", "frameworks/choosing-a-framework.html", "observability/alerting.html"]
+)
 def test_mobile_viewport_has_no_horizontal_scroll(browser, base_url, name):
     ctx = browser.new_context(viewport={"width": 375, "height": 800}, is_mobile=True)
     try:
