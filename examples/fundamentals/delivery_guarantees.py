@@ -18,6 +18,9 @@ Redis Cluster.
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -89,6 +92,19 @@ class AtMostOnceQueue(QueueBase):
             self.r.lpush(self.dead_key, self._dead_letter_record(job.to_json(), repr(exc)))
         return True
 # [end:at-most-once]
+
+
+# [start:worker-id]
+def new_worker_id(prefix: str = "worker") -> str:
+    """A worker id that no other process, past or present, will use: host, pid, random suffix.
+
+    Never reuse an id after a restart: the new process's heartbeats would keep the old id
+    "alive", and :meth:`ReliableQueue.recover` would never give back the job the dead
+    process was holding.
+    """
+    host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())
+    return _check_name("worker id", f"{prefix}-{host}-{os.getpid()}-{secrets.token_hex(3)}")
+# [end:worker-id]
 
 
 @dataclass(frozen=True)

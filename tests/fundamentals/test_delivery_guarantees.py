@@ -13,7 +13,7 @@ import pytest
 
 from examples.clock import FakeClock
 from examples.envelope import Job, new_job
-from examples.fundamentals.delivery_guarantees import AtMostOnceQueue, ReliableQueue
+from examples.fundamentals.delivery_guarantees import AtMostOnceQueue, ReliableQueue, new_worker_id
 
 
 class SimulatedCrash(BaseException):
@@ -186,3 +186,34 @@ def test_sigkilled_worker_process_job_is_recovered(r, redis_url):
     later = FakeClock(time.time() + 60)  # a minute after the crash
     assert ReliableQueue(r, "orders", clock=later).recover(dead_after=30) == 1
     assert q.reserve("survivor").job == job
+
+
+def test_a_restart_under_the_same_worker_id_strands_the_dead_process_job(r):
+    """Why worker ids must be unique per process: the new process's heartbeats hide the old job."""
+    clock = FakeClock(0)
+    q = ReliableQueue(r, "q", clock=clock)
+    for job in jobs(2):
+        q.enqueue(job)
+    with pytest.raises(SimulatedCrash):
+        q.work_one("worker-1", crash)  # holds job-0, then dies
+    clock.advance(60)
+    q.work_one("worker-1", lambda job: None)  # restarted under the same id: runs job-1, beats
+    assert q.recover(dead_after=30) == 0  # "worker-1" looks alive, so job-0 stays stranded
+    assert r.lrange(q.processing_key("worker-1"), 0, -1) == [jobs(1)[0].to_json()]
+
+
+def test_a_restart_with_a_fresh_worker_id_lets_recovery_return_the_job(r):
+    clock = FakeClock(0)
+    q = ReliableQueue(r, "q", clock=clock)
+    for job in jobs(2):
+        q.enqueue(job)
+    first, second = new_worker_id(), new_worker_id()
+    assert first != second and " " not in first
+    with pytest.raises(SimulatedCrash):
+        q.work_one(first, crash)
+    clock.advance(60)
+    q.work_one(second, lambda job: None)
+    assert q.recover(dead_after=30) == 1  # the dead id's job goes back to the queue
+    done: list[str] = []
+    q.work_one(second, lambda job: done.append(job.id))
+    assert done == ["job-0"]
