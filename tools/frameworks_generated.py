@@ -54,13 +54,17 @@ def persistence_table(data: dict) -> str:
 
 
 def generate(app: Sphinx) -> None:
+    from handbook_generated import EXAMPLES_SOURCES, is_stale, write_if_changed
+
     out = Path(app.srcdir) / "frameworks" / "_generated"
     out.mkdir(exist_ok=True)
-    from examples.frameworks.autoscaling_sim import draw_figure
+    figure = out / "autoscaling-spike.png"
+    if is_stale(figure, Path(__file__), *EXAMPLES_SOURCES()):
+        from examples.frameworks.autoscaling_sim import draw_figure
 
-    draw_figure(str(out / "autoscaling-spike.png"))
+        draw_figure(str(figure))
     data = json.loads((Path(app.srcdir) / "frameworks" / "_data" / "persistence.json").read_text(encoding="utf-8"))
-    (out / "persistence-table.inc").write_text(persistence_table(data), encoding="utf-8")
+    write_if_changed(out / "persistence-table.inc", persistence_table(data))
 
 
 def setup(app: Sphinx) -> dict:

@@ -36,9 +36,10 @@ Options (both directives)
     ``generated-figure`` also takes ``:alt:`` (required: the figure's text alternative) and
     ``:width:``.
 
-Each result is computed once per build process, even when several pages show it, and pages
-that show generated output are re-read on every build (also incremental ones), so a change in
-the code behind a table cannot leave a stale number on the page.
+Each result is computed once per build process, even when several pages show it. A page that
+shows generated output depends on every module under ``examples/``: editing any of them makes
+the next build (incremental ones included) compute its numbers again, so a change in the code
+behind a table cannot leave a stale number on the page, while editing prose stays fast.
 """
 
 from __future__ import annotations
@@ -109,7 +110,9 @@ class _GeneratedDirective(SphinxDirective):
     option_spec = {"args": directives.unchanged, "caption": directives.unchanged}
 
     def generate(self) -> Any:
-        _pages(self.env).add(self.env.docname)
+        # The page is re-read when any module under examples/ changes (its numbers may change).
+        for source in EXAMPLES_SOURCES():
+            self.env.note_dependency(str(source))
         args = tuple((self.options.get("args") or "").split())
         try:
             return call_generator(self.arguments[0], args)
@@ -136,7 +139,8 @@ class GeneratedFigure(_GeneratedDirective):
         out_dir.mkdir(parents=True, exist_ok=True)
         stem = self.arguments[0].replace(":", ".") + "".join(f"-{a}" for a in (self.options.get("args") or "").split())
         target = out_dir / f"{stem}.png"
-        fig.savefig(target, dpi=150)
+        if is_stale(target, *EXAMPLES_SOURCES()):
+            fig.savefig(target, dpi=150)
         # Image paths are resolved relative to the page's folder, so give a relative one.
         page_dir = Path(self.env.doc2path(self.env.docname)).parent
         image = nodes.image(uri=os.path.relpath(target, page_dir), alt=self.options["alt"])
@@ -148,29 +152,30 @@ class GeneratedFigure(_GeneratedDirective):
         return [figure]
 
 
-def _pages(env: Any) -> set[str]:
-    """Pages that show generated output, remembered in the build environment."""
-    if not hasattr(env, "handbook_generated_pages"):
-        env.handbook_generated_pages = set()
-    return env.handbook_generated_pages
+def EXAMPLES_SOURCES() -> list[Path]:  # noqa: N802 - reads like the constant it stands for
+    """Every Python file of the examples package: what generated output can depend on."""
+    return sorted((Path(__file__).resolve().parents[1] / "examples").rglob("*.py"))
 
 
-def _always_reread(app: Sphinx, env: Any, added: set[str], changed: set[str], removed: set[str]) -> list[str]:
-    return sorted(_pages(env) - removed)
+def write_if_changed(path: Path, content: str | bytes) -> bool:
+    """Write ``content`` unless ``path`` already holds it; return whether it wrote.
+
+    Generators run on every build; leaving unchanged files untouched keeps their mtimes, so
+    Sphinx does not re-read the pages that include them and incremental builds stay fast.
+    """
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    if path.exists() and path.read_bytes() == data:
+        return False
+    path.write_bytes(data)
+    return True
 
 
-def _purge(app: Sphinx, env: Any, docname: str) -> None:
-    _pages(env).discard(docname)
-
-
-def _merge(app: Sphinx, env: Any, docnames: set[str], other: Any) -> None:
-    _pages(env).update(_pages(other))
+def is_stale(target: Path, *inputs: Path) -> bool:
+    """Whether ``target`` is missing or older than any of ``inputs``."""
+    return not target.exists() or any(i.stat().st_mtime > target.stat().st_mtime for i in inputs)
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("generated-table", GeneratedTable)
     app.add_directive("generated-figure", GeneratedFigure)
-    app.connect("env-get-outdated", _always_reread)
-    app.connect("env-purge-doc", _purge)
-    app.connect("env-merge-info", _merge)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -96,12 +96,16 @@ def draw_layout(dashboard: dict, path: Path) -> None:
 
 
 def generate(app=None) -> None:
+    from handbook_generated import EXAMPLES_SOURCES, is_stale, write_if_changed
+
     OUT.mkdir(parents=True, exist_ok=True)
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    (OUT / "contract-metrics.inc").write_text(contract_metrics_table(), encoding="utf-8")
-    (OUT / "framework-signals.inc").write_text(framework_tables(), encoding="utf-8")
-    (OUT / "dashboard-panels.inc").write_text(dashboard_panels_table(dashboard), encoding="utf-8")
-    draw_layout(dashboard, OUT / "dashboard-layout.png")
+    write_if_changed(OUT / "contract-metrics.inc", contract_metrics_table())
+    write_if_changed(OUT / "framework-signals.inc", framework_tables())
+    write_if_changed(OUT / "dashboard-panels.inc", dashboard_panels_table(dashboard))
+    figure = OUT / "dashboard-layout.png"
+    if is_stale(figure, DASHBOARD, Path(__file__), *EXAMPLES_SOURCES()):
+        draw_layout(dashboard, figure)
 
 
 def setup(app):
