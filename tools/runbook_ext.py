@@ -133,8 +133,8 @@ class RunbookAlert(SphinxDirective):
             return paragraphs(runbook.no_entry[alert])
         if not entries:
             raise self.error(f"no runbook entry names {alert}, and [no_entry] gives no reason")
-        lead = nodes.paragraph("", f"{alert} fires for {'this' if len(entries) == 1 else 'these'}; "
-                                   "confirm each in turn:")
+        lead = nodes.paragraph("", "Confirm this entry:" if len(entries) == 1
+                               else "One of these entries; confirm each in turn:")
         links = [[nodes.reference("", e.symptom, refid=e.id)] for e in entries]
         return [lead, bullets(links)]
 
