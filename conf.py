@@ -36,6 +36,7 @@ extensions = [
     "frameworks_generated",  # tools/: the autoscaling figure and the persistence table (Track 2)
     "handbook_generated",  # tools/handbook_generated.py: tables and figures computed at build time
     "settings_table_ext",  # tools/: the settings-equivalence table, built from data files
+    "runbook_ext",  # tools/: the on-call runbook page, rendered from examples/observability/runbook.toml
 ]
 root_doc = "index"
 numfig = True  # "Figure 3", "Listing 2": numbered in HTML and PDF

@@ -1,0 +1,240 @@
+"""Tests for docs/observability/runbook.md (examples/observability/runbook.py and runbook.toml).
+
+Everything the runbook names must exist: pages, alert rules, tests. Every command in it must
+run: PromQL through promtool against contract series, Redis commands against the Redis under
+test (fakeredis by default, real Redis in ``tox -e redis``), ``celery inspect`` methods in the
+installed Celery. Test ids are found by parsing the test files with ``ast`` (fast, no collection).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+from examples.observability import metric_contract as contract
+from examples.observability import runbook as rb
+from tests.observability.conftest import EXAMPLES, run_promtool
+from tests.observability.test_grafana import contract_series
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+RUNBOOK = rb.load()
+ENTRIES = {e.id: e for e in RUNBOOK.entries}
+RULES = yaml.safe_load((EXAMPLES / "alerts.yml").read_text(encoding="utf-8"))
+ALERTS = {rule["alert"]: rule for group in RULES["groups"] for rule in group["rules"]}
+PAGE = DOCS / "observability" / "runbook.md"
+# Server commands fakeredis 2.x does not answer as Redis does (measured: INFO sections and
+# CONFIG GET are unknown to it, CLIENT LIST TYPE raises IndexError inside fakeredis).
+NEEDS_REAL_REDIS = {"INFO": "fakeredis has no INFO sections", "CONFIG": "fakeredis has no CONFIG GET",
+                    "CLIENT": "fakeredis fails on CLIENT LIST TYPE"}
+# What the runbook's shell variables stand for in these tests.
+VARIABLES = {"$QUEUE": "emails", "$WORKER": "worker-1"}
+ISSUES_OF_THE_BRIEF = {"jobs-run-twice", "queue-keeps-growing", "prefetch-hoarding", "workers-oom",
+                       "jobs-stuck-started", "retry-storm", "jobs-vanish-on-deploy", "redis-evicted-keys",
+                       "stops-consuming-after-reconnect", "periodic-task-runs-twice"}
+
+
+def steps(kind: str) -> list[tuple[str, rb.Step]]:
+    return [(f"{e.id}[{i}]", s) for e in RUNBOOK.entries for i, s in enumerate(e.confirm) if s.kind == kind]
+
+
+@cache
+def defined_tests(path: str) -> frozenset[str]:
+    """Node ids (``Class::test`` or ``test``) of the test functions defined in a test file."""
+    tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
+    found = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
+            found.add(node.name)
+        elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+            found |= {f"{node.name}::{m.name}" for m in node.body
+                      if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) and m.name.startswith("test")}
+    return frozenset(found)
+
+
+# -- the data file ------------------------------------------------------------------------
+
+def test_the_runbook_covers_every_failure_it_promises():
+    assert ISSUES_OF_THE_BRIEF <= set(ENTRIES)
+
+
+@pytest.mark.parametrize("entry_id", sorted(ENTRIES))
+def test_every_entry_has_every_field(entry_id):
+    entry = ENTRIES[entry_id]
+    assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", entry.id)
+    for name in rb.FIELDS:
+        value = getattr(entry, name)
+        assert value or name in rb.MAY_BE_EMPTY, (entry.id, name)
+    assert entry.confirm and all(s.says and s.command for s in entry.confirm)
+    assert all(u.startswith("https://") for u in entry.sources)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "the runbook has no [[entry]]"),
+    ("[[entry]]\nid = 'x'\n", "entry 1 (x): missing field(s) ['symptom', 'confirm', 'cause', 'fix', 'pages', 'alerts', 'tests', 'sources']"),
+    ("colour = 1\n", "unknown top-level key(s) ['colour']"),
+    ("[[entry", "not valid TOML"),
+])
+def test_a_malformed_file_is_refused_with_the_reason(text, message):
+    with pytest.raises(rb.RunbookError) as info:
+        rb.parse(text)
+    assert message in str(info.value)
+
+
+def good_entry(**change) -> str:
+    fields = {"id": "'x'", "symptom": "'s'", "cause": "'c'", "fix": "'f'", "pages": "['/a']", "alerts": "[]",
+              "tests": "[]", "sources": "['https://e']", "confirm": "[{says = 'look', redis = 'PING'}]", **change}
+    return "[[entry]]\n" + "".join(f"{k} = {v}\n" for k, v in fields.items() if v is not None)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"owner": "'me'"}, "entry 1 (x): unknown field(s) ['owner']"),
+    ({"pages": "[]"}, "entry 1 (x): 'pages' must be a non-empty list"),
+    ({"fix": "3"}, "entry 1 (x): 'fix' must be a non-empty str"),
+    ({"confirm": "[{says = 'look'}]"}, "confirm[0]: give exactly one of promql, redis, shell, got none"),
+    ({"confirm": "[{says = 'look', redis = 'PING', promql = 'up'}]"}, "give exactly one of promql, redis, shell"),
+    ({"confirm": "[{says = 'look', sql = 'select 1'}]"}, "confirm[0]: unknown key(s) ['sql']"),
+    ({"confirm": "[{redis = 'PING'}]"}, "confirm[0]: 'says' must be a non-empty string"),
+])
+def test_a_bad_field_is_refused_naming_the_entry_and_the_field(change, message):
+    assert rb.parse(good_entry()).entries[0].confirm[0].kind == "redis"  # the baseline is valid
+    with pytest.raises(rb.RunbookError) as info:
+        rb.parse(good_entry(**change))
+    assert message in str(info.value)
+
+
+def test_duplicate_ids_are_refused():
+    with pytest.raises(rb.RunbookError, match=r"duplicate entry id\(s\) \['x'\]"):
+        rb.parse(good_entry() + good_entry())
+
+
+# -- what the entries name exists ---------------------------------------------------------
+
+@pytest.mark.parametrize("entry_id", sorted(ENTRIES))
+def test_every_page_exists(entry_id):
+    for page in ENTRIES[entry_id].pages:
+        assert page.startswith("/"), f"{entry_id}: write {page!r} from the docs root, as {{doc}} does"
+        assert (DOCS / page.lstrip("/")).with_suffix(".md").is_file(), f"{entry_id}: no page {page}"
+
+
+@pytest.mark.parametrize("entry_id", sorted(ENTRIES))
+def test_every_alert_exists(entry_id):
+    assert set(ENTRIES[entry_id].alerts) <= set(ALERTS), (entry_id, set(ENTRIES[entry_id].alerts) - set(ALERTS))
+
+
+def test_every_alert_is_covered_by_an_entry_or_says_why_not():
+    named = {a for e in RUNBOOK.entries for a in e.alerts}
+    assert set(RUNBOOK.no_entry) <= set(ALERTS)
+    assert not named & set(RUNBOOK.no_entry), "an alert is both covered and listed as needing no entry"
+    assert set(ALERTS) <= named | set(RUNBOOK.no_entry), set(ALERTS) - named - set(RUNBOOK.no_entry)
+
+
+def test_every_alert_has_its_heading_and_directive_on_the_page():
+    """The rules' runbook_url anchors are checked by test_alerting; here the page has a section
+    per alert, and each section renders that alert's entries."""
+    text = PAGE.read_text(encoding="utf-8")
+    headings = re.findall(r"^### (\w+)\n\n```\{runbook-alert\} (\w+)\n```$", text, flags=re.M)
+    assert [h for h, _ in headings] == [d for _, d in headings]
+    assert sorted(h for h, _ in headings) == sorted(ALERTS)
+    for name, rule in ALERTS.items():
+        assert rule["annotations"]["runbook_url"] == f"{contract.HANDBOOK_URL}observability/runbook.html#{name.lower()}"
+
+
+@pytest.mark.parametrize("entry_id", sorted(ENTRIES))
+def test_every_test_id_exists(entry_id):
+    for node_id in ENTRIES[entry_id].tests:
+        path, _, name = node_id.partition("::")
+        assert path.startswith("tests/") and (ROOT / path).is_file(), f"{entry_id}: no test file {path}"
+        assert name in defined_tests(path), f"{entry_id}: {path} defines no test {name}"
+
+
+# -- every command runs -------------------------------------------------------------------
+
+def test_no_command_carries_a_password():
+    for where, step in [*steps("redis"), *steps("shell")]:
+        args = shlex.split(step.command)
+        assert not {"-a", "--pass", "--askpass", "AUTH", "--user"} & set(args), where
+        assert not re.search(r"://[^\s/@]+:[^\s/@]+@", step.command), where
+
+
+def test_promql_queries_name_only_contract_metrics():
+    for where, step in steps("promql"):
+        used = set(re.findall(r"\bjobqueue_[a-z_]+", step.command))
+        assert used and used <= contract.SERIES_NAMES, (where, used - contract.SERIES_NAMES)
+
+
+def test_promql_queries_parse_and_return_data_from_contract_series(promtool, tmp_path):
+    """Each query as a recording rule (promtool parses it), evaluated on contract series."""
+    queries = steps("promql")
+    rules = [{"record": f"runbook:step_{n}", "expr": step.command} for n, (_, step) in enumerate(queries)]
+    (tmp_path / "runbook.yml").write_text(yaml.safe_dump({"groups": [{"name": "runbook", "rules": rules}]}))
+    check = run_promtool(promtool, "check", "rules", "runbook.yml", cwd=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    series = contract_series()
+    # A queue with jobs and nothing processed, so the not-consuming query has something to return.
+    series += [{"series": 'jobqueue_queue_depth{queue="stalled"}', "values": "7+0x20"},
+               {"series": 'jobqueue_jobs_processed_total{queue="stalled",task="t"}', "values": "3+0x20"}]
+    tests = {"rule_files": ["runbook.yml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": series,
+        "promql_expr_test": [{"expr": f"count({r['record']}) > bool 0", "eval_time": "15m",
+                              "exp_samples": [{"labels": "{}", "value": 1}]} for r in rules],
+    }]}
+    (tmp_path / "runbook_test.yml").write_text(yaml.safe_dump(tests))
+    result = run_promtool(promtool, "test", "rules", "runbook_test.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def redis_args(step: rb.Step) -> list[str]:
+    """The arguments redis-cli would send, with the runbook's shell variables filled in."""
+    text = step.command
+    for name, value in VARIABLES.items():
+        text = text.replace(name, value)
+    assert "$" not in text, f"unknown shell variable in {step.command!r}"
+    return shlex.split(text)
+
+
+@pytest.mark.parametrize(("where", "step"), steps("redis"), ids=[w for w, _ in steps("redis")])
+def test_redis_commands_run(r, redis_url, where, step):
+    """Each command runs on the Redis under test, with a job in each key it reads."""
+    r.lpush("q:{emails}:pending", "{}")
+    r.zadd("q:{emails}:workers", {"worker-1": 1.0})
+    r.lpush("q:{emails}:processing:worker-1", "{}")
+    r.lpush("q:{emails}:dead", "{}")
+    args = redis_args(step)
+    if redis_url.startswith("fakeredis") and args[0] in NEEDS_REAL_REDIS:
+        pytest.skip(f"{args[0]}: {NEEDS_REAL_REDIS[args[0]]}; tox -e redis runs it")
+    reply = r.execute_command(*args)
+    assert reply is not None, where
+    if args[0] in {"LLEN", "LRANGE"} and args[1].startswith("q:"):
+        assert reply, f"{where}: {args} found nothing where the handbook's queue keeps its jobs"
+
+
+@pytest.mark.parametrize(("where", "step"), steps("shell"), ids=[w for w, _ in steps("shell")])
+def test_shell_commands_are_celery_inspect_methods_or_kubectl_gets(where, step):
+    args = shlex.split(step.command)
+    if args[0] == "celery":
+        from celery.app.control import Inspect
+
+        assert args[1:4] == ["-A", "$CELERY_APP", "inspect"], where
+        assert callable(getattr(Inspect, args[4], None)), f"{where}: Celery has no inspect {args[4]}"
+    else:
+        assert args[:2] == ["kubectl", "get"] and "-o" in args, f"{where}: only read-only kubectl get"
+
+
+def test_celery_prefetch_defaults_this_runbook_quotes():
+    """The defaults the runbook quotes, read from the installed Celery and kombu."""
+    from celery.app.defaults import NAMESPACES
+    from kombu.transport.redis import Channel
+
+    text = " ".join(e.cause + e.fix + " ".join(s.says for s in e.confirm) for e in RUNBOOK.entries)
+    assert NAMESPACES["worker"]["prefetch_multiplier"].default == 4
+    assert "`worker_prefetch_multiplier`, 4 by default" in text
+    assert NAMESPACES["worker"]["disable_prefetch"].default is False
+    assert (Channel.unacked_key, Channel.unacked_index_key) == ("unacked", "unacked_index")
+    assert Channel.visibility_timeout == 3600 and "3600 s by default" in text
