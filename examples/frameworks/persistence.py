@@ -135,7 +135,8 @@ def _filesystem(path: str) -> str:
     return best[1] if best else "unknown"
 
 
-def _cpu() -> str:
+def cpu_model() -> str:
+    """The processor's model name, for results files that say where they were measured."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -165,7 +166,7 @@ def run_experiment(jobs: int = 2000, modes: list[str] | None = None) -> dict:
         "redis_version": version,
         "machine": {
             "os": f"{platform.system()} {platform.release()}",
-            "cpu": _cpu(),
+            "cpu": cpu_model(),
             "cpus": os.cpu_count(),
             "filesystem": fs,
         },

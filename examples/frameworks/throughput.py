@@ -34,6 +34,7 @@ import redis
 
 from examples.clock import FakeClock
 from examples.envelope import Job, new_job
+from examples.frameworks.persistence import cpu_model
 from examples.fundamentals.batched_queue import BatchedReliableQueue
 from examples.fundamentals.delivery_guarantees import ReliableQueue
 from examples.redis_client import connect
@@ -276,16 +277,6 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _stats(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
 
@@ -315,7 +306,7 @@ def measure(url: str, *, n: int, n_frameworks: int, runs: int, batch: int, only:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {
             "cores": os.cpu_count(),
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "system": f"{platform.system()} {platform.release()}",
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         },

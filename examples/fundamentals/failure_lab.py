@@ -216,17 +216,13 @@ class LeaseDesign:
         return len(self.queue.dead_letters())
 
 
-class BatchedDesign:
+class BatchedDesign(ReliableDesign):
     """The batched reliable queue: jobs are claimed and acknowledged a batch at a time, so a
     crash gives the whole unacknowledged batch to another worker, finished jobs included."""
 
     def __init__(self, queue: BatchedReliableQueue, *, dead_after: float = 30.0) -> None:
-        self.queue, self.dead_after = queue, dead_after
-        self.recovery_delay = dead_after + 1
+        super().__init__(queue, dead_after=dead_after)
         self.name = f"batched at-least-once (batches of {queue.batch_size})"
-
-    def enqueue(self, job: Job) -> None:
-        self.queue.enqueue(job)
 
     def work_one(self, worker: str, work: Work) -> bool:
         batch = self.queue.claim(worker)
@@ -240,12 +236,6 @@ class BatchedDesign:
         self.queue.ack_batch(batch)
         work.point("after_ack")
         return True
-
-    def recover(self) -> None:
-        self.queue.recover(dead_after=self.dead_after)
-
-    def dead_lettered(self) -> int:
-        return len(self.queue.dead_letters())
 
 
 #: The designs of the lab, by name: each factory builds one on a Redis client and a fake clock.
