@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 from docutils import nodes
+from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
@@ -78,6 +79,37 @@ def build_table(directory=settings_table.SETTINGS_DIR) -> nodes.table:
     return table
 
 
+def build_tables_per_framework(directory=settings_table.SETTINGS_DIR) -> list[nodes.table]:
+    """The same cells as one two-column table per framework, for the PDF.
+
+    A LaTeX table row cannot break across pages, and a row of five wide cells is taller than
+    a page; a framework's column, set as rows of its own, fits.
+    """
+    rows, frameworks = settings_table.load_table(directory)
+    tables = []
+    for fw in frameworks:
+        table = nodes.table(classes=["settings-equivalence"])
+        title = f"{fw.name} {fw.version}"
+        table += nodes.title(title, title)
+        group = nodes.tgroup(cols=2)
+        table += group
+        for width in (20, 80):
+            group += nodes.colspec(colwidth=width)
+        head = nodes.row()
+        head += _entry(nodes.paragraph(text="Setting"))
+        head += _entry(nodes.paragraph(text=title))
+        group += nodes.thead("", head)
+        body = nodes.tbody()
+        for row in rows:
+            line = nodes.row()
+            line += _entry(nodes.paragraph("", "", nodes.strong(row.label, row.label)))
+            line += _cell(fw.cells[row.id])
+            body += line
+        group += body
+        tables.append(table)
+    return tables
+
+
 class SettingsEquivalence(SphinxDirective):
     has_content = False
 
@@ -85,7 +117,13 @@ class SettingsEquivalence(SphinxDirective):
         for name in ("rows",) + settings_table.FRAMEWORKS:
             self.env.note_dependency(str(settings_table.SETTINGS_DIR / f"{name}.toml"))
         try:
-            return [build_table()]
+            wide = addnodes.only(expr="html")
+            wide += build_table()
+            narrow = addnodes.only(expr="latex")
+            narrow.extend(build_tables_per_framework())
+            for node in (wide, narrow):
+                self.set_source_info(node)
+            return [wide, narrow]
         except settings_table.SettingsTableError as exc:
             raise self.error(f"settings-equivalence: {exc}") from None
 

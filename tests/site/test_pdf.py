@@ -1,7 +1,7 @@
 """The PDF is a document a reader would keep: checked by ``tox -e pdf`` after it is built.
 
 * its outline (bookmarks) has a part per track and an entry for every page of the site;
-* no text runs into the right margin (word boxes from ``pdftotext -bbox``);
+* no text runs into the right margin or below the footer (word boxes from ``pdftotext -bbox``);
 * every line of every included listing is in the PDF text (nothing lost to wrapping);
 * no glyph was missing from the fonts (xelatex's log and U+FFFD in the text).
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections import Counter
 import subprocess
 from html import unescape
 from pathlib import Path
@@ -90,6 +91,19 @@ def test_no_word_runs_into_the_right_margin(pdf):
             if float(x_max) > limit:
                 over.append(f"page {number}: {unescape(word)!r} ends at {float(x_max):.0f} pt")
     assert over == []
+
+
+def test_nothing_runs_below_the_footer(pdf):
+    """A table row taller than a page runs off its bottom: nothing may sit below the footer."""
+    html = subprocess.run([poppler("pdftotext"), "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    lowest = []
+    for number, page in enumerate(html.split("<page ")[1:], 1):
+        bottoms = [(float(y), unescape(w)) for y, w in re.findall(r'<word xMin="[\d.]+" yMin="[\d.]+" xMax="[\d.]+" yMax="([\d.]+)">([^<]*)</word>', page)]
+        if bottoms:
+            lowest.append((number, *max(bottoms)))
+    footer = Counter(round(y, 1) for _, y, _ in lowest).most_common(1)[0][0]  # where the page footers sit
+    below = [f"page {n}: {w!r} at {y:.0f} pt (footer at {footer:.0f} pt)" for n, y, w in lowest if y > footer + TOLERANCE_PT]
+    assert below == []
 
 
 def logical_lines(layout: str) -> list[str]:
