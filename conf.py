@@ -40,7 +40,9 @@ extensions = [
 ]
 root_doc = "index"
 numfig = True  # "Figure 3", "Listing 2": numbered in HTML and PDF
-numfig_format = {"figure": "Figure %s:", "table": "Table %s:", "code-block": "Listing %s:"}
+numfig_format = {"figure": "Figure %s", "table": "Table %s", "code-block": "Listing %s"}
+# The PDF starts at parts, so depth 2 numbers figures and listings per chapter ("Figure 11.1").
+numfig_secnum_depth = 2
 exclude_patterns = ["_build", "conftest.py", "**/.pytest_cache", "_generated"]
 templates_path = ["docs/_templates"]
 pygments_style = "a11y-high-contrast-light"  # accessible-pygments: WCAG AA contrast
