@@ -21,7 +21,9 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -247,6 +249,26 @@ def celery_solo_worker(s: Setup) -> Timing:
     app.close()
     per_job = (Tally.last - Tally.first) / max(1, s.n - 1)
     return enqueue_seconds, per_job * s.n
+
+
+BULLMQ_DIR = Path(__file__).with_name("bullmq")
+
+
+def bullmq_node_worker(s: Setup) -> Timing:
+    """BullMQ 6 under Node.js: ``addBulk`` of ``batch`` jobs per call, then one ``Worker`` at
+    concurrency 1, timed by ``examples/frameworks/bullmq/bench.js`` in its own process."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        raise RuntimeError("the BullMQ contender needs Node.js 20+ and npm (Debian: apt-get install nodejs npm)")
+    if not (BULLMQ_DIR / "node_modules" / "bullmq").is_dir():  # the committed lockfile's versions
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=BULLMQ_DIR, check=True, capture_output=True, timeout=300)
+    done = subprocess.run([node, "bench.js", str(s.n), str(s.batch)], cwd=BULLMQ_DIR, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "REDIS_URL": s.url})
+    if done.returncode:
+        raise RuntimeError(f"bench.js failed: {done.stderr[-2000:]}")
+    result = json.loads(done.stdout)
+    _check(s.n, result["completed"], "BullMQ Node worker")
+    return result["enqueue_seconds"], result["drain_seconds"]
 # [end:framework-contenders]
 
 
@@ -266,6 +288,7 @@ CONTENDERS = [
     Contender("reliable-batched", "BatchedReliableQueue", reliable_batched),
     Contender("rq", "RQ, SimpleWorker", rq_simple_worker, framework=True),
     Contender("celery", "Celery, solo worker", celery_solo_worker, framework=True),
+    Contender("bullmq", "BullMQ (Node.js), one Worker, concurrency 1", bullmq_node_worker, framework=True),
 ]
 CEILING, BASELINE, FAST = "raw-multi", "rq", "reliable-batched"
 
@@ -318,6 +341,9 @@ def measure(url: str, *, n: int, n_frameworks: int, runs: int, batch: int, only:
             "rq": _version("rq"),
             "celery": _version("celery"),
             "kombu": _version("kombu"),
+            "bullmq (npm)": json.loads((BULLMQ_DIR / "package.json").read_text(encoding="utf-8"))["dependencies"]["bullmq"],
+            "node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip() or None
+            if shutil.which("node") else None,
         },
         "settings": {"n": n, "n_frameworks": n_frameworks, "runs": runs, "batch": batch},
         "contenders": [

@@ -28,7 +28,7 @@ def check_schema(data: dict, ids: list[str]) -> None:
     assert data["schema"] == throughput.SCHEMA
     assert set(data) == {"schema", "date", "machine", "versions", "settings", "contenders"}
     assert {"cores", "cpu", "system", "load_average_at_end"} <= set(data["machine"])
-    assert {"python", "redis-server", "redis-py", "hiredis", "rq", "celery", "kombu"} == set(data["versions"])
+    assert {"python", "redis-server", "redis-py", "hiredis", "rq", "celery", "kombu", "bullmq (npm)", "node"} == set(data["versions"])
     assert [c["id"] for c in data["contenders"]] == ids
     runs = data["settings"]["runs"]
     for c in data["contenders"]:
