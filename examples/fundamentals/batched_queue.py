@@ -32,10 +32,13 @@ to be fetched.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 import redis
+from redis.exceptions import NoScriptError
 
 from examples.clock import Clock
 from examples.envelope import SCHEMA_VERSION, Job, MalformedJob
@@ -46,37 +49,41 @@ from examples.fundamentals.delivery_guarantees import Handler, ReliableQueue
 MAX_BATCH = 1000
 
 # [start:step-script]
-# Acknowledge the worker's current batch (if any), record its heartbeat, and claim the
-# next batch, all in one atomic step.
+# Acknowledge the worker's oldest batch (if any), record its heartbeat, and claim the next
+# batch, all in one atomic step. The processing list holds the worker's batches, newest at
+# the head: at most two, the one being worked on and the one fetched ahead.
 # KEYS: pending list, this worker's processing list, heartbeat sorted set, dead-letter list.
-# ARGV: worker id, now, jobs to claim (0: none), size of the batch being acknowledged
-# (0: none), then dead-letter records for jobs of that batch whose handler failed.
-# Returns nil (nothing claimed), -1 (the batch being acknowledged is no longer held:
-# recovery gave it back to the queue), or the number of jobs claimed and the jobs joined
-# by newlines: one reply string instead of one per job.
+# ARGV: worker id, now, jobs to claim (0: none), size of the oldest batch, being acknowledged
+# (0: none), jobs the worker believes it holds, then dead-letter records for jobs of the
+# acknowledged batch whose handler failed.
+# Returns nil (nothing claimed), -1 (the worker no longer holds what it believes: recovery
+# gave its jobs back to the queue), or the number of jobs claimed and the jobs joined by
+# newlines: one reply string instead of one per job.
 STEP_LUA = """
 local held = redis.call('LLEN', KEYS[2])
-local acking = tonumber(ARGV[4])
-if acking > 0 then
-  if held ~= acking then
-    return -1
-  end
-  redis.call('DEL', KEYS[2])
-  held = 0
-  if #ARGV > 4 then
-    redis.call('LPUSH', KEYS[4], unpack(ARGV, 5))
-  end
-end
+local holding = tonumber(ARGV[5])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 local jobs
-if held > 0 then
-  -- this worker id died holding a batch and came back: hand the same batch out again
+if held ~= holding then
+  if holding > 0 then
+    return -1
+  end
+  -- this worker id died holding jobs and came back: hand the same jobs out again
   local newest_first = redis.call('LRANGE', KEYS[2], 0, -1)
   jobs = {}
   for i = #newest_first, 1, -1 do
     jobs[#jobs + 1] = newest_first[i]
   end
 else
+  local acking = tonumber(ARGV[4])
+  if acking == held and acking > 0 then
+    redis.call('DEL', KEYS[2])
+  elseif acking > 0 then
+    redis.call('LTRIM', KEYS[2], 0, -acking - 1)  -- the oldest batch is at the tail
+  end
+  if #ARGV > 5 then
+    redis.call('LPUSH', KEYS[4], unpack(ARGV, 6))
+  end
   local want = tonumber(ARGV[3])
   if want == 0 then
     return nil
@@ -109,7 +116,7 @@ def parse_batch(count: int, joined: str) -> list[Job] | None:
     checks each message with :meth:`~examples.envelope.Job.from_json`, which names the reason a malformed one
     is dead-lettered.
     """
-    if joined.count("\n") != count - 1:
+    if not isinstance(joined, str) or joined.count("\n") != count - 1:
         return None
     jobs: list[Job] = []
     end, size = -1, len(joined)
@@ -136,21 +143,43 @@ def parse_batch(count: int, joined: str) -> list[Job] | None:
 
 @dataclass(frozen=True)
 class Batch:
-    """The jobs one worker holds, oldest first, until it acknowledges them together."""
+    """The jobs one worker claimed in one step, oldest first, until it acknowledges them together.
+
+    ``size`` counts every message the step moved into the processing list; ``rejected``
+    holds the malformed ones, with the reason, which the acknowledgement dead-letters.
+    """
 
     worker: str
     jobs: tuple[Job, ...]
+    size: int = -1  # -1: as many as jobs
+    rejected: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.size == -1:
+            object.__setattr__(self, "size", len(self.jobs))
 
     def __len__(self) -> int:
         return len(self.jobs)
+
+
+class _Sent(NamedTuple):
+    """A step on its way to Redis: who sent it, and how to send it again."""
+
+    worker: str
+    holding: int
+    keys: list[str]
+    args: list[object]
+
+
+Reply = tuple[int, str]  # messages claimed, and the messages joined by newlines
 
 
 # [start:batched-queue]
 class BatchedReliableQueue(ReliableQueue):
     """The reliable queue with batched enqueue, claim and acknowledgement.
 
-    One worker id holds at most one batch at a time: the batch is the whole content of its
-    processing list, so acknowledging it is a ``DEL`` (O(batch)), not a search per job.
+    A worker's batches are the whole content of its processing list, oldest at the tail, so
+    acknowledging the oldest is an ``LTRIM`` of its size, not a search per job.
     """
 
     def __init__(self, r: redis.Redis, name: str, *, batch_size: int = 100, clock: Clock | None = None) -> None:
@@ -172,34 +201,53 @@ class BatchedReliableQueue(ReliableQueue):
     def claim(self, worker: str) -> Batch:
         """Move up to ``batch_size`` jobs into ``worker``'s processing list and return them.
 
-        If ``worker`` already holds a batch (it died and restarted under the same id), that
-        batch is returned again instead of a new one: at least once, never lost.
+        If ``worker`` already holds jobs (it died and restarted under the same id), those
+        jobs are returned again instead of new ones: at least once, never lost.
         """
-        return self._step(worker, claim=self.batch_size)
+        with self._own_connection() as conn:
+            reply = self._read(conn, self._send(conn, worker, claim=self.batch_size))
+            return self._batch(worker, reply)
 
     def ack_batch(self, batch: Batch, failures: Iterable[tuple[Job, str]] = ()) -> None:
         """Forget a finished batch; jobs in ``failures`` go to the dead-letter list with their reason."""
-        self._step(batch.worker, claim=0, acking=batch, failures=failures)
+        with self._own_connection() as conn:
+            self._read(conn, self._send(conn, batch.worker, claim=0, acking=batch, failures=failures))
 
     def work_batch(self, worker: str, handler: Handler) -> int:
         """Claim one batch, run ``handler`` on each job, acknowledge the batch. Returns its size."""
         batch = self.claim(worker)
-        if batch.jobs:
+        if batch.size:
             self.ack_batch(batch, self._run(batch, handler))
         return len(batch)
 
     def drain(self, worker: str, handler: Handler, *, max_batches: int | None = None) -> int:
         """Work until the queue is empty (or ``max_batches`` are done); return the number of jobs.
 
-        Each round trip acknowledges the batch just finished and claims the next one.
+        As soon as a batch arrives, the step that acknowledges the batch before it and claims
+        the next one is sent, and Redis runs it while this worker parses and runs the batch
+        that arrived. The worker therefore holds up to two batches: the one it works on and
+        the one on its way.
         """
         done = batches = 0
-        batch = self.claim(worker)
-        while batch.jobs:
-            failures = self._run(batch, handler)
-            done, batches = done + len(batch), batches + 1
-            more = max_batches is None or batches < max_batches
-            batch = self._step(worker, claim=self.batch_size if more else 0, acking=batch, failures=failures)
+        previous, failed = Batch(worker, ()), []
+        with self._own_connection() as conn:
+            reply = self._read(conn, self._send(conn, worker, claim=self.batch_size))
+            while reply is not None:
+                batches += 1
+                more = max_batches is None or batches < max_batches
+                sent = self._send(conn, worker, claim=self.batch_size if more else 0, acking=previous,
+                                  holding=previous.size + reply[0], failures=failed)
+                jobs = parse_batch(*reply)
+                if jobs is None:  # unusual messages: let the step in flight finish, then check each one
+                    following = self._read(conn, sent)
+                    batch = self._batch(worker, reply, fast=False)
+                else:
+                    following, batch = sent, Batch(worker, tuple(jobs))
+                previous, failed = batch, self._run(batch, handler)
+                done += len(batch)
+                reply = self._read(conn, sent) if following is sent else following
+            if previous.size:
+                self._read(conn, self._send(conn, worker, claim=0, acking=previous, failures=failed))
         return done
 
     def _run(self, batch: Batch, handler: Handler) -> list[tuple[Job, str]]:
@@ -211,36 +259,59 @@ class BatchedReliableQueue(ReliableQueue):
                 failures.append((job, repr(exc)))
         return failures
 
-    def _step(
-        self, worker: str, *, claim: int, acking: Batch | None = None, failures: Iterable[tuple[Job, str]] = ()
-    ) -> Batch:
-        if acking is not None and acking.worker != worker:
-            raise ValueError(f"worker {worker!r} cannot acknowledge the batch of worker {acking.worker!r}")
+    def _send(self, conn: redis.Connection, worker: str, *, claim: int, acking: Batch | None = None,
+              holding: int | None = None, failures: Iterable[tuple[Job, str]] = ()) -> _Sent:
+        """Send one step without waiting for its reply. ``holding`` defaults to the acknowledged batch."""
+        acked = acking.size if acking is not None else 0
+        holding = acked if holding is None else holding
         dead = [self._dead_letter_record(job.to_json(), reason) for job, reason in failures]
+        dead += [self._dead_letter_record(raw, reason) for raw, reason in (acking.rejected if acking is not None else ())]
         keys = [self.pending_key, self.processing_key(worker), self.workers_key, self.dead_key]
-        reply = self._step_script(keys=keys, args=[worker, self.clock.now(), claim, len(acking or ()), *dead])
+        args = [worker, self.clock.now(), claim, acked, holding, *dead]
+        conn.send_command("EVALSHA", self._step_script.sha, len(keys), *keys, *args)
+        return _Sent(worker, holding, keys, args)
+
+    def _read(self, conn: redis.Connection, sent: _Sent) -> Reply | None:
+        """The reply to a step sent on ``conn``: ``None`` when nothing was claimed."""
+        try:
+            reply = conn.read_response()
+        except NoScriptError:  # the server has not seen the script yet, or lost it: load it, run again
+            reply = self._step_script(keys=sent.keys, args=sent.args)
         if reply == -1:
             raise LookupError(
-                f"the batch of {len(acking or ())} jobs of worker {worker!r} is no longer in its processing "
+                f"the {sent.holding} jobs worker {sent.worker!r} held are no longer in its processing "
                 f"list (recovered after a missed heartbeat): those jobs will run again"
             )
+        return None if reply is None else (reply[0], reply[1])
+
+    def _batch(self, worker: str, reply: Reply | None, *, fast: bool = True) -> Batch:
+        """Turn a reply into a batch; malformed messages are kept aside, with the reason, to be dead-lettered."""
         if reply is None:
             return Batch(worker, ())
         count, joined = reply
-        jobs = parse_batch(count, joined) if isinstance(joined, str) else None
-        return Batch(worker, tuple(jobs if jobs is not None else self._check_one_by_one(worker)))
-
-    def _check_one_by_one(self, worker: str) -> list[Job]:
-        """The slow path: parse each held message; dead-letter the malformed ones with the reason."""
-        processing = self.processing_key(worker)
-        jobs = []
-        for raw in reversed(self.r.lrange(processing, 0, -1)):  # oldest first
+        jobs = parse_batch(count, joined) if fast else None
+        if jobs is not None:
+            return Batch(worker, tuple(jobs))
+        # The slow path: the claimed messages are the oldest `count` in the processing list
+        # (only a step in flight can add newer ones); read them one by one.
+        good, rejected = [], []
+        for raw in reversed(self.r.lrange(self.processing_key(worker), -count, -1)):  # oldest first
             try:
-                jobs.append(Job.from_json(raw))
+                good.append(Job.from_json(raw))
             except MalformedJob as exc:
-                with self.r.pipeline(transaction=True) as tx:
-                    tx.lrem(processing, 1, raw)
-                    tx.lpush(self.dead_key, self._dead_letter_record(raw, str(exc)))
-                    tx.execute()
-        return jobs
+                rejected.append((raw, str(exc)))
+        return Batch(worker, tuple(good), count, tuple(rejected))
+
+    @contextmanager
+    def _own_connection(self) -> Iterator[redis.Connection]:
+        """A connection of the pool for a sequence of steps; dropped, not reused, if one fails midway."""
+        pool = self.r.connection_pool
+        conn = pool.get_connection()
+        try:
+            yield conn
+        except BaseException:
+            conn.disconnect()  # a reply may still be on its way: never hand the connection back with it
+            raise
+        finally:
+            pool.release(conn)
 # [end:batched-queue]
