@@ -7,13 +7,15 @@ from the page *Delivery guarantees* and keeps its keys and its guarantee:
 * a worker claims a whole batch in one Lua call, which moves the jobs from the pending list
   into the worker's own processing list and records its heartbeat;
 * the worker runs every job of the batch, then acknowledges the batch in one call, which is
-  merged with the claim of the next batch (one round trip per batch in a busy loop);
-* a worker that dies leaves its batch in its processing list, where the inherited
-  :meth:`~examples.fundamentals.delivery_guarantees.ReliableQueue.recover` finds it and puts it back at the front of the queue.
+  merged with the claim of another batch (one round trip per batch in a busy loop);
+* :meth:`BatchedReliableQueue.drain` sends that call as soon as a batch arrives, so Redis
+  acknowledges the previous batch and claims the next one while the worker runs this one;
+* a worker that dies leaves its batches in its processing list, where the inherited
+  :meth:`~examples.fundamentals.delivery_guarantees.ReliableQueue.recover` finds them and puts them back at the front of the queue.
 
-The price of batching: a crash re-runs the jobs of the batch that were already done (at most
-one batch of duplicates per crash), and the first job of a batch waits for the whole batch
-to be fetched.
+The price of batching: a crash re-runs the jobs of the batches the worker held that were
+already done (up to one batch of duplicates per crash with ``work_batch``, two with
+``drain``), and the first job of a batch waits for the whole batch to be fetched.
 
 >>> from examples.clock import FakeClock
 >>> from examples.envelope import new_job
@@ -45,10 +47,10 @@ from examples.envelope import SCHEMA_VERSION, Job, MalformedJob
 from examples.fundamentals.delivery_guarantees import Handler, ReliableQueue
 # [end:imports]
 
+# [start:step-script]
 #: Largest batch one call may move: Lua's ``unpack`` is bounded by the C stack (8,000 slots).
 MAX_BATCH = 1000
 
-# [start:step-script]
 # Acknowledge the worker's oldest batch (if any), record its heartbeat, and claim the next
 # batch, all in one atomic step. The processing list holds the worker's batches, newest at
 # the head: at most two, the one being worked on and the one fetched ahead.
@@ -98,13 +100,13 @@ return {#jobs, table.concat(jobs, '\\n')}
 """
 # [end:step-script]
 
+# [start:fast-parse]
 _FIELDS = tuple(sorted(f.name for f in fields(Job)))  # the key order of Job.to_json()
 # Types of the values in that order: args, attempts, created_at, headers, id, task, v.
 _SHAPES = frozenset({(dict, int, float, dict, str, str, int), (dict, int, int, dict, str, str, int)})
 _DECODE = json.JSONDecoder().raw_decode
 
 
-# [start:fast-parse]
 def parse_batch(count: int, joined: str) -> list[Job] | None:
     """Turn ``count`` newline-joined messages into jobs, or return ``None`` to ask for the slow path.
 
@@ -141,6 +143,7 @@ def parse_batch(count: int, joined: str) -> list[Job] | None:
 # [end:fast-parse]
 
 
+# [start:batched-queue]
 @dataclass(frozen=True)
 class Batch:
     """The jobs one worker claimed in one step, oldest first, until it acknowledges them together.
@@ -174,7 +177,6 @@ class _Sent(NamedTuple):
 Reply = tuple[int, str]  # messages claimed, and the messages joined by newlines
 
 
-# [start:batched-queue]
 class BatchedReliableQueue(ReliableQueue):
     """The reliable queue with batched enqueue, claim and acknowledgement.
 

@@ -105,6 +105,14 @@ def test_redis_py_parses_replies_in_python_unless_hiredis_is_installed():
     assert (connection.DefaultParser.__name__ == "_HiredisParser") is utils.HIREDIS_AVAILABLE
 
 
+def test_redis_py_script_reloads_itself_after_noscript():
+    """The batched drain leans on this when a step's EVALSHA meets a server without the script."""
+    from redis.commands.core import Script
+
+    source = inspect.getsource(Script.__call__)
+    assert "except NoScriptError" in source and "script_load" in source
+
+
 @pytest.mark.real_redis("the benchmark starts its own redis-server; run with the real-Redis suite")
 def test_the_command_runs_on_a_tiny_n_and_writes_the_schema(tmp_path):
     out = tmp_path / "throughput.json"
