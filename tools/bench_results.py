@@ -13,7 +13,7 @@ A page writes::
 
 The path is relative to the page. The table and the figure come from
 :mod:`examples.frameworks.throughput` (``table_rows`` and ``draw_figure``), so no number on
-the page is typed by hand; the page is rebuilt whenever the JSON file changes.
+the page is typed by hand; the page is rebuilt, and the figure redrawn, whenever the JSON file or that module changes.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ from docutils.statemachine import StringList
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
+from handbook_generated import is_stale
+
 GENERATED = "_generated"  # under the source folder; ignored by git
+DRAWN_BY = Path(__file__).resolve().parents[1] / "examples" / "frameworks" / "throughput.py"
 
 
 class _BenchDirective(SphinxDirective):
@@ -38,6 +41,7 @@ class _BenchDirective(SphinxDirective):
         if not source.is_file():
             raise self.error(f"benchmark results {source} not found: run the benchmark (see the page) to create it")
         self.env.note_dependency(str(source))
+        self.env.note_dependency(str(DRAWN_BY))  # the table and figure change with their code
         return json.loads(source.read_text(encoding="utf-8")), source
 
     def parse(self, lines: list[str]) -> list[nodes.Node]:
@@ -68,7 +72,7 @@ class BenchFigure(_BenchDirective):
 
         data, source = self.load()
         target = Path(self.env.srcdir) / GENERATED / f"{source.stem}.png"
-        if not target.exists() or target.stat().st_mtime < source.stat().st_mtime:
+        if is_stale(target, source, DRAWN_BY):
             draw_figure(data, target)
         lines = [f"```{{figure}} /{GENERATED}/{target.name}", f":alt: {self.options.get('alt', source.stem)}", "",
                  *self.content, "```"]

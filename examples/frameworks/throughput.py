@@ -449,7 +449,7 @@ def draw_figure(data: dict, path: Path) -> Path:
     ax.legend(loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None})
+    fig.savefig(path, metadata={"Software": None}, bbox_inches="tight")  # keep the long axis label
     plt.close(fig)
     return path
 

@@ -103,20 +103,24 @@ return {#jobs, table.concat(jobs, '\\n')}
 # [start:fast-parse]
 _FIELDS = tuple(sorted(f.name for f in fields(Job)))  # the key order of Job.to_json()
 # Types of the values in that order: args, attempts, created_at, headers, id, task, v.
-_SHAPES = frozenset({(dict, int, float, dict, str, str, int), (dict, int, int, dict, str, str, int)})
+_SHAPES = frozenset({
+    (dict, int, float, dict, str, str, int),
+    (dict, int, int, dict, str, str, int),
+})
 _DECODE = json.JSONDecoder().raw_decode
 
 
 def parse_batch(count: int, joined: str) -> list[Job] | None:
-    """Turn ``count`` newline-joined messages into jobs, or return ``None`` to ask for the slow path.
+    """Turn ``count`` newline-joined messages into jobs, or return ``None`` for the slow path.
 
     With exactly ``count - 1`` newlines, no message contains one, so every newline is a
     boundary. Each message must then be exactly one JSON value ending at a boundary
-    (``raw_decode`` skips no whitespace) with the keys in the order :meth:`~examples.envelope.Job.to_json`
-    writes them and the types :meth:`~examples.envelope.Job.from_json` accepts, only stricter
-    (``type(x) is int`` refuses ``True``). Anything unusual returns ``None``, and the caller
-    checks each message with :meth:`~examples.envelope.Job.from_json`, which names the reason a malformed one
-    is dead-lettered.
+    (``raw_decode`` skips no whitespace) with the keys in the order
+    :meth:`~examples.envelope.Job.to_json` writes them and the types
+    :meth:`~examples.envelope.Job.from_json` accepts, only stricter (``type(x) is int``
+    refuses ``True``). Anything unusual returns ``None``, and the caller checks each message
+    with :meth:`~examples.envelope.Job.from_json`, which names the reason a malformed one is
+    dead-lettered.
     """
     if not isinstance(joined, str) or joined.count("\n") != count - 1:
         return None
@@ -134,8 +138,10 @@ def parse_batch(count: int, joined: str) -> list[Job] | None:
                 and data["v"] == SCHEMA_VERSION
             ):
                 return None
-            job = object.__new__(Job)  # as copy and pickle rebuild an instance: the keys are
-            job.__dict__.update(data)  # exactly the fields, so this equals Job(**data), 5x faster
+            # As copy and pickle rebuild an instance: the keys are exactly the fields,
+            # so this equals Job(**data), five times faster.
+            job = object.__new__(Job)
+            job.__dict__.update(data)
             jobs.append(job)
     except ValueError:  # not JSON at all
         return None
@@ -146,7 +152,7 @@ def parse_batch(count: int, joined: str) -> list[Job] | None:
 # [start:batched-queue]
 @dataclass(frozen=True)
 class Batch:
-    """The jobs one worker claimed in one step, oldest first, until it acknowledges them together.
+    """The jobs a worker claimed in one step, oldest first, until it acknowledges them.
 
     ``size`` counts every message the step moved into the processing list; ``rejected``
     holds the malformed ones, with the reason, which the acknowledgement dead-letters.
@@ -184,10 +190,14 @@ class BatchedReliableQueue(ReliableQueue):
     acknowledging the oldest is an ``LTRIM`` of its size, not a search per job.
     """
 
-    def __init__(self, r: redis.Redis, name: str, *, batch_size: int = 100, clock: Clock | None = None) -> None:
+    def __init__(
+        self, r: redis.Redis, name: str, *, batch_size: int = 100, clock: Clock | None = None
+    ) -> None:
         super().__init__(r, name, clock=clock)
         if not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH:
-            raise ValueError(f"batch_size must be an integer from 1 to {MAX_BATCH}, got {batch_size!r}")
+            raise ValueError(
+                f"batch_size must be an integer from 1 to {MAX_BATCH}, got {batch_size!r}"
+            )
         self.batch_size = batch_size
         self._step_script = r.register_script(STEP_LUA)
 
@@ -211,19 +221,20 @@ class BatchedReliableQueue(ReliableQueue):
             return self._batch(worker, reply)
 
     def ack_batch(self, batch: Batch, failures: Iterable[tuple[Job, str]] = ()) -> None:
-        """Forget a finished batch; jobs in ``failures`` go to the dead-letter list with their reason."""
+        """Forget a finished batch; dead-letter ``failures`` with their reason."""
         with self._own_connection() as conn:
-            self._read(conn, self._send(conn, batch.worker, claim=0, acking=batch, failures=failures))
+            sent = self._send(conn, batch.worker, claim=0, acking=batch, failures=failures)
+            self._read(conn, sent)
 
     def work_batch(self, worker: str, handler: Handler) -> int:
-        """Claim one batch, run ``handler`` on each job, acknowledge the batch. Returns its size."""
+        """Claim a batch, run ``handler`` on each job, acknowledge it; return its size."""
         batch = self.claim(worker)
         if batch.size:
             self.ack_batch(batch, self._run(batch, handler))
         return len(batch)
 
     def drain(self, worker: str, handler: Handler, *, max_batches: int | None = None) -> int:
-        """Work until the queue is empty (or ``max_batches`` are done); return the number of jobs.
+        """Work until the queue is empty (or ``max_batches`` ran); return how many jobs ran.
 
         As soon as a batch arrives, the step that acknowledges the batch before it and claims
         the next one is sent, and Redis runs it while this worker parses and runs the batch
@@ -237,10 +248,13 @@ class BatchedReliableQueue(ReliableQueue):
             while reply is not None:
                 batches += 1
                 more = max_batches is None or batches < max_batches
-                sent = self._send(conn, worker, claim=self.batch_size if more else 0, acking=previous,
-                                  holding=previous.size + reply[0], failures=failed)
+                sent = self._send(
+                    conn, worker, claim=self.batch_size if more else 0, acking=previous,
+                    holding=previous.size + reply[0], failures=failed,
+                )
                 jobs = parse_batch(*reply)
-                if jobs is None:  # unusual messages: let the step in flight finish, then check each one
+                if jobs is None:  # unusual messages: let the step in flight finish, then
+                    # read and check each message of this batch
                     following = self._read(conn, sent)
                     batch = self._batch(worker, reply, fast=False)
                 else:
@@ -249,7 +263,8 @@ class BatchedReliableQueue(ReliableQueue):
                 done += len(batch)
                 reply = self._read(conn, sent) if following is sent else following
             if previous.size:
-                self._read(conn, self._send(conn, worker, claim=0, acking=previous, failures=failed))
+                sent = self._send(conn, worker, claim=0, acking=previous, failures=failed)
+                self._read(conn, sent)
         return done
 
     def _run(self, batch: Batch, handler: Handler) -> list[tuple[Job, str]]:
@@ -261,13 +276,16 @@ class BatchedReliableQueue(ReliableQueue):
                 failures.append((job, repr(exc)))
         return failures
 
-    def _send(self, conn: redis.Connection, worker: str, *, claim: int, acking: Batch | None = None,
-              holding: int | None = None, failures: Iterable[tuple[Job, str]] = ()) -> _Sent:
-        """Send one step without waiting for its reply. ``holding`` defaults to the acknowledged batch."""
+    def _send(
+        self, conn: redis.Connection, worker: str, *, claim: int, acking: Batch | None = None,
+        holding: int | None = None, failures: Iterable[tuple[Job, str]] = (),
+    ) -> _Sent:
+        """Send a step, not waiting for the reply; ``holding`` defaults to ``acking.size``."""
         acked = acking.size if acking is not None else 0
         holding = acked if holding is None else holding
+        rejected = acking.rejected if acking is not None else ()
         dead = [self._dead_letter_record(job.to_json(), reason) for job, reason in failures]
-        dead += [self._dead_letter_record(raw, reason) for raw, reason in (acking.rejected if acking is not None else ())]
+        dead += [self._dead_letter_record(raw, reason) for raw, reason in rejected]
         keys = [self.pending_key, self.processing_key(worker), self.workers_key, self.dead_key]
         args = [worker, self.clock.now(), claim, acked, holding, *dead]
         conn.send_command("EVALSHA", self._step_script.sha, len(keys), *keys, *args)
@@ -277,17 +295,17 @@ class BatchedReliableQueue(ReliableQueue):
         """The reply to a step sent on ``conn``: ``None`` when nothing was claimed."""
         try:
             reply = conn.read_response()
-        except NoScriptError:  # the server has not seen the script yet, or lost it: load it, run again
+        except NoScriptError:  # the server has not seen the script, or lost it: load, run again
             reply = self._step_script(keys=sent.keys, args=sent.args)
         if reply == -1:
             raise LookupError(
-                f"the {sent.holding} jobs worker {sent.worker!r} held are no longer in its processing "
-                f"list (recovered after a missed heartbeat): those jobs will run again"
+                f"the {sent.holding} jobs worker {sent.worker!r} held are no longer in its "
+                f"processing list (recovered after a missed heartbeat): they will run again"
             )
         return None if reply is None else (reply[0], reply[1])
 
     def _batch(self, worker: str, reply: Reply | None, *, fast: bool = True) -> Batch:
-        """Turn a reply into a batch; malformed messages are kept aside, with the reason, to be dead-lettered."""
+        """Turn a reply into a batch; malformed messages are set aside, with the reason."""
         if reply is None:
             return Batch(worker, ())
         count, joined = reply
@@ -297,7 +315,8 @@ class BatchedReliableQueue(ReliableQueue):
         # The slow path: the claimed messages are the oldest `count` in the processing list
         # (only a step in flight can add newer ones); read them one by one.
         good, rejected = [], []
-        for raw in reversed(self.r.lrange(self.processing_key(worker), -count, -1)):  # oldest first
+        held = self.r.lrange(self.processing_key(worker), -count, -1)
+        for raw in reversed(held):  # oldest first
             try:
                 good.append(Job.from_json(raw))
             except MalformedJob as exc:
@@ -306,13 +325,13 @@ class BatchedReliableQueue(ReliableQueue):
 
     @contextmanager
     def _own_connection(self) -> Iterator[redis.Connection]:
-        """A connection of the pool for a sequence of steps; dropped, not reused, if one fails midway."""
+        """A connection of the pool for a sequence of steps; dropped if one fails midway."""
         pool = self.r.connection_pool
         conn = pool.get_connection()
         try:
             yield conn
         except BaseException:
-            conn.disconnect()  # a reply may still be on its way: never hand the connection back with it
+            conn.disconnect()  # a reply may still be on its way: never reuse the connection
             raise
         finally:
             pool.release(conn)
