@@ -195,6 +195,24 @@ def test_a_worker_restarted_after_a_drain_crash_gets_both_batches_back(r):
     assert (q.pending(), r.exists(q.processing_key("pod-1"))) == (2, 0)
 
 
+def test_a_draining_worker_presumed_dead_runs_the_batch_ahead_before_it_learns(r):
+    clock = FakeClock(0)
+    q = BatchedReliableQueue(r, "img", batch_size=2, clock=clock)
+    q.enqueue_many(jobs(6))
+    done: list[str] = []
+
+    def slow_first_job(job: Job) -> None:
+        done.append(job.id)
+        if job.id == "job-0":
+            clock.advance(45)  # no heartbeat for longer than dead_after
+            assert q.recover(dead_after=30) == 4  # both batches the worker held
+
+    with pytest.raises(LookupError, match="the 4 jobs worker 'w' held are no longer"):
+        q.drain("w", slow_first_job)
+    assert done == ["job-0", "job-1", "job-2", "job-3"]  # the batch ahead ran too
+    assert (q.pending(), r.exists(q.processing_key("w"))) == (6, 0)  # all of them run again
+
+
 def test_drain_survives_the_server_forgetting_its_scripts(r):
     q = BatchedReliableQueue(r, "img", batch_size=2, clock=FakeClock(0))
     q.enqueue_many(jobs(7))
