@@ -30,10 +30,11 @@ from celery import Celery, Task
 from examples.redis_client import connect
 # [end:imports]
 
+
+# [start:production-task]
 DEAD_LETTER_KEY = "celery:dead-letters"
 
 
-# [start:production-task]
 class EtaBeyondVisibilityTimeout(ValueError):
     """A task was scheduled further ahead than Redis keeps a message reserved."""
 

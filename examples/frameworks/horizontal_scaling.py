@@ -39,17 +39,20 @@ from examples.redis_client import connect
 # [end:imports]
 
 
+# [start:validation]
 class CapacityError(ValueError):
     """The numbers describe a system that cannot work (or are not numbers at all)."""
 
 
 def _rate(name: str, value: float, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value)):
         raise CapacityError(f"{name} must be a finite number, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise CapacityError(f"{name} must be {bound}, got {value}")
     return float(value)
+# [end:validation]
 
 
 # [start:littles-law]
@@ -183,15 +186,6 @@ def grace_period_needed(*, longest_job: float, poll_timeout: float, pre_stop: fl
 # [end:grace-period]
 
 
-@dataclass
-class DrainSummary:
-    """What one run of a worker did: jobs finished, and jobs handed back unstarted."""
-
-    done: int = 0
-    released: int = 0
-    stopped_by: str = ""
-
-
 # [start:release]
 def release(queue: ReliableQueue, deliveries: list[Delivery]) -> int:
     """Give reserved but unstarted jobs back to the *front* of the queue, in their order.
@@ -212,6 +206,15 @@ def release(queue: ReliableQueue, deliveries: list[Delivery]) -> int:
 
 
 # [start:draining-worker]
+@dataclass
+class DrainSummary:
+    """What one run of a worker did: jobs finished, and jobs handed back unstarted."""
+
+    done: int = 0
+    released: int = 0
+    stopped_by: str = ""
+
+
 class DrainingWorker:
     """Take up to ``prefetch`` jobs at a time; on SIGTERM finish the current one and give back the rest."""
 

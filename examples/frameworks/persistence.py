@@ -37,8 +37,6 @@ import redis
 from examples.redis_client import connect
 # [end:imports]
 
-ROOT = Path(__file__).resolve().parents[2]
-
 # [start:modes]
 # Each mode is the list of redis-server arguments added after the launcher's defaults
 # (which turn persistence off: --save "" --appendonly no). Later arguments win.
@@ -50,6 +48,10 @@ MODES: dict[str, list[str]] = {
     "aof-always": ["--appendonly", "yes", "--appendfsync", "always"],
 }
 # [end:modes]
+
+
+# [start:helpers]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -68,7 +70,9 @@ def _launcher():
     """The repository's redis-server launcher (``tools/with_redis.py``), loaded by path."""
     path = ROOT / "tools" / "with_redis.py"
     if not path.is_file():
-        raise RuntimeError(f"{path} not found: run this experiment from a checkout of the handbook repository")
+        raise RuntimeError(
+            f"{path} not found: run this experiment from a checkout of the handbook repository"
+        )
     spec = importlib.util.spec_from_file_location("handbook_with_redis", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -85,6 +89,7 @@ def _wait_for_snapshot(r: redis.Redis, saves_before: int, timeout: float = 10.0)
             return
         time.sleep(0.01)
     raise TimeoutError(f"no snapshot finished within {timeout} s")
+# [end:helpers]
 
 
 # [start:run-mode]

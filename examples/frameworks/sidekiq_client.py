@@ -39,6 +39,8 @@ from examples.clock import Clock, SystemClock
 from examples.envelope import MalformedJob, PayloadError
 # [end:imports]
 
+
+# [start:build-payload]
 SUPPORTED_MAJORS = (6, 7, 8)
 _CLASS_NAME = re.compile(r"^[A-Za-z_][\w.]*(::[A-Z]\w*)*$")
 _QUEUE_NAME = re.compile(r"^[\w.-]+$")
@@ -70,7 +72,6 @@ def _timestamp(clock: Clock, major: int) -> float | int:
     return int(now * 1000) if major >= 8 else now
 
 
-# [start:build-payload]
 def build_payload(
     job_class: str,
     args: list[Any],
@@ -123,6 +124,7 @@ def schedule(r: redis.Redis, payload: dict[str, Any], at: float) -> str:
 # [end:push]
 
 
+# [start:parse]
 @dataclass(frozen=True)
 class SidekiqJob:
     """A Sidekiq-format job read from Redis."""
@@ -134,7 +136,6 @@ class SidekiqJob:
     raw: dict[str, Any]
 
 
-# [start:parse]
 def parse_job(raw: str | bytes) -> SidekiqJob:
     """Read a Sidekiq payload (for example one Ruby pushed for a Python consumer).
 

@@ -26,6 +26,7 @@ from examples.fundamentals.delivery_guarantees import ReliableQueue, _check_name
 # [end:imports]
 
 
+# [start:bounded-queue]
 class QueueFull(Exception):
     """The queue is at its bound: the producer must wait, retry later, or drop the job."""
 
@@ -34,7 +35,6 @@ class BrokerOutOfMemory(QueueFull):
     """Redis refused the write because it reached ``maxmemory`` (policy ``noeviction``)."""
 
 
-# [start:bounded-queue]
 # Push ARGV[2] onto KEYS[1] only if the list holds fewer than ARGV[1] items.
 # Returns the new length, or -1 when full. One script: no producer can slip in between.
 BOUNDED_PUSH_LUA = """
