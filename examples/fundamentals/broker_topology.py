@@ -30,6 +30,7 @@ from examples.fundamentals.delivery_guarantees import ReliableQueue, _check_name
 # [end:imports]
 
 
+# [start:stream-queue]
 @dataclass(frozen=True)
 class StreamDelivery:
     """One stream entry handed to a consumer: acknowledge it by ``entry_id``."""
@@ -39,7 +40,6 @@ class StreamDelivery:
     deliveries: int = 1
 
 
-# [start:stream-queue]
 class StreamQueue:
     """A job queue on a Redis Stream with one consumer group (Redis >= 6.2 for XAUTOCLAIM)."""
 

@@ -107,15 +107,6 @@ def new_worker_id(prefix: str = "worker") -> str:
 # [end:worker-id]
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """A job handed to one worker, with the exact bytes needed to acknowledge it."""
-
-    job: Job
-    raw: str
-    worker: str
-
-
 # [start:recover-script]
 # Give a dead worker's jobs back to the queue, unless it has sent a heartbeat since the
 # caller decided it was dead. KEYS: the worker's processing list, the pending list, the
@@ -137,6 +128,15 @@ return moved
 
 
 # [start:reliable-queue]
+@dataclass(frozen=True)
+class Delivery:
+    """A job handed to one worker, with the exact bytes needed to acknowledge it."""
+
+    job: Job
+    raw: str
+    worker: str
+
+
 class ReliableQueue(QueueBase):
     """Move first, delete after the work: a crash leaves the job where it can be recovered."""
 

@@ -35,6 +35,7 @@ from examples.clock import Clock, SystemClock
 from examples.envelope import Job, MalformedJob
 # [end:imports]
 
+# [start:lease-types]
 log = logging.getLogger(__name__)
 
 SCRIPTS_FILE = Path(__file__).with_suffix(".lua")
@@ -57,7 +58,10 @@ def load_scripts(path: Path = SCRIPTS_FILE) -> dict[str, str]:
 
 
 class LeaseLost(LookupError):
-    """The caller no longer holds the job: it was acknowledged, or reaped and handed out again."""
+    """The caller no longer holds the job.
+
+    It was acknowledged, or reaped and handed out again.
+    """
 
 
 def _positive(what: str, seconds: float) -> float:
@@ -82,6 +86,7 @@ class Reaped:
 
     requeued: int
     dead: int
+# [end:lease-types]
 
 
 # [start:lease-queue]

@@ -80,6 +80,7 @@ def send_job(sqs: Any, url: str, job: Job, *, group: str | None = None) -> str:
 # [end:send]
 
 
+# [start:worker]
 @dataclass(frozen=True)
 class SqsDelivery:
     job: Job
@@ -87,7 +88,6 @@ class SqsDelivery:
     receive_count: int
 
 
-# [start:worker]
 class SqsWorker:
     """Receive, work, delete: at-least-once delivery with the visibility timeout as the lease."""
 

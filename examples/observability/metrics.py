@@ -36,10 +36,10 @@ from examples.fundamentals.delivery_guarantees import Handler, QueueBase, Reliab
 from examples.observability import metric_contract as contract
 # [end:imports]
 
+# [start:queue-metrics]
 _CLIENT_CLASSES = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
 
 
-# [start:queue-metrics]
 class QueueMetrics:
     """The worker-side metrics of the contract, created from its definitions."""
 

@@ -35,9 +35,9 @@ from examples.envelope import Job
 from examples.fundamentals.delivery_guarantees import ReliableQueue
 # [end:imports]
 
+# [start:attributes]
 logger = logging.getLogger(__name__)
 
-# [start:attributes]
 # Attribute names of the messaging semantic conventions (v1.44.0); a test checks each one
 # against the installed opentelemetry-semantic-conventions package.
 MESSAGING_SYSTEM = "messaging.system"
@@ -51,10 +51,12 @@ MESSAGING_BATCH_MESSAGE_COUNT = "messaging.batch.message_count"
 # whatever propagators the rest of the process has configured.
 PROPAGATOR = TraceContextTextMapPropagator()
 TRACE_HEADERS = ("traceparent", "tracestate")
-# [end:attributes]
 
 # The id of the job being processed, for log records (see TraceContextFilter).
-CURRENT_JOB_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_job_id", default=None)
+CURRENT_JOB_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "current_job_id", default=None
+)
+# [end:attributes]
 
 
 # [start:creation-context]
