@@ -4,13 +4,18 @@
   its markers or ``:pyobject:`` exist (``:lines:`` is refused: line numbers drift);
 * every module of ``examples/`` is shown by at least one page;
 * no code block escapes testing: Python is included or a ``{doctest}``; other languages
-  are included from ``examples/``; shell sessions use a ``$ `` prompt.
+  are included from ``examples/``; shell sessions use a ``$ `` prompt;
+* the listings a page shows from one Python file, pasted together in page order, define
+  every module-level name they use: a reader who copies them gets no ``NameError``.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import re
+import symtable
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,6 +189,55 @@ def problems_in(path: Path, text: str) -> tuple[list[str], set[Path]]:
     return problems, shown
 
 
+def shown_source(block: Block, source: str) -> str:
+    """The text of ``source`` that a ``literalinclude`` block shows, as Sphinx selects it."""
+    opts = block.options()
+    if "pyobject" in opts:
+        scope: list[ast.stmt] = ast.parse(source).body
+        node: ast.AST | None = None
+        for part in opts["pyobject"].split("."):
+            node = next(n for n in scope if getattr(n, "name", None) == part)
+            scope = node.body
+        first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+        return textwrap.dedent("\n".join(source.splitlines()[first - 1:node.end_lineno]))
+    text = source
+    if "start-after" in opts:
+        text = text.split(opts["start-after"], 1)[1].split("\n", 1)[1]
+    if "end-before" in opts:
+        text = text.split(opts["end-before"], 1)[0].rsplit("\n", 1)[0]
+    return textwrap.dedent(text)
+
+
+def undefined_globals(code: str) -> list[str]:
+    """Module-level names that ``code`` reads, at import time or in a body, but never binds."""
+    top = symtable.symtable(code, "listing", "exec")
+    bound = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported() or s.is_namespace()}
+    used: set[str] = set()
+    tables = [top]
+    while tables:
+        table = tables.pop()
+        used |= {s.get_name() for s in table.get_symbols()
+                 if s.is_referenced() and (table is top or s.is_global())}
+        tables += table.get_children()
+    return sorted(used - bound - set(dir(builtins)) - {"__file__", "__name__"})
+
+
+def names_missing_from_listings(path: Path, text: str) -> list[str]:
+    """For each Python file a page includes: names its listings use but the page never shows."""
+    listings: dict[Path, list[str]] = {}
+    for block in parse_blocks(path, text):
+        target = resolve_include(block) if block.directive == "literalinclude" else None
+        if target is not None and target.suffix == ".py" and target.is_file():
+            listings.setdefault(target, []).append(shown_source(block, target.read_text(encoding="utf-8")))
+    problems = []
+    for target, parts in listings.items():
+        missing = undefined_globals("\n\n".join(parts))
+        if missing:
+            rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
+            problems.append(f"{rel}: the listings of {target.name} use {missing} but never show them")
+    return problems
+
+
 def pages() -> list[Path]:
     return sorted(p for p in DOCS.rglob("*.md") if "_build" not in p.parts)
 
@@ -196,6 +250,13 @@ def test_every_page_block_is_tested_and_every_include_resolves():
     problems: list[str] = []
     for page in pages():
         problems += problems_in(page, page.read_text(encoding="utf-8"))[0]
+    assert problems == []
+
+
+def test_listings_copied_from_a_page_define_every_name_they_use():
+    problems: list[str] = []
+    for page in pages():
+        problems += names_missing_from_listings(page, page.read_text(encoding="utf-8"))
     assert problems == []
 
 
@@ -290,6 +351,25 @@ def test_checker_accepts_a_good_page():
         "```{doctest}\n>>> 1 + 1\n2\n```\n\n```console\n$ tox\n```\n"
     )
     assert problems_in(DOCS / "page.md", good) == ([], {EXAMPLES / "clock.py"})
+
+
+def test_name_checker_finds_what_a_page_leaves_out(tmp_path):
+    (tmp_path / "mod.py").write_text(
+        "import json\n\nLIMIT = 3\n\n\nclass Full(Exception):\n    pass\n\n\n"
+        "# [start:push]\ndef push(items, item):\n    if len(items) >= LIMIT:\n        raise Full(json.dumps(item))\n"
+        "    items.append(item)\n# [end:push]\n",
+        encoding="utf-8",
+    )
+    include = "```{{literalinclude}} mod.py\n:caption: mod.py\n{}\n```\n\n"
+    region = include.format(':start-after: "# [start:push]"\n:end-before: "# [end:push]"')
+    page = tmp_path / "page.md"
+    assert names_missing_from_listings(page, region) == [
+        "page.md: the listings of mod.py use ['Full', 'LIMIT', 'json'] but never show them"
+    ]
+    assert names_missing_from_listings(page, include.format(":pyobject: Full") + region) == [
+        "page.md: the listings of mod.py use ['LIMIT', 'json'] but never show them"
+    ]
+    assert names_missing_from_listings(page, include.format("")) == []  # the whole file
 
 
 @pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(DOCS)))
