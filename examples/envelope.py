@@ -67,6 +67,12 @@ class Job:
     @classmethod
     def from_json(cls, raw: str | bytes) -> Job:
         """Parse and validate an envelope; raise :class:`MalformedJob` with the reason."""
+        if isinstance(raw, str) and not raw.isascii():
+            try:
+                raw.encode("utf-8")  # lone surrogates: bytes that were not UTF-8 (see connect())
+            except UnicodeEncodeError as exc:
+                bad = ord(raw[exc.start]) - 0xDC00  # surrogateescape maps byte b to U+DC00 + b
+                raise MalformedJob(f"message is not valid UTF-8: byte {bad:#04x} at character {exc.start}") from None
         try:
             data = json.loads(raw)
         except (TypeError, ValueError) as exc:

@@ -36,11 +36,17 @@ def connect(url: str | None = None, **options: object) -> redis.Redis:
     """Return a client for ``url``, else ``$REDIS_URL``, else ``redis://localhost:6379/0``.
 
     Replies are decoded to ``str`` (``decode_responses=True``) unless ``options`` says
-    otherwise; other ``options`` go to :meth:`redis.Redis.from_url`.
+    otherwise. Bytes that are not UTF-8 are kept as lone surrogates
+    (``encoding_errors="surrogateescape"``) instead of raising ``UnicodeDecodeError``: one
+    such message in a queue would otherwise crash every worker that reads it, again after
+    each restart. :meth:`~examples.envelope.Job.from_json` then refuses it with the reason,
+    and writing the string back to Redis restores the original bytes. Other ``options`` go
+    to :meth:`redis.Redis.from_url`.
     """
     url = url or os.environ.get("REDIS_URL") or DEFAULT_URL
     scheme = urlsplit(url).scheme
     options.setdefault("decode_responses", True)
+    options.setdefault("encoding_errors", "surrogateescape")
     if scheme == "fakeredis":
         import fakeredis  # imported here: production code never needs it
 

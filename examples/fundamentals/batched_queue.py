@@ -113,8 +113,9 @@ _DECODE = json.JSONDecoder().raw_decode
 def parse_batch(count: int, joined: str) -> list[Job] | None:
     """Turn ``count`` newline-joined messages into jobs, or return ``None`` for the slow path.
 
-    With exactly ``count - 1`` newlines, no message contains one, so every newline is a
-    boundary. Each message must then be exactly one JSON value ending at a boundary
+    :meth:`~examples.envelope.Job.to_json` writes ASCII only, so anything else takes the
+    slow path. With exactly ``count - 1`` newlines, no message contains one, so every
+    newline is a boundary. Each message must then be exactly one JSON value ending at a boundary
     (``raw_decode`` skips no whitespace) with the keys in the order
     :meth:`~examples.envelope.Job.to_json` writes them and the types
     :meth:`~examples.envelope.Job.from_json` accepts, only stricter (``type(x) is int``
@@ -122,7 +123,7 @@ def parse_batch(count: int, joined: str) -> list[Job] | None:
     with :meth:`~examples.envelope.Job.from_json`, which names the reason a malformed one is
     dead-lettered.
     """
-    if not isinstance(joined, str) or joined.count("\n") != count - 1:
+    if not isinstance(joined, str) or not joined.isascii() or joined.count("\n") != count - 1:
         return None
     jobs: list[Job] = []
     end, size = -1, len(joined)

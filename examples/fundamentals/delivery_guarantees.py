@@ -62,7 +62,9 @@ class QueueBase:
         """Messages that could not be processed, newest first, each with its reason."""
         return [json.loads(item) for item in self.r.lrange(self.dead_key, 0, -1)]
 
-    def _dead_letter_record(self, raw: str, reason: str) -> str:
+    def _dead_letter_record(self, raw: str | bytes, reason: str) -> str:
+        if isinstance(raw, bytes):  # a client made without decode_responses
+            raw = raw.decode("utf-8", "surrogateescape")
         return json.dumps({"raw": raw, "reason": reason, "at": self.clock.now()}, sort_keys=True)
 
 # [end:queue-base]
