@@ -20,13 +20,18 @@ Keys of one queue share a ``{hash tag}`` so that the scripts also run on a Redis
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 import redis
 
 from examples.clock import Clock, SystemClock
 from examples.envelope import Job, MalformedJob
-from examples.fundamentals.delivery_guarantees import ReliableQueue, _check_name
+from examples.fundamentals.delivery_guarantees import (
+    ReliableQueue,
+    _check_name,
+    dead_letter_record,
+)
 # [end:imports]
 
 
@@ -145,13 +150,24 @@ class ListPriorityQueue:
     strict queue ordering works. ``LMPOP``/``BLMPOP`` need Redis >= 7.0.
     """
 
-    def __init__(self, r: redis.Redis, name: str, levels: tuple[str, ...] = ("high", "default", "low")) -> None:
+    def __init__(
+        self,
+        r: redis.Redis,
+        name: str,
+        levels: tuple[str, ...] = ("high", "default", "low"),
+        *,
+        clock: Clock | None = None,
+    ) -> None:
         if len(set(levels)) != len(levels) or not levels:
             raise ValueError(f"levels must be distinct and non-empty, got {levels!r}")
+        if "dead" in levels:
+            raise ValueError("'dead' cannot be a priority level: it names the dead-letter list")
         self.r = r
         self.name = _check_name("queue name", name)
         self.levels = levels
+        self.clock = clock or SystemClock()
         self.keys = [f"pq:{{{name}}}:{_check_name('level', level)}" for level in levels]
+        self.dead_key = f"pq:{{{name}}}:dead"
 
     def enqueue(self, job: Job, level: str = "default") -> None:
         if level not in self.levels:
@@ -159,15 +175,33 @@ class ListPriorityQueue:
         self.r.lpush(self.keys[self.levels.index(level)], job.to_json())
 
     def take(self, *, timeout: float = 0) -> tuple[str, Job] | None:
-        """Pop the oldest job of the most urgent non-empty level; ``None`` if all are empty."""
-        if timeout:
-            reply = self.r.blmpop(timeout, len(self.keys), *self.keys, direction="RIGHT")
-        else:
-            reply = self.r.lmpop(len(self.keys), *self.keys, direction="RIGHT")
-        if not reply:
-            return None
-        key, (raw,) = reply
-        return self.levels[self.keys.index(key)], Job.from_json(raw)
+        """Pop the oldest job of the most urgent non-empty level; ``None`` if all are empty.
+
+        With ``timeout > 0``, wait up to that many seconds for a job (``BLMPOP``). A malformed
+        message goes to the dead-letter list and the wait goes on, but only for what is left
+        of ``timeout``: the call never blocks longer than asked. Once that time is used up,
+        jobs already waiting are still taken, without waiting for more.
+        """
+        if timeout < 0:
+            raise ValueError(f"timeout must be >= 0 seconds, got {timeout}")
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if timeout and left > 0:
+                reply = self.r.blmpop(left, len(self.keys), *self.keys, direction="RIGHT")
+            else:
+                reply = self.r.lmpop(len(self.keys), *self.keys, direction="RIGHT")
+            if not reply:
+                return None
+            key, (raw,) = reply
+            try:
+                return self.levels[self.keys.index(key)], Job.from_json(raw)
+            except MalformedJob as exc:  # popped already: keep it with the reason, not lose it
+                self.r.lpush(self.dead_key, dead_letter_record(raw, str(exc), self.clock.now()))
+
+    def dead_letters(self) -> list[dict]:
+        """Messages that were not valid jobs, newest first, each with its reason."""
+        return [json.loads(item) for item in self.r.lrange(self.dead_key, 0, -1)]
 # [end:list-priority]
 
 
@@ -186,11 +220,13 @@ class SortedSetPriorityQueue:
 
     MAX_PRIORITY = 2**20
 
-    def __init__(self, r: redis.Redis, name: str) -> None:
+    def __init__(self, r: redis.Redis, name: str, *, clock: Clock | None = None) -> None:
         self.r = r
         self.name = _check_name("queue name", name)
+        self.clock = clock or SystemClock()
         self.key = f"zq:{{{name}}}:jobs"
         self.seq_key = f"zq:{{{name}}}:seq"
+        self.dead_key = f"zq:{{{name}}}:dead"
         self._enqueue = r.register_script(ZENQUEUE_LUA)
 
     def enqueue(self, job: Job, priority: int) -> None:
@@ -199,12 +235,21 @@ class SortedSetPriorityQueue:
         self._enqueue(keys=[self.key, self.seq_key], args=[priority, job.to_json()])
 
     def take(self) -> tuple[int, Job] | None:
-        """Pop the most urgent job (``ZPOPMIN``); ``None`` if the queue is empty."""
-        popped = self.r.zpopmin(self.key)
-        if not popped:
-            return None
-        raw, score = popped[0]
-        return int(score) >> 32, Job.from_json(raw)
+        """Pop the most urgent job (``ZPOPMIN``); ``None`` if the queue is empty.
+
+        A malformed message goes to the dead-letter list, and the next one is tried.
+        """
+        while popped := self.r.zpopmin(self.key):
+            raw, score = popped[0]
+            try:
+                return int(score) >> 32, Job.from_json(raw)
+            except MalformedJob as exc:  # popped already: keep it with the reason, not lose it
+                self.r.lpush(self.dead_key, dead_letter_record(raw, str(exc), self.clock.now()))
+        return None
+
+    def dead_letters(self) -> list[dict]:
+        """Messages that were not valid jobs, newest first, each with its reason."""
+        return [json.loads(item) for item in self.r.lrange(self.dead_key, 0, -1)]
 # [end:zset-priority]
 
 

@@ -40,6 +40,13 @@ def _check_name(kind: str, value: str) -> str:
     return value
 
 
+def dead_letter_record(raw: str | bytes, reason: str, now: float) -> str:
+    """A dead-letter entry: the message exactly as taken, why it was set aside, and when."""
+    if isinstance(raw, bytes):  # a client made without decode_responses
+        raw = raw.decode("utf-8", "surrogateescape")
+    return json.dumps({"raw": raw, "reason": reason, "at": now}, sort_keys=True)
+
+
 class QueueBase:
     """What both queues share: a pending list, a dead-letter list, enqueue and inspection."""
 
@@ -63,9 +70,7 @@ class QueueBase:
         return [json.loads(item) for item in self.r.lrange(self.dead_key, 0, -1)]
 
     def _dead_letter_record(self, raw: str | bytes, reason: str) -> str:
-        if isinstance(raw, bytes):  # a client made without decode_responses
-            raw = raw.decode("utf-8", "surrogateescape")
-        return json.dumps({"raw": raw, "reason": reason, "at": self.clock.now()}, sort_keys=True)
+        return dead_letter_record(raw, reason, self.clock.now())
 
 # [end:queue-base]
 

@@ -21,14 +21,16 @@ This module is the code behind the page *Partitioning strategies*
 from __future__ import annotations
 
 import hashlib
+import json
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import redis
 
-from examples.envelope import Job
-from examples.fundamentals.delivery_guarantees import _check_name
+from examples.clock import Clock, SystemClock
+from examples.envelope import Job, MalformedJob
+from examples.fundamentals.delivery_guarantees import _check_name, dead_letter_record
 # [end:imports]
 
 
@@ -59,12 +61,19 @@ def assign_partitions(partitions: int, workers: Sequence[str]) -> dict[str, list
 class PartitionedQueue:
     """One Redis list per partition; a job's key decides its partition."""
 
-    def __init__(self, r: redis.Redis, name: str, partitions: int) -> None:
+    def __init__(
+        self, r: redis.Redis, name: str, partitions: int, *, clock: Clock | None = None
+    ) -> None:
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {partitions}")
         self.r = r
         self.name = _check_name("queue name", name)
         self.partitions = partitions
+        self.clock = clock or SystemClock()
+        # One dead-letter list for all partitions, tagged with the queue name. It need not
+        # share a slot with the partition lists: by the time a message turns out malformed
+        # it has already been popped, so setting it aside is a separate command anyway.
+        self.dead_key = f"pq:{{{self.name}}}:partitions:dead"
 
     def key_of(self, partition: int) -> str:
         # one hash tag per partition: partitions spread over a Redis Cluster's shards
@@ -76,14 +85,23 @@ class PartitionedQueue:
         return partition
 
     def take(self, partition: int) -> Job | None:
-        raw = self.r.rpop(self.key_of(partition))
-        return None if raw is None else Job.from_json(raw)
+        """The partition's oldest job, or ``None``; malformed messages are set aside."""
+        while (raw := self.r.rpop(self.key_of(partition))) is not None:
+            try:
+                return Job.from_json(raw)
+            except MalformedJob as exc:  # popped already: keep it with the reason, not lose it
+                self.r.lpush(self.dead_key, dead_letter_record(raw, str(exc), self.clock.now()))
+        return None
 
     def depths(self) -> dict[int, int]:
         with self.r.pipeline(transaction=False) as pipe:
             for p in range(self.partitions):
                 pipe.llen(self.key_of(p))
             return dict(enumerate(pipe.execute()))
+
+    def dead_letters(self) -> list[dict]:
+        """Messages that were not valid jobs, newest first, each with its reason."""
+        return [json.loads(item) for item in self.r.lrange(self.dead_key, 0, -1)]
 # [end:hash-partitioning]
 
 
@@ -159,11 +177,13 @@ return {tenant, job}
 class FairTenantQueue:
     """Round-robin across tenants: each tenant with work gets one job per turn."""
 
-    def __init__(self, r: redis.Redis, name: str) -> None:
+    def __init__(self, r: redis.Redis, name: str, *, clock: Clock | None = None) -> None:
         self.r = r
         self.name = _check_name("queue name", name)
+        self.clock = clock or SystemClock()
         self.ring_key = f"fq:{{{name}}}:ring"
         self.prefix = f"fq:{{{name}}}:tenant:"
+        self.dead_key = f"fq:{{{name}}}:dead"
         self._enqueue = r.register_script(FAIR_ENQUEUE_LUA)
         self._take = r.register_script(FAIR_TAKE_LUA)
 
@@ -172,11 +192,20 @@ class FairTenantQueue:
         self._enqueue(keys=[self.ring_key, self.prefix + tenant], args=[tenant, job.to_json()])
 
     def take(self) -> tuple[str, Job] | None:
-        reply = self._take(keys=[self.ring_key], args=[self.prefix])
-        if not reply:
-            return None
-        tenant, raw = reply
-        return tenant, Job.from_json(raw)
+        """The next tenant's oldest job, or ``None``; malformed messages are set aside."""
+        while reply := self._take(keys=[self.ring_key], args=[self.prefix]):
+            tenant, raw = reply
+            if raw is None:  # the tenant's list was emptied behind our back; it left the ring
+                continue
+            try:
+                return tenant, Job.from_json(raw)
+            except MalformedJob as exc:  # popped by the script: keep it with the reason
+                self.r.lpush(self.dead_key, dead_letter_record(raw, str(exc), self.clock.now()))
+        return None
+
+    def dead_letters(self) -> list[dict]:
+        """Messages that were not valid jobs, newest first, each with its reason."""
+        return [json.loads(item) for item in self.r.lrange(self.dead_key, 0, -1)]
 # [end:fair-tenants]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 
 import pytest
@@ -117,6 +118,88 @@ def test_list_priority_take_waits_with_blmpop(r):
     started = time.monotonic()
     assert q.take(timeout=0.2) is None
     assert time.monotonic() - started >= 0.15
+
+
+NOT_JSON = "{not json"
+NOT_UTF8 = b'{"id": "\xff"}'  # connect() keeps it as surrogateescape text; written back as bytes
+
+
+def test_list_priority_queue_dead_letters_a_malformed_message_and_takes_the_next_job(r):
+    q = ListPriorityQueue(r, "q", clock=FakeClock(42))
+    r.lpush(q.keys[0], NOT_JSON)  # ahead of the good job, on the most urgent level
+    q.enqueue(job(1), "high")
+    level, got = q.take()
+    assert (level, got.id) == ("high", "job-1")
+    [dead] = q.dead_letters()
+    assert dead["raw"] == NOT_JSON
+    assert dead["reason"].startswith("message is not valid JSON: ")
+    assert dead["at"] == 42
+    assert q.take() is None
+
+
+def test_sorted_set_priority_queue_dead_letters_a_malformed_message_and_takes_the_next_job(r):
+    q = SortedSetPriorityQueue(r, "q", clock=FakeClock(42))
+    r.zadd(q.key, {NOT_JSON: 0})  # priority 0, sequence 0: ahead of any job enqueued at 0
+    q.enqueue(job(1), 0)
+    priority, got = q.take()
+    assert (priority, got.id) == (0, "job-1")
+    [dead] = q.dead_letters()
+    assert dead["raw"] == NOT_JSON
+    assert dead["reason"].startswith("message is not valid JSON: ")
+    assert dead["at"] == 42
+    assert q.take() is None
+
+
+@pytest.mark.parametrize("kind", ["lists", "sorted-set"])
+def test_a_priority_queue_of_only_malformed_messages_returns_none_and_keeps_them_all(r, kind):
+    if kind == "lists":
+        q = ListPriorityQueue(r, "q")
+        push = lambda raw: r.lpush(q.keys[1], raw)  # noqa: E731
+    else:
+        q = SortedSetPriorityQueue(r, "q")
+        push = lambda raw: r.zadd(q.key, {raw: r.zcard(q.key)})  # noqa: E731
+    for raw in (NOT_JSON, NOT_UTF8, '{"v": 99}'):
+        push(raw)
+    assert q.take() is None
+    dead = q.dead_letters()  # newest first
+    assert [d["raw"] for d in dead] == ['{"v": 99}', NOT_UTF8.decode("utf-8", "surrogateescape"), NOT_JSON]
+    assert dead[1]["raw"].encode("utf-8", "surrogateescape") == NOT_UTF8  # the original bytes
+    assert [d["reason"].split(":")[0] for d in dead] == [
+        "unsupported envelope version 99 (this code reads 1)",
+        "message is not valid UTF-8",
+        "message is not valid JSON",
+    ]
+
+
+def test_blocking_take_skips_a_malformed_message_and_still_returns_a_job(r):
+    q = ListPriorityQueue(r, "q")
+    r.lpush(q.keys[2], NOT_JSON)
+    q.enqueue(job(1), "low")
+    level, got = q.take(timeout=5)
+    assert (level, got.id) == ("low", "job-1")
+    assert len(q.dead_letters()) == 1
+
+
+def test_blocking_take_never_waits_longer_than_its_timeout_in_all(r):
+    """A malformed message arrives mid-wait: it is dead-lettered and the wait ends on time."""
+    q = ListPriorityQueue(r, "q")
+    pusher = threading.Timer(0.5, r.lpush, args=(q.keys[0], NOT_JSON))  # another pooled connection
+    started = time.monotonic()
+    pusher.start()
+    try:
+        assert q.take(timeout=1.0) is None
+    finally:
+        pusher.join()
+    waited = time.monotonic() - started
+    assert 0.9 <= waited < 1.35  # 1 s in all, not 0.5 s and then a fresh 1 s
+    assert [d["raw"] for d in q.dead_letters()] == [NOT_JSON]
+    with pytest.raises(ValueError, match="timeout must be >= 0 seconds"):
+        q.take(timeout=-1)
+
+
+def test_dead_is_not_a_priority_level(r):
+    with pytest.raises(ValueError, match="'dead' cannot be a priority level"):
+        ListPriorityQueue(r, "q", ("high", "dead"))
 
 
 def test_kombu_emulates_priorities_with_lists_like_this_recipe():

@@ -195,6 +195,73 @@ def test_fair_queue_empties_and_forgets_idle_tenants(r):
         q.enqueue("bad tenant", job("x", 0))
 
 
+# -- malformed messages ---------------------------------------------------------------------
+NOT_JSON = "{not json"
+NOT_UTF8 = b'{"id": "\xff"}'  # connect() keeps it as surrogateescape text; written back as bytes
+
+
+def push_raw_to_tenant(q: FairTenantQueue, tenant: str, raw) -> None:
+    """What FAIR_ENQUEUE_LUA does, for a message that never went through Job.to_json."""
+    q.r.lpush(q.prefix + tenant, raw)
+    if q.r.llen(q.prefix + tenant) == 1:
+        q.r.lpush(q.ring_key, tenant)
+
+
+def test_partitioned_queue_dead_letters_a_malformed_message_and_takes_the_next_job(r):
+    q = PartitionedQueue(r, "accounts", partitions=1, clock=FakeClock(42))
+    r.lpush(q.key_of(0), NOT_JSON)  # ahead of the good job
+    q.enqueue(job("account-1", 0), key="account-1")
+    assert q.take(0).id == "account-1-0"
+    [dead] = q.dead_letters()
+    assert dead["raw"] == NOT_JSON
+    assert dead["reason"].startswith("message is not valid JSON: ")
+    assert dead["at"] == 42
+    assert q.take(0) is None
+
+
+def test_fair_queue_dead_letters_a_malformed_message_and_takes_the_next_job(r):
+    q = FairTenantQueue(r, "exports", clock=FakeClock(42))
+    push_raw_to_tenant(q, "acme", NOT_JSON)  # ahead of the good job
+    q.enqueue("acme", job("acme", 0))
+    tenant, got = q.take()
+    assert (tenant, got.id) == ("acme", "acme-0")
+    [dead] = q.dead_letters()
+    assert dead["raw"] == NOT_JSON
+    assert dead["reason"].startswith("message is not valid JSON: ")
+    assert dead["at"] == 42
+    assert q.take() is None
+
+
+@pytest.mark.parametrize("kind", ["partitioned", "fair"])
+def test_a_queue_of_only_malformed_messages_returns_none_and_keeps_them_all(r, kind):
+    if kind == "partitioned":
+        q = PartitionedQueue(r, "q", partitions=1)
+        push, take = (lambda raw: r.lpush(q.key_of(0), raw)), (lambda: q.take(0))
+    else:
+        q = FairTenantQueue(r, "q")
+        push, take = (lambda raw: push_raw_to_tenant(q, "t1", raw)), q.take
+    for raw in (NOT_JSON, NOT_UTF8, '{"v": 99}'):
+        push(raw)
+    assert take() is None
+    dead = q.dead_letters()  # newest first
+    assert [d["raw"] for d in dead] == ['{"v": 99}', NOT_UTF8.decode("utf-8", "surrogateescape"), NOT_JSON]
+    assert dead[1]["raw"].encode("utf-8", "surrogateescape") == NOT_UTF8  # the original bytes
+    assert [d["reason"].split(":")[0] for d in dead] == [
+        "unsupported envelope version 99 (this code reads 1)",
+        "message is not valid UTF-8",
+        "message is not valid JSON",
+    ]
+    assert set(r.keys("*")) == {q.dead_key}  # no empty list or ring is left behind
+
+
+def test_partitions_share_one_dead_letter_list(r):
+    q = PartitionedQueue(r, "accounts", partitions=4)
+    for p in range(4):
+        r.lpush(q.key_of(p), f"bad-{p}")
+    assert [q.take(p) for p in range(4)] == [None] * 4
+    assert [d["raw"] for d in q.dead_letters()] == ["bad-3", "bad-2", "bad-1", "bad-0"]
+
+
 # -- multi-region ---------------------------------------------------------------------------
 REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2"]
 PREFERENCE = {"us-east-1": ["eu-west-1"], "eu-west-1": ["us-east-1"], "ap-southeast-2": ["us-east-1", "eu-west-1"]}
