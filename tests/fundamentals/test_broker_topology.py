@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import random
-import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from examples.clock import FakeClock
 from examples.envelope import new_job
+from examples.fundamentals import broker_topology
 from examples.fundamentals.broker_topology import (
     DelayedJobs,
     ListPriorityQueue,
@@ -180,18 +181,29 @@ def test_blocking_take_skips_a_malformed_message_and_still_returns_a_job(r):
     assert len(q.dead_letters()) == 1
 
 
-def test_blocking_take_never_waits_longer_than_its_timeout_in_all(r):
+def test_blocking_take_never_waits_longer_than_its_timeout_in_all(r, monkeypatch):
     """A malformed message arrives mid-wait: it is dead-lettered and the wait ends on time."""
+    clock = FakeClock(100)
+    monkeypatch.setattr(broker_topology, "time", SimpleNamespace(monotonic=clock.now))
     q = ListPriorityQueue(r, "q")
-    pusher = threading.Timer(0.5, r.lpush, args=(q.keys[0], NOT_JSON))  # another pooled connection
-    started = time.monotonic()
-    pusher.start()
-    try:
-        assert q.take(timeout=1.0) is None
-    finally:
-        pusher.join()
-    waited = time.monotonic() - started
-    assert 0.9 <= waited < 1.35  # 1 s in all, not 0.5 s and then a fresh 1 s
+    waits: list[float] = []
+
+    class Server:  # the real client, except that each BLMPOP's wait is simulated on the fake clock
+        def __getattr__(self, name):
+            return getattr(r, name)
+
+        def blmpop(self, timeout, numkeys, *keys, direction):
+            waits.append(timeout)
+            if len(waits) == 1:
+                clock.advance(0.6)  # a malformed message arrives 0.6 s into the wait
+                r.lpush(q.keys[0], NOT_JSON)
+                return r.lmpop(numkeys, *keys, direction=direction)
+            clock.advance(timeout)  # then nothing arrives
+            return None
+
+    q.r = Server()
+    assert q.take(timeout=1.0) is None
+    assert waits == [1.0, pytest.approx(0.4)]  # 1 s in all, not 0.6 s and then a fresh 1 s
     assert [d["raw"] for d in q.dead_letters()] == [NOT_JSON]
     with pytest.raises(ValueError, match="timeout must be >= 0 seconds"):
         q.take(timeout=-1)

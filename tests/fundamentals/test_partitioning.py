@@ -195,6 +195,17 @@ def test_fair_queue_empties_and_forgets_idle_tenants(r):
         q.enqueue("bad tenant", job("x", 0))
 
 
+def test_fair_queue_skips_a_tenant_whose_list_was_deleted_behind_its_back(r):
+    q = FairTenantQueue(r, "q")
+    q.enqueue("gone", job("gone", 0))
+    q.enqueue("kept", job("kept", 0))
+    r.delete(q.prefix + "gone")  # an operator cleaned up by hand; the ring still names it
+    tenant, got = q.take()
+    assert (tenant, got.id) == ("kept", "kept-0")
+    assert q.take() is None and q.dead_letters() == []
+    assert r.keys("*") == []  # the stale tenant left the ring too
+
+
 # -- malformed messages ---------------------------------------------------------------------
 NOT_JSON = "{not json"
 NOT_UTF8 = b'{"id": "\xff"}'  # connect() keeps it as surrogateescape text; written back as bytes
