@@ -147,6 +147,11 @@ latex_elements = {
 \newcommand{\handbookbreakableunderscore}{\textunderscore\hspace{0pt}}
 \let\handbook@upquote\sphinxupquote
 \DeclareRobustCommand{\sphinxupquote}[1]{{\let\_\handbookbreakableunderscore\handbook@upquote{#1}}}
+% A term of a definition list (a failure mode, a glossary entry) starts a page rather than
+% end one with its definition on the next: ask for room for the term and two lines.
+\usepackage{needspace}
+\let\handbook@lineitem\sphinxlineitem
+\renewcommand{\sphinxlineitem}[2]{\needspace{3\baselineskip}\handbook@lineitem{#1}{#2}}
 \makeatother
 """,
 }
