@@ -132,7 +132,7 @@ latex_elements = {
     "fontpkg": r"""
 \setmainfont{FreeSerif}
 \setsansfont{FreeSans}
-\setmonofont{DejaVu Sans Mono}[Scale=0.82]
+\setmonofont{DejaVu Sans Mono}[Scale=0.77]
 """,
     # Index entries name long dotted paths; a smaller, ragged index keeps them in the margins.
     "printindex": r"\footnotesize\raggedright\sloppy\printindex",
