@@ -45,7 +45,7 @@ class HpaSettings:
     scale_down_stabilization: int = 300  # behavior.scaleDown.stabilizationWindowSeconds
     scale_up_stabilization: int = 0  # behavior.scaleUp.stabilizationWindowSeconds
     scale_up_percent: int = 100  # scaleUp policy: +100 % per period ...
-    scale_up_pods: int = 4  # ... or +4 pods per period, whichever allows more (selectPolicy Max)
+    scale_up_pods: int = 4  # ... or +4 pods per period, whichever is more (selectPolicy Max)
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,8 @@ class Timeline:
 
 
 def _check(name: str, value: float, *, minimum: float = 0, strict: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value)):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     if value < minimum or (strict and value == minimum):
         raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value}")
@@ -93,19 +94,23 @@ def _check(name: str, value: float, *, minimum: float = 0, strict: bool = False)
 
 
 # [start:hpa-formula]
-def hpa_desired_replicas(current: int, metric_total: float, target_per_replica: float, tolerance: float = 0.1) -> int:
+def hpa_desired_replicas(
+    current: int, metric_total: float, target_per_replica: float, tolerance: float = 0.1
+) -> int:
     """The HPA's proposal for an external metric with an ``AverageValue`` target.
 
     ``usage ratio = metric_total / (target_per_replica · current)``; inside
-    ``[1 − tolerance, 1 + tolerance]`` (bounds included) nothing changes, otherwise the proposal is
-    ``ceil(metric_total / target_per_replica)`` (which equals ``ceil(current · ratio)``).
+    ``[1 − tolerance, 1 + tolerance]`` (bounds included) nothing changes, otherwise the
+    proposal is ``ceil(metric_total / target_per_replica)`` (which equals
+    ``ceil(current · ratio)``).
     """
     _check("current", current, minimum=1)
     _check("metric_total", metric_total)
     _check("target_per_replica", target_per_replica, strict=True)
     _check("tolerance", tolerance)
     ratio = metric_total / (target_per_replica * current)
-    if 1.0 - tolerance <= ratio <= 1.0 + tolerance:  # Tolerances.isWithin in replica_calculator.go
+    # Tolerances.isWithin in replica_calculator.go
+    if 1.0 - tolerance <= ratio <= 1.0 + tolerance:
         return current
     return math.ceil(metric_total / target_per_replica)
 # [end:hpa-formula]
@@ -152,7 +157,9 @@ def simulate(
     _check("sync_period", hpa.sync_period, strict=True)
     _check("tolerance", hpa.tolerance)
     if not 0 <= keda.min_replica_count <= keda.max_replica_count or keda.max_replica_count < 1:
-        raise ValueError(f"need 0 <= minReplicaCount <= maxReplicaCount and maxReplicaCount >= 1, got {keda}")
+        raise ValueError(
+            f"need 0 <= minReplicaCount <= maxReplicaCount and maxReplicaCount >= 1, got {keda}"
+        )
     rng = random.Random(seed)
     hpa_min = max(1, keda.min_replica_count)  # KEDA gives its HPA at least one replica
     pods: list[int] = []  # the time each replica becomes ready
@@ -188,7 +195,8 @@ def simulate(
                 last_active = t
                 if not pods:
                     scale_to(t, hpa_min)
-            elif pods and keda.min_replica_count == 0 and t - last_active >= keda.cooldown_period:
+            elif (pods and keda.min_replica_count == 0
+                  and t - last_active >= keda.cooldown_period):
                 scale_to(t, 0)
                 recommendations.clear()
 
@@ -198,9 +206,15 @@ def simulate(
             proposal = min(max(proposal, hpa_min), keda.max_replica_count)
             recommendations.append((t, proposal))
             # stabilization: the window always includes the recommendation just made
-            up_floor = min(r for s, r in recommendations if s > t - hpa.scale_up_stabilization or s == t)
-            down_ceiling = max(r for s, r in recommendations if s > t - hpa.scale_down_stabilization or s == t)
-            target = up_floor if current < up_floor else down_ceiling if current > down_ceiling else current
+            up_floor = min(
+                r for s, r in recommendations if s > t - hpa.scale_up_stabilization or s == t
+            )
+            down_ceiling = max(
+                r for s, r in recommendations if s > t - hpa.scale_down_stabilization or s == t
+            )
+            target = (up_floor if current < up_floor
+                      else down_ceiling if current > down_ceiling
+                      else current)
             step = max(current * hpa.scale_up_percent // 100, hpa.scale_up_pods)
             target = min(target, current + step)
             scale_to(t, target)
@@ -227,7 +241,9 @@ SPIKE_SEED = 7
 
 def replay_spike(keda: KedaSettings = SPIKE_KEDA, hpa: HpaSettings = HpaSettings()) -> Timeline:
     """The page's load spike, replayed with the given autoscaler settings."""
-    return simulate(load_spike, SPIKE_WORKLOAD, duration=SPIKE_DURATION, keda=keda, hpa=hpa, seed=SPIKE_SEED)
+    return simulate(
+        load_spike, SPIKE_WORKLOAD, duration=SPIKE_DURATION, keda=keda, hpa=hpa, seed=SPIKE_SEED
+    )
 # [end:scenario]
 
 

@@ -42,11 +42,14 @@ class EtaBeyondVisibilityTimeout(ValueError):
 class ProductionTask(Task):
     """Base class for every task of the app (``app.Task``)."""
 
-    def apply_async(self, args=None, kwargs=None, task_id=None, producer=None, link=None, link_error=None,
-                    shadow=None, **options):
-        """Send the task, as Celery does, after refusing a countdown or ETA the broker cannot hold."""
+    def apply_async(self, args=None, kwargs=None, task_id=None, producer=None, link=None,
+                    link_error=None, shadow=None, **options):
+        """Send the task, as Celery does, after refusing a countdown or ETA the broker
+        cannot hold."""
         self._check_delay(options.get("countdown"), options.get("eta"))
-        return super().apply_async(args, kwargs, task_id, producer, link, link_error, shadow, **options)
+        return super().apply_async(
+            args, kwargs, task_id, producer, link, link_error, shadow, **options
+        )
 
     def _check_delay(self, countdown, eta) -> None:
         if eta is not None:
@@ -58,8 +61,9 @@ class ProductionTask(Task):
         limit = self.app.conf.broker_transport_options.get("visibility_timeout", 3600)
         if countdown is not None and countdown > limit:
             raise EtaBeyondVisibilityTimeout(
-                f"task {self.name} scheduled {countdown:.0f} s ahead, beyond the broker's visibility_timeout "
-                f"of {limit} s: Redis would redeliver it to another worker while the first one waits. "
+                f"task {self.name} scheduled {countdown:.0f} s ahead, beyond the broker's "
+                f"visibility_timeout of {limit} s: Redis would redeliver it to another worker "
+                f"while the first one waits. "
                 f"Schedule it later (beat, a database row) or raise visibility_timeout."
             )
 
@@ -94,9 +98,13 @@ class TransientError(Exception):
 
 
 def post_json(url: str, payload: dict, timeout: float = 10.0) -> int:
-    """POST ``payload`` as JSON and return the HTTP status; 5xx and network errors are transient."""
+    """POST ``payload`` as JSON and return the HTTP status; 5xx and network errors are
+    transient."""
     request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
+        url,
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -149,6 +157,7 @@ def worker_responds(hostname: str, app: Celery = app, timeout: float = 2.0) -> b
     Kubernetes liveness probe (``celery inspect ping -d celery@$HOSTNAME`` does the same
     from the shell), with a timeout and failure threshold generous enough for a busy worker.
     """
-    replies = app.control.ping(destination=[hostname], timeout=timeout, limit=1)  # stop at the first reply
+    # stop at the first reply
+    replies = app.control.ping(destination=[hostname], timeout=timeout, limit=1)
     return any(hostname in reply for reply in replies)
 # [end:liveness]

@@ -25,7 +25,11 @@ from examples.redis_client import DEFAULT_URL
 # The broker and the result backend: one Redis, password in the URL from the environment.
 REDIS_URL = os.environ.get("REDIS_URL", DEFAULT_URL)
 _where = urlsplit(REDIS_URL)
-if _where.scheme != "unix" and not _where.password and _where.hostname not in ("localhost", "127.0.0.1", "::1"):
+if (
+    _where.scheme != "unix"
+    and not _where.password
+    and _where.hostname not in ("localhost", "127.0.0.1", "::1")
+):
     raise ValueError(
         f"REDIS_URL points at {_where.hostname} without a password: "
         f"use redis://:PASSWORD@host:port/db (or rediss:// for TLS)"

@@ -80,11 +80,14 @@ def utilisation(workers: int, arrival_rate: float, service_rate: float) -> float
     """ρ = λ / (c·μ): the fraction of time an average worker is busy. Must stay below 1."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise CapacityError(f"workers must be a whole number >= 1, got {workers!r}")
-    rho = _rate("arrival_rate", arrival_rate, allow_zero=True) / (workers * _rate("service_rate", service_rate))
+    rho = _rate("arrival_rate", arrival_rate, allow_zero=True) / (
+        workers * _rate("service_rate", service_rate)
+    )
     if rho >= 1:
         raise CapacityError(
-            f"utilisation {rho:.3f} >= 1: {workers} workers finishing {service_rate:g} jobs/s each cannot keep "
-            f"up with {arrival_rate:g} jobs/s; the queue grows without bound (add workers or make jobs faster)"
+            f"utilisation {rho:.3f} >= 1: {workers} workers finishing {service_rate:g} jobs/s "
+            f"each cannot keep up with {arrival_rate:g} jobs/s; the queue grows without bound "
+            f"(add workers or make jobs faster)"
         )
     return rho
 
@@ -95,12 +98,15 @@ def probability_of_waiting(workers: int, arrival_rate: float, service_rate: floa
     Computed with the Erlang B recursion, which stays accurate for hundreds of workers
     where the textbook factorial formula overflows.
 
-    >>> round(probability_of_waiting(workers=1, arrival_rate=0.8, service_rate=1.0), 6)  # M/M/1: ρ
+    >>> # M/M/1: ρ
+    >>> round(probability_of_waiting(workers=1, arrival_rate=0.8, service_rate=1.0), 6)
     0.8
     >>> probability_of_waiting(workers=3, arrival_rate=3, service_rate=1)
     Traceback (most recent call last):
     ...
-    examples.frameworks.horizontal_scaling.CapacityError: utilisation 1.000 >= 1: 3 workers finishing 1 jobs/s each cannot keep up with 3 jobs/s; the queue grows without bound (add workers or make jobs faster)
+    examples.frameworks.horizontal_scaling.CapacityError: utilisation 1.000 >= 1: 3 workers
+    finishing 1 jobs/s each cannot keep up with 3 jobs/s; the queue grows without bound (add
+    workers or make jobs faster)
     """
     rho = utilisation(workers, arrival_rate, service_rate)
     offered = arrival_rate / service_rate  # a = λ/μ, the load in "busy workers"
@@ -123,7 +129,9 @@ def mean_wait(workers: int, arrival_rate: float, service_rate: float) -> float:
 def wait_exceeded(workers: int, arrival_rate: float, service_rate: float, wait: float) -> float:
     """Probability that a job waits longer than ``wait`` seconds: C·e^(−(cμ−λ)t) (M/M/c)."""
     waiting = probability_of_waiting(workers, arrival_rate, service_rate)
-    return waiting * math.exp(-(workers * service_rate - arrival_rate) * _rate("wait", wait, allow_zero=True))
+    return waiting * math.exp(
+        -(workers * service_rate - arrival_rate) * _rate("wait", wait, allow_zero=True)
+    )
 # [end:erlang-c]
 
 
@@ -146,10 +154,12 @@ def workers_for_latency_target(
 
     >>> workers_for_latency_target(arrival_rate=40, service_time=0.5, max_wait=0.1)
     23
-    >>> workers_for_latency_target(arrival_rate=40, service_time=0.5, max_wait=0.1, percentile=1.0)
+    >>> workers_for_latency_target(arrival_rate=40, service_time=0.5, max_wait=0.1,
+    ...                            percentile=1.0)
     Traceback (most recent call last):
     ...
-    examples.frameworks.horizontal_scaling.CapacityError: percentile must be between 0 and 1 (exclusive), got 1.0
+    examples.frameworks.horizontal_scaling.CapacityError: percentile must be between 0 and 1
+    (exclusive), got 1.0
     """
     arrival_rate = _rate("arrival_rate", arrival_rate)
     service_rate = 1.0 / _rate("service_time", service_time)
@@ -170,7 +180,9 @@ def workers_for_latency_target(
 
 
 # [start:grace-period]
-def grace_period_needed(*, longest_job: float, poll_timeout: float, pre_stop: float = 0.0, margin: float = 5.0) -> int:
+def grace_period_needed(
+    *, longest_job: float, poll_timeout: float, pre_stop: float = 0.0, margin: float = 5.0
+) -> int:
     """Seconds the orchestrator must wait between SIGTERM and SIGKILL for a clean drain.
 
     The pre-stop hook runs first and its time counts against the same grace period; then
@@ -181,7 +193,12 @@ def grace_period_needed(*, longest_job: float, poll_timeout: float, pre_stop: fl
     >>> grace_period_needed(longest_job=60, poll_timeout=1, pre_stop=5)
     71
     """
-    parts = {"longest_job": longest_job, "poll_timeout": poll_timeout, "pre_stop": pre_stop, "margin": margin}
+    parts = {
+        "longest_job": longest_job,
+        "poll_timeout": poll_timeout,
+        "pre_stop": pre_stop,
+        "margin": margin,
+    }
     return math.ceil(sum(_rate(name, value, allow_zero=True) for name, value in parts.items()))
 # [end:grace-period]
 
@@ -216,7 +233,8 @@ class DrainSummary:
 
 
 class DrainingWorker:
-    """Take up to ``prefetch`` jobs at a time; on SIGTERM finish the current one and give back the rest."""
+    """Take up to ``prefetch`` jobs at a time; on SIGTERM finish the current one and give back
+    the rest."""
 
     def __init__(
         self,
@@ -230,7 +248,10 @@ class DrainingWorker:
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
             raise ValueError(f"prefetch must be a whole number >= 1, got {prefetch!r}")
         if not 0 < poll_timeout <= 5:
-            raise ValueError(f"poll_timeout must be > 0 and <= 5 seconds (it delays shutdown), got {poll_timeout}")
+            raise ValueError(
+                f"poll_timeout must be > 0 and <= 5 seconds (it delays shutdown), "
+                f"got {poll_timeout}"
+            )
         self.queue, self.worker_id, self.handler = queue, worker_id, handler
         self.prefetch, self.poll_timeout = prefetch, poll_timeout
         self._stop = threading.Event()
@@ -242,10 +263,13 @@ class DrainingWorker:
         self._stop.set()
 
     def install_signal_handlers(self) -> Callable[[], None]:
-        """Turn SIGTERM and SIGINT into :meth:`request_stop`; return a function that restores the old handlers."""
+        """Turn SIGTERM and SIGINT into :meth:`request_stop`; return a function that restores
+        the old handlers."""
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
         for sig in previous:
-            signal.signal(sig, lambda signum, frame: self.request_stop(signal.Signals(signum).name))
+            signal.signal(
+                sig, lambda signum, frame: self.request_stop(signal.Signals(signum).name)
+            )
 
         def restore() -> None:
             for sig, old in previous.items():
@@ -269,15 +293,20 @@ class DrainingWorker:
         while not self._stop.is_set():
             batch = self._reserve_batch()
             for i, delivery in enumerate(batch):
-                if self._stop.is_set():  # signal arrived mid-batch: hand back what has not started
+                # signal arrived mid-batch: hand back what has not started
+                if self._stop.is_set():
                     summary.released += release(self.queue, batch[i:])
                     break
                 try:
                     self.handler(delivery.job)
-                except Exception as exc:  # recorded with its reason, as ReliableQueue.work_one does
+                except Exception as exc:
+                    # recorded with its reason, as ReliableQueue.work_one does
                     with self.queue.r.pipeline(transaction=True) as tx:
                         tx.lrem(self.queue.processing_key(self.worker_id), 1, delivery.raw)
-                        tx.lpush(self.queue.dead_key, self.queue._dead_letter_record(delivery.raw, repr(exc)))
+                        tx.lpush(
+                            self.queue.dead_key,
+                            self.queue._dead_letter_record(delivery.raw, repr(exc)),
+                        )
                         tx.execute()
                 else:
                     self.queue.ack(delivery)

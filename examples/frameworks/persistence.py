@@ -107,9 +107,11 @@ def run_mode(mode: str, jobs: int, workdir: str) -> ModeResult:
         started = time.perf_counter()
         for i in range(jobs):
             job_id = f"job-{i}"
-            r.lpush("q:{persist}:pending", job_id)  # returns only once Redis has applied the write
+            # returns only once Redis has applied the write
+            r.lpush("q:{persist}:pending", job_id)
             acknowledged.append(job_id)
-            if mode == "rdb" and i == jobs // 2 - 1:  # a snapshot halfway, as a save point would take
+            # a snapshot halfway, as a save point would take
+            if mode == "rdb" and i == jobs // 2 - 1:
                 saves = r.info("persistence")["rdb_saves"]
                 r.bgsave()
                 _wait_for_snapshot(r, saves)
@@ -118,7 +120,8 @@ def run_mode(mode: str, jobs: int, workdir: str) -> ModeResult:
     finally:
         proc.kill()  # SIGKILL: no chance to flush or save anything on the way out
         proc.wait(timeout=10)
-    proc, url = launcher.start_redis(workdir, password, None, *MODES[mode])  # same files, new process
+    # same files, new process
+    proc, url = launcher.start_redis(workdir, password, None, *MODES[mode])
     try:
         r = connect(url)
         found = set(r.lrange("q:{persist}:pending", 0, -1))
@@ -126,7 +129,10 @@ def run_mode(mode: str, jobs: int, workdir: str) -> ModeResult:
     finally:
         launcher.stop(proc)
     lost = sum(1 for job_id in acknowledged if job_id not in found)
-    return ModeResult(mode, " ".join(MODES[mode]) or "(persistence off)", len(acknowledged), len(found), lost, round(seconds, 4))
+    return ModeResult(
+        mode, " ".join(MODES[mode]) or "(persistence off)",
+        len(acknowledged), len(found), lost, round(seconds, 4),
+    )
 # [end:run-mode]
 
 

@@ -49,9 +49,13 @@ class JobPolicy:
     def __post_init__(self) -> None:
         for name in ("job_timeout", "result_ttl", "failure_ttl"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be a positive number of seconds, got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"{name} must be a positive number of seconds, got {getattr(self, name)!r}"
+                )
         if any(not isinstance(i, int) or i < 0 for i in self.retry_intervals):
-            raise ValueError(f"retry_intervals must be seconds >= 0, got {self.retry_intervals!r}")
+            raise ValueError(
+                f"retry_intervals must be seconds >= 0, got {self.retry_intervals!r}"
+            )
 
     def retry(self) -> Retry | None:
         if not self.retry_intervals:
@@ -59,35 +63,44 @@ class JobPolicy:
         return Retry(max=len(self.retry_intervals), interval=list(self.retry_intervals))
 
 
-#: The policy of every job enqueued without one: 5 min to run, a day of results, a week of failures.
+#: The policy of every job enqueued without one: 5 min to run, a day of results, a week of
+#: failures.
 DEFAULT_POLICY = JobPolicy()
 # [end:policy]
 
 
 # [start:queue]
-def make_queue(connection: Redis, name: str = "default", policy: JobPolicy = DEFAULT_POLICY) -> Queue:
+def make_queue(connection: Redis, name: str = "default",
+               policy: JobPolicy = DEFAULT_POLICY) -> Queue:
     """A queue whose jobs are stored as JSON (RQ's default serializer is pickle)."""
-    return Queue(name, connection=connection, serializer=JSONSerializer, default_timeout=policy.job_timeout)
+    return Queue(name, connection=connection, serializer=JSONSerializer,
+                 default_timeout=policy.job_timeout)
 
 
-def enqueue(queue: Queue, func: Callable[..., Any], *args: Any, policy: JobPolicy = DEFAULT_POLICY,
-            job_id: str | None = None, **kwargs: Any) -> Job:
+def enqueue(queue: Queue, func: Callable[..., Any], *args: Any,
+            policy: JobPolicy = DEFAULT_POLICY, job_id: str | None = None,
+            **kwargs: Any) -> Job:
     """Enqueue ``func(*args, **kwargs)`` with ``policy``; refuse arguments JSON cannot carry."""
     try:
         json.dumps([args, kwargs], allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise PayloadError(f"arguments of job {func.__qualname__} are not JSON-serialisable: {exc}") from None
+        raise PayloadError(
+            f"arguments of job {func.__qualname__} are not JSON-serialisable: {exc}"
+        ) from None
     return queue.enqueue(
         func, args=args, kwargs=kwargs, job_id=job_id,
-        job_timeout=policy.job_timeout, result_ttl=policy.result_ttl, failure_ttl=policy.failure_ttl,
+        job_timeout=policy.job_timeout, result_ttl=policy.result_ttl,
+        failure_ttl=policy.failure_ttl,
         retry=policy.retry(),
     )
 
 
-def make_worker(queues: Sequence[Queue], *, simple: bool = False, name: str | None = None) -> Worker:
+def make_worker(queues: Sequence[Queue], *, simple: bool = False,
+                name: str | None = None) -> Worker:
     """A worker reading JSON jobs. ``simple=True`` runs jobs in-process (no fork): for tests."""
     worker_class = SimpleWorker if simple else Worker
-    return worker_class(list(queues), connection=queues[0].connection, serializer=JSONSerializer, name=name)
+    return worker_class(list(queues), connection=queues[0].connection,
+                        serializer=JSONSerializer, name=name)
 # [end:queue]
 
 
@@ -108,7 +121,8 @@ def sync_inventory(sku: str) -> int:
 
 # [start:registries]
 def registry_counts(queue: Queue) -> dict[str, int]:
-    """Where the jobs of ``queue`` are: waiting, running, done, failed, waiting for a time or a parent."""
+    """Where the jobs of ``queue`` are: waiting, running, done, failed, waiting for a time or a
+    parent."""
     return {
         "queued": queue.count,
         "started": queue.started_job_registry.count,

@@ -80,7 +80,8 @@ def _load(path: Path) -> dict:
 
 # [start:validate]
 def _require_exactly(found: dict, expected, missing_message: str, unknown_message: str) -> None:
-    """Raise if ``found`` lacks a key of ``expected`` or has one more ({} in a message: the keys)."""
+    """Raise if ``found`` lacks a key of ``expected`` or has one more ({} in a message: the
+    keys)."""
     missing = [key for key in expected if key not in found]
     if missing:
         raise SettingsTableError(missing_message.format(missing))
@@ -118,10 +119,13 @@ def parse_framework(text: str, origin: str, rows: list[Row]) -> Framework:
     for rid in row_ids:
         cell = cells[rid]
         _require_exactly(cell, CELL_KEYS, f"{origin}, row {rid!r}: missing keys {{}}",
-                         f"{origin}, row {rid!r}: unknown keys {{}} (allowed: {list(CELL_KEYS)})")
+                         f"{origin}, row {rid!r}: unknown keys {{}} "
+                         f"(allowed: {list(CELL_KEYS)})")
         empty = [k for k in CELL_KEYS if not isinstance(cell[k], str) or not cell[k].strip()]
         if empty:
-            raise SettingsTableError(f"{origin}, row {rid!r}: keys {empty} must be non-empty strings")
+            raise SettingsTableError(
+                f"{origin}, row {rid!r}: keys {empty} must be non-empty strings"
+            )
         parsed[rid] = Cell(**{k: cell[k].strip() for k in CELL_KEYS})
     return Framework(data["framework"], data["version"], parsed)
 
@@ -134,7 +138,9 @@ def load_table(directory: Path = SETTINGS_DIR,
     for name in frameworks:
         path = directory / f"{name}.toml"
         if not path.is_file():
-            raise SettingsTableError(f"{path.name}: missing (one file per framework: {list(frameworks)})")
+            raise SettingsTableError(
+                f"{path.name}: missing (one file per framework: {list(frameworks)})"
+            )
         found.append(parse_framework(path.read_text(encoding="utf-8"), path.name, rows))
     return rows, found
 # [end:validate]

@@ -82,15 +82,26 @@ def build_payload(
     major: int = 6,
     clock: Clock | None = None,
 ) -> dict[str, Any]:
-    """The JSON object Sidekiq ``major`` (6, 7 or 8) expects, checked before it leaves Python."""
+    """The JSON object Sidekiq ``major`` (6, 7 or 8) expects, checked before it leaves
+    Python."""
     if major not in SUPPORTED_MAJORS:
-        raise ValueError(f"Sidekiq major version must be one of {SUPPORTED_MAJORS}, got {major!r}")
+        raise ValueError(
+            f"Sidekiq major version must be one of {SUPPORTED_MAJORS}, got {major!r}"
+        )
     if not isinstance(job_class, str) or not _CLASS_NAME.match(job_class):
-        raise PayloadError(f"job class must be a constant name such as 'Billing::ChargeJob', got {job_class!r}")
+        raise PayloadError(
+            f"job class must be a constant name such as 'Billing::ChargeJob', "
+            f"got {job_class!r}"
+        )
     if not isinstance(queue, str) or not _QUEUE_NAME.match(queue):
-        raise PayloadError(f"queue must be a non-empty name of letters, digits, '_', '.', '-', got {queue!r}")
+        raise PayloadError(
+            f"queue must be a non-empty name of letters, digits, '_', '.', '-', got {queue!r}"
+        )
     if not isinstance(args, list):
-        raise PayloadError(f"args of {job_class} must be a list (Sidekiq passes them positionally), got {type(args).__name__}")
+        raise PayloadError(
+            f"args of {job_class} must be a list (Sidekiq passes them positionally), "
+            f"got {type(args).__name__}"
+        )
     try:
         _check_native(args, job_class)
     except PayloadError as exc:
@@ -107,7 +118,8 @@ def build_payload(
 
 
 # [start:push]
-def push(r: redis.Redis, payload: dict[str, Any], *, major: int = 6, clock: Clock | None = None) -> str:
+def push(r: redis.Redis, payload: dict[str, Any], *, major: int = 6,
+         clock: Clock | None = None) -> str:
     """Enqueue for immediate execution, as ``Sidekiq::Client`` does; return the jid."""
     message = {**payload, "enqueued_at": _timestamp(clock or SystemClock(), major)}
     with r.pipeline(transaction=True) as pipe:  # MULTI/EXEC: both or neither
@@ -149,7 +161,9 @@ def parse_job(raw: str | bytes) -> SidekiqJob:
         raise MalformedJob(f"Sidekiq payload is a JSON {type(data).__name__}, not an object")
     for name, kind in (("class", str), ("args", list), ("queue", str), ("jid", str)):
         if not isinstance(data.get(name), kind):
-            raise MalformedJob(f"Sidekiq payload field {name!r} is missing or not a {kind.__name__}")
+            raise MalformedJob(
+                f"Sidekiq payload field {name!r} is missing or not a {kind.__name__}"
+            )
     return SidekiqJob(data["class"], data["args"], data["queue"], data["jid"], data)
 
 
@@ -182,7 +196,8 @@ def retry_delay_bounds(count: int, major: int = 6) -> tuple[int, int]:
 
 
 def retry_schedule(retries: int = 25, major: int = 6) -> list[tuple[int, float, float]]:
-    """For each retry: its number (1-based) and the earliest/latest hours since the first failure."""
+    """For each retry: its number (1-based) and the earliest/latest hours since the first
+    failure."""
     rows, lo_total, hi_total = [], 0, 0
     for count in range(retries):
         lo, hi = retry_delay_bounds(count, major)

@@ -143,7 +143,8 @@ def raw_pipelined(s: Setup) -> Timing:
 
 
 def raw_multi(s: Setup) -> Timing:
-    """``batch`` values per command: ``LPUSH key v1 v2 ...`` and ``RPOP key COUNT``. The ceiling."""
+    """``batch`` values per command: ``LPUSH key v1 v2 ...`` and ``RPOP key COUNT``. The
+    ceiling."""
     wire = [job.to_json() for job in s.jobs]
     drained = 0
 
@@ -201,7 +202,8 @@ def reliable_batched(s: Setup) -> Timing:
 
 # [start:framework-contenders]
 def rq_simple_worker(s: Setup) -> Timing:
-    """RQ: ``enqueue_many`` in chunks of ``batch``, then a ``SimpleWorker`` (no fork) in burst mode."""
+    """RQ: ``enqueue_many`` in chunks of ``batch``, then a ``SimpleWorker`` (no fork) in burst
+    mode."""
     from rq import Queue, SimpleWorker
 
     conn = redis.Redis.from_url(s.url)  # RQ stores pickled bytes: no decode_responses
@@ -210,7 +212,9 @@ def rq_simple_worker(s: Setup) -> Timing:
 
     def enqueue() -> None:
         for start in range(0, s.n, s.batch):
-            q.enqueue_many([Queue.prepare_data(noop, (i,)) for i in range(start, min(start + s.batch, s.n))])
+            q.enqueue_many([
+                Queue.prepare_data(noop, (i,)) for i in range(start, min(start + s.batch, s.n))
+            ])
 
     def drain() -> None:
         SimpleWorker([q], connection=conn).work(burst=True, logging_level="WARNING")
@@ -222,7 +226,8 @@ def rq_simple_worker(s: Setup) -> Timing:
 
 
 def celery_solo_worker(s: Setup) -> Timing:
-    """Celery on the Redis broker: ``apply_async`` per job, then a solo-pool worker in this process.
+    """Celery on the Redis broker: ``apply_async`` per job, then a solo-pool worker in this
+    process.
 
     The worker's start-up and shutdown take seconds, so the drain is timed from the first
     job to the last one.
@@ -231,7 +236,8 @@ def celery_solo_worker(s: Setup) -> Timing:
     from celery.contrib.testing.worker import start_worker
 
     app = Celery("bench", broker=s.url, set_as_current=False)
-    app.conf.update(task_ignore_result=True, broker_connection_retry_on_startup=True, worker_hijack_root_logger=False)
+    app.conf.update(task_ignore_result=True, broker_connection_retry_on_startup=True,
+                    worker_hijack_root_logger=False)
     task = app.task(name="bench.noop")(noop)
     Tally.count = 0
 
@@ -241,7 +247,8 @@ def celery_solo_worker(s: Setup) -> Timing:
                 task.apply_async((i,), producer=producer)
 
     enqueue_seconds = _timed(enqueue)
-    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="error", shutdown_timeout=10):
+    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False,
+                      loglevel="error", shutdown_timeout=10):
         deadline = time.monotonic() + 300
         while Tally.count < s.n and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -259,11 +266,17 @@ def bullmq_node_worker(s: Setup) -> Timing:
     concurrency 1, timed by ``examples/frameworks/bullmq/bench.js`` in its own process."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        raise RuntimeError("the BullMQ contender needs Node.js 20+ and npm (Debian: apt-get install nodejs npm)")
-    if not (BULLMQ_DIR / "node_modules" / "bullmq").is_dir():  # the committed lockfile's versions
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=BULLMQ_DIR, check=True, capture_output=True, timeout=300)
-    done = subprocess.run([node, "bench.js", str(s.n), str(s.batch)], cwd=BULLMQ_DIR, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "REDIS_URL": s.url})
+        raise RuntimeError(
+            "the BullMQ contender needs Node.js 20+ and npm "
+            "(Debian: apt-get install nodejs npm)"
+        )
+    # the committed lockfile's versions
+    if not (BULLMQ_DIR / "node_modules" / "bullmq").is_dir():
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=BULLMQ_DIR, check=True,
+                       capture_output=True, timeout=300)
+    done = subprocess.run([node, "bench.js", str(s.n), str(s.batch)], cwd=BULLMQ_DIR,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "REDIS_URL": s.url})
     if done.returncode:
         raise RuntimeError(f"bench.js failed: {done.stderr[-2000:]}")
     result = json.loads(done.stdout)

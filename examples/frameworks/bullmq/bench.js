@@ -9,7 +9,9 @@ const { workerConnection } = require('./config');
 
 function positiveInteger(text, what) {
   const value = Number(text);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${what} must be a positive integer, got ${text}`);
+  if (!Number.isInteger(value) || value < 1) {
+    throw new Error(`${what} must be a positive integer, got ${text}`);
+  }
   return value;
 }
 
@@ -26,7 +28,9 @@ async function main() {
   const enqueueStart = process.hrtime.bigint();
   for (let start = 0; start < n; start += batch) {
     const chunk = [];
-    for (let i = start; i < Math.min(n, start + batch); i++) chunk.push({ name: 'noop', data: { i }, opts: jobOptions });
+    for (let i = start; i < Math.min(n, start + batch); i++) {
+      chunk.push({ name: 'noop', data: { i }, opts: jobOptions });
+    }
     await queue.addBulk(chunk);
   }
   const enqueueEnd = process.hrtime.bigint();
@@ -34,9 +38,18 @@ async function main() {
   let completed = 0;
   let allDone;
   const finished = new Promise((resolve) => { allDone = resolve; });
-  const worker = new Worker(name, async () => undefined, { connection: workerConnection(), concurrency: 1, autorun: false });
-  worker.on('completed', () => { completed += 1; if (completed === n) allDone(process.hrtime.bigint()); });
-  worker.on('failed', (job, err) => { throw new Error(`job ${job && job.id} failed: ${err.message}`); });
+  const worker = new Worker(name, async () => undefined, {
+    connection: workerConnection(),
+    concurrency: 1,
+    autorun: false,
+  });
+  worker.on('completed', () => {
+    completed += 1;
+    if (completed === n) allDone(process.hrtime.bigint());
+  });
+  worker.on('failed', (job, err) => {
+    throw new Error(`job ${job && job.id} failed: ${err.message}`);
+  });
   const drainStart = process.hrtime.bigint();
   worker.run();
   const drainEnd = await finished;
@@ -44,7 +57,9 @@ async function main() {
   await queue.obliterate({ force: true });
   await queue.close();
   process.stdout.write(JSON.stringify({
-    enqueue_seconds: seconds(enqueueStart, enqueueEnd), drain_seconds: seconds(drainStart, drainEnd), completed,
+    enqueue_seconds: seconds(enqueueStart, enqueueEnd),
+    drain_seconds: seconds(drainStart, drainEnd),
+    completed,
   }) + '\n');
 }
 

@@ -9,7 +9,9 @@
 function redisUrl() {
   const url = process.env.REDIS_URL;
   if (!url || !/^rediss?:\/\//.test(url)) {
-    throw new Error('REDIS_URL must be set to a redis:// or rediss:// URL (with the password in it)');
+    throw new Error(
+      'REDIS_URL must be set to a redis:// or rediss:// URL (with the password in it)',
+    );
   }
   return url;
 }

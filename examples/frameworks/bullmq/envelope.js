@@ -26,11 +26,18 @@ function parseEnvelope(data) {
     reject(`data is ${Array.isArray(data) ? 'an array' : typeof data}, not an object`);
   }
   if (data.v !== SCHEMA_VERSION) {
-    reject(`unsupported envelope version ${JSON.stringify(data.v)} (this code reads ${SCHEMA_VERSION})`);
+    reject(
+      `unsupported envelope version ${JSON.stringify(data.v)} ` +
+        `(this code reads ${SCHEMA_VERSION})`,
+    );
   }
   for (const [name, kind] of Object.entries(FIELDS)) {
     const value = data[name];
-    if (typeof value !== kind || value === null || (kind === 'object' && Array.isArray(value))) {
+    if (
+      typeof value !== kind ||
+      value === null ||
+      (kind === 'object' && Array.isArray(value))
+    ) {
       reject(`field '${name}' is missing or has the wrong type`);
     }
   }

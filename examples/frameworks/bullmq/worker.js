@@ -16,7 +16,9 @@ function createWorker(queueName, handlers, overrides = {}) {
   const processor = async (job) => {
     const envelope = parseEnvelope(job.data);
     const handler = handlers[envelope.task];
-    if (!handler) throw new UnrecoverableError(`malformed job: no handler for task '${envelope.task}'`);
+    if (!handler) {
+      throw new UnrecoverableError(`malformed job: no handler for task '${envelope.task}'`);
+    }
     return handler(envelope.args, job);
   };
   const worker = new Worker(queueName, processor, {
@@ -27,7 +29,8 @@ function createWorker(queueName, handlers, overrides = {}) {
   worker.on('failed', (job, err) => {
     console.error(`job ${job?.id} (${job?.name}) failed: ${err.message}`);
   });
-  worker.on('error', (err) => console.error(`worker error: ${err.message}`)); // without it, errors crash Node
+  // without it, errors crash Node
+  worker.on('error', (err) => console.error(`worker error: ${err.message}`));
   return worker;
 }
 // [end:create-worker]
@@ -38,13 +41,18 @@ function createWorker(queueName, handlers, overrides = {}) {
 // (Kubernetes: terminationGracePeriodSeconds, 30 s by default); past that deadline
 // exit anyway: the unfinished jobs keep their lock until it expires and then come back
 // through the stalled-job check, so they run again rather than being lost.
-function closeOnSignals(worker, { deadlineMs = 25_000, signals = ['SIGTERM', 'SIGINT'], exit = process.exit } = {}) {
+function closeOnSignals(
+  worker,
+  { deadlineMs = 25_000, signals = ['SIGTERM', 'SIGINT'], exit = process.exit } = {},
+) {
   let closing = null;
   const onSignal = (signal) => {
     if (closing) return;
     console.error(`${signal}: closing worker, waiting up to ${deadlineMs} ms for running jobs`);
     const timer = setTimeout(() => {
-      console.error('running jobs did not finish in time; exiting, they will be retried as stalled');
+      console.error(
+        'running jobs did not finish in time; exiting, they will be retried as stalled',
+      );
       exit(1);
     }, deadlineMs);
     closing = worker.close().then(() => {

@@ -12,7 +12,9 @@ when "signup"
 when "for-python"
   # [start:push-for-python]
   # The class need not exist in Ruby: the payload names a task a Python service runs.
-  puts Sidekiq::Client.push("queue" => "python", "class" => ARGV[1], "args" => [JSON.parse(ARGV[2])])
+  puts Sidekiq::Client.push(
+    "queue" => "python", "class" => ARGV[1], "args" => [JSON.parse(ARGV[2])]
+  )
   # [end:push-for-python]
 else
   abort "usage: ruby enqueue.rb signup USER_ID PLAN | for-python TASK JSON"

@@ -12,12 +12,14 @@ module Handbook
   # set with the reason, instead of being retried 25 times over three weeks.
   class RejectMalformedArgs
     def call(job_instance, job, _queue)
-      problem = job_instance.class.respond_to?(:check_args) && job_instance.class.check_args(job["args"])
+      problem = job_instance.class.respond_to?(:check_args) &&
+                job_instance.class.check_args(job["args"])
       return yield unless problem
 
       Sidekiq.logger.warn("rejecting #{job["class"]} #{job["jid"]}: #{problem}")
       now = Sidekiq::VERSION.to_i >= 8 ? (Time.now.to_f * 1000).floor : Time.now.to_f
-      dead = job.merge("error_class" => "ArgumentError", "error_message" => problem, "failed_at" => now)
+      dead = job.merge("error_class" => "ArgumentError", "error_message" => problem,
+                       "failed_at" => now)
       Sidekiq::DeadSet.new.kill(Sidekiq.dump_json(dead), notify_failure: false)
     end
   end
@@ -37,10 +39,14 @@ class RecordSignupJob
 
   # nil when the arguments are usable, else why not (used by the middleware above)
   def self.check_args(args)
-    return "expected [user_id, plan], got #{args.inspect}" unless args.is_a?(Array) && args.length == 2
+    unless args.is_a?(Array) && args.length == 2
+      return "expected [user_id, plan], got #{args.inspect}"
+    end
     user_id, plan = args
     return "user_id must be an integer, got #{user_id.inspect}" unless user_id.is_a?(Integer)
-    return "plan must be one of #{PLANS.join(", ")}, got #{plan.inspect}" unless PLANS.include?(plan)
+    unless PLANS.include?(plan)
+      return "plan must be one of #{PLANS.join(", ")}, got #{plan.inspect}"
+    end
     nil
   end
 
