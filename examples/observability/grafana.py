@@ -50,7 +50,8 @@ SLO = contract.OLDEST_JOB_SLO_SECONDS
 def quantiles(metric: str, by: str) -> tuple[tuple[str, str], ...]:
     """p50, p95 and p99 from a histogram: histogram_quantile over the rate of its buckets."""
     return tuple(
-        (f"histogram_quantile({q}, sum by ({by}, le) (rate({metric}_bucket{Q}{RATE})))", f"p{round(q * 100)} {{{{{by}}}}}")
+        (f"histogram_quantile({q}, sum by ({by}, le) (rate({metric}_bucket{Q}{RATE})))",
+         f"p{round(q * 100)} {{{{{by}}}}}")
         for q in (0.5, 0.95, 0.99)
     )
 
@@ -68,12 +69,16 @@ PANELS: tuple[Panel, ...] = (
     Panel("Queue depth", "timeseries", 0, 4, 12, 8, "short",
           ((f"max by (queue) (jobqueue_queue_depth{Q})", "{{queue}}"),)),
     Panel("Age of the oldest waiting job", "timeseries", 12, 4, 12, 8, "s",
-          ((f"max by (queue) (jobqueue_queue_oldest_job_age_seconds{Q})", "{{queue}}"),), (SLO / 2, SLO),
-          description="The number to alert on: it grows when workers fall behind, whatever the depth."),
+          ((f"max by (queue) (jobqueue_queue_oldest_job_age_seconds{Q})", "{{queue}}"),),
+          (SLO / 2, SLO),
+          description="The number to alert on: it grows when workers fall behind, "
+                      "whatever the depth."),
     Panel("Throughput", "timeseries", 0, 12, 12, 8, "ops",
-          ((f"sum by (queue) (rate(jobqueue_jobs_processed_total{Q}{RATE}))", "processed {{queue}}"),
+          ((f"sum by (queue) (rate(jobqueue_jobs_processed_total{Q}{RATE}))",
+            "processed {{queue}}"),
            (f"sum by (queue) (rate(jobqueue_jobs_failed_total{Q}{RATE}))", "failed {{queue}}"),
-           (f"sum by (queue) (rate(jobqueue_jobs_retried_total{Q}{RATE}))", "retried {{queue}}"))),
+           (f"sum by (queue) (rate(jobqueue_jobs_retried_total{Q}{RATE}))",
+            "retried {{queue}}"))),
     Panel("Error ratio", "timeseries", 12, 12, 12, 8, "percentunit",
           ((f"sum by (queue) (rate(jobqueue_jobs_failed_total{Q}{RATE}))"
             f" / sum by (queue) (rate(jobqueue_jobs_processed_total{Q}{RATE}))", "{{queue}}"),),
@@ -83,9 +88,10 @@ PANELS: tuple[Panel, ...] = (
     Panel("Run time by task (percentiles)", "timeseries", 12, 20, 12, 8, "s",
           quantiles("jobqueue_job_run_duration_seconds", "task")),
     Panel("Worker saturation", "timeseries", 0, 28, 12, 8, "percentunit",
-          ((f"sum by (queue) (jobqueue_jobs_in_progress{Q}) / sum by (queue) (jobqueue_worker_slots{Q})",
-            "{{queue}}"),), (0.8, 0.95),
-          description="Busy slots over all slots: near 100 % more workers help; far below, they do not."),
+          ((f"sum by (queue) (jobqueue_jobs_in_progress{Q})"
+            f" / sum by (queue) (jobqueue_worker_slots{Q})", "{{queue}}"),), (0.8, 0.95),
+          description="Busy slots over all slots: near 100 % more workers help; "
+                      "far below, they do not."),
     Panel("Jobs in flight and worker slots", "timeseries", 12, 28, 12, 8, "short",
           ((f"sum by (queue) (jobqueue_jobs_in_progress{Q})", "in flight {{queue}}"),
            (f"sum by (queue) (jobqueue_worker_slots{Q})", "slots {{queue}}"))),
@@ -95,12 +101,16 @@ PANELS: tuple[Panel, ...] = (
 
 # [start:dashboard]
 def dashboard() -> dict:
-    """The Grafana dashboard JSON model: a Prometheus data source picked at import, a queue selector."""
+    """The Grafana dashboard JSON model: a Prometheus data source picked at import, a queue
+    selector."""
     datasource = {"type": "prometheus", "uid": "${datasource}"}
     panels = []
     for number, panel in enumerate(PANELS, 1):
         steps = [{"color": "green", "value": None}]
-        steps += [{"color": color, "value": value} for color, value in zip(("orange", "red"), panel.thresholds)]
+        steps += [
+            {"color": color, "value": value}
+            for color, value in zip(("orange", "red"), panel.thresholds)
+        ]
         panels.append({
             "id": number,
             "type": panel.kind,
@@ -109,11 +119,15 @@ def dashboard() -> dict:
             "gridPos": {"x": panel.x, "y": panel.y, "w": panel.w, "h": panel.h},
             "datasource": datasource,
             "fieldConfig": {
-                "defaults": {"unit": panel.unit, "thresholds": {"mode": "absolute", "steps": steps}},
+                "defaults": {
+                    "unit": panel.unit,
+                    "thresholds": {"mode": "absolute", "steps": steps},
+                },
                 "overrides": [],
             },
             "targets": [
-                {"refId": chr(ord("A") + i), "datasource": datasource, "expr": expr, "legendFormat": legend}
+                {"refId": chr(ord("A") + i), "datasource": datasource, "expr": expr,
+                 "legendFormat": legend}
                 for i, (expr, legend) in enumerate(panel.targets)
             ],
         })
@@ -125,7 +139,8 @@ def dashboard() -> dict:
         "time": {"from": "now-6h", "to": "now"},
         "refresh": "1m",
         "templating": {"list": [
-            {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus"},
+            {"name": "datasource", "label": "Data source", "type": "datasource",
+             "query": "prometheus"},
             {"name": "queue", "label": "Queue", "type": "query", "datasource": datasource,
              "query": {"query": "label_values(jobqueue_queue_depth, queue)", "refId": "queues"},
              "multi": True, "includeAll": True, "allValue": ".+", "refresh": 2},

@@ -29,7 +29,9 @@ HANDBOOK_URL = "https://handbook.example.org/"
 
 # Buckets sized for background jobs, not web requests: a bucket edge sits on the SLO, so
 # "share of jobs that waited less than the SLO" is read from one bucket, not estimated.
-TIME_IN_QUEUE_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, OLDEST_JOB_SLO_SECONDS, 600.0, 1800.0, 3600.0)
+TIME_IN_QUEUE_BUCKETS = (
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, OLDEST_JOB_SLO_SECONDS, 600.0, 1800.0, 3600.0,
+)
 # Jobs here take from a tenth of a second to a few minutes.
 RUN_TIME_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
 # [end:slo]
@@ -48,7 +50,8 @@ class Metric:
     labels: tuple[str, ...]
     help: str
     signal: str  # key of the SIGNALS entry this metric serves
-    producer: Producer  # "worker": updated as jobs run; "collector": read from Redis at scrape time
+    # "worker": updated as jobs run; "collector": read from Redis at scrape time
+    producer: Producer
     buckets: tuple[float, ...] = ()
     multiprocess_mode: str = ""  # for gauges updated by prefork worker processes
 

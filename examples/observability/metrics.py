@@ -25,7 +25,9 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
 
 import redis
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
@@ -51,7 +53,9 @@ class QueueMetrics:
                 options["buckets"] = spec.buckets
             if spec.multiprocess_mode:
                 options["multiprocess_mode"] = spec.multiprocess_mode
-            return _CLIENT_CLASSES[spec.kind](spec.client_name, spec.help, spec.labels, **options)
+            return _CLIENT_CLASSES[spec.kind](
+                spec.client_name, spec.help, spec.labels, **options
+            )
 
         self.processed = make("jobqueue_jobs_processed_total")
         self.failed = make("jobqueue_jobs_failed_total")
@@ -65,7 +69,8 @@ class QueueMetrics:
 
 # [start:instrumented-worker]
 class InstrumentedWorker:
-    """Runs jobs from a :class:`~examples.fundamentals.delivery_guarantees.ReliableQueue` and records what happened to each.
+    """Runs jobs from a :class:`~examples.fundamentals.delivery_guarantees.ReliableQueue` and
+    records what happened to each.
 
     ``tasks`` lists the task names this worker knows: any other name is counted as
     ``task="other"``, so a producer that sends made-up names cannot create new series.
@@ -94,7 +99,8 @@ class InstrumentedWorker:
         metrics.worker_slots.labels(queue.name).inc(slots)
 
     def close(self) -> None:
-        """Withdraw this worker's slots (a process that dies has them removed by ``child_exit``)."""
+        """Withdraw this worker's slots (a process that dies has them removed by
+        ``child_exit``)."""
         self.metrics.worker_slots.labels(self.queue.name).dec(self.slots)
 
     def task_label(self, job: Job) -> str:
@@ -133,7 +139,8 @@ class InstrumentedWorker:
 
 # [start:collector]
 def worst_case_seconds(r: redis.Redis) -> float:
-    """How long one command can wait on ``r`` before failing: every attempt may use both timeouts.
+    """How long one command can wait on ``r`` before failing: every attempt may use both
+    timeouts.
 
     Infinite if ``socket_timeout`` is not set. Retry back-off sleeps come on top.
     """
@@ -168,7 +175,8 @@ class QueueCollector(Collector):
         worst = worst_case_seconds(r)
         if worst > max_timeout:
             raise ValueError(
-                f"a scrape could wait {worst} s for this Redis client, more than max_timeout={max_timeout} s; "
+                f"a scrape could wait {worst} s for this Redis client, "
+                f"more than max_timeout={max_timeout} s; "
                 f"give the collector a client that fails fast, for example "
                 f"connect(url, socket_timeout=0.5, socket_connect_timeout=0.5) with no retries"
             )
@@ -185,7 +193,10 @@ class QueueCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         families = {name: self._family(name) for name in (
-            "jobqueue_queue_depth", "jobqueue_queue_oldest_job_age_seconds", "jobqueue_queue_dead_letters")}
+            "jobqueue_queue_depth",
+            "jobqueue_queue_oldest_job_age_seconds",
+            "jobqueue_queue_dead_letters",
+        )}
         ok = True
         try:
             replies = self._read()
@@ -201,7 +212,8 @@ class QueueCollector(Collector):
                 families["jobqueue_queue_depth"].add_metric([queue.name], depth)
                 families["jobqueue_queue_dead_letters"].add_metric([queue.name], dead)
                 if oldest is None:
-                    families["jobqueue_queue_oldest_job_age_seconds"].add_metric([queue.name], 0.0)
+                    families["jobqueue_queue_oldest_job_age_seconds"].add_metric(
+                        [queue.name], 0.0)
                     continue
                 try:
                     created_at = Job.from_json(oldest).created_at
@@ -224,7 +236,8 @@ class QueueCollector(Collector):
         with self.r.pipeline(transaction=False) as pipe:  # one round trip for all queues
             for queue in self.queues:
                 pipe.llen(queue.pending_key)
-                pipe.lindex(queue.pending_key, -1)  # workers take from the right: the oldest job
+                # workers take from the right: the oldest job
+                pipe.lindex(queue.pending_key, -1)
                 pipe.llen(queue.dead_key)
             flat = pipe.execute()
         return [tuple(flat[i:i + 3]) for i in range(0, len(flat), 3)]
@@ -248,7 +261,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client when it 
 
 
 def multiprocess_registry(path: str | None = None) -> CollectorRegistry:
-    """A registry that merges what every worker process wrote under ``$PROMETHEUS_MULTIPROC_DIR``.
+    """A registry that merges what every worker process wrote under
+    ``$PROMETHEUS_MULTIPROC_DIR``.
 
     Serve it from the parent (or a sidecar), never from a prefork child: each child
     only holds its own numbers. Register the :class:`QueueCollector` here too, once,
@@ -260,7 +274,8 @@ def multiprocess_registry(path: str | None = None) -> CollectorRegistry:
 
 
 def child_exit(pid: int, path: str | None = None) -> None:
-    """Call from the parent when a worker process exits: drops its live gauges (in-flight, slots)."""
+    """Call from the parent when a worker process exits: drops its live gauges (in-flight,
+    slots)."""
     mark_process_dead(pid, path)
 # [end:multiprocess]
 

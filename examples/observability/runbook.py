@@ -72,9 +72,14 @@ def _step(where: str, raw: object) -> Step:
     kinds = [k for k in raw if k in STEP_KINDS]
     unknown = set(raw) - {"says", *STEP_KINDS}
     if unknown:
-        raise RunbookError(f"{where}: unknown key(s) {sorted(unknown)} (allowed: says, {', '.join(STEP_KINDS)})")
+        raise RunbookError(
+            f"{where}: unknown key(s) {sorted(unknown)} "
+            f"(allowed: says, {', '.join(STEP_KINDS)})"
+        )
     if len(kinds) != 1:
-        raise RunbookError(f"{where}: give exactly one of {', '.join(STEP_KINDS)}, got {kinds or 'none'}")
+        raise RunbookError(
+            f"{where}: give exactly one of {', '.join(STEP_KINDS)}, got {kinds or 'none'}"
+        )
     for key in ("says", kinds[0]):
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise RunbookError(f"{where}: {key!r} must be a non-empty string")
@@ -90,15 +95,21 @@ def _entry(number: int, raw: object) -> Entry:
     if missing:
         raise RunbookError(f"{where}: missing field(s) {missing}")
     if unknown:
-        raise RunbookError(f"{where}: unknown field(s) {unknown} (allowed: {', '.join(FIELDS)})")
+        raise RunbookError(
+            f"{where}: unknown field(s) {unknown} (allowed: {', '.join(FIELDS)})"
+        )
     for name, kind in FIELDS.items():
         value = raw[name]
         if not isinstance(value, kind) or (not value and name not in MAY_BE_EMPTY):
-            raise RunbookError(f"{where}: {name!r} must be a non-empty {kind.__name__}, got {value!r}")
-        if kind is list and name != "confirm" and not all(isinstance(v, str) and v for v in value):
+            raise RunbookError(
+                f"{where}: {name!r} must be a non-empty {kind.__name__}, got {value!r}"
+            )
+        if (kind is list and name != "confirm"
+                and not all(isinstance(v, str) and v for v in value)):
             raise RunbookError(f"{where}: every item of {name!r} must be a non-empty string")
     steps = tuple(_step(f"{where} confirm[{i}]", s) for i, s in enumerate(raw["confirm"]))
-    return Entry(raw["id"], raw["symptom"].strip(), steps, raw["cause"].strip(), raw["fix"].strip(),
+    return Entry(raw["id"], raw["symptom"].strip(), steps,
+                 raw["cause"].strip(), raw["fix"].strip(),
                  *(tuple(raw[f]) for f in ("pages", "alerts", "tests", "sources")))
 
 

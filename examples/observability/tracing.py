@@ -72,7 +72,10 @@ def creation_context(job: Job) -> SpanContext | None:
         return None
     value = job.headers["traceparent"]
     if isinstance(value, str):
-        carrier = {name: job.headers[name] for name in TRACE_HEADERS if isinstance(job.headers.get(name), str)}
+        carrier = {
+            name: job.headers[name]
+            for name in TRACE_HEADERS if isinstance(job.headers.get(name), str)
+        }
         found = trace.get_current_span(PROPAGATOR.extract(carrier)).get_span_context()
         if found.is_valid:
             return found
@@ -85,7 +88,8 @@ def creation_context(job: Job) -> SpanContext | None:
 
 # [start:traced-queue]
 class TracedQueue:
-    """A :class:`~examples.fundamentals.delivery_guarantees.ReliableQueue` whose jobs carry their trace."""
+    """A :class:`~examples.fundamentals.delivery_guarantees.ReliableQueue` whose jobs carry
+    their trace."""
 
     def __init__(self, queue: ReliableQueue, tracer: Tracer, *, system: str = "redis") -> None:
         self.queue = queue
@@ -110,7 +114,8 @@ class TracedQueue:
         attributes = {**self._attributes("send", "send"), MESSAGING_MESSAGE_ID: job.id}
         links = [Link(given)] if given else []
         with self.tracer.start_as_current_span(
-            f"send {self.queue.name}", kind=SpanKind.PRODUCER, attributes=attributes, links=links
+            f"send {self.queue.name}", kind=SpanKind.PRODUCER,
+            attributes=attributes, links=links,
         ):
             if given is None:
                 headers = {k: v for k, v in job.headers.items() if k not in TRACE_HEADERS}
@@ -129,7 +134,8 @@ class TracedQueue:
         # the link always, the parent MAY for single messages, NOT RECOMMENDED in the
         # scope of another span).
         ambient = trace.get_current_span().get_span_context().is_valid
-        parent = trace.set_span_in_context(NonRecordingSpan(found)) if found and not ambient else None
+        parent = (trace.set_span_in_context(NonRecordingSpan(found))
+                  if found and not ambient else None)
         attributes = {**self._attributes("process", "process"), MESSAGING_MESSAGE_ID: job.id}
         try:
             with self.tracer.start_as_current_span(
@@ -154,7 +160,9 @@ class TracedQueue:
 # [end:traced-queue]
 
     # [start:batch]
-    def work_batch(self, worker: str, handler: Callable[[list[Job]], None], *, max_jobs: int) -> int:
+    def work_batch(
+        self, worker: str, handler: Callable[[list[Job]], None], *, max_jobs: int
+    ) -> int:
         """Take up to ``max_jobs`` jobs and process them in one CONSUMER span.
 
         A span has one parent but may have many links: the batch span is a new trace
@@ -205,12 +213,16 @@ class TraceContextFilter(logging.Filter):
         return True
 
 
-LOG_FORMAT = "%(levelname)s job=%(job_id)s trace=%(trace_id)s span=%(span_id)s %(name)s: %(message)s"
+LOG_FORMAT = (
+    "%(levelname)s job=%(job_id)s trace=%(trace_id)s span=%(span_id)s %(name)s: %(message)s"
+)
 # [end:log-filter]
 
 
 # [start:celery]
-def instrument_celery(tracer_provider: trace.TracerProvider, *, use_span_links: bool = False) -> None:
+def instrument_celery(
+    tracer_provider: trace.TracerProvider, *, use_span_links: bool = False
+) -> None:
     """Trace Celery with opentelemetry-instrumentation-celery.
 
     Call it in every process that sends or runs tasks; in a prefork worker, call it from
@@ -220,5 +232,7 @@ def instrument_celery(tracer_provider: trace.TracerProvider, *, use_span_links: 
     """
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
-    CeleryInstrumentor().instrument(tracer_provider=tracer_provider, use_span_links=use_span_links)
+    CeleryInstrumentor().instrument(
+        tracer_provider=tracer_provider, use_span_links=use_span_links
+    )
 # [end:celery]

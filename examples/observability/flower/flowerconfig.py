@@ -44,15 +44,16 @@ def require_authentication(opts=None) -> None:
     entries = list(getattr(opts, "basic_auth", None) or [])
     if not entries:
         raise OpenFlowerRefused(
-            "refusing to start Flower without authentication: set FLOWER_BASIC_AUTH=user:password "
+            "refusing to start Flower without authentication: "
+            "set FLOWER_BASIC_AUTH=user:password "
             "(from your secret store) or configure OAuth with --auth"
         )
     for entry in entries:
         user, _, password = entry.partition(":")
         if not user or len(password) < 12:
             raise OpenFlowerRefused(
-                f"FLOWER_BASIC_AUTH entry for user {user or '?'!r} needs the form user:password "
-                "with a password of at least 12 characters"
+                f"FLOWER_BASIC_AUTH entry for user {user or '?'!r} needs the form "
+                "user:password with a password of at least 12 characters"
             )
 
 
