@@ -47,17 +47,21 @@ return redis.call('LPUSH', KEYS[1], ARGV[2])
 
 
 class BoundedQueue(ReliableQueue):
-    """A reliable queue that refuses jobs beyond ``max_pending`` (``shed_at`` for non-critical ones)."""
+    """A reliable queue that refuses jobs beyond ``max_pending``
+    (``shed_at`` for non-critical ones)."""
 
     def __init__(
-        self, r: redis.Redis, name: str, *, max_pending: int, shed_at: int | None = None, clock: Clock | None = None
+        self, r: redis.Redis, name: str, *, max_pending: int, shed_at: int | None = None,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__(r, name, clock=clock)
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
         shed_at = max_pending if shed_at is None else shed_at
         if not 0 < shed_at <= max_pending:
-            raise ValueError(f"shed_at must be in 1..max_pending ({max_pending}), got {shed_at}")
+            raise ValueError(
+                f"shed_at must be in 1..max_pending ({max_pending}), got {shed_at}"
+            )
         self.max_pending = max_pending
         self.shed_at = shed_at
         self._push = r.register_script(BOUNDED_PUSH_LUA)
@@ -72,11 +76,15 @@ class BoundedQueue(ReliableQueue):
         try:
             depth = self._push(keys=[self.pending_key], args=[limit, job.to_json()])
         except redis.exceptions.OutOfMemoryError as exc:
-            raise BrokerOutOfMemory(f"Redis is at maxmemory; job {job.id!r} was not enqueued: {exc}") from None
+            raise BrokerOutOfMemory(
+                f"Redis is at maxmemory; job {job.id!r} was not enqueued: {exc}"
+            ) from None
         if depth < 0:
             kind = "critical" if critical else "non-critical"
-            raise QueueFull(f"queue {self.name!r} holds {limit} or more jobs, the limit for {kind} jobs; "
-                            f"job {job.id!r} was not enqueued")
+            raise QueueFull(
+                f"queue {self.name!r} holds {limit} or more jobs, the limit for {kind} jobs; "
+                f"job {job.id!r} was not enqueued"
+            )
         return depth
 # [end:bounded-queue]
 
@@ -115,9 +123,14 @@ class Decision:
 class TokenBucket:
     """At most ``rate`` jobs per second on average, with bursts of up to ``capacity``."""
 
-    def __init__(self, r: redis.Redis, name: str, *, rate: float, capacity: float, clock: Clock | None = None) -> None:
+    def __init__(
+        self, r: redis.Redis, name: str, *, rate: float, capacity: float,
+        clock: Clock | None = None,
+    ) -> None:
         if rate <= 0 or capacity < 1:
-            raise ValueError(f"rate must be > 0 and capacity >= 1, got rate={rate}, capacity={capacity}")
+            raise ValueError(
+                f"rate must be > 0 and capacity >= 1, got rate={rate}, capacity={capacity}"
+            )
         self.key = f"bucket:{{{_check_name('bucket name', name)}}}"
         self.rate, self.capacity = rate, capacity
         self.clock = clock or SystemClock()
@@ -126,7 +139,9 @@ class TokenBucket:
     def acquire(self, cost: float = 1) -> Decision:
         if not 0 < cost <= self.capacity:
             raise ValueError(f"cost must be in (0, capacity={self.capacity}], got {cost}")
-        allowed, left, wait = self._script(keys=[self.key], args=[self.rate, self.capacity, self.clock.now(), cost])
+        allowed, left, wait = self._script(
+            keys=[self.key], args=[self.rate, self.capacity, self.clock.now(), cost]
+        )
         return Decision(bool(allowed), float(left), float(wait))
 # [end:token-bucket]
 
@@ -139,7 +154,9 @@ def littles_law(arrival_rate: float, time_in_system: float) -> float:
     return arrival_rate * time_in_system
 
 
-def workers_needed(arrival_rate: float, service_time: float, *, utilization: float = 0.7) -> int:
+def workers_needed(
+    arrival_rate: float, service_time: float, *, utilization: float = 0.7
+) -> int:
     """Workers to keep each one busy ``utilization`` of the time (offered load / target)."""
     if not 0 < utilization < 1:
         raise ValueError(f"utilization must be between 0 and 1 (exclusive), got {utilization}")

@@ -1,8 +1,10 @@
-"""A batched at-least-once queue: the reliable queue, moving up to hundreds of jobs per round trip.
+"""A batched at-least-once queue: the reliable queue, moving up to hundreds of jobs per
+round trip.
 
 This module is the fast reference queue of the page *Throughput ceilings*
-(``docs/frameworks/throughput.md``). It builds on :class:`~examples.fundamentals.delivery_guarantees.ReliableQueue`
-from the page *Delivery guarantees* and keeps its keys and its guarantee:
+(``docs/frameworks/throughput.md``). It builds on
+:class:`~examples.fundamentals.delivery_guarantees.ReliableQueue` from the page *Delivery
+guarantees* and keeps its keys and its guarantee:
 
 * a worker claims a whole batch in one Lua call, which moves the jobs from the pending list
   into the worker's own processing list and records its heartbeat;
@@ -11,7 +13,8 @@ from the page *Delivery guarantees* and keeps its keys and its guarantee:
 * :meth:`BatchedReliableQueue.drain` sends that call as soon as a batch arrives, so Redis
   acknowledges the previous batch and claims the next one while the worker runs this one;
 * a worker that dies leaves its batches in its processing list, where the inherited
-  :meth:`~examples.fundamentals.delivery_guarantees.ReliableQueue.recover` finds them and puts them back at the front of the queue.
+  :meth:`~examples.fundamentals.delivery_guarantees.ReliableQueue.recover` finds them and
+  puts them back at the front of the queue.
 
 The price of batching: a crash re-runs the jobs of the batches the worker held that were
 already done (up to one batch of duplicates per crash with ``work_batch``, two with
@@ -20,7 +23,9 @@ already done (up to one batch of duplicates per crash with ``work_batch``, two w
 >>> from examples.clock import FakeClock
 >>> from examples.envelope import new_job
 >>> from examples.redis_client import connect
->>> q = BatchedReliableQueue(connect("fakeredis://"), "thumbnails", batch_size=50, clock=FakeClock(0))
+>>> q = BatchedReliableQueue(
+...     connect("fakeredis://"), "thumbnails", batch_size=50, clock=FakeClock(0)
+... )
 >>> q.enqueue_many(new_job("resize", {"image": i}, job_id=f"img-{i}") for i in range(120))
 120
 >>> done = []

@@ -8,7 +8,8 @@ This module is the code behind the page *Broker topology*
   only when it is acknowledged, and :meth:`StreamQueue.reclaim` hands the entries of a
   consumer that went silent to another one with ``XAUTOCLAIM``.
 * :class:`ListPriorityQueue` keeps one list per priority and pops them in order with one
-  ``LMPOP``; :class:`SortedSetPriorityQueue` keeps any number of priority levels in one sorted set.
+  ``LMPOP``; :class:`SortedSetPriorityQueue` keeps any number of priority levels in one
+  sorted set.
 * :class:`DelayedJobs` parks jobs in a sorted set scored by their due time and promotes the
   due ones into a :class:`~examples.fundamentals.delivery_guarantees.ReliableQueue` in one
   Lua script, so a job is never in both places or in neither.
@@ -48,7 +49,9 @@ class StreamDelivery:
 class StreamQueue:
     """A job queue on a Redis Stream with one consumer group (Redis >= 6.2 for XAUTOCLAIM)."""
 
-    def __init__(self, r: redis.Redis, name: str, *, group: str = "workers", max_deliveries: int = 5) -> None:
+    def __init__(
+        self, r: redis.Redis, name: str, *, group: str = "workers", max_deliveries: int = 5
+    ) -> None:
         if max_deliveries < 1:
             raise ValueError(f"max_deliveries must be >= 1, got {max_deliveries}")
         self.r = r
@@ -67,10 +70,13 @@ class StreamQueue:
         """Append a job; returns the entry id Redis assigned."""
         return self.r.xadd(self.stream_key, {"job": job.to_json()})
 
-    def read(self, consumer: str, *, count: int = 1, block_ms: int | None = None) -> list[StreamDelivery]:
+    def read(
+        self, consumer: str, *, count: int = 1, block_ms: int | None = None
+    ) -> list[StreamDelivery]:
         """Take up to ``count`` new entries for ``consumer``; they stay pending until acked."""
         reply = self.r.xreadgroup(
-            self.group, _check_name("consumer", consumer), {self.stream_key: ">"}, count=count, block=block_ms
+            self.group, _check_name("consumer", consumer), {self.stream_key: ">"},
+            count=count, block=block_ms,
         )
         entries = reply[0][1] if reply else []
         return self._parse(entries, deliveries={})
@@ -82,9 +88,14 @@ class StreamQueue:
             tx.xdel(self.stream_key, delivery.entry_id)
             acked, _ = tx.execute()
         if not acked:
-            raise LookupError(f"entry {delivery.entry_id} of job {delivery.job.id!r} is not pending (acked twice?)")
+            raise LookupError(
+                f"entry {delivery.entry_id} of job {delivery.job.id!r} "
+                "is not pending (acked twice?)"
+            )
 
-    def reclaim(self, consumer: str, *, min_idle_ms: int, count: int = 100) -> list[StreamDelivery]:
+    def reclaim(
+        self, consumer: str, *, min_idle_ms: int, count: int = 100
+    ) -> list[StreamDelivery]:
         """Take over entries that other consumers have held for ``min_idle_ms`` without acking.
 
         ``XAUTOCLAIM`` transfers ownership and bumps each entry's delivery counter; entries
@@ -106,7 +117,9 @@ class StreamQueue:
         if not claimed:
             return []
         ids = [entry_id for entry_id, _ in claimed]
-        pending = self.r.xpending_range(self.stream_key, self.group, min=min(ids), max=max(ids), count=len(ids) * 2)
+        pending = self.r.xpending_range(
+            self.stream_key, self.group, min=min(ids), max=max(ids), count=len(ids) * 2
+        )
         deliveries = {p["message_id"]: p["times_delivered"] for p in pending}
         return self._parse(claimed, deliveries)
 
@@ -128,9 +141,13 @@ class StreamQueue:
             try:
                 job = Job.from_json(raw)
                 if times > self.max_deliveries:
-                    raise MalformedJob(f"delivered {times} times (max_deliveries={self.max_deliveries})")
+                    raise MalformedJob(
+                        f"delivered {times} times (max_deliveries={self.max_deliveries})"
+                    )
             except MalformedJob as exc:  # keep it with the reason, then drop it from the stream
-                record = json.dumps({"entry_id": entry_id, "raw": raw, "reason": str(exc)}, sort_keys=True)
+                record = json.dumps(
+                    {"entry_id": entry_id, "raw": raw, "reason": str(exc)}, sort_keys=True
+                )
                 with self.r.pipeline(transaction=True) as tx:
                     tx.lpush(self.dead_key, record)
                     tx.xack(self.stream_key, self.group, entry_id)
@@ -171,7 +188,9 @@ class ListPriorityQueue:
 
     def enqueue(self, job: Job, level: str = "default") -> None:
         if level not in self.levels:
-            raise ValueError(f"unknown priority level {level!r}; this queue has {list(self.levels)}")
+            raise ValueError(
+                f"unknown priority level {level!r}; this queue has {list(self.levels)}"
+            )
         self.r.lpush(self.keys[self.levels.index(level)], job.to_json())
 
     def take(self, *, timeout: float = 0) -> tuple[str, Job] | None:
@@ -231,7 +250,9 @@ class SortedSetPriorityQueue:
 
     def enqueue(self, job: Job, priority: int) -> None:
         if not isinstance(priority, int) or not 0 <= priority < self.MAX_PRIORITY:
-            raise ValueError(f"priority must be an int in [0, {self.MAX_PRIORITY}), got {priority!r}")
+            raise ValueError(
+                f"priority must be an int in [0, {self.MAX_PRIORITY}), got {priority!r}"
+            )
         self._enqueue(keys=[self.key, self.seq_key], args=[priority, job.to_json()])
 
     def take(self) -> tuple[int, Job] | None:
@@ -258,7 +279,8 @@ class SortedSetPriorityQueue:
 # sorted set KEYS[1] to the pending list KEYS[2] of a ReliableQueue. One script, so a job
 # is never in both places or in neither, and two promoters cannot both move it.
 PROMOTE_LUA = """
-local due = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]))
+local due = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE',
+                       'LIMIT', 0, tonumber(ARGV[2]))
 for _, job in ipairs(due) do
   redis.call('LPUSH', KEYS[2], job)
   redis.call('ZREM', KEYS[1], job)
@@ -286,7 +308,9 @@ class DelayedJobs:
         """Move due jobs to the queue; call it every second or so from any worker."""
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
-        return self._promote(keys=[self.key, self.queue.pending_key], args=[self.clock.now(), limit])
+        return self._promote(
+            keys=[self.key, self.queue.pending_key], args=[self.clock.now(), limit]
+        )
 
     def waiting(self) -> int:
         return self.queue.r.zcard(self.key)

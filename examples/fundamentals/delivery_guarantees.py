@@ -36,7 +36,9 @@ Handler = Callable[[Job], None]
 
 def _check_name(kind: str, value: str) -> str:
     if not isinstance(value, str) or not value or any(c.isspace() or c in "{}" for c in value):
-        raise ValueError(f"{kind} must be a non-empty string without spaces or braces, got {value!r}")
+        raise ValueError(
+            f"{kind} must be a non-empty string without spaces or braces, got {value!r}"
+        )
     return value
 
 
@@ -188,11 +190,13 @@ class ReliableQueue(QueueBase):
         if not self.r.lrem(self.processing_key(delivery.worker), 1, delivery.raw):
             raise LookupError(
                 f"job {delivery.job.id!r} is not in the processing list of worker "
-                f"{delivery.worker!r} (already acknowledged, or recovered after a missed heartbeat)"
+                f"{delivery.worker!r} (already acknowledged, "
+                "or recovered after a missed heartbeat)"
             )
 
     def recover(self, dead_after: float) -> int:
-        """Requeue the jobs of every worker whose last heartbeat is older than ``dead_after`` seconds."""
+        """Requeue the jobs of every worker whose last heartbeat is older than
+        ``dead_after`` seconds."""
         if dead_after <= 0:
             raise ValueError(f"dead_after must be > 0 seconds, got {dead_after}")
         cutoff = self.clock.now() - dead_after

@@ -1,4 +1,5 @@
-"""The failure-injection lab: kill workers at chosen points and count lost and duplicated effects.
+"""The failure-injection lab: kill workers at chosen points and count lost and
+duplicated effects.
 
 This module backs the pages *Delivery guarantees* and *Visibility timeouts & leases*
 (``docs/fundamentals/delivery-guarantees.md``, ``docs/fundamentals/visibility-timeouts.md``).
@@ -73,12 +74,14 @@ class Work:
         self.lab, self.crash_at = lab, crash_at
 
     def point(self, name: str) -> None:
-        """The design calls this at each crash point; the worker dies if the schedule says so."""
+        """The design calls this at each crash point; the worker dies if the schedule
+        says so."""
         if name == self.crash_at:
             raise WorkerKilled(name)
 
     def run(self, job: Job, beat: Callable[[], None] = lambda: None) -> None:
-        """Do the job: time passes in steps; ``beat`` (a heartbeat) and recovery run between them."""
+        """Do the job: time passes in steps; ``beat`` (a heartbeat) and recovery run
+        between them."""
         steps = self.lab.steps
         for step in range(steps):
             self.lab.clock.advance(self.lab.job_seconds / steps)
@@ -154,7 +157,10 @@ class ReliableDesign:
                  dead_after: float = 30.0) -> None:
         self.queue, self.consumer, self.dead_after = queue, consumer, dead_after
         self.recovery_delay = dead_after + 1
-        self.name = "at-least-once + idempotent consumer" if consumer else "at-least-once (move, work, ack)"
+        self.name = (
+            "at-least-once + idempotent consumer" if consumer
+            else "at-least-once (move, work, ack)"
+        )
 
     def enqueue(self, job: Job) -> None:
         self.queue.enqueue(job)
@@ -204,7 +210,8 @@ class LeaseDesign:
         work.point("after_work")
         try:
             self.queue.ack(beat.lease)
-        except LeaseLost:  # the job outlived its lease and was handed out again: it will run twice
+        except LeaseLost:
+            # the job outlived its lease and was handed out again: it will run twice
             pass
         work.point("after_ack")
         return True
@@ -238,17 +245,20 @@ class BatchedDesign(ReliableDesign):
         return True
 
 
-#: The designs of the lab, by name: each factory builds one on a Redis client and a fake clock.
+#: The designs of the lab, by name: each factory builds one on a Redis client and a fake
+#: clock.
 DESIGNS: dict[str, Callable[[redis.Redis, FakeClock], Design]] = {
     "at-most-once": lambda r, clock: AtMostOnceDesign(AtMostOnceQueue(r, "lab", clock=clock)),
     "at-least-once": lambda r, clock: ReliableDesign(ReliableQueue(r, "lab", clock=clock)),
     "idempotent": lambda r, clock: ReliableDesign(
-        ReliableQueue(r, "lab", clock=clock), consumer=IdempotentConsumer(r, "lab", ttl=86_400, clock=clock)),
+        ReliableQueue(r, "lab", clock=clock),
+        consumer=IdempotentConsumer(r, "lab", ttl=86_400, clock=clock)),
     "short-lease": lambda r, clock: LeaseDesign(
         LeaseQueue(r, "lab", lease_seconds=5, max_deliveries=3, clock=clock), heartbeat=False),
     "lease-heartbeat": lambda r, clock: LeaseDesign(
         LeaseQueue(r, "lab", lease_seconds=5, max_deliveries=100, clock=clock), heartbeat=True),
-    "batched": lambda r, clock: BatchedDesign(BatchedReliableQueue(r, "lab", batch_size=3, clock=clock)),
+    "batched": lambda r, clock: BatchedDesign(
+        BatchedReliableQueue(r, "lab", batch_size=3, clock=clock)),
 }
 # [end:designs]
 
@@ -268,8 +278,10 @@ class LabResult:
 class Lab:
     """Runs jobs through one design under a crash schedule and counts the effects."""
 
-    def __init__(self, r: redis.Redis, design: str | Callable[[redis.Redis, FakeClock], Design], *, job_seconds: float = 3.0,
-                 steps: int = 3, clock: FakeClock | None = None) -> None:
+    def __init__(
+        self, r: redis.Redis, design: str | Callable[[redis.Redis, FakeClock], Design], *,
+        job_seconds: float = 3.0, steps: int = 3, clock: FakeClock | None = None,
+    ) -> None:
         factory = DESIGNS[design] if isinstance(design, str) else design
         self.r, self.clock = r, clock or FakeClock(1_000_000)
         self.design: Design = factory(r, self.clock)
@@ -278,14 +290,18 @@ class Lab:
         self.job_seconds, self.steps = job_seconds, steps
 
     def run(self, jobs: int, schedule: Iterable[str | None]) -> LabResult:
-        """Process ``jobs`` jobs; the i-th job taken dies at ``schedule[i]`` (None: no crash)."""
+        """Process ``jobs`` jobs; the i-th job taken dies at ``schedule[i]``
+        (None: no crash)."""
         for i in range(jobs):
             self.design.enqueue(new_job("lab", {"n": i}, clock=self.clock, job_id=f"job-{i}"))
         crashes: Iterator[str | None] = iter(schedule)
         kills, generation, idle = 0, 0, 0
-        for _ in range(20 * jobs + 100):  # bounded: a design that never drains is reported, not hung
+        # bounded: a design that never drains is reported, not hung
+        for _ in range(20 * jobs + 100):
             try:
-                took = self.design.work_one(f"worker-{generation}", Work(self, next(crashes, None)))
+                took = self.design.work_one(
+                    f"worker-{generation}", Work(self, next(crashes, None))
+                )
             except WorkerKilled:
                 kills, generation = kills + 1, generation + 1  # a new process, a new worker id
                 took = True
@@ -294,7 +310,8 @@ class Lab:
             if took:
                 idle = 0
                 continue
-            idle += 1  # empty: wait long enough for any stray job to be recovered, then look again
+            # empty: wait long enough for any stray job to be recovered, then look again
+            idle += 1
             if idle == 2:
                 break
             self.clock.advance(self.design.recovery_delay)
@@ -314,17 +331,22 @@ def random_schedule(seed: int, *, crash_rate: float = 0.3) -> Iterator[str | Non
 
 
 def run_many(
-    connect: Callable[[], redis.Redis], design: str | Callable[[redis.Redis, FakeClock], Design], *, schedules: int, jobs: int,
-    seed: int = 0, crash_rate: float = 0.3, **lab_options: float,
+    connect: Callable[[], redis.Redis],
+    design: str | Callable[[redis.Redis, FakeClock], Design],
+    *, schedules: int, jobs: int, seed: int = 0, crash_rate: float = 0.3, **lab_options: float,
 ) -> LabResult:
-    """Sum the results of ``schedules`` seeded random schedules; ``connect()`` gives an empty Redis."""
+    """Sum the results of ``schedules`` seeded random schedules; ``connect()``
+    gives an empty Redis."""
     total = None
     for n in range(schedules):
         r = connect()
-        crash_schedule = random_schedule(seed + n, crash_rate=crash_rate) if crash_rate else iter(())
+        crash_schedule = (
+            random_schedule(seed + n, crash_rate=crash_rate) if crash_rate else iter(())
+        )
         one = Lab(r, design, **lab_options).run(jobs, crash_schedule)
         total = one if total is None else LabResult(one.design, *(
-            getattr(total, f) + getattr(one, f) for f in ("jobs", "kills", "runs", "lost", "duplicated", "dead_lettered")))
+            getattr(total, f) + getattr(one, f)
+            for f in ("jobs", "kills", "runs", "lost", "duplicated", "dead_lettered")))
     return total
 # [end:lab]
 
@@ -350,9 +372,12 @@ TABLE_ROWS: dict[str, list[tuple[str, float, dict]]] = {
 }
 
 
-def lab_rows(which: str, *, connect: Callable[[], redis.Redis], schedules: int = 10, jobs: int = 10,
-             seed: int = 2026) -> list[LabResult]:
-    return [run_many(connect, design, schedules=schedules, jobs=jobs, seed=seed, crash_rate=rate, **options)
+def lab_rows(
+    which: str, *, connect: Callable[[], redis.Redis], schedules: int = 10, jobs: int = 10,
+    seed: int = 2026,
+) -> list[LabResult]:
+    return [run_many(connect, design, schedules=schedules, jobs=jobs, seed=seed,
+                     crash_rate=rate, **options)
             for design, rate, options in TABLE_ROWS[which]]
 
 
@@ -360,9 +385,15 @@ def lab_table(which: str = "delivery") -> tuple[list[str], list[list[object]]]:
     """The lab's results as a table (header, rows), for the handbook's build-time tables."""
     from examples.redis_client import connect
 
-    header = ["design", "kill rate", "jobs", "workers killed", "runs", "lost", "duplicated", "dead-lettered"]
+    header = [
+        "design", "kill rate", "jobs", "workers killed", "runs", "lost", "duplicated",
+        "dead-lettered",
+    ]
     rows = lab_rows(which, connect=lambda: connect("fakeredis://"))
     rates = [f"{rate:.0%}" for _, rate, _ in TABLE_ROWS[which]]
-    return header, [[res.design, rate, res.jobs, res.kills, res.runs, res.lost, res.duplicated, res.dead_lettered]
-                    for res, rate in zip(rows, rates, strict=True)]
+    return header, [
+        [res.design, rate, res.jobs, res.kills, res.runs, res.lost, res.duplicated,
+         res.dead_lettered]
+        for res, rate in zip(rows, rates, strict=True)
+    ]
 # [end:table]

@@ -30,12 +30,15 @@ Effect = Callable[[Pipeline, Job], None]
 class IdempotentConsumer:
     """Writes a job's effect and "job id done" in one MULTI/EXEC; skips ids already done."""
 
-    def __init__(self, r: redis.Redis, name: str, *, ttl: float, clock: Clock | None = None) -> None:
+    def __init__(
+        self, r: redis.Redis, name: str, *, ttl: float, clock: Clock | None = None
+    ) -> None:
         if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not ttl > 0:
             raise ValueError(f"ttl must be a number of seconds > 0, got {ttl!r}")
         self.r, self.ttl = r, float(ttl)
         self.clock = clock or SystemClock()
-        self.done_key = f"dedup:{{{name}}}:done"  # sorted set: job id -> when its effect was written
+        # sorted set: job id -> when its effect was written
+        self.done_key = f"dedup:{{{name}}}:done"
 
     def process(self, job: Job, effect: Effect, *, max_races: int = 10) -> bool:
         """Apply ``effect`` unless this job's effect is already recorded.
@@ -55,12 +58,15 @@ class IdempotentConsumer:
                     pipe.multi()
                     effect(pipe, job)
                     pipe.zadd(self.done_key, {job.id: now})
-                    pipe.zremrangebyscore(self.done_key, "-inf", now - self.ttl)  # forget old ids
+                    # forget old ids
+                    pipe.zremrangebyscore(self.done_key, "-inf", now - self.ttl)
                     pipe.execute()
                     return True
                 except redis.WatchError:
                     continue
-        raise RuntimeError(f"job {job.id!r}: gave up after {max_races} concurrent writers raced")
+        raise RuntimeError(
+            f"job {job.id!r}: gave up after {max_races} concurrent writers raced"
+        )
 
     def seen(self, job_id: str) -> bool:
         """Whether the effect of ``job_id`` is recorded (and not yet forgotten)."""

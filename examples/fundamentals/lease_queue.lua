@@ -65,7 +65,8 @@ for _, id in ipairs(expired) do
   redis.call('HDEL', KEYS[4], id)
   local deliveries = tonumber(redis.call('HGET', KEYS[5], id) or '0')
   if deliveries >= tonumber(ARGV[2]) then
-    local record = cjson.encode({raw = redis.call('HGET', KEYS[3], id), at = now, attempts = deliveries,
+    local record = cjson.encode({
+      raw = redis.call('HGET', KEYS[3], id), at = now, attempts = deliveries,
       reason = 'lease expired on each of its ' .. deliveries .. ' deliveries'})
     redis.call('HDEL', KEYS[3], id)
     redis.call('HDEL', KEYS[5], id)

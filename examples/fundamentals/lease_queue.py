@@ -91,7 +91,8 @@ class Reaped:
 
 # [start:lease-queue]
 class LeaseQueue:
-    """Jobs are handed out with a deadline; a job whose deadline passes goes back to the queue."""
+    """Jobs are handed out with a deadline; a job whose deadline passes
+    goes back to the queue."""
 
     def __init__(
         self,
@@ -103,7 +104,10 @@ class LeaseQueue:
         clock: Clock | None = None,
     ) -> None:
         if not isinstance(name, str) or not name or any(c.isspace() or c in "{}" for c in name):
-            raise ValueError(f"queue name must be a non-empty string without spaces or braces, got {name!r}")
+            raise ValueError(
+                "queue name must be a non-empty string without spaces or braces, "
+                f"got {name!r}"
+            )
         if not isinstance(max_deliveries, int) or max_deliveries < 1:
             raise ValueError(f"max_deliveries must be an integer >= 1, got {max_deliveries!r}")
         self.r, self.name = r, name
@@ -111,7 +115,10 @@ class LeaseQueue:
         self.max_deliveries = max_deliveries
         self.clock = clock or SystemClock()
         prefix = f"lq:{{{name}}}"  # one hash tag: every key of the queue in one cluster slot
-        self.keys = [f"{prefix}:{part}" for part in ("ready", "leases", "jobs", "tokens", "deliveries", "dead")]
+        self.keys = [
+            f"{prefix}:{part}"
+            for part in ("ready", "leases", "jobs", "tokens", "deliveries", "dead")
+        ]
         self.ready_key, self.leases_key, self.jobs_key, _, _, self.dead_key = self.keys
         self._scripts = {name: r.register_script(body) for name, body in load_scripts().items()}
 
@@ -138,11 +145,14 @@ class LeaseQueue:
                 self._dead_letter(job_id, token, raw, str(exc), int(deliveries))
 
     def extend(self, lease: Lease, *, lease_seconds: float | None = None) -> Lease:
-        """Push the deadline to ``now + lease_seconds``; raise :class:`LeaseLost` if too late."""
+        """Push the deadline to ``now + lease_seconds``; raise
+        :class:`LeaseLost` if too late."""
         seconds = _positive("lease_seconds", lease_seconds or self.lease_seconds)
         deadline = self.clock.now() + seconds
         if not self._run("extend", lease.job.id, lease.token, deadline):
-            raise LeaseLost(f"lease on job {lease.job.id!r} was lost before it could be extended")
+            raise LeaseLost(
+                f"lease on job {lease.job.id!r} was lost before it could be extended"
+            )
         return Lease(lease.job, lease.token, deadline, lease.deliveries)
 
     def ack(self, lease: Lease) -> None:
@@ -154,12 +164,17 @@ class LeaseQueue:
             )
 
     def reap(self, *, batch: int = 100) -> Reaped:
-        """Take back expired leases: requeue their jobs, or dead-letter them after too many deliveries."""
+        """Take back expired leases: requeue their jobs, or dead-letter them
+        after too many deliveries."""
         requeued, dead = self._run("reap", self.clock.now(), self.max_deliveries, batch)
         return Reaped(int(requeued), int(dead))
 
-    def _dead_letter(self, job_id: str, token: str, raw: str, reason: str, attempts: int) -> None:
-        record = json.dumps({"raw": raw, "reason": reason, "attempts": attempts, "at": self.clock.now()})
+    def _dead_letter(
+        self, job_id: str, token: str, raw: str, reason: str, attempts: int
+    ) -> None:
+        record = json.dumps(
+            {"raw": raw, "reason": reason, "attempts": attempts, "at": self.clock.now()}
+        )
         self._run("ack", job_id, token, record)
 
     def dead_letters(self) -> list[dict]:
@@ -204,7 +219,9 @@ def work_one(queue: LeaseQueue, handler: Callable[[Job, Heartbeat], None]) -> bo
         log.warning("lease on job %s lost mid-job; another worker will run it", lease.job.id)
         return True
     except Exception as exc:
-        queue._dead_letter(lease.job.id, beat.lease.token, lease.job.to_json(), repr(exc), lease.deliveries)
+        queue._dead_letter(
+            lease.job.id, beat.lease.token, lease.job.to_json(), repr(exc), lease.deliveries
+        )
         return True
     try:
         queue.ack(beat.lease)

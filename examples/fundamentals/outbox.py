@@ -57,14 +57,18 @@ def add_to_outbox(db: sqlite3.Connection, queue: str, job: Job, *, clock: Clock)
     )
 
 
-def place_order(db: sqlite3.Connection, customer: str, total_cents: int, *, clock: Clock | None = None) -> int:
+def place_order(
+    db: sqlite3.Connection, customer: str, total_cents: int, *, clock: Clock | None = None
+) -> int:
     """Insert an order and its "send a receipt" job atomically; return the order id."""
     clock = clock or SystemClock()
     with db:  # one transaction: both rows commit, or neither does
         order_id = db.execute(
             "INSERT INTO orders (customer, total_cents) VALUES (?, ?)", (customer, total_cents)
         ).lastrowid
-        job = new_job("send_receipt", {"order": order_id}, clock=clock, job_id=f"receipt-{order_id}")
+        job = new_job(
+            "send_receipt", {"order": order_id}, clock=clock, job_id=f"receipt-{order_id}"
+        )
         add_to_outbox(db, "receipts", job, clock=clock)
     return order_id
 # [end:write]
@@ -78,7 +82,8 @@ class OutboxRelay:
     """
 
     def __init__(
-        self, db: sqlite3.Connection, publish: Callable[[str, Job], None], *, clock: Clock | None = None
+        self, db: sqlite3.Connection, publish: Callable[[str, Job], None], *,
+        clock: Clock | None = None,
     ) -> None:
         self.db, self.publish = db, publish
         self.clock = clock or SystemClock()
@@ -88,17 +93,23 @@ class OutboxRelay:
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
         rows = self.db.execute(
-            "SELECT seq, queue, message FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?",
+            "SELECT seq, queue, message FROM outbox WHERE published_at IS NULL "
+            "ORDER BY seq LIMIT ?",
             (batch,),
         ).fetchall()
         for seq, queue, message in rows:
-            self.publish(queue, Job.from_json(message))  # a crash after this line resends the row
+            # a crash after the next line resends the row
+            self.publish(queue, Job.from_json(message))
             with self.db:
-                self.db.execute("UPDATE outbox SET published_at = ? WHERE seq = ?", (self.clock.now(), seq))
+                self.db.execute(
+                    "UPDATE outbox SET published_at = ? WHERE seq = ?",
+                    (self.clock.now(), seq),
+                )
         return len(rows)
 
     def purge(self, *, older_than: float) -> int:
-        """Delete rows sent more than ``older_than`` seconds ago (the outbox is not an archive)."""
+        """Delete rows sent more than ``older_than`` seconds ago
+        (the outbox is not an archive)."""
         if older_than < 0:
             raise ValueError(f"older_than must be >= 0 seconds, got {older_than}")
         with self.db:

@@ -118,7 +118,9 @@ class RendezvousHash:
         return max(self.nodes, key=lambda node: stable_hash(f"{node}\x00{key}"))
 
 
-def fraction_moved(keys: Sequence[str], before: Mapping[str, str] | None, after: Mapping[str, str]) -> float:
+def fraction_moved(
+    keys: Sequence[str], before: Mapping[str, str] | None, after: Mapping[str, str]
+) -> float:
     """Share of ``keys`` whose owner differs between two assignments (key -> owner)."""
     if not keys:
         raise ValueError("need at least one key")
@@ -133,7 +135,9 @@ def assignment(keys: Sequence[str], owner_of) -> dict[str, str]:
 
 
 # [start:hot-partitions]
-def hot_partitions(depths: Mapping[int, int], *, factor: float = 3.0, min_depth: int = 100) -> list[int]:
+def hot_partitions(
+    depths: Mapping[int, int], *, factor: float = 3.0, min_depth: int = 100
+) -> list[int]:
     """Partitions whose backlog is at least ``factor`` times the median and ``min_depth`` jobs.
 
     The median, not the mean: one huge partition drags the mean up and hides itself.
@@ -143,7 +147,9 @@ def hot_partitions(depths: Mapping[int, int], *, factor: float = 3.0, min_depth:
     if not depths:
         return []
     median = statistics.median(depths.values())
-    return sorted(p for p, d in depths.items() if d >= min_depth and d >= factor * max(median, 1))
+    return sorted(
+        p for p, d in depths.items() if d >= min_depth and d >= factor * max(median, 1)
+    )
 # [end:hot-partitions]
 
 
@@ -220,13 +226,16 @@ class QueueAddress:
 def build_routing_table(
     account: str, prefix: str, regions: Sequence[str], shards: int
 ) -> dict[tuple[str, int], QueueAddress]:
-    """One SQS queue per (region, shard): ``https://sqs.REGION.amazonaws.com/ACCOUNT/PREFIX-SHARD``."""
+    """One SQS queue per (region, shard):
+    ``https://sqs.REGION.amazonaws.com/ACCOUNT/PREFIX-SHARD``."""
     if not (account.isdigit() and len(account) == 12):
         raise ValueError(f"an AWS account id is 12 digits, got {account!r}")
     if shards < 1 or not regions or len(set(regions)) != len(regions):
         raise ValueError("need distinct regions and at least one shard")
     return {
-        (region, shard): QueueAddress(region, shard, f"https://sqs.{region}.amazonaws.com/{account}/{prefix}-{shard}")
+        (region, shard): QueueAddress(
+            region, shard, f"https://sqs.{region}.amazonaws.com/{account}/{prefix}-{shard}"
+        )
         for region in regions
         for shard in range(shards)
     }
@@ -249,5 +258,8 @@ def route(
     for region in (home, *preference.get(home, ())):
         if region in healthy and (region, shard) in table:
             return table[(region, shard)]
-    raise LookupError(f"no healthy region for key {key!r}: tried {[home, *preference.get(home, ())]}, healthy {sorted(healthy)}")
+    raise LookupError(
+        f"no healthy region for key {key!r}: tried {[home, *preference.get(home, ())]}, "
+        f"healthy {sorted(healthy)}"
+    )
 # [end:multi-region]

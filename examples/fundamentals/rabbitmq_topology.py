@@ -32,7 +32,9 @@ def declare_job_queue(channel: BlockingChannel, name: str, *, delivery_limit: in
     """Declare the exchanges and quorum queues of one job queue (idempotent)."""
     dlx = f"{name}.dlx"
     channel.exchange_declare(exchange=dlx, exchange_type="fanout", durable=True)
-    channel.queue_declare(queue=f"{name}.dead", durable=True, arguments={"x-queue-type": "quorum"})
+    channel.queue_declare(
+        queue=f"{name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
+    )
     channel.queue_bind(queue=f"{name}.dead", exchange=dlx)
 
     channel.exchange_declare(exchange=name, exchange_type="direct", durable=True)
@@ -72,7 +74,13 @@ def publish(channel: BlockingChannel, exchange: str, routing_key: str, job: Job)
 
 
 # [start:consume]
-def work_one(channel: BlockingChannel, queue: str, handler: Callable[[Job], None], *, requeue_on_error: bool = True) -> bool:
+def work_one(
+    channel: BlockingChannel,
+    queue: str,
+    handler: Callable[[Job], None],
+    *,
+    requeue_on_error: bool = True,
+) -> bool:
     """Run one job if there is one; ack after the work.
 
     A handler error returns the job to the queue (``requeue_on_error``) until the queue's
@@ -105,7 +113,10 @@ def connect(url: str | None = None) -> pika.BlockingConnection:
     """
     url = url or os.environ.get("RABBITMQ_URL")
     if not url:
-        raise ValueError("no RabbitMQ URL: pass one or set RABBITMQ_URL (amqp://USER:PASSWORD@HOST:PORT/%2F)")
+        raise ValueError(
+            "no RabbitMQ URL: pass one or set RABBITMQ_URL "
+            "(amqp://USER:PASSWORD@HOST:PORT/%2F)"
+        )
     params = pika.URLParameters(url)
     params.connection_attempts = 1
     return pika.BlockingConnection(params)

@@ -31,7 +31,12 @@ from examples.envelope import Job, MalformedJob
 from examples.fundamentals.delivery_guarantees import Delivery, ReliableQueue
 
 STRATEGIES = ("none", "full", "equal", "decorrelated")
-LABELS = {"none": "no jitter", "full": "full jitter", "equal": "equal jitter", "decorrelated": "decorrelated jitter"}
+LABELS = {
+    "none": "no jitter",
+    "full": "full jitter",
+    "equal": "equal jitter",
+    "decorrelated": "decorrelated jitter",
+}
 
 # [end:imports]
 
@@ -47,9 +52,14 @@ class Backoff:
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown backoff strategy {self.strategy!r} (choose from {', '.join(STRATEGIES)})")
+            raise ValueError(
+                f"unknown backoff strategy {self.strategy!r} "
+                f"(choose from {', '.join(STRATEGIES)})"
+            )
         if not 0 < self.base <= self.cap:
-            raise ValueError(f"need 0 < base <= cap seconds, got base={self.base!r}, cap={self.cap!r}")
+            raise ValueError(
+                f"need 0 < base <= cap seconds, got base={self.base!r}, cap={self.cap!r}"
+            )
 
     def delay(self, attempt: int, rng: random.Random, previous: float | None = None) -> float:
         if attempt < 1:
@@ -87,7 +97,8 @@ def retry_times(backoff: Backoff, *, clients: int, retries: int, seed: int) -> l
 
 
 def peak_load(times: list[float], *, window: float = 0.25) -> int:
-    """The most retries that land in any one ``window`` of seconds (what the dependency feels)."""
+    """The most retries that land in any one ``window`` of seconds
+    (what the dependency feels)."""
     counts: dict[int, int] = {}
     for t in times:
         counts[int(t // window)] = counts.get(int(t // window), 0) + 1
@@ -106,7 +117,10 @@ class RetryBudget:
 
     def __init__(self, *, max_tokens: float = 10, token_ratio: float = 0.1) -> None:
         if max_tokens <= 0 or not 0 < token_ratio <= 1:
-            raise ValueError(f"need max_tokens > 0 and 0 < token_ratio <= 1, got {max_tokens!r}, {token_ratio!r}")
+            raise ValueError(
+                "need max_tokens > 0 and 0 < token_ratio <= 1, "
+                f"got {max_tokens!r}, {token_ratio!r}"
+            )
         self.max_tokens, self.token_ratio = float(max_tokens), float(token_ratio)
         self.tokens = self.max_tokens
 
@@ -169,7 +183,9 @@ class RetryQueue(ReliableQueue):
 
     def promote_due(self, *, batch: int = 100) -> int:
         """Move retries whose time has come to the pending list."""
-        return self._promote(keys=[self.delayed_key, self.pending_key], args=[self.clock.now(), batch])
+        return self._promote(
+            keys=[self.delayed_key, self.pending_key], args=[self.clock.now(), batch]
+        )
 
     def work_one(self, worker: str, handler: Callable[[Job], None]) -> bool:
         self.promote_due()
@@ -198,7 +214,8 @@ class RetryQueue(ReliableQueue):
         delay = self.policy.backoff.delay(job.attempts, self.rng)
         if self.budget and not self.budget.allows_retry():
             delay = self.policy.backoff.cap  # budget spent: park the retry as late as allowed
-        with self.r.pipeline(transaction=True) as tx:  # out of processing, into delayed: one step
+        # out of processing, into delayed: one step
+        with self.r.pipeline(transaction=True) as tx:
             tx.lrem(self.processing_key(delivery.worker), 1, delivery.raw)
             tx.zadd(self.delayed_key, {job.to_json(): self.clock.now() + delay})
             tx.execute()
@@ -245,7 +262,9 @@ class RetryQueue(ReliableQueue):
                 if job_id is not None:
                     break
         if job_id is not None and not replayed:
-            raise LookupError(f"no replayable dead letter with job id {job_id!r} in queue {self.name!r}")
+            raise LookupError(
+                f"no replayable dead letter with job id {job_id!r} in queue {self.name!r}"
+            )
         return replayed
     # [end:replay]
 
@@ -258,13 +277,20 @@ def retry_storm_figure(*, clients: int = 200, retries: int = 6, seed: int = 7):
     fig = Figure(figsize=(8, 6.4), layout="constrained")
     axes = fig.subplots(len(STRATEGIES), 1, sharex=True)
     backoffs = [Backoff(s, base=1.0, cap=64.0) for s in STRATEGIES]
-    horizon = max(max(retry_times(b, clients=clients, retries=retries, seed=seed)) for b in backoffs)
+    horizon = max(
+        max(retry_times(b, clients=clients, retries=retries, seed=seed)) for b in backoffs
+    )
     for ax, backoff in zip(axes, backoffs, strict=True):
         times = retry_times(backoff, clients=clients, retries=retries, seed=seed)
         ax.hist(times, bins=[i * 0.25 for i in range(int(horizon * 4) + 2)], color="#3b6ea8")
-        ax.set_title(f"{LABELS[backoff.strategy]}: at most {peak_load(times)} retries in any 0.25 s",
-                     fontsize=9, loc="left")
+        ax.set_title(
+            f"{LABELS[backoff.strategy]}: at most {peak_load(times)} retries in any 0.25 s",
+            fontsize=9, loc="left",
+        )
         ax.set_ylabel("retries", fontsize=8)
-    axes[-1].set_xlabel(f"seconds after the outage ({clients} clients, {retries} retries each, base 1 s, cap 64 s)")
+    axes[-1].set_xlabel(
+        f"seconds after the outage ({clients} clients, {retries} retries each, "
+        "base 1 s, cap 64 s)"
+    )
     return fig
 # [end:figure]

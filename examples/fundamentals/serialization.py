@@ -84,10 +84,14 @@ class Envelope:
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None:
-            raise PayloadError(f"created_at of job {self.id!r} is a naive datetime; give it a timezone")
+            raise PayloadError(
+                f"created_at of job {self.id!r} is a naive datetime; give it a timezone"
+            )
         unknown = set(self.trace) - {"traceparent", "tracestate"}
         if unknown:
-            raise PayloadError(f"trace holds only traceparent and tracestate, not {sorted(unknown)}")
+            raise PayloadError(
+                f"trace holds only traceparent and tracestate, not {sorted(unknown)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -116,15 +120,17 @@ def upcast(data: dict) -> Envelope:
         raise MalformedJob(f"message has no valid schema version: v={version!r}")
     if version > CURRENT_VERSION:
         raise UnknownSchemaVersion(
-            f"schema version {version} is newer than this consumer reads (up to {CURRENT_VERSION}); "
-            f"deploy consumers before producers"
+            f"schema version {version} is newer than this consumer reads "
+            f"(up to {CURRENT_VERSION}); deploy consumers before producers"
         )
     while data["v"] < CURRENT_VERSION:
         data = UPCASTERS[data["v"]](data)
     try:
         return Envelope(**data)
     except TypeError as exc:
-        raise MalformedJob(f"version {version} message does not fit the envelope: {exc}") from None
+        raise MalformedJob(
+            f"version {version} message does not fit the envelope: {exc}"
+        ) from None
 
 
 def from_floor_job(job: Job) -> Envelope:
@@ -139,7 +145,9 @@ def from_floor_job(job: Job) -> Envelope:
 def _to_json_value(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
-            raise PayloadError(f"naive datetime {value.isoformat()} is ambiguous; give it a timezone")
+            raise PayloadError(
+                f"naive datetime {value.isoformat()} is ambiguous; give it a timezone"
+            )
         return {"$datetime": value.astimezone(dt.timezone.utc).isoformat()}
     if isinstance(value, Decimal):
         return {"$decimal": str(value)}
@@ -150,14 +158,18 @@ def _to_json_value(value: Any) -> Any:
     if isinstance(value, dict):
         for key in value:
             if not isinstance(key, str) or key.startswith("$"):
-                raise PayloadError(f"argument key {key!r}: keys must be strings not starting with '$'")
+                raise PayloadError(
+                    f"argument key {key!r}: keys must be strings not starting with '$'"
+                )
         return {k: _to_json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_to_json_value(v) for v in value]
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
-    raise PayloadError(f"cannot put a {type(value).__name__} on the wire: use str, int, float, bool, None, "
-                       "list, dict, datetime, Decimal or bytes")
+    raise PayloadError(
+        f"cannot put a {type(value).__name__} on the wire: use str, int, float, bool, None, "
+        "list, dict, datetime, Decimal or bytes"
+    )
 
 
 def _from_json_value(value: Any) -> Any:
@@ -177,7 +189,9 @@ def _from_json_value(value: Any) -> Any:
 
 
 def encode_json(env: Envelope) -> bytes:
-    return json.dumps(_to_json_value(asdict(env)), separators=(",", ":"), allow_nan=False).encode()
+    return json.dumps(
+        _to_json_value(asdict(env)), separators=(",", ":"), allow_nan=False
+    ).encode()
 
 
 def decode_json(body: bytes) -> dict:
@@ -205,13 +219,17 @@ def encode_msgpack(env: Envelope) -> bytes:
     _to_json_value(asdict(env))  # the same checks as JSON: no naive datetimes, no odd types
     # datetime=True writes aware datetimes as the timestamp extension (type -1);
     # use_bin_type=True (the default since msgpack 1.0) keeps bytes apart from str.
-    return msgpack.packb(asdict(env), datetime=True, use_bin_type=True, default=_msgpack_default)
+    return msgpack.packb(
+        asdict(env), datetime=True, use_bin_type=True, default=_msgpack_default
+    )
 
 
 def decode_msgpack(body: bytes) -> dict:
     # timestamp=3 reads the timestamp extension back as an aware UTC datetime;
     # strict_map_key=True (the default) refuses non-string keys, raw=False decodes str as UTF-8.
-    return msgpack.unpackb(body, timestamp=3, ext_hook=_msgpack_ext, strict_map_key=True, raw=False)
+    return msgpack.unpackb(
+        body, timestamp=3, ext_hook=_msgpack_ext, strict_map_key=True, raw=False
+    )
 # [end:msgpack-codec]
 
 
@@ -224,7 +242,8 @@ ARG_SCHEMAS: dict[str, dict] = {
         "name": "ChargeArgs",
         "fields": [
             {"name": "order_id", "type": "long"},
-            {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2}},
+            {"name": "amount",
+             "type": {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2}},
             {"name": "currency", "type": "string"},
             {"name": "items", "type": {"type": "array", "items": "string"}},
             {"name": "due", "type": {"type": "long", "logicalType": "timestamp-micros"}},
@@ -259,7 +278,9 @@ def encode_avro(env: Envelope) -> bytes:
     try:
         fastavro.schemaless_writer(out, _avro_schema(env.task), asdict(env))
     except (ValueError, TypeError) as exc:  # fastavro names the field that does not fit
-        raise PayloadError(f"args of task {env.task!r} do not match its Avro schema: {exc}") from None
+        raise PayloadError(
+            f"args of task {env.task!r} do not match its Avro schema: {exc}"
+        ) from None
     return out.getvalue()
 
 
@@ -283,18 +304,26 @@ def encode(env: Envelope, content_type: str = JSON) -> WireMessage:
     if kind == AVRO:
         return WireMessage(f"{AVRO}; task={env.task}", encode_avro(env))
     if kind == PICKLE:
-        raise UnsafePayload("pickle is not a wire format: whoever can write to the queue could run code in workers")
-    raise PayloadError(f"unsupported content type {content_type!r}; use {JSON}, {MSGPACK} or {AVRO}")
+        raise UnsafePayload(
+            "pickle is not a wire format: "
+            "whoever can write to the queue could run code in workers"
+        )
+    raise PayloadError(
+        f"unsupported content type {content_type!r}; use {JSON}, {MSGPACK} or {AVRO}"
+    )
 
 
 def decode(message: WireMessage) -> Envelope:
     """Decode any supported format and version into the current :class:`Envelope`."""
     kind, params = _params(message.content_type)
-    looks_pickled = message.body[:1] == b"\x80" and message.body[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+    looks_pickled = (
+        message.body[:1] == b"\x80"
+        and message.body[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+    )
     if kind == PICKLE or (looks_pickled and kind not in (MSGPACK, AVRO)):
         raise UnsafePayload(
-            f"refusing to unpickle a {len(message.body)}-byte message: unpickling calls any function "
-            f"the sender names (remote code execution)"
+            f"refusing to unpickle a {len(message.body)}-byte message: "
+            f"unpickling calls any function the sender names (remote code execution)"
         )
     try:
         if kind == JSON:
@@ -326,8 +355,8 @@ def check_size(message: WireMessage, *, limit: int, where: str = "the queue") ->
     size = len(message.body)
     if size > limit:
         raise PayloadTooLarge(
-            f"{message.content_type} message is {size} bytes, over the {limit}-byte limit of {where}; "
-            f"store the payload elsewhere and enqueue a reference (claim check)"
+            f"{message.content_type} message is {size} bytes, over the {limit}-byte limit "
+            f"of {where}; store the payload elsewhere and enqueue a reference (claim check)"
         )
     return message
 
@@ -354,10 +383,15 @@ def size_table() -> tuple[list[str], list[list[str]]]:
     """Header and rows of the page's size comparison, computed from :func:`example_envelope`."""
     env = example_envelope()
     small = replace(env, args={**env.args, "receipt_pdf": b""})
-    header = ["format", "content type", "job without the PDF (bytes)", "job with a 2 KiB PDF (bytes)"]
+    header = [
+        "format", "content type", "job without the PDF (bytes)", "job with a 2 KiB PDF (bytes)"
+    ]
     rows = []
     for name, kind in (("JSON", JSON), ("MessagePack", MSGPACK), ("Avro", AVRO)):
-        rows.append([name, f"`{kind}`", str(len(encode(small, kind).body)), str(len(encode(env, kind).body))])
+        rows.append([
+            name, f"`{kind}`",
+            str(len(encode(small, kind).body)), str(len(encode(env, kind).body)),
+        ])
     refused = [pickle.dumps(asdict(e), protocol=pickle.HIGHEST_PROTOCOL) for e in (small, env)]
     rows.append(["pickle (refused)", f"`{PICKLE}`", str(len(refused[0])), str(len(refused[1]))])
     return header, rows
@@ -378,14 +412,17 @@ class ClaimCheck:
         self.ttl = ttl
 
     def check_in(self, env: Envelope, content_type: str = JSON) -> Envelope:
-        """Return ``env`` unchanged if it encodes within ``threshold`` bytes, else a reference."""
+        """Return ``env`` unchanged if it encodes within ``threshold`` bytes,
+        else a reference."""
         if len(encode(env, content_type).body) <= self.threshold:
             return env
         body = msgpack.packb(env.args, datetime=True, default=_msgpack_default)
         digest = hashlib.sha256(body).hexdigest()
         key = f"claim:{digest}"
         self.r.set(key, body, ex=self.ttl)
-        return replace(env, args={"claim_check": {"key": key, "sha256": digest, "bytes": len(body)}})
+        return replace(
+            env, args={"claim_check": {"key": key, "sha256": digest, "bytes": len(body)}}
+        )
 
     def check_out(self, env: Envelope) -> Envelope:
         ref = env.args.get("claim_check")
@@ -393,9 +430,13 @@ class ClaimCheck:
             return env
         body = self.r.get(ref["key"])
         if body is None:
-            raise MalformedJob(f"claim check {ref['key']} of job {env.id!r} is gone (expired or deleted)")
+            raise MalformedJob(
+                f"claim check {ref['key']} of job {env.id!r} is gone (expired or deleted)"
+            )
         if hashlib.sha256(body).hexdigest() != ref["sha256"]:
-            raise MalformedJob(f"claim check {ref['key']} of job {env.id!r} does not match its sha256")
+            raise MalformedJob(
+                f"claim check {ref['key']} of job {env.id!r} does not match its sha256"
+            )
         return replace(env, args=decode_msgpack(body))
 # [end:claim-check]
 
@@ -405,7 +446,9 @@ def binary_client(r: redis.Redis) -> redis.Redis:
     """A client on the same server as ``r`` that returns bytes (MessagePack is not UTF-8)."""
     pool = r.connection_pool
     kwargs = {**pool.connection_kwargs, "decode_responses": False}
-    return redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs))
+    return redis.Redis(
+        connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs)
+    )
 
 
 def frame(message: WireMessage) -> bytes:
@@ -421,7 +464,8 @@ def unframe(raw: bytes) -> WireMessage:
 
 
 class EnvelopeQueue:
-    """A Redis list of framed messages; undecodable ones go to a dead-letter list with the reason."""
+    """A Redis list of framed messages; undecodable ones go to a dead-letter list
+    with the reason."""
 
     def __init__(self, r: redis.Redis, name: str, *, limit: int = LIMITS["redis"]) -> None:
         self.r = binary_client(r)
@@ -432,7 +476,9 @@ class EnvelopeQueue:
 
     def enqueue(self, env: Envelope, content_type: str = JSON) -> None:
         """Encode, check the size, enqueue; every problem raises here, in the producer."""
-        message = check_size(encode(env, content_type), limit=self.limit, where="this Redis queue")
+        message = check_size(
+            encode(env, content_type), limit=self.limit, where="this Redis queue"
+        )
         self.r.lpush(self.pending_key, frame(message))
 
     def work_one(self, handler: Callable[[Envelope], None]) -> bool:

@@ -41,17 +41,25 @@ def create_job_queue(
 ) -> tuple[str, str]:
     """Create ``name`` and ``name-dead`` (``.fifo`` suffixes for FIFO); return both URLs."""
     if not 0 <= visibility_timeout <= 43_200:
-        raise ValueError(f"visibility_timeout must be 0..43200 seconds (12 hours), got {visibility_timeout}")
+        raise ValueError(
+            f"visibility_timeout must be 0..43200 seconds (12 hours), got {visibility_timeout}"
+        )
     if max_receive_count < 1:
         raise ValueError(f"max_receive_count must be >= 1, got {max_receive_count}")
     suffix = ".fifo" if fifo else ""
     fifo_attrs = {"FifoQueue": "true"} if fifo else {}
-    dead_url = sqs.create_queue(QueueName=f"{name}-dead{suffix}", Attributes=fifo_attrs)["QueueUrl"]
-    dead_arn = sqs.get_queue_attributes(QueueUrl=dead_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    dead_url = sqs.create_queue(
+        QueueName=f"{name}-dead{suffix}", Attributes=fifo_attrs
+    )["QueueUrl"]
+    dead_arn = sqs.get_queue_attributes(
+        QueueUrl=dead_url, AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
     attrs = {
         **fifo_attrs,
         "VisibilityTimeout": str(visibility_timeout),
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": max_receive_count}),
+        "RedrivePolicy": json.dumps(
+            {"deadLetterTargetArn": dead_arn, "maxReceiveCount": max_receive_count}
+        ),
     }
     url = sqs.create_queue(QueueName=f"{name}{suffix}", Attributes=attrs)["QueueUrl"]
     return url, dead_url
@@ -68,7 +76,9 @@ def send_job(sqs: Any, url: str, job: Job, *, group: str | None = None) -> str:
     body = job.to_json()
     size = len(body.encode())
     if size > SQS_MAX_MESSAGE_BYTES:  # fail here, with numbers, not in a botocore traceback
-        raise PayloadError(f"job {job.id!r} is {size} bytes; SQS accepts at most {SQS_MAX_MESSAGE_BYTES}")
+        raise PayloadError(
+            f"job {job.id!r} is {size} bytes; SQS accepts at most {SQS_MAX_MESSAGE_BYTES}"
+        )
     params: dict[str, Any] = {"QueueUrl": url, "MessageBody": body}
     if url.endswith(".fifo"):
         if not group:
@@ -89,7 +99,8 @@ class SqsDelivery:
 
 
 class SqsWorker:
-    """Receive, work, delete: at-least-once delivery with the visibility timeout as the lease."""
+    """Receive, work, delete: at-least-once delivery
+    with the visibility timeout as the lease."""
 
     def __init__(self, sqs: Any, url: str) -> None:
         self.sqs = sqs
@@ -107,7 +118,11 @@ class SqsWorker:
         for message in reply.get("Messages", []):
             count = int(message["Attributes"]["ApproximateReceiveCount"])
             try:
-                out.append(SqsDelivery(Job.from_json(message["Body"]), message["ReceiptHandle"], count))
+                out.append(
+                    SqsDelivery(
+                        Job.from_json(message["Body"]), message["ReceiptHandle"], count
+                    )
+                )
             except MalformedJob:
                 # Leave it invisible; after max_receive_count receives the redrive policy
                 # moves it to the DLQ, where the body can be inspected.
@@ -115,7 +130,8 @@ class SqsWorker:
         return out
 
     def extend(self, delivery: SqsDelivery, seconds: int) -> None:
-        """Heartbeat for a long job: make the message invisible for ``seconds`` more, from now."""
+        """Heartbeat for a long job: make the message invisible
+        for ``seconds`` more, from now."""
         self.sqs.change_message_visibility(
             QueueUrl=self.url, ReceiptHandle=delivery.receipt_handle, VisibilityTimeout=seconds
         )
