@@ -6,7 +6,8 @@
 * no code block escapes testing: Python is included or a ``{doctest}``; other languages
   are included from ``examples/``; shell sessions use a ``$ `` prompt;
 * the listings a page shows from one Python file, pasted together in page order, define
-  every module-level name they use: a reader who copies them gets no ``NameError``.
+  every module-level name they use: a reader who copies them gets no ``NameError``;
+* no line a listing shows, and no doctest input line, is wider than the PDF's code width.
 """
 
 from __future__ import annotations
@@ -189,9 +190,19 @@ def problems_in(path: Path, text: str) -> tuple[list[str], set[Path]]:
     return problems, shown
 
 
-def shown_source(block: Block, source: str) -> str:
-    """The text of ``source`` that a ``literalinclude`` block shows, as Sphinx selects it."""
+def shown_source(block: Block, source: str, *, dedent: bool = True) -> str:
+    """The text of ``source`` that a ``literalinclude`` block shows, as Sphinx selects it.
+
+    Sphinx keeps the indentation; ``dedent`` removes the common part, so that a method or
+    an indented region parses as Python.
+    """
     opts = block.options()
+    if dedent or opts.get("dedent") == "":
+        tidy = textwrap.dedent
+    elif opts.get("dedent"):  # as the page asks: that many columns off every line
+        tidy = lambda text: "\n".join(line[int(opts["dedent"]):] for line in text.splitlines())  # noqa: E731
+    else:
+        tidy = str
     if "pyobject" in opts:
         scope: list[ast.stmt] = ast.parse(source).body
         node: ast.AST | None = None
@@ -199,13 +210,13 @@ def shown_source(block: Block, source: str) -> str:
             node = next(n for n in scope if getattr(n, "name", None) == part)
             scope = node.body
         first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-        return textwrap.dedent("\n".join(source.splitlines()[first - 1:node.end_lineno]))
+        return tidy("\n".join(source.splitlines()[first - 1:node.end_lineno]))
     text = source
     if "start-after" in opts:
         text = text.split(opts["start-after"], 1)[1].split("\n", 1)[1]
     if "end-before" in opts:
         text = text.split(opts["end-before"], 1)[0].rsplit("\n", 1)[0]
-    return textwrap.dedent(text)
+    return tidy(text)
 
 
 def undefined_globals(code: str) -> list[str]:
@@ -238,6 +249,34 @@ def names_missing_from_listings(path: Path, text: str) -> list[str]:
     return problems
 
 
+#: Characters of code that fit on one line of the PDF (conf.py: DejaVu Sans Mono at 0.77 of
+#: 10 pt on A4 fits 97; one spare). Longer lines wrap mid-word there and scroll in HTML.
+CODE_WIDTH = 96
+
+
+def lines_too_wide(path: Path, text: str) -> list[str]:
+    """Shown listing lines, and doctest input lines, longer than :data:`CODE_WIDTH`."""
+    rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
+    found = []
+    for block in parse_blocks(path, text):
+        if block.directive == "literalinclude":
+            target = resolve_include(block)
+            if not target.is_file():
+                continue
+            shown = shown_source(block, target.read_text(encoding="utf-8"), dedent=False)
+            for line in shown.splitlines():
+                if len(line) > CODE_WIDTH:
+                    found.append(f"{rel}:{block.line}: {target.name}: {len(line)} characters: {line.strip()[:50]}")
+        elif block.directive == "doctest":
+            body = [line for line in block.body if line.strip()]
+            indent = min(len(line) - len(line.lstrip()) for line in body) if body else 0
+            for offset, line in enumerate(block.body, 1):
+                code = line[indent:]
+                if code.startswith((">>> ", "... ")) and len(code) > CODE_WIDTH:
+                    found.append(f"{rel}:{block.line + offset}: {len(code)} characters: {code.strip()[:50]}")
+    return found
+
+
 def pages() -> list[Path]:
     return sorted(p for p in DOCS.rglob("*.md") if "_build" not in p.parts)
 
@@ -257,6 +296,13 @@ def test_listings_copied_from_a_page_define_every_name_they_use():
     problems: list[str] = []
     for page in pages():
         problems += names_missing_from_listings(page, page.read_text(encoding="utf-8"))
+    assert problems == []
+
+
+def test_shown_code_fits_the_pdf_code_width():
+    problems: list[str] = []
+    for page in pages():
+        problems += lines_too_wide(page, page.read_text(encoding="utf-8"))
     assert problems == []
 
 
@@ -370,6 +416,20 @@ def test_name_checker_finds_what_a_page_leaves_out(tmp_path):
         "page.md: the listings of mod.py use ['LIMIT', 'json'] but never show them"
     ]
     assert names_missing_from_listings(page, include.format("")) == []  # the whole file
+
+
+def test_width_checker_measures_listings_and_doctest_input(tmp_path):
+    (tmp_path / "mod.py").write_text(
+        "# [start:x]\nok = 1\nwide = '" + "w" * 95 + "'\n# [end:x]\n", encoding="utf-8"
+    )
+    page = tmp_path / "page.md"
+    text = (
+        '```{literalinclude} mod.py\n:caption: mod.py\n:start-after: "# [start:x]"\n'
+        ':end-before: "# [end:x]"\n```\n\n'
+        "```{doctest}\n>>> " + "1 + " * 23 + "1\n" + "9" * 120 + "\n```\n"
+    )
+    widths = [problem.split(": ")[-2] for problem in lines_too_wide(page, text)]
+    assert widths == ["104 characters", "97 characters"]  # the long output line is allowed
 
 
 @pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(DOCS)))
