@@ -6,7 +6,9 @@ that survives redelivery, which is what idempotent consumers key on, and a schem
 version so payloads can evolve.
 
 >>> from examples.clock import FakeClock
->>> job = new_job("send_email", {"to": "ada@example.com"}, clock=FakeClock(1_700_000_000), job_id="j-1")
+>>> job = new_job(
+...     "send_email", {"to": "ada@example.com"}, clock=FakeClock(1_700_000_000), job_id="j-1"
+... )
 >>> wire = job.to_json()
 >>> wire
 '{"args":{"to":"ada@example.com"},"attempts":0,"created_at":1700000000.0,"headers":{},"id":"j-1","task":"send_email","v":1}'

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import inspect
 import re
 import symtable
 import textwrap
@@ -299,10 +300,23 @@ def test_listings_copied_from_a_page_define_every_name_they_use():
     assert problems == []
 
 
+def docstring_examples_too_wide(module: Path) -> list[str]:
+    """Doctest input lines in ``module``'s docstrings (the API reference shows them) over the width."""
+    found = []
+    for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            for line in inspect.cleandoc(ast.get_docstring(node, clean=False) or "").splitlines():
+                if line.startswith((">>> ", "... ")) and len(line) > CODE_WIDTH:
+                    found.append(f"{module.relative_to(ROOT)}: {len(line)} characters: {line[:50]}")
+    return found
+
+
 def test_shown_code_fits_the_pdf_code_width():
     problems: list[str] = []
     for page in pages():
         problems += lines_too_wide(page, page.read_text(encoding="utf-8"))
+    for module in example_modules():
+        problems += docstring_examples_too_wide(module)
     assert problems == []
 
 

@@ -19,9 +19,11 @@ Simplifications: the queue is a single number, each ready replica finishes
 ``per_replica_rate`` jobs per second, a new replica is ready ``startup_seconds`` after it
 is requested, and the HPA's recommendation history is cleared when KEDA scales to zero.
 
->>> hpa_desired_replicas(current=4, metric_total=44, target_per_replica=10)  # ratio 1.1: within tolerance
+>>> # ratio 1.1: within the tolerance
+>>> hpa_desired_replicas(current=4, metric_total=44, target_per_replica=10)
 4
->>> hpa_desired_replicas(current=4, metric_total=45, target_per_replica=10)  # ratio 1.125: scale
+>>> # ratio 1.125: scale
+>>> hpa_desired_replicas(current=4, metric_total=45, target_per_replica=10)
 5
 """
 

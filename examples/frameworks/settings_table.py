@@ -20,7 +20,8 @@ error that names the file and the row, so the build fails instead of printing a 
 ... ''', "demo.toml", rows)
 >>> fw.cells["prefetch"].default
 '`prefetch = 4`'
->>> parse_framework('framework = "Demo"\\nversion = "1.0"\\n[cells.prefetch]\\nsetting = "x"', "demo.toml", rows)
+>>> broken = 'framework = "Demo"\\nversion = "1.0"\\n[cells.prefetch]\\nsetting = "x"'
+>>> parse_framework(broken, "demo.toml", rows)
 Traceback (most recent call last):
 ...
 examples.frameworks.settings_table.SettingsTableError: demo.toml, row 'prefetch': missing keys ['default', 'note', 'source']

@@ -14,9 +14,11 @@ The payload differs by major version: Sidekiq 6 and 7 write ``created_at`` and
 The ``schedule`` score is float seconds in all three. Pass the major version you run.
 
 >>> from examples.clock import FakeClock
->>> build_payload("RecordSignupJob", [7, "pro"], jid="0" * 24, major=6, clock=FakeClock(1_700_000_000.5))
+>>> clock = FakeClock(1_700_000_000.5)
+>>> build_payload("RecordSignupJob", [7, "pro"], jid="0" * 24, major=6, clock=clock)
 {'class': 'RecordSignupJob', 'args': [7, 'pro'], 'queue': 'default', 'jid': '000000000000000000000000', 'retry': True, 'created_at': 1700000000.5}
->>> build_payload("RecordSignupJob", [7, "pro"], jid="0" * 24, major=8, clock=FakeClock(1_700_000_000.5))["created_at"]
+>>> on_8 = build_payload("RecordSignupJob", [7, "pro"], jid="0" * 24, major=8, clock=clock)
+>>> on_8["created_at"]
 1700000000500
 >>> build_payload("RecordSignupJob", [{1: "a"}])
 Traceback (most recent call last):
