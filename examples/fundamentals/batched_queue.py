@@ -261,13 +261,13 @@ class BatchedReliableQueue(ReliableQueue):
                 jobs = parse_batch(*reply)
                 if jobs is None:  # unusual messages: let the step in flight finish, then
                     # read and check each message of this batch
-                    following = self._read(conn, sent)
+                    early_reply = self._read(conn, sent)
                     batch = self._batch(worker, reply, fast=False)
                 else:
-                    following, batch = sent, Batch(worker, tuple(jobs))
+                    batch = Batch(worker, tuple(jobs))
                 previous, failed = batch, self._run(batch, handler)
                 done += len(batch)
-                reply = self._read(conn, sent) if following is sent else following
+                reply = early_reply if jobs is None else self._read(conn, sent)
             if previous.size:
                 sent = self._send(conn, worker, claim=0, acking=previous, failures=failed)
                 self._read(conn, sent)

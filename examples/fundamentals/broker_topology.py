@@ -28,11 +28,7 @@ import redis
 
 from examples.clock import Clock, SystemClock
 from examples.envelope import Job, MalformedJob
-from examples.fundamentals.delivery_guarantees import (
-    ReliableQueue,
-    _check_name,
-    dead_letter_record,
-)
+from examples.fundamentals.delivery_guarantees import DeadLetters, ReliableQueue, _check_name
 # [end:imports]
 
 
@@ -46,7 +42,7 @@ class StreamDelivery:
     deliveries: int = 1
 
 
-class StreamQueue:
+class StreamQueue(DeadLetters):
     """A job queue on a Redis Stream with one consumer group (Redis >= 6.2 for XAUTOCLAIM)."""
 
     def __init__(
@@ -127,9 +123,6 @@ class StreamQueue:
         """Entries delivered to some consumer and not yet acknowledged."""
         return self.r.xpending(self.stream_key, self.group)["pending"]
 
-    def dead_letters(self) -> list[dict]:
-        return [json.loads(item) for item in self.r.lrange(self.dead_key, 0, -1)]
-
     def _parse(self, entries: list, deliveries: dict[str, int]) -> list[StreamDelivery]:
         out = []
         for entry_id, fields in entries:
@@ -160,7 +153,7 @@ class StreamQueue:
 
 
 # [start:list-priority]
-class ListPriorityQueue:
+class ListPriorityQueue(DeadLetters):
     """One list per priority level, popped highest level first by a single ``LMPOP``.
 
     This is how Celery's Redis transport (kombu) emulates priorities, and how Sidekiq's
@@ -216,11 +209,8 @@ class ListPriorityQueue:
             try:
                 return self.levels[self.keys.index(key)], Job.from_json(raw)
             except MalformedJob as exc:  # popped already: keep it with the reason, not lose it
-                self.r.lpush(self.dead_key, dead_letter_record(raw, str(exc), self.clock.now()))
+                self._set_aside(raw, str(exc))
 
-    def dead_letters(self) -> list[dict]:
-        """Messages that were not valid jobs, newest first, each with its reason."""
-        return [json.loads(item) for item in self.r.lrange(self.dead_key, 0, -1)]
 # [end:list-priority]
 
 
@@ -234,7 +224,7 @@ return seq
 """
 
 
-class SortedSetPriorityQueue:
+class SortedSetPriorityQueue(DeadLetters):
     """Any number of integer priorities in one sorted set; 0 is the most urgent."""
 
     MAX_PRIORITY = 2**20
@@ -265,12 +255,9 @@ class SortedSetPriorityQueue:
             try:
                 return int(score) >> 32, Job.from_json(raw)
             except MalformedJob as exc:  # popped already: keep it with the reason, not lose it
-                self.r.lpush(self.dead_key, dead_letter_record(raw, str(exc), self.clock.now()))
+                self._set_aside(raw, str(exc))
         return None
 
-    def dead_letters(self) -> list[dict]:
-        """Messages that were not valid jobs, newest first, each with its reason."""
-        return [json.loads(item) for item in self.r.lrange(self.dead_key, 0, -1)]
 # [end:zset-priority]
 
 

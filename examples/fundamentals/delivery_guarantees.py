@@ -42,14 +42,30 @@ def _check_name(kind: str, value: str) -> str:
     return value
 
 
-def dead_letter_record(raw: str | bytes, reason: str, now: float) -> str:
-    """A dead-letter entry: the message exactly as taken, why it was set aside, and when."""
-    if isinstance(raw, bytes):  # a client made without decode_responses
-        raw = raw.decode("utf-8", "surrogateescape")
-    return json.dumps({"raw": raw, "reason": reason, "at": now}, sort_keys=True)
+class DeadLetters:
+    """A dead-letter list, for a queue that has ``r``, ``dead_key`` and ``clock``."""
+
+    r: redis.Redis
+    dead_key: str
+    clock: Clock
+
+    def dead_letters(self) -> list[dict]:
+        """Messages that could not be processed, newest first, each with its reason."""
+        return [json.loads(item) for item in self.r.lrange(self.dead_key, 0, -1)]
+
+    def _dead_letter_record(self, raw: str | bytes, reason: str) -> str:
+        """The message exactly as taken, why it was set aside, and when."""
+        if isinstance(raw, bytes):  # a client made without decode_responses
+            raw = raw.decode("utf-8", "surrogateescape")
+        record = {"raw": raw, "reason": reason, "at": self.clock.now()}
+        return json.dumps(record, sort_keys=True)
+
+    def _set_aside(self, raw: str | bytes, reason: str) -> None:
+        """Keep a message that was already taken off the queue, with the reason."""
+        self.r.lpush(self.dead_key, self._dead_letter_record(raw, reason))
 
 
-class QueueBase:
+class QueueBase(DeadLetters):
     """What both queues share: a pending list, a dead-letter list, enqueue and inspection."""
 
     def __init__(self, r: redis.Redis, name: str, *, clock: Clock | None = None) -> None:
@@ -66,13 +82,6 @@ class QueueBase:
     def pending(self) -> int:
         """Number of jobs waiting (``LLEN``)."""
         return self.r.llen(self.pending_key)
-
-    def dead_letters(self) -> list[dict]:
-        """Messages that could not be processed, newest first, each with its reason."""
-        return [json.loads(item) for item in self.r.lrange(self.dead_key, 0, -1)]
-
-    def _dead_letter_record(self, raw: str | bytes, reason: str) -> str:
-        return dead_letter_record(raw, reason, self.clock.now())
 
 # [end:queue-base]
 

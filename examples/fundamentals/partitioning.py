@@ -21,7 +21,6 @@ This module is the code behind the page *Partitioning strategies*
 from __future__ import annotations
 
 import hashlib
-import json
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import redis
 
 from examples.clock import Clock, SystemClock
 from examples.envelope import Job, MalformedJob
-from examples.fundamentals.delivery_guarantees import _check_name, dead_letter_record
+from examples.fundamentals.delivery_guarantees import DeadLetters, _check_name
 # [end:imports]
 
 
@@ -58,7 +57,7 @@ def assign_partitions(partitions: int, workers: Sequence[str]) -> dict[str, list
     return owned
 
 
-class PartitionedQueue:
+class PartitionedQueue(DeadLetters):
     """One Redis list per partition; a job's key decides its partition."""
 
     def __init__(
@@ -90,7 +89,7 @@ class PartitionedQueue:
             try:
                 return Job.from_json(raw)
             except MalformedJob as exc:  # popped already: keep it with the reason, not lose it
-                self.r.lpush(self.dead_key, dead_letter_record(raw, str(exc), self.clock.now()))
+                self._set_aside(raw, str(exc))
         return None
 
     def depths(self) -> dict[int, int]:
@@ -99,9 +98,6 @@ class PartitionedQueue:
                 pipe.llen(self.key_of(p))
             return dict(enumerate(pipe.execute()))
 
-    def dead_letters(self) -> list[dict]:
-        """Messages that were not valid jobs, newest first, each with its reason."""
-        return [json.loads(item) for item in self.r.lrange(self.dead_key, 0, -1)]
 # [end:hash-partitioning]
 
 
@@ -180,7 +176,7 @@ return {tenant, job}
 """
 
 
-class FairTenantQueue:
+class FairTenantQueue(DeadLetters):
     """Round-robin across tenants: each tenant with work gets one job per turn."""
 
     def __init__(self, r: redis.Redis, name: str, *, clock: Clock | None = None) -> None:
@@ -206,12 +202,9 @@ class FairTenantQueue:
             try:
                 return tenant, Job.from_json(raw)
             except MalformedJob as exc:  # popped by the script: keep it with the reason
-                self.r.lpush(self.dead_key, dead_letter_record(raw, str(exc), self.clock.now()))
+                self._set_aside(raw, str(exc))
         return None
 
-    def dead_letters(self) -> list[dict]:
-        """Messages that were not valid jobs, newest first, each with its reason."""
-        return [json.loads(item) for item in self.r.lrange(self.dead_key, 0, -1)]
 # [end:fair-tenants]
 
 
