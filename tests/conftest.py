@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from examples.redis_client import connect
+from tests._support import tools
 
 FLUSH_GUARD = "HANDBOOK_ALLOW_FLUSH"
 
@@ -79,3 +80,31 @@ def r(redis_url: str):
     if real_redis_url():
         client.flushdb()
     client.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Missing-tool skips all point at tests/_support/tools.py, so ``-ra`` prints one line per tool."""
+    report = yield
+    if report.skipped and isinstance(report.longrepr, tuple) and tools.parse_reason(report.longrepr[2]):
+        report.longrepr = (tools.SKIP_LOCATION[0], tools.SKIP_LOCATION[1], report.longrepr[2])
+    return report
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """One short summary of the tests skipped because a system program is missing."""
+    counts: dict[tuple[str, str], int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        text = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        found = tools.parse_reason(text)
+        if found:
+            counts[found] = counts.get(found, 0) + 1
+    if not counts:
+        return
+    terminalreporter.section("missing system tools", sep="-")
+    for (name, package), count in sorted(counts.items()):
+        terminalreporter.line(f"{count:4d} skipped: {name} not found (Debian package {package})")
+    packages = " ".join(sorted({package for _, package in counts}))
+    terminalreporter.line(f"To run them: sudo apt-get install {packages}  (or see README.md)")
+    terminalreporter.line(f"{tools.STRICT_ENV}=1 (set by .ci/run) turns these skips into failures.")

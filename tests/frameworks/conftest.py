@@ -4,7 +4,8 @@ Programs in other languages (BullMQ under Node, Sidekiq under Ruby):
 ``node_project`` installs the BullMQ example's npm packages once (``npm ci`` from the
 committed lockfile) when ``node_modules`` is missing; ``run_node_tests`` runs one
 ``*.test.js`` file under ``node --test`` against the test Redis and returns the counts from
-the runner's TAP summary. Both fail fast with a clear message when Node is missing.
+the runner's TAP summary. Without Node.js both skip the test, naming the package
+(``tests/_support/tools.py``).
 
 Python frameworks (Celery, RQ): a Redis reachable over TCP, for libraries that open
 their own connections (Celery's kombu), and helpers to start and always stop processes.
@@ -19,7 +20,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,24 +31,18 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests._support.tools import require_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 BULLMQ_DIR = ROOT / "examples" / "frameworks" / "bullmq"
-NODE_HINT = "Node.js 20+ and npm are needed (Debian: `apt-get install nodejs npm`)"
 SUMMARY = re.compile(r"^# (tests|suites|pass|fail|cancelled|skipped|todo) (\d+)$", re.MULTILINE)
-
-
-def _require(program: str) -> str:
-    path = shutil.which(program)
-    if path is None:
-        pytest.fail(f"{program} not found: {NODE_HINT}", pytrace=False)
-    return path
 
 
 @pytest.fixture(scope="session")
 def node_project() -> Path:
-    _require("node")
+    require_tool("node")
     if not (BULLMQ_DIR / "node_modules" / "bullmq" / "package.json").is_file():
-        npm = _require("npm")
+        npm = require_tool("npm")
         done = subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund"], cwd=BULLMQ_DIR, capture_output=True, text=True, timeout=300
         )
@@ -61,7 +55,7 @@ def run_node_tests(project: Path, test_file: str, redis_url: str, timeout: float
     """Run ``node --test`` on one file; return the TAP summary counts and the full output."""
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHON": sys.executable}
     done = subprocess.run(
-        [_require("node"), "--test", "--test-reporter=tap", "--test-timeout=60000", f"test/{test_file}"],
+        [require_tool("node"), "--test", "--test-reporter=tap", "--test-timeout=60000", f"test/{test_file}"],
         cwd=project, env=env, capture_output=True, text=True, timeout=timeout,
     )
     output = done.stdout + done.stderr
@@ -73,7 +67,6 @@ def run_node_tests(project: Path, test_file: str, redis_url: str, timeout: float
 
 # -- Sidekiq --------------------------------------------------------------------------------
 SIDEKIQ_DIR = ROOT / "examples" / "frameworks" / "sidekiq"
-SIDEKIQ_HINT = "Ruby and Sidekiq are needed (Debian: `apt-get install ruby-sidekiq`; .ci/run installs it)"
 
 
 def ruby(script: str, redis_url: str | None = None, timeout: float = 30) -> str:
@@ -89,9 +82,9 @@ def ruby(script: str, redis_url: str | None = None, timeout: float = 30) -> str:
 
 
 def require_ruby() -> str:
-    path = shutil.which("ruby")
-    if path is None or shutil.which("sidekiq") is None:
-        pytest.fail(f"ruby or sidekiq not found: {SIDEKIQ_HINT}", pytrace=False)
+    """The path of ruby; skips (strict: fails) the test unless ruby and sidekiq are installed."""
+    path = require_tool("ruby")
+    require_tool("sidekiq")
     return path
 
 
@@ -103,7 +96,7 @@ class SidekiqProcess:
         self.log_path = log_path
         self.log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [shutil.which("sidekiq"), "-C", "sidekiq.yml", "-r", "./jobs.rb", *extra],
+            [require_tool("sidekiq"), "-C", "sidekiq.yml", "-r", "./jobs.rb", *extra],
             cwd=SIDEKIQ_DIR, env={**os.environ, "REDIS_URL": redis_url, "RUBYOPT": "-W0"},
             stdout=self.log, stderr=subprocess.STDOUT,
         )

@@ -3,7 +3,8 @@
 ``rabbitmq_url`` starts a throwaway RabbitMQ node (``tools/with_rabbitmq.py``) once per test
 session and stops it at the end. The node begins booting as soon as collection has found a
 test that needs it, so its start-up (about ten seconds) overlaps the tests that run first.
-Without ``rabbitmq-server`` installed those tests are skipped with the reason; CI installs it.
+Without ``rabbitmq-server`` installed those tests are skipped, naming the package
+(``tests/_support/tools.py``); CI installs it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import tempfile
 
 import pytest
 
-from tools.with_rabbitmq import INSTALL_HINT, RabbitServer, find_server
+from tests._support.tools import require_tool
+from tools.with_rabbitmq import RabbitServer, find_server
 
 _state: dict = {}
 
@@ -55,8 +57,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def rabbitmq_url():
-    if not find_server():
-        pytest.skip(INSTALL_HINT)
+    require_tool("rabbitmq-server", finder=find_server)
     _start()
     if "error" in _state:
         raise _state["error"]

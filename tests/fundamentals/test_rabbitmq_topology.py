@@ -10,6 +10,7 @@ import pytest
 from examples.clock import FakeClock
 from examples.envelope import Job, new_job
 from examples.fundamentals.rabbitmq_topology import connect, declare_job_queue, publish, work_one
+from tests._support.tools import require_tool
 
 pika = pytest.importorskip("pika")
 pytestmark = pytest.mark.rabbitmq
@@ -154,8 +155,8 @@ def test_max_message_size_quoted_on_the_serialization_page_is_the_installed_defa
 
     from examples.fundamentals.serialization import LIMITS
 
-    files = glob.glob("/usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins/rabbit-*/ebin/rabbit.app")
-    if not files:
-        pytest.skip("rabbitmq-server's rabbit.app not found (Debian path)")
+    pattern = "/usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins/rabbit-*/ebin/rabbit.app"  # Debian's path
+    files = glob.glob(pattern)
+    require_tool("rabbitmq-server", finder=lambda: files[0] if files else None)
     [default] = re.findall(r"\{max_message_size,\s*(\d+)\}", open(files[0], encoding="utf-8").read())
     assert int(default) == LIMITS["rabbitmq"] == 128 * 1024 * 1024

@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from examples.redis_client import connect
+from tests._support.tools import require_tool
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "observability"
-PROMTOOL_HINT = (
-    "promtool is not installed, and the alert-rule and dashboard tests need it. "
-    "Install it with `sudo apt-get install prometheus` (Debian/Ubuntu; .ci/run does this), "
-    "or put the promtool binary from a Prometheus release on PATH."
-)
 
 
 @pytest.fixture(scope="session")
 def promtool() -> str:
-    """Path of promtool. Missing promtool FAILS the test (it is never silently skipped)."""
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail(PROMTOOL_HINT, pytrace=False)
-    return path
+    """Path of promtool (Debian package ``prometheus``, or the binary from a Prometheus release
+    on PATH). Without it the test is skipped, naming the package; HANDBOOK_STRICT=1 fails it."""
+    return require_tool("promtool")
 
 
 def run_promtool(promtool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from collections import Counter
 import subprocess
 from html import unescape
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._support.tools import require_tool
 from tests.test_docs_sync import DOCS, ROOT, parse_blocks, resolve_include
 
 A4_WIDTH_PT = 595.28
@@ -36,10 +36,8 @@ def pdf(pytestconfig) -> Path:
 
 
 def poppler(tool: str) -> str:
-    found = shutil.which(tool)
-    if not found:
-        pytest.fail(f"{tool} is missing: `sudo apt-get install poppler-utils`")
-    return found
+    """A poppler-utils program; skips (strict: fails) the test when it is not installed."""
+    return require_tool(tool)
 
 
 @pytest.fixture(scope="module")
