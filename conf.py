@@ -8,9 +8,12 @@ Build from the repository root with ``-c .``::
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from importlib.metadata import version as _version
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "tools"))  # the handbook's own small Sphinx extensions
@@ -118,6 +121,45 @@ html_sidebars = {
 }
 html_theme_options = {"navigation_with_keys": True}
 
+# -- Site conventions, all from ONE base URL ------------------------------------------------
+# HANDBOOK_BASE_URL is where the built site is published. The sitemap, the link previews
+# (Open Graph), the 404 page's links and the alert rules' runbook links all start with it.
+# The default is the address README's `python -m http.server` serves _build/html on, so the
+# absolute links of a local build work there; set HANDBOOK_BASE_URL when you publish.
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/"
+html_baseurl = os.environ.get("HANDBOOK_BASE_URL", "").strip() or DEFAULT_BASE_URL
+if urlsplit(html_baseurl).scheme not in ("http", "https") or not urlsplit(html_baseurl).netloc:
+    raise ValueError(f"HANDBOOK_BASE_URL must be an absolute http(s) URL, got {html_baseurl!r}")
+html_baseurl = html_baseurl.rstrip("/") + "/"
+extensions += [  # noqa: F821 - `extensions` is defined above (the toolkit's list)
+    "notfound.extension",  # sphinx-notfound-page: 404.html with absolute links
+    "sphinxext.opengraph",  # link previews
+    "sphinx_sitemap",  # sitemap.xml
+    "sphinx_last_updated_by_git",  # "Last updated on" each page, from git
+]
+notfound_urls_prefix = urlsplit(html_baseurl).path  # "/" unless the site lives under a path
+ogp_site_url = html_baseurl
+ogp_site_name = project
+ogp_social_cards = {"enable": False}  # no generated images (they need fonts and time)
+sitemap_url_scheme = "{link}"  # no language or version segment in the URLs
+sitemap_excludes = ["search.html", "genindex.html", "404.html", "py-modindex.html"]
+html_last_updated_fmt = "%Y-%m-%d"
+git_last_updated_timezone = "UTC"
+# Outside a git checkout (an unpacked sdist) pages simply carry no date.
+suppress_warnings = ["git.subprocess_error", "git.command_not_found", "git.too_shallow"]
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else None
+
+
+BUILD_COMMIT = _git("describe", "--always", "--dirty", "--abbrev=12") or "unknown (not a git checkout)"
+today_fmt = "%Y-%m-%d"  # the build date, on the PDF's title page (SOURCE_DATE_EPOCH pins it)
+
 # -- LaTeX / PDF (xelatex via latexmk; see tools/build_pdf.py) ----------------------------
 latex_engine = "xelatex"
 latex_use_xindy = False  # Sphinx turns xindy on for xelatex; Debian's TeX lacks it
@@ -155,3 +197,26 @@ latex_elements = {
 \makeatother
 """,
 }
+# The PDF's title page: "Release 0.1.0, commit 0123456789ab", then the build date.
+latex_elements["preamble"] += f"\\setreleaseinfo{{, commit {BUILD_COMMIT.replace('_', '-')}}}\n"
+
+
+def _no_dangling_pdf_link(app, exception) -> None:
+    """Fail the HTML build if a page links handbook.pdf but the site has no such file."""
+    if exception is not None or app.builder.format != "html":
+        return
+    outdir = Path(app.outdir)
+    if (outdir / PDF_NAME).is_file():
+        return
+    linking = sorted(
+        str(page.relative_to(outdir)) for page in outdir.rglob("*.html")
+        if f'{PDF_NAME}"' in page.read_text(encoding="utf-8", errors="replace")
+    )
+    if linking:
+        from sphinx.errors import ExtensionError
+
+        raise ExtensionError(f"{len(linking)} pages link {PDF_NAME}, which this build lacks: {', '.join(linking[:5])}")
+
+
+def setup(app) -> None:
+    app.connect("build-finished", _no_dangling_pdf_link)

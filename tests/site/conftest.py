@@ -36,7 +36,7 @@ def site_dir(pytestconfig: pytest.Config) -> Path:
         pytest.skip("no --site given")
     path = Path(option).resolve()
     if not (path / "index.html").is_file():
-        pytest.fail(f"{path} holds no built site: run `tox -e html` first")
+        pytest.fail(f"{path} holds no built site: run `tox` or `tox -e docs` first")
     return path
 
 
