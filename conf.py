@@ -39,7 +39,7 @@ extensions = [
     "frameworks_generated",  # tools/: the autoscaling figure and the persistence table (Track 2)
     "handbook_generated",  # tools/handbook_generated.py: tables and figures computed at build time
     "settings_table_ext",  # tools/: the settings-equivalence table, built from data files
-    "runbook_ext",  # tools/: the on-call runbook page, rendered from examples/observability/runbook.toml
+    "runbook_ext",  # tools/: the on-call runbook page, rendered from examples/observability/runbook/runbook.toml
 ]
 root_doc = "index"
 numfig = True  # "Figure 3", "Listing 2": numbered in HTML and PDF
@@ -64,7 +64,7 @@ nitpick_ignore_regex = [
     (r"py:class", r"pathlib\.Path"),  # standard library, no inventory offline (see above)
     # prometheus_client has no inventory offline either; type hints name CollectorRegistry bare.
     (r"py:.*", r"(prometheus_client(\..*)?|CollectorRegistry)"),
-    # The PyPI bullmq port publishes no inventory either (examples.frameworks.bullmq_bridge).
+    # The PyPI bullmq port publishes no inventory either (examples.frameworks.bullmq.bridge).
     (r"py:.*", r"bullmq(\..*)?"),
     # The same for the standard library and broker clients that Track 1 modules annotate with.
     (r"py:.*", r"(datetime|decimal|pika|msgpack|fastavro)(\..*)?"),

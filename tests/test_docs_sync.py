@@ -155,7 +155,7 @@ def problems_in(path: Path, text: str) -> tuple[list[str], set[Path]]:
             if not target.is_file():
                 problems.append(f"{where}: included file {block.argument} does not exist")
                 continue
-            if not target.is_relative_to(EXAMPLES):
+            if not (target.is_relative_to(EXAMPLES) or target.is_relative_to(ROOT / "labs")):
                 problems.append(f"{where}: included file {block.argument} is not under examples/")
             shown.add(target)
             if "caption" not in opts:

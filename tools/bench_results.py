@@ -12,7 +12,7 @@ A page writes::
     ```
 
 The path is relative to the page. The table and the figure come from
-:mod:`examples.frameworks.throughput` (``table_rows`` and ``draw_figure``), so no number on
+:mod:`labs.throughput` (``table_rows`` and ``draw_figure``), so no number on
 the page is typed by hand; the page is rebuilt, and the figure redrawn, whenever the JSON file or that module changes.
 """
 
@@ -30,7 +30,7 @@ from sphinx.util.docutils import SphinxDirective
 from handbook_generated import is_stale
 
 GENERATED = "_generated"  # under the source folder; ignored by git
-DRAWN_BY = Path(__file__).resolve().parents[1] / "examples" / "frameworks" / "throughput.py"
+DRAWN_BY = Path(__file__).resolve().parents[1] / "labs" / "throughput.py"
 
 
 class _BenchDirective(SphinxDirective):
@@ -52,7 +52,7 @@ class _BenchDirective(SphinxDirective):
 
 class BenchTable(_BenchDirective):
     def run(self) -> list[nodes.Node]:
-        from examples.frameworks.throughput import COLUMNS, table_rows
+        from labs.throughput import COLUMNS, table_rows
 
         data, _ = self.load()
         lines = ["```{list-table}", ":header-rows: 1", ":class: bench-table", ""]
@@ -68,7 +68,7 @@ class BenchFigure(_BenchDirective):
     option_spec = {"alt": directives.unchanged_required}
 
     def run(self) -> list[nodes.Node]:
-        from examples.frameworks.throughput import draw_figure
+        from labs.throughput import draw_figure
 
         data, source = self.load()
         target = Path(self.env.srcdir) / GENERATED / f"{source.stem}.png"

@@ -3,10 +3,10 @@
 At ``builder-inited`` it writes into ``docs/frameworks/_generated/`` (ignored by git):
 
 * ``autoscaling-spike.png``: the replica simulator's load-spike replay, drawn with
-  matplotlib from :func:`examples.frameworks.autoscaling_sim.draw_figure` (seeded);
+  matplotlib from :func:`labs.autoscaling_sim.draw_figure` (seeded);
 * ``persistence-table.inc``: the table of the persistence experiment, rendered from the
   committed results file ``docs/frameworks/_data/persistence.json`` (produced by
-  ``python -m examples.frameworks.persistence --out ...``), with where and when it ran.
+  ``python -m labs.persistence --out ...``), with where and when it ran.
 
 The pages include both, so no number or curve is typed by hand.
 """
@@ -60,7 +60,7 @@ def generate(app: Sphinx) -> None:
     out.mkdir(exist_ok=True)
     figure = out / "autoscaling-spike.png"
     if is_stale(figure, Path(__file__), *EXAMPLES_SOURCES()):
-        from examples.frameworks.autoscaling_sim import draw_figure
+        from labs.autoscaling_sim import draw_figure
 
         draw_figure(str(figure))
     data = json.loads((Path(app.srcdir) / "frameworks" / "_data" / "persistence.json").read_text(encoding="utf-8"))

@@ -5,7 +5,7 @@ and this extension calls that function while the page is read:
 
 .. code-block:: markdown
 
-    ```{generated-table} examples.fundamentals.failure_lab:lab_table
+    ```{generated-table} labs.failure_lab:lab_table
     :args: delivery
     :caption: Lost and duplicated jobs, counted by the failure lab
     ```

@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "observability" / "_generated"
-DASHBOARD = ROOT / "examples" / "observability" / "dashboard.json"
+DASHBOARD = ROOT / "examples" / "observability" / "grafana" / "dashboard.json"
 
 
 def _cell(text: str) -> str:

@@ -11,6 +11,8 @@ from examples.redis_client import connect
 from tests._support.tools import require_tool
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "observability"
+ALERTING = EXAMPLES / "alerting"
+GRAFANA = EXAMPLES / "grafana"
 
 
 @pytest.fixture(scope="session")
