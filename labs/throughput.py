@@ -40,7 +40,7 @@ from labs.persistence import cpu_model
 from examples.frameworks.throughput.batched_queue import BatchedReliableQueue
 from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
 from examples.redis_client import connect
-from labs.with_redis import start_redis, stop
+from labs.with_redis import find_server, start_redis, stop
 # [end:imports]
 
 # [start:setup]
@@ -333,7 +333,9 @@ def measure(url: str, *, n: int, n_frameworks: int, runs: int, batch: int, only:
             rates[contender.id]["enqueue"].append(size / enqueue)
             rates[contender.id]["drain"].append(size / drain)
     try:
-        server_version = r.info("server")["redis_version"]
+        info = r.info("server")
+        # Valkey also reports redis_version (7.2.4, its Redis compatibility level): name it.
+        server_version = f"valkey {info['valkey_version']}" if info.get("valkey_version") else info["redis_version"]
     except redis.ResponseError:  # fakeredis has no INFO
         server_version = "unknown"
     r.flushdb()
@@ -387,8 +389,10 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
 
 
+    server = find_server()
+    print(f"throughput: server under test: {server.describe()}", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="throughput-redis-") as workdir:
-        proc, url = start_redis(workdir, secrets.token_urlsafe(24))
+        proc, url = start_redis(workdir, secrets.token_urlsafe(24), server=server)
         try:
             data = measure(url, n=args.n, n_frameworks=args.n_frameworks, runs=args.runs, batch=args.batch, only=args.only)
         finally:

@@ -50,8 +50,10 @@ def pytest_report_header(config: pytest.Config) -> str:
     url = real_redis_url()
     if not url:
         return "redis: fakeredis (set REDIS_URL or run `tox -e redis` for a real server)"
+    from labs.with_redis import server_name
+
     info = connect(url).info("server")
-    return f"redis: real redis-server {info['redis_version']}"
+    return f"redis: real server, {server_name(info)} (redis_version {info['redis_version']})"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -80,6 +82,22 @@ def r(redis_url: str):
     if real_redis_url():
         client.flushdb()
     client.close()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A passing run of the whole suite on a real server records what it ran against
+    (labs/versions.py writes docs/reference/_data/tested-against.json: versions, no dates)."""
+    config = session.config
+    narrowed = ("keyword", "markexpr", "collectonly", "deselect", "lf", "exitfirst")
+    whole_suite = config.args_source == pytest.Config.ArgsSource.TESTPATHS and not any(
+        getattr(config.option, name, None) for name in narrowed
+    )
+    url = real_redis_url()
+    if url and whole_suite and exitstatus == 0 and session.testscollected:
+        from labs.versions import RESULTS, record_run
+
+        entry = record_run(connect(url).info("server"))
+        config.get_terminal_writer().line(f"tested against: {entry['server']} {entry['version']}, recorded in {RESULTS}")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 import redis
 
 from labs.persistence import MODES, run_experiment, run_mode
-from labs.with_redis import free_port
+from labs.with_redis import find_server, free_port
 
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "frameworks" / "_data" / "persistence.json"
 
@@ -44,7 +43,7 @@ def test_the_committed_results_show_the_expected_direction_and_say_where_they_ra
 
 @pytest.mark.real_redis("the experiment starts and SIGKILLs real redis-server processes")
 def test_killing_redis_loses_what_each_mode_promises_to_lose():
-    assert shutil.which("redis-server")
+    assert find_server()  # redis-server, or Valkey under HANDBOOK_SERVER=valkey (labs/with_redis.py)
     data = run_experiment(jobs=300)
     check_direction(data)
     rows = by_mode(data)
@@ -96,7 +95,7 @@ def start_with_conf(tmp_path: Path, port: int) -> subprocess.Popen:
     """redis-server with the page's redis-queue.conf; only the address, port, data directory
     and ACL file are overridden on the command line (later arguments win)."""
     return subprocess.Popen(
-        [shutil.which("redis-server"), str(CONF), "--bind", "127.0.0.1", "--port", str(port),
+        [find_server().binary, str(CONF), "--bind", "127.0.0.1", "--port", str(port),
          "--dir", str(tmp_path), "--aclfile", str(tmp_path / "users.acl"), "--daemonize", "no"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -116,7 +115,7 @@ def wait_for_ping(client: redis.Redis, proc: subprocess.Popen) -> None:
 
 @pytest.mark.real_redis("starts redis-server with the page's configuration file")
 def test_the_queue_configuration_starts_and_keeps_a_job_through_a_kill(tmp_path):
-    assert shutil.which("redis-server"), "redis-server is needed (Debian: redis-server)"
+    assert find_server()  # the server this run tests: redis-server, or Valkey (HANDBOOK_SERVER)
     password = secrets.token_urlsafe(16)
     (tmp_path / "users.acl").write_text(f"user default off\nuser admin on >{password} ~* &* +@all\n")
     port = free_port()
