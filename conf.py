@@ -8,12 +8,11 @@ Build from the repository root with ``-c .``::
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from importlib.metadata import version as _version
 from pathlib import Path
-from urllib.parse import urlsplit
+
+import labs.site as _site
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "tools"))  # the handbook's own small Sphinx extensions
@@ -121,23 +120,19 @@ html_sidebars = {
 }
 html_theme_options = {"navigation_with_keys": True}
 
-# -- Site conventions, all from ONE base URL ------------------------------------------------
-# HANDBOOK_BASE_URL is where the built site is published. The sitemap, the link previews
-# (Open Graph), the 404 page's links and the alert rules' runbook links all start with it.
-# The default is the address README's `python -m http.server` serves _build/html on, so the
-# absolute links of a local build work there; set HANDBOOK_BASE_URL when you publish.
-DEFAULT_BASE_URL = "http://127.0.0.1:8000/"
-html_baseurl = os.environ.get("HANDBOOK_BASE_URL", "").strip() or DEFAULT_BASE_URL
-if urlsplit(html_baseurl).scheme not in ("http", "https") or not urlsplit(html_baseurl).netloc:
-    raise ValueError(f"HANDBOOK_BASE_URL must be an absolute http(s) URL, got {html_baseurl!r}")
-html_baseurl = html_baseurl.rstrip("/") + "/"
+# -- Site conventions, all from ONE base URL (labs/site.py) ------------------------------
+# HANDBOOK_BASE_URL is where the built site is published (default: the local address README's
+# `python -m http.server` serves _build/html on). The sitemap, the link previews, the 404
+# page's links and the runbook links of the downloadable alert rules all start with it.
+html_baseurl = _site.base_url()
 extensions += [  # noqa: F821 - `extensions` is defined above (the toolkit's list)
+    "labs.site",  # the rendered alert rules; fails a build whose pages link a PDF it lacks
     "notfound.extension",  # sphinx-notfound-page: 404.html with absolute links
     "sphinxext.opengraph",  # link previews
     "sphinx_sitemap",  # sitemap.xml
     "sphinx_last_updated_by_git",  # "Last updated on" each page, from git
 ]
-notfound_urls_prefix = urlsplit(html_baseurl).path  # "/" unless the site lives under a path
+notfound_urls_prefix = _site.base_path(html_baseurl)  # "/" unless the site lives under a path
 ogp_site_url = html_baseurl
 ogp_site_name = project
 ogp_social_cards = {"enable": False}  # no generated images (they need fonts and time)
@@ -147,17 +142,6 @@ html_last_updated_fmt = "%Y-%m-%d"
 git_last_updated_timezone = "UTC"
 # Outside a git checkout (an unpacked sdist) pages simply carry no date.
 suppress_warnings = ["git.subprocess_error", "git.command_not_found", "git.too_shallow"]
-
-
-def _git(*args: str) -> str | None:
-    try:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else None
-
-
-BUILD_COMMIT = _git("describe", "--always", "--dirty", "--abbrev=12") or "unknown (not a git checkout)"
 today_fmt = "%Y-%m-%d"  # the build date, on the PDF's title page (SOURCE_DATE_EPOCH pins it)
 
 # -- LaTeX / PDF (xelatex via latexmk; see tools/build_pdf.py) ----------------------------
@@ -198,25 +182,4 @@ latex_elements = {
 """,
 }
 # The PDF's title page: "Release 0.1.0, commit 0123456789ab", then the build date.
-latex_elements["preamble"] += f"\\setreleaseinfo{{, commit {BUILD_COMMIT.replace('_', '-')}}}\n"
-
-
-def _no_dangling_pdf_link(app, exception) -> None:
-    """Fail the HTML build if a page links handbook.pdf but the site has no such file."""
-    if exception is not None or app.builder.format != "html":
-        return
-    outdir = Path(app.outdir)
-    if (outdir / PDF_NAME).is_file():
-        return
-    linking = sorted(
-        str(page.relative_to(outdir)) for page in outdir.rglob("*.html")
-        if f'{PDF_NAME}"' in page.read_text(encoding="utf-8", errors="replace")
-    )
-    if linking:
-        from sphinx.errors import ExtensionError
-
-        raise ExtensionError(f"{len(linking)} pages link {PDF_NAME}, which this build lacks: {', '.join(linking[:5])}")
-
-
-def setup(app) -> None:
-    app.connect("build-finished", _no_dangling_pdf_link)
+latex_elements["preamble"] += f"\\setreleaseinfo{{, commit {_site.build_commit().replace('_', '-')}}}\n"
