@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 from pathlib import Path
@@ -36,6 +37,56 @@ COMMANDS = {
     "Redis": "`tox -e redis` (redis-server on PATH)",
     "Valkey": "`HANDBOOK_SERVER=valkey tox -e redis`",
 }
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One way the two servers CI tests differ: a command one lacks, or a changed default."""
+
+    kind: str  # "command" (args: a harmless call) or "default" (a CONFIG GET name)
+    name: str
+    meaning: str
+    values: dict[str, str]  # per server line ("Redis 7.0"): "unknown command", "available", or the value
+    args: tuple[str, ...] = ()
+
+
+UNKNOWN, AVAILABLE = "unknown command", "available"
+#: Found by running the suite's servers side by side; each row is asserted against the server
+#: under test by tests/labs/test_versions.py (``tox -e redis``, once per server in CI).
+DIFFERENCES = (
+    Difference("command", "WAITAOF", "wait until writes are fsync-ed to the AOF, locally and on replicas",
+               {"Redis 7.0": UNKNOWN, "Valkey 9.1": AVAILABLE}, ("WAITAOF", "0", "0", "0")),
+    Difference("command", "HEXPIRE", "a TTL on one field of a hash",
+               {"Redis 7.0": UNKNOWN, "Valkey 9.1": AVAILABLE},
+               ("HEXPIRE", "handbook:no-such-hash", "10", "FIELDS", "1", "f")),
+    *(
+        Difference("default", name, meaning, {"Redis 7.0": "no", "Valkey 9.1": "yes"})
+        for name, meaning in (
+            ("lazyfree-lazy-user-del", "DEL frees a large value in a background thread, like UNLINK"),
+            ("lazyfree-lazy-user-flush", "FLUSHDB and FLUSHALL without ASYNC/SYNC free memory in the background"),
+            ("lazyfree-lazy-eviction", "maxmemory evictions free memory in the background"),
+            ("lazyfree-lazy-expire", "expired keys are freed in the background"),
+        )
+    ),
+    Difference("default", "repl-backlog-size", "how much write history a primary keeps for replicas to resync",
+               {"Redis 7.0": "1048576", "Valkey 9.1": "10485760"}),
+)
+
+
+def server_line(info: dict) -> str:
+    """"Redis 7.0" or "Valkey 9.1": the product and its major.minor, from ``INFO server``."""
+    key = server_key(info)
+    version = info["valkey_version"] if key == "Valkey" else info["redis_version"]
+    return f"{key} {'.'.join(version.split('.')[:2])}"
+
+
+def differences_table() -> tuple[list[str], list[list[str]]]:
+    """What :data:`DIFFERENCES` says, one row each, for the "Tested against" page."""
+    lines = sorted({line for d in DIFFERENCES for line in d.values})
+    header = ["", "what it is", *lines]
+    rows = [[f"`{d.name}`" + (" (command)" if d.kind == "command" else " (default)"), d.meaning,
+             *[d.values.get(line, "-") for line in lines]] for d in DIFFERENCES]
+    return header, rows
 
 
 def dist_version(name: str) -> str | None:

@@ -97,7 +97,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         from labs.versions import RESULTS, record_run
 
         entry = record_run(connect(url).info("server"))
-        config.get_terminal_writer().line(f"tested against: {entry['server']} {entry['version']}, recorded in {RESULTS}")
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(f"tested against: {entry['server']} {entry['version']}, recorded in {RESULTS}")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -59,6 +59,31 @@ def test_the_defaults_the_page_states_hold_for_the_installed_redis(r):
     assert r.info("server")["redis_version"].split(".")[0] == "7"
 
 
+#: The "Settings that matter" table's defaults column, for Redis 7.0 and Valkey 9.1 alike.
+PAGE_DEFAULTS = {"appendonly": "no", "appendfsync": "everysec", "save": "3600 1 300 100 60 10000",
+                 "maxmemory-policy": "noeviction", "min-replicas-to-write": "0"}
+
+
+@pytest.mark.real_redis("starts the server under test with no configuration file to read its built-in defaults")
+def test_the_default_column_holds_for_the_server_under_test_started_bare(tmp_path):
+    """CI runs this once with Redis 7.0 and once with Valkey 9.1 (HANDBOOK_SERVER)."""
+    server, port, password = find_server(), free_port(), secrets.token_urlsafe(16)
+    proc = subprocess.Popen(
+        [server.binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(tmp_path),
+         "--requirepass", password, "--daemonize", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port, password=password, decode_responses=True)
+    try:
+        wait_for_ping(client, proc)
+        found = {name: client.config_get(name)[name] for name in PAGE_DEFAULTS}
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert found == PAGE_DEFAULTS, server.describe()
+
+
 @pytest.mark.parametrize(
     ("mode", "jobs", "message"),
     [

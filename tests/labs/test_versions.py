@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import redis
 
 from labs import versions
 
@@ -64,3 +65,30 @@ def test_the_committed_results_name_a_version_for_each_server():
     for key, run in versions.load()["runs"].items():
         assert key in versions.COMMANDS and run["server"] == key
         assert run["version"].count(".") == 2 and run["python"]
+
+
+@pytest.mark.real_redis("compares the server under test with what labs/versions.py says of it")
+@pytest.mark.parametrize("difference", versions.DIFFERENCES, ids=lambda d: d.name)
+def test_each_recorded_difference_holds_on_the_server_under_test(r, difference):
+    line = versions.server_line(r.info("server"))
+    if line not in difference.values:
+        pytest.skip(f"labs/versions.py records nothing for {line}: add its column after checking it")
+    expected = difference.values[line]
+    if difference.kind == "default":
+        assert r.config_get(difference.name) == {difference.name: expected}
+    elif expected == versions.UNKNOWN:
+        with pytest.raises(redis.ResponseError, match="unknown command"):
+            r.execute_command(*difference.args)
+    else:
+        r.execute_command(*difference.args)  # any answer but "unknown command"
+
+
+def test_the_differences_table_has_a_column_per_server_line():
+    header, rows = versions.differences_table()
+    assert header == ["", "what it is", "Redis 7.0", "Valkey 9.1"]
+    assert len(rows) == len(versions.DIFFERENCES) and all(len(row) == len(header) for row in rows)
+
+
+@pytest.mark.parametrize(("info", "line"), [(REDIS_INFO, "Redis 7.0"), (VALKEY_INFO, "Valkey 9.1")])
+def test_the_server_line_is_product_and_major_minor(info, line):
+    assert versions.server_line(info) == line
