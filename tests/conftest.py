@@ -84,20 +84,32 @@ def r(redis_url: str):
     client.close()
 
 
+def missing_tool_skips(reporter) -> dict[tuple[str, str], int]:
+    """(tool, Debian package) -> how many tests the run skipped for want of it."""
+    counts: dict[tuple[str, str], int] = {}
+    for report in reporter.stats.get("skipped", []) if reporter is not None else ():
+        longrepr = report.longrepr
+        found = tools.parse_reason(longrepr[2] if isinstance(longrepr, tuple) else str(longrepr))
+        if found:
+            counts[found] = counts.get(found, 0) + 1
+    return counts
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """A passing run of the whole suite on a real server records what it ran against
-    (labs/versions.py writes docs/reference/_data/tested-against.json: versions, no dates)."""
+    """A passing run of the whole suite on a real server, with every system tool present,
+    records what it ran against (labs/versions.py writes docs/reference/_data/tested-against.json:
+    versions, no dates)."""
     config = session.config
     narrowed = ("keyword", "markexpr", "collectonly", "deselect", "lf", "exitfirst")
     whole_suite = config.args_source == pytest.Config.ArgsSource.TESTPATHS and not any(
         getattr(config.option, name, None) for name in narrowed
     )
     url = real_redis_url()
-    if url and whole_suite and exitstatus == 0 and session.testscollected:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if url and whole_suite and exitstatus == 0 and session.testscollected and not missing_tool_skips(reporter):
         from labs.versions import RESULTS, record_run
 
         entry = record_run(connect(url).info("server"))
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.ensure_newline()
             reporter.write_line(f"tested against: {entry['server']} {entry['version']}, recorded in {RESULTS}")
@@ -114,13 +126,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     """One short summary of the tests skipped because a system program is missing."""
-    counts: dict[tuple[str, str], int] = {}
-    for report in terminalreporter.stats.get("skipped", []):
-        longrepr = report.longrepr
-        text = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
-        found = tools.parse_reason(text)
-        if found:
-            counts[found] = counts.get(found, 0) + 1
+    counts = missing_tool_skips(terminalreporter)
     if not counts:
         return
     terminalreporter.section("missing system tools", sep="-")
