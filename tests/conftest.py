@@ -17,6 +17,7 @@ from examples.redis_client import connect
 from tests._support import tools
 
 FLUSH_GUARD = "HANDBOOK_ALLOW_FLUSH"
+RECORDED = pytest.StashKey[str]()  # the line that says what a real-server run recorded
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -110,9 +111,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         from labs.versions import RESULTS, record_run
 
         entry = record_run(connect(url).info("server"))
-        if reporter is not None:
-            reporter.ensure_newline()
-            reporter.write_line(f"tested against: {entry['server']} {entry['version']}, recorded in {RESULTS}")
+        config.stash[RECORDED] = f"tested against: {entry['server']} {entry['version']}, recorded in {RESULTS}"
 
 
 @pytest.hookimpl(wrapper=True)
@@ -125,7 +124,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    """One short summary of the tests skipped because a system program is missing."""
+    """What a real-server run recorded; one short summary of the tests skipped because a
+    system program is missing."""
+    if RECORDED in config.stash:
+        terminalreporter.write_line(config.stash[RECORDED])
     counts = missing_tool_skips(terminalreporter)
     if not counts:
         return
