@@ -34,7 +34,7 @@ LIBRARIES = (
 #: How each run is started, for the table (keys are what :func:`server_key` returns).
 COMMANDS = {
     "fakeredis": "`tox`",
-    "Redis": "`tox -e redis` (redis-server on PATH)",
+    "Redis": "`HANDBOOK_SERVER=redis tox -e redis`",
     "Valkey": "`HANDBOOK_SERVER=valkey tox -e redis`",
 }
 
@@ -83,9 +83,8 @@ def server_line(info: dict) -> str:
 def differences_table() -> tuple[list[str], list[list[str]]]:
     """What :data:`DIFFERENCES` says, one row each, for the "Tested against" page."""
     lines = sorted({line for d in DIFFERENCES for line in d.values})
-    header = ["", "what it is", *lines]
-    rows = [[f"`{d.name}`" + (" (command)" if d.kind == "command" else " (default)"), d.meaning,
-             *[d.values.get(line, "-") for line in lines]] for d in DIFFERENCES]
+    header = ["command or setting", "kind", "what it does", *lines]
+    rows = [[f"`{d.name}`", d.kind, d.meaning, *[d.values.get(line, "-") for line in lines]] for d in DIFFERENCES]
     return header, rows
 
 
