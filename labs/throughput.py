@@ -387,7 +387,9 @@ def main(argv: list[str] | None = None) -> dict:
     for name in ("n", "n_frameworks", "runs", "batch"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-
+    if (not args.only or "bullmq" in args.only) and not (shutil.which("node") and shutil.which("npm")):
+        parser.error("the bullmq contender needs Node.js 20+ and npm (Debian: nodejs, npm); "
+                     "leave it out with --only and the other contenders' names")
 
     server = find_server()
     print(f"throughput: server under test: {server.describe()}", file=sys.stderr, flush=True)

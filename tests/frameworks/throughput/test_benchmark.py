@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from labs import throughput
+from tests._support.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[3]
 RESULTS = ROOT / "docs" / "frameworks" / "_data" / "throughput.json"
@@ -115,6 +116,8 @@ def test_redis_py_script_reloads_itself_after_noscript():
 
 @pytest.mark.real_redis("the benchmark starts its own redis-server; run with the real-Redis suite")
 def test_the_command_runs_on_a_tiny_n_and_writes_the_schema(tmp_path):
+    require_tool("node")  # every contender runs, the BullMQ one under Node.js
+    require_tool("npm")
     out = tmp_path / "throughput.json"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     env.pop("REDIS_URL", None)
