@@ -25,6 +25,7 @@ from examples.frameworks.rq.jobs import (
     sync_inventory,
 )
 from examples.redis_client import connect
+from handbook_sphinx import facts
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "frameworks" / "rq.md"
 NO_RETRY = JobPolicy(retry_intervals=())
@@ -193,7 +194,7 @@ OURS = {
 
 
 def test_every_default_the_page_quotes_is_the_installed_one():
-    text = PAGE.read_text(encoding="utf-8")
+    text = facts.render(PAGE.read_text(encoding="utf-8"))  # the page as the reader sees it
     assert f"RQ {rq.__version__}" in text
     section = text.split("## Settings that matter", 1)[1].split("\n## ", 1)[0]
     seen = set()

@@ -66,6 +66,15 @@ def test_page_defaults_match_the_installed_packages(setting, quoted):
     assert ast.literal_eval(quoted) == actual
 
 
+def test_page_production_values_are_the_configs():
+    """The table's production values, where they are literals, are flowerconfig.py's."""
+    rows = re.findall(r"^\| `--(\w+)` +\| `[^`]*` +\| `([^`]*)` +\|", PAGE.read_text(encoding="utf-8"), flags=re.M)
+    checked = {name: quoted for name, quoted in rows if hasattr(flowerconfig, name)}
+    assert {"max_tasks", "purge_offline_workers"} <= set(checked)
+    for name, quoted in checked.items():
+        assert quoted == str(getattr(flowerconfig, name)), name
+
+
 def test_celery_state_default_is_smaller_than_flowers():
     from celery.events.state import State
 

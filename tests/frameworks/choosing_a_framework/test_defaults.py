@@ -15,7 +15,7 @@ from examples.frameworks.choosing_a_framework import defaults as d
 from tests.frameworks.conftest import BULLMQ_DIR, ROOT, ruby
 
 DIST = BULLMQ_DIR / "node_modules" / "bullmq" / "dist" / "cjs" / "classes"
-SETTINGS = ROOT / "examples" / "frameworks" / "settings"
+SETTINGS = ROOT / "examples" / "frameworks" / "choosing_a_framework" / "settings"
 
 
 @pytest.fixture(scope="module")
