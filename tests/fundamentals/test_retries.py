@@ -59,7 +59,6 @@ def test_jitter_spreads_a_retry_storm():
 
 
 def test_the_figure_is_drawn_from_the_tested_code():
-    pytest.importorskip("matplotlib")
     from examples.fundamentals.retries import retry_storm_figure
 
     fig = retry_storm_figure(clients=50, retries=3, seed=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import pika
 import pytest
 
 from examples.clock import FakeClock
@@ -16,7 +17,6 @@ from examples.fundamentals.broker_topology.rabbitmq import (
     work_one,
 )
 
-pika = pytest.importorskip("pika")
 pytestmark = pytest.mark.rabbitmq
 
 
