@@ -26,6 +26,7 @@ from examples.frameworks.rq.jobs import (
 )
 from examples.redis_client import connect
 from handbook_sphinx import facts
+from tests._support.waiting import pop_within
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "frameworks" / "rq.md"
 NO_RETRY = JobPolicy(retry_intervals=())
@@ -219,12 +220,9 @@ def test_the_abandoned_job_grace_period_the_page_explains():
 LAB = Path(__file__).parent / "workers" / "rq_lab_worker.py"
 
 
-def pop(client, key: str, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if item := client.blpop([key], timeout=1):
-            return item[1].decode()
-    return None
+def pop(client, key: str, timeout: float) -> str | None:
+    item = pop_within(client, key, timeout)
+    return item[1].decode() if item else None
 
 
 @pytest.mark.real_redis("a worker process needs a real server to share")

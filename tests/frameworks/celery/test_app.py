@@ -33,6 +33,7 @@ from examples.frameworks.celery.app import (
 )
 from handbook_sphinx import facts
 from tests._support.celery_probe import autoretry_defaults
+from tests._support.waiting import eventually
 
 PAGE = Path(__file__).resolve().parents[3] / "docs" / "frameworks" / "celery.md"
 
@@ -191,23 +192,17 @@ def broker(worker, redis_url_env):
     client.close()
 
 
-def eventually(condition, timeout: float = 5) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` seconds pass (the worker acks after the result)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
+def settled(broker: redis.Redis, queue: str, timeout: float = 5) -> bool:
+    """Wait until ``queue`` is empty and no message waits unacknowledged (the worker acks after
+    the result); fail showing what is left."""
+    eventually(f"{queue} empty and nothing unacknowledged",
+               lambda: {"queued": broker.llen(queue), "unacked": broker.hlen("unacked")}, timeout,
+               until=lambda left: not any(left.values()))
     return True
 
 
-def settled(broker: redis.Redis, queue: str, timeout: float = 5) -> bool:
-    """Whether ``queue`` is empty and no message waits unacknowledged."""
-    return eventually(lambda: broker.llen(queue) == 0 and broker.hlen("unacked") == 0, timeout)
-
-
 def dead_letters(broker: redis.Redis, count: int) -> list[dict]:
-    assert eventually(lambda: broker.llen(DEAD_LETTER_KEY) >= count), "no dead-letter record was written"
+    eventually(f"{count} dead-letter record(s)", lambda: broker.llen(DEAD_LETTER_KEY), 5, until=lambda n: n >= count)
     return [json.loads(x) for x in broker.lrange(DEAD_LETTER_KEY, 0, -1)]
 
 
