@@ -20,8 +20,7 @@ import yaml
 from examples.observability import metric_contract as contract
 from examples.observability.runbook import entries as rb
 from handbook_sphinx import facts
-from tests.observability.conftest import ALERTING, EXAMPLES, GRAFANA, run_promtool
-from tests.observability.test_grafana import contract_series
+from tests._support.promtool import ALERTING, contract_series, run_promtool
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
