@@ -56,7 +56,7 @@ def _dist(name: str) -> Callable[[], str]:
 
 
 def _bullmq_npm() -> str:
-    return json.loads(BULLMQ_PACKAGE.read_text(encoding="utf-8"))["dependencies"]["bullmq"]
+    return str(json.loads(BULLMQ_PACKAGE.read_text(encoding="utf-8"))["dependencies"]["bullmq"])
 
 
 def _kombu_redis_visibility_timeout() -> int:
@@ -66,7 +66,9 @@ def _kombu_redis_visibility_timeout() -> int:
 
 
 def _kombu_sqs_visibility_timeout() -> int:
-    from kombu.transport.SQS import Channel  # imports boto3, which the test extra installs
+    from kombu.transport.SQS import (
+        Channel,  # imports boto3, which the test extra installs
+    )
 
     return Channel.default_visibility_timeout
 
@@ -138,20 +140,22 @@ def render(text: str) -> str:
 
     For tests that read a page's tables: they see the values the reader sees.
     """
-    subs = substitutions()
+    read = values()
 
     def one(match: re.Match[str]) -> str:
         code, name = match[1], match[2]
-        if name not in BY_NAME:
+        if name not in read:
             raise KeyError(f"{match[0]} names no fact in handbook_sphinx/facts.py")
-        return subs["code"][name] if code else subs[name]
+        return f"`{read[name]}`" if code else str(read[name])
 
     return SUBSTITUTION.sub(one, text)
 
 
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})(.*)$")
 # Directives whose content MyST shows verbatim (or hands to another parser): no substitutions.
-_VERBATIM_DIRECTIVES = {"literalinclude", "doctest", "testcode", "testoutput", "code-block", "code", "raw", "eval-rst"}
+_VERBATIM_DIRECTIVES = {
+    "literalinclude", "example", "doctest", "testcode", "testoutput", "code-block", "code", "raw", "eval-rst",
+}
 
 
 def _verbatim(info: str) -> bool:

@@ -21,7 +21,9 @@ import redis
 import rq
 from celery import Celery
 from kombu.transport import resolve_transport
-from opentelemetry.instrumentation.celery.version import __version__ as otel_celery_version
+from opentelemetry.instrumentation.celery.version import (
+    __version__ as otel_celery_version,
+)
 from opentelemetry.sdk.version import __version__ as otel_sdk_version
 from opentelemetry.semconv.version import __version__ as otel_semconv_version
 from rq import Queue, SimpleWorker

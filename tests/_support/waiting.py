@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -63,7 +63,7 @@ def eventually(
     raise AssertionError(message)
 
 
-def pop_within(client, key: str, timeout: float) -> tuple | None:
+def pop_within(client: Any, key: str, timeout: float) -> tuple[Any, Any] | None:
     """``BLPOP key`` for up to ``timeout`` seconds, in one-second steps (a client's socket
     timeout may be shorter than the wait); the ``(key, value)`` pair, or None."""
     deadline = time.monotonic() + timeout
