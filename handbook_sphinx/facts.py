@@ -37,7 +37,7 @@ class Fact:
 
     name: str  #: the substitution's name: ``{{ name }}``
     read: Callable[[], object]  #: reads the value from the installed library
-    names: str  #: a regular expression for how a page names the fact, e.g. ``visibility[_ ]timeout``
+    names: str  #: a regular expression for how a page names it, e.g. ``visibility[_ ]timeout``
     is_version: bool = False  #: a version is hand-typed right after its name ("kombu 5.7")
 
     def hand_typed(self, value: object, line: str) -> bool:
@@ -51,8 +51,9 @@ class Fact:
         return re.search(self.names, line) is not None and re.search(typed, line) is not None
 
 
-def _dist(name: str) -> Callable[[], str]:
-    return lambda: version(name)
+def _installed(name: str, dist: str, names: str) -> Fact:
+    """The version of the installed distribution ``dist``."""
+    return Fact(name, lambda: version(dist), names, is_version=True)
 
 
 def _bullmq_npm() -> str:
@@ -89,24 +90,26 @@ def _rq_failure_ttl() -> int:
 
 
 FACTS: tuple[Fact, ...] = (
-    # -- versions of the libraries whose sources and behaviour the pages describe -------------
-    Fact("celery_version", _dist("celery"), r"Celery", is_version=True),
-    Fact("kombu_version", _dist("kombu"), r"kombu", is_version=True),
-    Fact("rq_version", _dist("rq"), r"RQ", is_version=True),
-    Fact("redis_py_version", _dist("redis"), r"redis-py", is_version=True),
-    Fact("flower_version", _dist("flower"), r"Flower", is_version=True),
-    Fact("prometheus_client_version", _dist("prometheus-client"), r"prometheus[_-]client", is_version=True),
-    Fact("botocore_version", _dist("botocore"), r"botocore", is_version=True),
-    Fact("bullmq_python_version", _dist("bullmq"), r"bullmq|PyPI port", is_version=True),
+    # -- versions of the libraries whose sources and behaviour the pages describe ---------
+    _installed("celery_version", "celery", r"Celery"),
+    _installed("kombu_version", "kombu", r"kombu"),
+    _installed("rq_version", "rq", r"RQ"),
+    _installed("redis_py_version", "redis", r"redis-py"),
+    _installed("flower_version", "flower", r"Flower"),
+    _installed("prometheus_client_version", "prometheus-client", r"prometheus[_-]client"),
+    _installed("botocore_version", "botocore", r"botocore"),
+    _installed("bullmq_python_version", "bullmq", r"bullmq|PyPI port"),
     Fact("bullmq_version", _bullmq_npm, r"BullMQ|bullmq", is_version=True),
-    Fact("opentelemetry_version", _dist("opentelemetry-sdk"), r"OpenTelemetry Python|SDK", is_version=True),
-    Fact("opentelemetry_celery_version", _dist("opentelemetry-instrumentation-celery"),
-         r"opentelemetry-instrumentation-celery", is_version=True),
-    Fact("opentelemetry_semconv_version", _dist("opentelemetry-semantic-conventions"), r"semconv\S*",
-         is_version=True),
-    # -- defaults quoted on more than one page -------------------------------------------------
-    Fact("kombu_visibility_timeout", _kombu_redis_visibility_timeout, r"visibility[_ ]timeout|Celery on Redis"),
-    Fact("kombu_sqs_visibility_timeout", _kombu_sqs_visibility_timeout, r"SQS|default_visibility_timeout"),
+    _installed("opentelemetry_version", "opentelemetry-sdk", r"OpenTelemetry Python|SDK"),
+    _installed("opentelemetry_celery_version", "opentelemetry-instrumentation-celery",
+               r"opentelemetry-instrumentation-celery"),
+    _installed("opentelemetry_semconv_version", "opentelemetry-semantic-conventions",
+               r"semconv\S*"),
+    # -- defaults quoted on more than one page ---------------------------------------------
+    Fact("kombu_visibility_timeout", _kombu_redis_visibility_timeout,
+         r"visibility[_ ]timeout|Celery on Redis"),
+    Fact("kombu_sqs_visibility_timeout", _kombu_sqs_visibility_timeout,
+         r"SQS|default_visibility_timeout"),
     Fact("celery_prefetch_multiplier", _celery_default("worker_prefetch_multiplier"), r"prefetch"),
     Fact("rq_failure_ttl", _rq_failure_ttl, r"failure_ttl|FailedJobRegistry"),
 )
@@ -118,7 +121,8 @@ def value(name: str) -> object:
     try:
         fact = BY_NAME[name]
     except KeyError:
-        raise KeyError(f"no fact {name!r} in handbook_sphinx/facts.py; known: {sorted(BY_NAME)}") from None
+        known = sorted(BY_NAME)
+        raise KeyError(f"no fact {name!r} in handbook_sphinx/facts.py; known: {known}") from None
     return fact.read()
 
 
@@ -129,7 +133,8 @@ def values() -> dict[str, object]:
 def substitutions() -> dict[str, object]:
     """``myst_substitutions``: each fact as text, and under ``code`` as inline code."""
     read = values()
-    return {**{name: str(v) for name, v in read.items()}, "code": {name: f"`{v}`" for name, v in read.items()}}
+    code = {name: f"`{v}`" for name, v in read.items()}
+    return {**{name: str(v) for name, v in read.items()}, "code": code}
 
 
 SUBSTITUTION = re.compile(r"\{\{\s*(code\.)?(\w+)\s*\}\}")
@@ -154,7 +159,8 @@ def render(text: str) -> str:
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})(.*)$")
 # Directives whose content MyST shows verbatim (or hands to another parser): no substitutions.
 _VERBATIM_DIRECTIVES = {
-    "literalinclude", "example", "doctest", "testcode", "testoutput", "code-block", "code", "raw", "eval-rst",
+    "literalinclude", "example", "doctest", "testcode", "testoutput",
+    "code-block", "code", "raw", "eval-rst",
 }
 
 
