@@ -1,18 +1,13 @@
-"""Fixtures for the Track 3 tests: promtool, and a Redis client with the collector's timeouts."""
+"""Fixtures for the Track 3 tests: promtool, and a Redis client with the collector's timeouts.
+
+Running promtool and the contract's input series: ``tests/_support/promtool.py``."""
 
 from __future__ import annotations
-
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from examples.redis_client import connect
 from tests._support.tools import require_tool
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "observability"
-ALERTING = EXAMPLES / "alerting"
-GRAFANA = EXAMPLES / "grafana"
 
 
 @pytest.fixture(scope="session")
@@ -20,10 +15,6 @@ def promtool() -> str:
     """Path of promtool (Debian package ``prometheus``, or the binary from a Prometheus release
     on PATH). Without it the test is skipped, naming the package; HANDBOOK_STRICT=1 fails it."""
     return require_tool("promtool")
-
-
-def run_promtool(promtool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([promtool, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
