@@ -27,7 +27,7 @@ import pytest
 import redis
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from examples.fundamentals.securing_the_broker.acl import ROLES, acl_file
@@ -201,3 +201,37 @@ def tls_server(tmp_path_factory, pki) -> Iterator[TlsServer]:
     ):
         yield server
     admin.close()
+
+
+@dataclass
+class SigningIdentity:
+    key: Path
+    certificate: Path
+
+
+@pytest.fixture(scope="session")
+def signing(tmp_path_factory) -> dict[str, object]:
+    """RSA identities for Celery's ``auth`` serializer (it supports RSA only): ``producer``,
+    whose certificate is in the trusted store, and ``intruder``, whose certificate is not."""
+    d = tmp_path_factory.mktemp("signing")
+    store = d / "trusted"
+    store.mkdir()
+    identities = {}
+    for name in ("producer", "intruder"):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(f"celery {name}")).issuer_name(_name(f"celery {name}"))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256())
+        )
+        identities[name] = SigningIdentity(
+            key=write_pem(d / f"{name}.key", key=key),
+            certificate=write_pem(d / f"{name}.crt", cert=cert),
+        )
+    write_pem(store / "producer.crt", cert=x509.load_pem_x509_certificate(
+        identities["producer"].certificate.read_bytes()))
+    return {**identities, "store": store}
