@@ -8,6 +8,8 @@ loads: the ``jobs`` virtual host, the exchanges and quorum queues of
 permissions are three regular expressions on resource names (configure, write, read).
 Because the topology is declared here, no application user needs ``configure`` at all.
 Passwords are stored as RabbitMQ's salted SHA-256 hashes, never in clear.
+:func:`tls_parameters` and :func:`celery_amqps_settings` connect over ``amqps://`` with the
+broker's certificate and name checked, for pika and for Celery (py-amqp).
 
 >>> doc = definitions({role: "x" * 32 for role in PERMISSIONS}, queue="images")
 >>> for p in doc["permissions"]:
@@ -24,7 +26,10 @@ import base64
 import hashlib
 import os
 import re
+import ssl
 from collections.abc import Mapping
+
+import pika
 # [end:imports]
 
 
@@ -88,3 +93,23 @@ def definitions(
         ],
     }
 # [end:definitions]
+
+
+# [start:amqps]
+def tls_parameters(url: str, ca_file: str) -> pika.URLParameters:
+    """pika parameters for ``amqps://`` that check the broker's certificate and its name."""
+    params = pika.URLParameters(url)
+    if params.ssl_options is None:
+        raise ValueError("use amqps:// (TLS) for a broker on another host, not amqp://")
+    context = ssl.create_default_context(cafile=ca_file)  # CERT_REQUIRED, names checked
+    params.ssl_options = pika.SSLOptions(context, server_hostname=params.host)
+    return params
+
+
+def celery_amqps_settings(ca_file: str, hostname: str) -> dict[str, dict]:
+    """Celery settings for an ``amqps://`` broker URL: py-amqp checks the broker's name
+    only when it is given ``server_hostname``."""
+    return {"broker_use_ssl": {
+        "ca_certs": ca_file, "cert_reqs": ssl.CERT_REQUIRED, "server_hostname": hostname,
+    }}
+# [end:amqps]

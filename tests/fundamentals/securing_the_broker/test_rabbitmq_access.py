@@ -15,7 +15,9 @@ import json
 import re
 import secrets
 import shutil
+import ssl
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,10 +26,13 @@ from examples.clock import FakeClock
 from examples.envelope import new_job
 from examples.fundamentals.securing_the_broker.rabbitmq_access import (
     PERMISSIONS,
+    celery_amqps_settings,
     definitions,
     password_hash,
+    tls_parameters,
 )
 from labs.with_rabbitmq import INSTALL_HINT, RabbitServer, find_server
+from labs.with_redis import free_port
 
 pika = pytest.importorskip("pika")
 
@@ -78,21 +83,39 @@ def test_names_that_would_widen_the_patterns_are_refused():
 
 
 # -- on a real node -------------------------------------------------------------------------------
+@dataclass
+class Node:
+    server: RabbitServer
+    tls_port: int
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+
 @pytest.fixture(scope="module")
-def node():
+def node(pki):
+    """The node loads the definitions at boot and listens for TLS too, with the test CA's
+    server certificate for ``localhost`` (conftest.py), both through ``advanced.config``."""
     if not find_server():
         pytest.skip(INSTALL_HINT)
     workdir = Path(tempfile.mkdtemp(prefix="handbook-rabbitmq-acl-"))
+    tls_port = free_port()
     try:
         doc = workdir / "definitions.json"
         doc.write_text(json.dumps(definitions(PASSWORDS, queue="images")), encoding="utf-8")
         (workdir / "advanced.config").write_text(
-            f'[{{rabbit, [{{load_definitions, "{doc}"}}]}}].\n', encoding="utf-8"
+            f'[{{rabbit, [{{load_definitions, "{doc}"}},\n'
+            f'  {{ssl_listeners, [{{"127.0.0.1", {tls_port}}}]}},\n'
+            f'  {{ssl_options, [{{cacertfile, "{pki.ca}"}}, {{certfile, "{pki.server_cert}"}},\n'
+            f'    {{keyfile, "{pki.server_key}"}}, {{verify, verify_none}},\n'
+            f'    {{fail_if_no_peer_cert, false}}]}}]}}].\n',
+            encoding="utf-8",
         )
         server = RabbitServer.start(workdir)
         try:
             server.wait_ready(timeout=90)
-            yield server
+            yield Node(server, tls_port)
         finally:
             server.stop()
     finally:
@@ -162,3 +185,57 @@ def test_a_wrong_password_is_refused(node):
     params.connection_attempts = 1
     with pytest.raises(pika.exceptions.ProbableAuthenticationError):
         pika.BlockingConnection(params)
+
+
+# -- amqps:// --------------------------------------------------------------------------------------
+def amqps_url(node, role: str = "worker", host: str = "localhost") -> str:
+    return f"amqps://{role}:{PASSWORDS[role]}@{host}:{node.tls_port}/jobs"
+
+
+@pytest.mark.rabbitmq
+def test_amqps_with_the_right_ca_connects(node, pki):
+    with pika.BlockingConnection(tls_parameters(amqps_url(node), str(pki.ca))) as conn:
+        assert conn.is_open
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.parametrize(("host", "ca", "why"), [
+    ("localhost", "wrong_ca", "certificate verify failed"),
+    ("127.0.0.1", "ca", "IP address mismatch"),  # the certificate names localhost
+])
+def test_amqps_refuses_a_broker_it_cannot_verify(node, pki, host, ca, why):
+    params = tls_parameters(amqps_url(node, host=host), str(getattr(pki, ca)))
+    params.connection_attempts = 1
+    with pytest.raises(ssl.SSLCertVerificationError, match=why):
+        pika.BlockingConnection(params)
+
+
+def test_plain_amqp_is_refused_by_tls_parameters(pki):
+    with pytest.raises(ValueError, match="use amqps://"):
+        tls_parameters("amqp://worker:pw@localhost:5672/jobs", str(pki.ca))
+
+
+@pytest.mark.rabbitmq
+def test_celery_over_amqps_checks_the_certificate_and_the_name(node, pki):
+    from celery import Celery
+
+    def ensure(ca: str, hostname: str) -> None:
+        app = Celery("amqps-check", broker=amqps_url(node), set_as_current=False)
+        app.conf.update(broker_connection_retry_on_startup=False,
+                        **celery_amqps_settings(ca, hostname))
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1)
+
+    ensure(str(pki.ca), "localhost")
+    with pytest.raises(Exception, match="certificate verify failed"):
+        ensure(str(pki.wrong_ca), "localhost")
+    with pytest.raises(Exception, match="mismatch|doesn't match"):
+        ensure(str(pki.ca), "rabbit.example")
+
+
+@pytest.mark.rabbitmq
+def test_pikas_amqps_alone_trusts_the_system_cas_only_and_fails_closed(node):
+    params = pika.URLParameters(amqps_url(node))
+    params.connection_attempts = 1
+    with pytest.raises(ssl.SSLCertVerificationError, match="self-signed certificate in certificate chain"):
+        pika.BlockingConnection(params)  # the test CA is in no system store
