@@ -279,3 +279,52 @@ def test_every_command_granted_to_producer_and_worker_is_needed(acl_server, admi
             run_every_queue(acl_server)
     finally:
         admin.execute_command("ACL", "SETUSER", role, f"+{name}")
+
+
+# -- failure modes the page lists ------------------------------------------------------------------
+def test_without_multi_a_transaction_runs_its_commands_one_by_one(acl_server, admin):
+    """A forgotten ``+multi`` does not fail safe: redis-py sends MULTI, the commands and EXEC
+    in one go; MULTI is refused, the commands run outside any transaction, then EXEC fails."""
+    admin.execute_command("ACL", "SETUSER", "worker", "-multi")
+    try:
+        worker = acl_server.client("worker")
+        with worker.pipeline(transaction=True) as tx:
+            tx.lpush("q:{images}:dead", "first")
+            tx.lpush("q:{images}:dead", "second")
+            with pytest.raises(redis.ResponseError, match="EXEC without MULTI"):
+                tx.execute()
+        assert admin.lrange("q:{images}:dead", 0, -1) == ["second", "first"]  # they ran
+        assert admin.acl_log()[0]["object"] == "multi"  # where to look: ACL LOG
+    finally:
+        admin.execute_command("ACL", "SETUSER", "worker", "+multi")
+
+
+def test_the_producer_cannot_broadcast_to_celery_workers(acl_server, admin):
+    """kombu's Redis transport sends Celery's remote-control broadcasts with PUBLISH on a
+    channel (``/0.celery.pidbox``): the producer may neither PUBLISH nor use any channel."""
+    from celery import Celery
+    from kombu.exceptions import OperationalError
+
+    for role, allowed in (("producer", False), ("admin", True)):
+        app = Celery("broadcast", broker=acl_server.url(role), set_as_current=False)
+        app.conf.broker_connection_retry_on_startup = False
+        if allowed:
+            app.control.broadcast("shutdown")  # +@all and &*: the old setup lets it through
+        else:
+            with pytest.raises(OperationalError, match="no permissions to run the 'publish'"):
+                app.control.broadcast("shutdown")
+        app.close()
+
+
+def test_channel_permission_covers_publish_and_subscribe_alike(acl_server, admin):
+    """So a worker allowed to listen on the control channel may also broadcast on it."""
+    admin.execute_command("ACL", "SETUSER", "listener", "on", ">listener-password-0123456789abcdef",
+                          "resetchannels", "&/0.celery.pidbox", "+subscribe", "+publish")
+    try:
+        listener = redis.Redis(port=acl_server.port, username="listener",
+                               password="listener-password-0123456789abcdef")
+        assert listener.publish("/0.celery.pidbox", "shutdown") == 0
+        with pytest.raises(NOPERM, match="channel"):
+            listener.publish("/0.celeryev/worker.heartbeat", "forged")
+    finally:
+        admin.acl_deluser("listener")
