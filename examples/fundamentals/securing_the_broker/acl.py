@@ -1,7 +1,7 @@
 """Redis ACL users for the handbook's queues: one user per role, and none with every power.
 
 This module is the code behind the Redis part of the page *Secure the broker*
-(``docs/fundamentals/securing-the-broker.md``). :data:`ROLES` says which commands each kind
+(``docs/fundamentals/securing-the-broker.md``). ``ROLES`` says which commands each kind
 of client may run and which keys it may touch; :func:`acl_file` turns it into the text of a
 Redis ACL file (the ``aclfile`` directive of ``redis.conf``) for the queues you name. The file
 holds each password as its SHA-256 hash (``#<hex>``), never in clear, so it can be written by
@@ -18,7 +18,7 @@ built on it, ``lq:{NAME}:...`` for
 >>> acl_file({role: "short" for role in ROLES}, queues=["images"])
 Traceback (most recent call last):
 ...
-ValueError: the password of role 'producer' has 5 characters; use at least 32 random ones, for example secrets.token_urlsafe(32)
+ValueError: the password of role 'producer' has 5 characters; use at least 32 random ones, ...
 >>> acl_file({role: "x" * 32 for role in ROLES}, queues=["img*"])
 Traceback (most recent call last):
 ...

@@ -2,14 +2,14 @@
 
 This module is the code behind the metrics part of the page *Secure the broker*
 (``docs/fundamentals/securing-the-broker.md``). prometheus_client's ``start_http_server``
-listens on every interface unless told otherwise (``addr="0.0.0.0"`` in 0.26), and the
+listens on every interface unless told otherwise (``addr`` defaults to ``"0.0.0.0"``), and the
 endpoint has no authentication. :func:`serve_metrics` binds one address instead: the pod's
 own IP, which a NetworkPolicy can open to Prometheus alone, or loopback for a local agent.
 
 >>> serve_metrics(CollectorRegistry(), port=9100, address="0.0.0.0")
 Traceback (most recent call last):
 ...
-ValueError: refusing to serve metrics on 0.0.0.0, which is every interface: bind the pod's IP (POD_IP, from the downward API) or 127.0.0.1
+ValueError: refusing to serve metrics on 0.0.0.0, which is every interface: bind ...
 """
 
 # [start:imports]
@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import threading
-from wsgiref.simple_server import WSGIServer
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, start_http_server
 # [end:imports]
@@ -27,8 +26,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 # [start:serve-metrics]
 def serve_metrics(
     registry: CollectorRegistry, *, port: int, address: str | None = None
-) -> tuple[WSGIServer, threading.Thread]:
+) -> Callable[[], None]:
     """Serve ``registry`` on one address: ``address``, else ``$POD_IP``, else loopback.
+    Returns a function that stops the server.
 
     Pass a registry of your own (not prometheus_client's global ``REGISTRY``), so that the
     endpoint shows your metrics only, not the exact Python version and process details too.
@@ -39,5 +39,12 @@ def serve_metrics(
             f"refusing to serve metrics on {address}, which is every interface: bind the "
             "pod's IP (POD_IP, from the downward API) or 127.0.0.1"
         )
-    return start_http_server(port, addr=address, registry=registry)
+    server, thread = start_http_server(port, addr=address, registry=registry)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    return stop
 # [end:serve-metrics]

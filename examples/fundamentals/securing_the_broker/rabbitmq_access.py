@@ -45,7 +45,8 @@ TAGS = {"producer": [], "worker": [], "admin": ["administrator"]}
 
 
 def password_hash(password: str, salt: bytes | None = None) -> str:
-    """RabbitMQ's ``rabbit_password_hashing_sha256``: base64(salt + SHA-256(salt + password))."""
+    """RabbitMQ's ``rabbit_password_hashing_sha256``:
+    base64(salt + SHA-256(salt + password)), with a random 4-byte salt."""
     salt = os.urandom(4) if salt is None else salt
     return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
 # [end:permissions]

@@ -25,7 +25,8 @@ from typing import Any
 
 # [start:encrypted-queue]
 def create_encrypted_queue(sqs: Any, name: str, *, kms_key_id: str | None = None) -> str:
-    """Create queue ``name`` encrypted at rest and refusing requests without TLS; return its URL.
+    """Create queue ``name``, encrypted at rest and refusing requests without TLS; return
+    its URL.
 
     Encryption uses SQS-owned keys (SSE-SQS), or your KMS key if ``kms_key_id`` is given
     (SSE-KMS: the key's policy then decides who may read the queue, per tenant if you like).

@@ -13,7 +13,7 @@ ValueError: use rediss:// (TLS) for a Redis server on another host, not redis://
 >>> tls_client("rediss://redis.internal:6380/0?ssl_cert_reqs=none", "/etc/redis-ca/ca.crt")
 Traceback (most recent call last):
 ...
-ValueError: the URL turns certificate checks off (ssl_cert_reqs=none), and redis-py lets the URL override the code: remove it
+ValueError: the URL turns certificate checks off (ssl_cert_reqs=none), and redis-py lets ...
 """
 
 # [start:imports]

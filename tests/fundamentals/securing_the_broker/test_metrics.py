@@ -5,6 +5,7 @@ what it shows is queue and task names and counts, never a job's id or arguments.
 from __future__ import annotations
 
 import inspect
+import urllib.error
 import urllib.request
 
 import prometheus_client
@@ -34,15 +35,21 @@ def test_every_interface_is_refused(address):
         serve_metrics(CollectorRegistry(), port=free_port(), address=address)
 
 
+def scrape(host: str, port: int) -> str:
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as reply:
+        return reply.read().decode()
+
+
 def test_the_pod_ip_from_the_environment_is_used(monkeypatch):
-    monkeypatch.setenv("POD_IP", "127.0.0.1")  # what the downward API would set
-    server, thread = serve_metrics(CollectorRegistry(), port=free_port())
+    monkeypatch.setenv("POD_IP", "127.0.0.2")  # what the downward API would set
+    port = free_port()
+    stop = serve_metrics(CollectorRegistry(), port=port)
     try:
-        assert server.server_address[0] == "127.0.0.1"
+        scrape("127.0.0.2", port)  # answers on the pod's address...
+        with pytest.raises(urllib.error.URLError):
+            scrape("127.0.0.1", port)  # ...and on no other
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+        stop()
 
 
 def test_the_endpoint_shows_names_and_counts_never_ids_or_arguments(r):
@@ -53,15 +60,12 @@ def test_the_endpoint_shows_names_and_counts_never_ids_or_arguments(r):
     queue.enqueue(new_job("made-up-task", {"token": "tok_live_123"}, job_id="job-9c1d"))
     while worker.work_one(lambda job: None):
         pass
-    server, thread = serve_metrics(registry, port=free_port(), address="127.0.0.1")
+    port = free_port()
+    stop = serve_metrics(registry, port=port, address="127.0.0.1")
     try:
-        host, port = server.server_address[:2]
-        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as reply:
-            text = reply.read().decode()
+        text = scrape("127.0.0.1", port)
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+        stop()
     assert 'jobqueue_jobs_processed_total{queue="images",task="resize"} 1.0' in text
     assert 'task="other"' in text  # a name the worker does not know creates no new series
     for secret in ("passport", "tok_live_123", "job-7f3a", "job-9c1d", "made-up-task"):
