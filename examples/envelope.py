@@ -38,6 +38,10 @@ from examples.clock import Clock, SystemClock
 
 SCHEMA_VERSION = 1
 
+#: The largest message Amazon SQS accepts (body and attributes): 1 MiB, the default and the
+#: maximum of the queue attribute MaximumMessageSize (checked against botocore's model).
+SQS_MAX_MESSAGE_BYTES = 1_048_576
+
 
 class PayloadError(ValueError):
     """The job cannot be put on the wire (for example its arguments are not JSON)."""

@@ -27,8 +27,10 @@ import datetime as dt
 import hashlib
 import io
 import json
+import logging
 import math
 import pickle
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
@@ -38,9 +40,10 @@ import fastavro
 import msgpack
 import redis
 
+from examples.clock import Clock, SystemClock
+from examples.dead_letters import DeadLetter, DeadLetterList, check_key_part
 from examples.envelope import SCHEMA_VERSION as FLOOR_VERSION
-from examples.envelope import Job, MalformedJob, PayloadError
-from examples.fundamentals.broker_topology.sqs import SQS_MAX_MESSAGE_BYTES
+from examples.envelope import SQS_MAX_MESSAGE_BYTES, Job, MalformedJob, PayloadError
 # [end:imports]
 
 # [start:constants]
@@ -135,7 +138,10 @@ def upcast(data: dict) -> Envelope:
 
 def from_floor_job(job: Job) -> Envelope:
     """Read a version-1 job of :mod:`examples.envelope` as a version-2 envelope."""
-    assert job.v == FLOOR_VERSION == 1
+    if job.v != FLOOR_VERSION:
+        raise MalformedJob(
+            f"job {job.id!r} has floor envelope version {job.v!r}; this code reads {FLOOR_VERSION}"
+        )
     return upcast(asdict(job))
 # [end:upcast]
 
@@ -442,13 +448,29 @@ class ClaimCheck:
 
 
 # [start:queue]
+log = logging.getLogger(__name__)
+
+# One bytes client per connection pool, made once: not a new pool per queue.
+_BINARY_CLIENTS: weakref.WeakKeyDictionary[redis.ConnectionPool, redis.Redis] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def binary_client(r: redis.Redis) -> redis.Redis:
-    """A client on the same server as ``r`` that returns bytes (MessagePack is not UTF-8)."""
+    """A client on the same server as ``r`` that returns bytes (MessagePack is not UTF-8).
+
+    ``r`` itself if it returns bytes already; otherwise one client per connection pool of
+    ``r``, shared by every queue and claim check built on ``r``.
+    """
     pool = r.connection_pool
-    kwargs = {**pool.connection_kwargs, "decode_responses": False}
-    return redis.Redis(
-        connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs)
-    )
+    if not pool.connection_kwargs.get("decode_responses"):
+        return r
+    if pool not in _BINARY_CLIENTS:
+        kwargs = {**pool.connection_kwargs, "decode_responses": False}
+        _BINARY_CLIENTS[pool] = redis.Redis(
+            connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs)
+        )
+    return _BINARY_CLIENTS[pool]
 
 
 def frame(message: WireMessage) -> bytes:
@@ -467,11 +489,15 @@ class EnvelopeQueue:
     """A Redis list of framed messages; undecodable ones go to a dead-letter list
     with the reason."""
 
-    def __init__(self, r: redis.Redis, name: str, *, limit: int = LIMITS["redis"]) -> None:
+    def __init__(
+        self, r: redis.Redis, name: str, *, limit: int = LIMITS["redis"],
+        clock: Clock | None = None,
+    ) -> None:
         self.r = binary_client(r)
+        check_key_part("queue name", name)
         self.pending_key = f"eq:{{{name}}}:pending"
         self.processing_key = f"eq:{{{name}}}:processing"
-        self.dead_key = f"eq:{{{name}}}:dead"
+        self.dead = DeadLetterList(self.r, f"eq:{{{name}}}:dead", clock=clock or SystemClock())
         self.limit = limit
 
     def enqueue(self, env: Envelope, content_type: str = JSON) -> None:
@@ -488,22 +514,21 @@ class EnvelopeQueue:
         try:
             env = decode(unframe(raw))
         except PayloadError as exc:  # pickle and other refused payloads
-            self._dead_letter(raw, f"refused: {exc}")
+            self.dead.move(self.processing_key, raw, f"refused: {exc}")
             return True
         except MalformedJob as exc:  # unknown version, bad bytes, unknown content type
-            self._dead_letter(raw, str(exc))
+            self.dead.move(self.processing_key, raw, str(exc))
             return True
-        handler(env)  # a crash here leaves the message in the processing list
+        try:
+            handler(env)  # a process that dies here leaves the message in the processing list
+        except Exception as exc:
+            log.exception("job %s failed; moving it to the dead letters", env.id)
+            self.dead.move(self.processing_key, raw, repr(exc))
+            return True
         self.r.lrem(self.processing_key, 1, raw)
         return True
 
-    def _dead_letter(self, raw: bytes, reason: str) -> None:
-        record = json.dumps({"reason": reason, "raw_base64": base64.b64encode(raw).decode()})
-        with self.r.pipeline(transaction=True) as tx:
-            tx.lrem(self.processing_key, 1, raw)
-            tx.lpush(self.dead_key, record)
-            tx.execute()
-
-    def dead_letters(self) -> list[dict]:
-        return [json.loads(item) for item in self.r.lrange(self.dead_key, 0, -1)]
+    def dead_letters(self) -> list[DeadLetter]:
+        """Messages it could not read, newest first; the bytes: :func:`.raw_bytes`."""
+        return self.dead.records()
 # [end:queue]

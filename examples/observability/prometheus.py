@@ -19,6 +19,7 @@ This module is the code behind the page *Instrument a worker with Prometheus*
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from collections import Counter as Tally
@@ -36,6 +37,8 @@ from examples.clock import Clock, SystemClock
 from examples.envelope import Job, MalformedJob
 from examples.fundamentals.delivery_guarantees.queues import Handler, QueueBase, ReliableQueue
 from examples.observability import metric_contract as contract
+
+log = logging.getLogger(__name__)
 # [end:imports]
 
 # [start:queue-metrics]
@@ -123,6 +126,7 @@ class InstrumentedWorker:
             self._finished(queue, task, started)
             m.failed.labels(queue, task).inc()
             if job.attempts + 1 < self.max_attempts:
+                log.exception("job %s failed (attempt %d); retrying", job.id, job.attempts + 1)
                 self.queue.enqueue(dataclasses.replace(job, attempts=job.attempts + 1))
                 m.retried.labels(queue, task).inc()
                 return  # the retry is queued: this delivery is acknowledged
@@ -238,7 +242,7 @@ class QueueCollector(Collector):
                 pipe.llen(queue.pending_key)
                 # workers take from the right: the oldest job
                 pipe.lindex(queue.pending_key, -1)
-                pipe.llen(queue.dead_key)
+                pipe.llen(queue.dead.key)
             flat = pipe.execute()
         return [tuple(flat[i:i + 3]) for i in range(0, len(flat), 3)]
 

@@ -38,6 +38,7 @@ from typing import Any
 import redis
 
 from examples.clock import Clock, SystemClock
+from examples.dead_letters import DeadLetterList
 from examples.envelope import MalformedJob, PayloadError
 # [end:imports]
 
@@ -175,12 +176,12 @@ def take(r: redis.Redis, queue: str, *, clock: Clock | None = None) -> SidekiqJo
     Like Sidekiq's basic fetch this pops before the work (at-most-once); use the reliable
     queue of *Delivery guarantees* when losing a job on a crash matters.
     """
+    dead = DeadLetterList(r, f"dead:python:{queue}", clock=clock or SystemClock())
     while (raw := r.rpop(f"queue:{queue}")) is not None:
         try:
             return parse_job(raw)
         except MalformedJob as exc:  # never dropped silently: kept with the reason
-            record = {"raw": raw, "reason": str(exc), "at": (clock or SystemClock()).now()}
-            r.lpush(f"dead:python:{queue}", json.dumps(record, sort_keys=True))
+            dead.push(raw, str(exc))
     return None
 # [end:parse]
 

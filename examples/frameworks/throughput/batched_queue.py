@@ -39,6 +39,7 @@ already done (up to one batch of duplicates per crash with ``work_batch``, two w
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -156,6 +157,9 @@ def parse_batch(count: int, joined: str) -> list[Job] | None:
 
 
 # [start:batched-queue]
+log = logging.getLogger(__name__)
+
+
 @dataclass(frozen=True)
 class Batch:
     """The jobs a worker claimed in one step, oldest first, until it acknowledges them.
@@ -279,6 +283,7 @@ class BatchedReliableQueue(ReliableQueue):
             try:
                 handler(job)
             except Exception as exc:  # recorded with the reason, never silently acknowledged
+                log.exception("job %s failed; it goes to the dead letters", job.id)
                 failures.append((job, repr(exc)))
         return failures
 
@@ -290,9 +295,9 @@ class BatchedReliableQueue(ReliableQueue):
         acked = acking.size if acking is not None else 0
         holding = acked if holding is None else holding
         rejected = acking.rejected if acking is not None else ()
-        dead = [self._dead_letter_record(job.to_json(), reason) for job, reason in failures]
-        dead += [self._dead_letter_record(raw, reason) for raw, reason in rejected]
-        keys = [self.pending_key, self.processing_key(worker), self.workers_key, self.dead_key]
+        dead = [self.dead.record(job.to_json(), reason) for job, reason in failures]
+        dead += [self.dead.record(raw, reason) for raw, reason in rejected]
+        keys = [self.pending_key, self.processing_key(worker), self.workers_key, self.dead.key]
         args = [worker, self.clock.now(), claim, acked, holding, *dead]
         conn.send_command("EVALSHA", self._step_script.sha, len(keys), *keys, *args)
         return _Sent(worker, holding, keys, args)

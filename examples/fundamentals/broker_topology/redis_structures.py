@@ -20,19 +20,15 @@ Keys of one queue share a ``{hash tag}`` so that the scripts also run on a Redis
 # [start:imports]
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 
 import redis
 
 from examples.clock import Clock, SystemClock
+from examples.dead_letters import DeadLetter, DeadLetterList, check_key_part
 from examples.envelope import Job, MalformedJob
-from examples.fundamentals.delivery_guarantees.queues import (
-    DeadLetters,
-    ReliableQueue,
-    _check_name,
-)
+from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
 # [end:imports]
 
 
@@ -46,20 +42,21 @@ class StreamDelivery:
     deliveries: int = 1
 
 
-class StreamQueue(DeadLetters):
+class StreamQueue:
     """A job queue on a Redis Stream with one consumer group (Redis >= 6.2 for XAUTOCLAIM)."""
 
     def __init__(
-        self, r: redis.Redis, name: str, *, group: str = "workers", max_deliveries: int = 5
+        self, r: redis.Redis, name: str, *, group: str = "workers", max_deliveries: int = 5,
+        clock: Clock | None = None,
     ) -> None:
         if max_deliveries < 1:
             raise ValueError(f"max_deliveries must be >= 1, got {max_deliveries}")
         self.r = r
-        self.name = _check_name("queue name", name)
-        self.group = _check_name("group name", group)
+        self.name = check_key_part("queue name", name)
+        self.group = check_key_part("group name", group)
         self.max_deliveries = max_deliveries
         self.stream_key = f"stream:{{{name}}}:jobs"
-        self.dead_key = f"stream:{{{name}}}:dead"
+        self.dead = DeadLetterList(r, f"stream:{{{name}}}:dead", clock=clock or SystemClock())
         try:  # MKSTREAM creates the stream; id "0": the group also sees entries already there
             r.xgroup_create(self.stream_key, group, id="0", mkstream=True)
         except redis.ResponseError as exc:
@@ -75,7 +72,7 @@ class StreamQueue(DeadLetters):
     ) -> list[StreamDelivery]:
         """Take up to ``count`` new entries for ``consumer``; they stay pending until acked."""
         reply = self.r.xreadgroup(
-            self.group, _check_name("consumer", consumer), {self.stream_key: ">"},
+            self.group, check_key_part("consumer", consumer), {self.stream_key: ">"},
             count=count, block=block_ms,
         )
         entries = reply[0][1] if reply else []
@@ -104,7 +101,7 @@ class StreamQueue(DeadLetters):
         """
         if min_idle_ms < 0:
             raise ValueError(f"min_idle_ms must be >= 0, got {min_idle_ms}")
-        _check_name("consumer", consumer)
+        check_key_part("consumer", consumer)
         claimed: list = []
         cursor = "0-0"
         for _ in range(1000):  # bounded: each round scans up to `count` pending entries
@@ -142,22 +139,30 @@ class StreamQueue(DeadLetters):
                         f"delivered {times} times (max_deliveries={self.max_deliveries})"
                     )
             except MalformedJob as exc:  # keep it with the reason, then drop it from the stream
-                record = json.dumps(
-                    {"entry_id": entry_id, "raw": raw, "reason": str(exc)}, sort_keys=True
-                )
-                with self.r.pipeline(transaction=True) as tx:
-                    tx.lpush(self.dead_key, record)
-                    tx.xack(self.stream_key, self.group, entry_id)
-                    tx.xdel(self.stream_key, entry_id)
-                    tx.execute()
+                self._set_aside(entry_id, raw, str(exc), times)
                 continue
             out.append(StreamDelivery(entry_id, job, times))
         return out
+
+    def fail(self, delivery: StreamDelivery, reason: str) -> None:
+        """Dead-letter a job whose work failed, and drop its entry from the stream."""
+        self._set_aside(delivery.entry_id, delivery.job.to_json(), reason, delivery.deliveries)
+
+    def _set_aside(self, entry_id: str, raw: str, reason: str, deliveries: int) -> None:
+        with self.r.pipeline(transaction=True) as tx:
+            tx.lpush(self.dead.key, self.dead.record(raw, reason, attempts=deliveries))
+            tx.xack(self.stream_key, self.group, entry_id)
+            tx.xdel(self.stream_key, entry_id)
+            tx.execute()
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """Entries that could not be processed, newest first, each with its reason."""
+        return self.dead.records()
 # [end:stream-queue]
 
 
 # [start:list-priority]
-class ListPriorityQueue(DeadLetters):
+class ListPriorityQueue:
     """One list per priority level, popped highest level first by a single ``LMPOP``.
 
     This is how Celery's Redis transport (kombu) emulates priorities, and how Sidekiq's
@@ -177,11 +182,10 @@ class ListPriorityQueue(DeadLetters):
         if "dead" in levels:
             raise ValueError("'dead' cannot be a priority level: it names the dead-letter list")
         self.r = r
-        self.name = _check_name("queue name", name)
+        self.name = check_key_part("queue name", name)
         self.levels = levels
-        self.clock = clock or SystemClock()
-        self.keys = [f"pq:{{{name}}}:{_check_name('level', level)}" for level in levels]
-        self.dead_key = f"pq:{{{name}}}:dead"
+        self.keys = [f"pq:{{{name}}}:{check_key_part('level', level)}" for level in levels]
+        self.dead = DeadLetterList(r, f"pq:{{{name}}}:dead", clock=clock or SystemClock())
 
     def enqueue(self, job: Job, level: str = "default") -> None:
         if level not in self.levels:
@@ -213,8 +217,10 @@ class ListPriorityQueue(DeadLetters):
             try:
                 return self.levels[self.keys.index(key)], Job.from_json(raw)
             except MalformedJob as exc:  # popped already: keep it with the reason, not lose it
-                self._set_aside(raw, str(exc))
+                self.dead.push(raw, str(exc))
 
+    def dead_letters(self) -> list[DeadLetter]:
+        return self.dead.records()
 # [end:list-priority]
 
 
@@ -228,18 +234,17 @@ return seq
 """
 
 
-class SortedSetPriorityQueue(DeadLetters):
+class SortedSetPriorityQueue:
     """Any number of integer priorities in one sorted set; 0 is the most urgent."""
 
     MAX_PRIORITY = 2**20
 
     def __init__(self, r: redis.Redis, name: str, *, clock: Clock | None = None) -> None:
         self.r = r
-        self.name = _check_name("queue name", name)
-        self.clock = clock or SystemClock()
+        self.name = check_key_part("queue name", name)
         self.key = f"zq:{{{name}}}:jobs"
         self.seq_key = f"zq:{{{name}}}:seq"
-        self.dead_key = f"zq:{{{name}}}:dead"
+        self.dead = DeadLetterList(r, f"zq:{{{name}}}:dead", clock=clock or SystemClock())
         self._enqueue = r.register_script(ZENQUEUE_LUA)
 
     def enqueue(self, job: Job, priority: int) -> None:
@@ -259,9 +264,11 @@ class SortedSetPriorityQueue(DeadLetters):
             try:
                 return int(score) >> 32, Job.from_json(raw)
             except MalformedJob as exc:  # popped already: keep it with the reason, not lose it
-                self._set_aside(raw, str(exc))
+                self.dead.push(raw, str(exc))
         return None
 
+    def dead_letters(self) -> list[DeadLetter]:
+        return self.dead.records()
 # [end:zset-priority]
 
 

@@ -37,8 +37,8 @@ def test_it_is_the_reliable_queue_with_the_same_keys(r):
     q = BatchedReliableQueue(r, "img")
     plain = ReliableQueue(r, "img")
     assert isinstance(q, ReliableQueue)
-    assert (q.pending_key, q.dead_key, q.workers_key, q.processing_key("w")) == (
-        plain.pending_key, plain.dead_key, plain.workers_key, plain.processing_key("w"))
+    assert (q.pending_key, q.dead.key, q.workers_key, q.processing_key("w")) == (
+        plain.pending_key, plain.dead.key, plain.workers_key, plain.processing_key("w"))
 
 
 def test_drain_runs_every_job_once_in_order_and_leaves_only_the_heartbeat(r):
