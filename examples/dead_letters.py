@@ -104,7 +104,7 @@ class DeadLetterList:
 
     def records(self) -> list[DeadLetter]:
         """Every record, newest first."""
-        records: list[DeadLetter] = [json.loads(item) for item in self.r.lrange(self.key, 0, -1)]
+        records: list[DeadLetter] = [json.loads(raw) for raw in self.r.lrange(self.key, 0, -1)]
         for record in records:  # a Lua script's cjson writes 30.0 as 30
             record["at"] = float(record["at"])
         return records

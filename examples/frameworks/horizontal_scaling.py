@@ -307,7 +307,7 @@ class DrainingWorker:
                 try:
                     self.handler(delivery.job)
                 except Exception as exc:  # recorded with its reason, as work_one does
-                    log.exception("job %s failed; moving it to the dead letters", delivery.job.id)
+                    log.exception("job %s failed; dead-lettering it", delivery.job.id)
                     self.queue.fail(delivery, repr(exc))
                 else:
                     self.queue.ack(delivery)

@@ -198,7 +198,8 @@ class RetryQueue(ReliableQueue):
         try:
             handler(delivery.job)
         except Exception as exc:
-            log.exception("job %s failed (attempt %d)", delivery.job.id, delivery.job.attempts + 1)
+            attempt = delivery.job.attempts + 1
+            log.exception("job %s failed on attempt %d", delivery.job.id, attempt)
             self.retry_or_fail(delivery, exc)
             return True
         if self.budget:

@@ -140,7 +140,7 @@ def from_floor_job(job: Job) -> Envelope:
     """Read a version-1 job of :mod:`examples.envelope` as a version-2 envelope."""
     if job.v != FLOOR_VERSION:
         raise MalformedJob(
-            f"job {job.id!r} has floor envelope version {job.v!r}; this code reads {FLOOR_VERSION}"
+            f"job {job.id!r} has envelope version {job.v!r}; this code reads {FLOOR_VERSION}"
         )
     return upcast(asdict(job))
 # [end:upcast]

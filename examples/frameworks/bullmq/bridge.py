@@ -114,6 +114,7 @@ async def work(queue_name: str, jobs: int, timeout: float, handlers: Mapping[str
     return finished
 
 
+#: What :func:`main` accepts; printed on standard error for any other command line.
 USAGE = """\
 usage: python -m examples.frameworks.bullmq.bridge add QUEUE TASK ARGS_JSON [JOB_ID]
        python -m examples.frameworks.bullmq.bridge add-raw QUEUE TASK DATA_JSON [JOB_ID]

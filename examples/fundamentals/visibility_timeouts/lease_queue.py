@@ -219,7 +219,7 @@ def work_one(queue: LeaseQueue, handler: Callable[[Job, Heartbeat], None]) -> bo
         try:
             queue.fail(beat.lease, repr(exc))
         except LeaseLost:
-            log.warning("job %s failed after its lease expired; it will run again", lease.job.id)
+            log.warning("job %s failed after its lease ran out; it runs again", lease.job.id)
         return True
     try:
         queue.ack(beat.lease)
