@@ -98,7 +98,9 @@ class DeadLetterList:
     ) -> None:
         """Move ``raw`` from the list ``source`` to the dead letters, in one transaction."""
         with self.r.pipeline(transaction=True) as tx:
-            tx.lrem(source, 1, raw)
+            # redis-py annotates LREM's value as str; bytes (a client that does not decode,
+            # such as the binary one of the serialization page) are sent as they are.
+            tx.lrem(source, 1, raw)  # type: ignore[arg-type]
             tx.lpush(self.key, self.record(raw, reason, attempts=attempts))
             tx.execute()
 

@@ -24,7 +24,6 @@ import secrets
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -340,7 +339,7 @@ def measure(url: str, *, n: int, n_frameworks: int, runs: int, batch: int, only:
     r.close()
     return {
         "schema": SCHEMA,
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {
             "cores": os.cpu_count(),
             "cpu": cpu_model(),

@@ -78,7 +78,8 @@ def jobs_in_system(arrival_rate: float, time_in_system: float) -> float:
     ...
     examples.frameworks.horizontal_scaling.CapacityError: arrival_rate must be >= 0, got -1
     """
-    return _rate("arrival_rate", arrival_rate, allow_zero=True) * _rate("time_in_system", time_in_system, allow_zero=True)
+    rate = _rate("arrival_rate", arrival_rate, allow_zero=True)
+    return rate * _rate("time_in_system", time_in_system, allow_zero=True)
 # [end:littles-law]
 
 

@@ -30,6 +30,7 @@ import redis
 from examples.clock import Clock, SystemClock
 from examples.dead_letters import DeadLetter, DeadLetterList, check_key_part
 from examples.envelope import Job, MalformedJob
+from examples.redis_client import text_or_none
 # [end:imports]
 
 
@@ -85,7 +86,7 @@ class PartitionedQueue:
 
     def take(self, partition: int) -> Job | None:
         """The partition's oldest job, or ``None``; malformed messages are set aside."""
-        while (raw := self.r.rpop(self.key_of(partition))) is not None:
+        while (raw := text_or_none(self.r.rpop(self.key_of(partition)))) is not None:
             try:
                 return Job.from_json(raw)
             except MalformedJob as exc:  # popped already: keep it with the reason, not lose it

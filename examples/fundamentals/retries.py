@@ -30,6 +30,7 @@ import redis
 from examples.clock import Clock
 from examples.envelope import Job, MalformedJob
 from examples.fundamentals.delivery_guarantees.queues import Delivery, ReliableQueue
+from examples.redis_client import text
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +241,8 @@ class RetryQueue(ReliableQueue):
             while replayed < limit:
                 pipe.watch(self.dead.key)  # a concurrent replay or new dead letter: start over
                 chosen = None
-                for entry in reversed(pipe.lrange(self.dead.key, 0, -1)):  # oldest first
+                entries = pipe.lrange(self.dead.key, 0, -1)
+                for entry in map(text, reversed(entries)):  # oldest first
                     try:
                         job = Job.from_json(json.loads(entry)["raw"])
                     except (MalformedJob, KeyError, TypeError, ValueError):

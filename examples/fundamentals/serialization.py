@@ -109,7 +109,7 @@ def _v1_to_v2(data: dict) -> dict:
     """The floor's Job (float timestamp, trace context in headers) -> version 2."""
     headers = dict(data.get("headers", {}))
     trace = {k: headers.pop(k) for k in ("traceparent", "tracestate") if k in headers}
-    created = dt.datetime.fromtimestamp(data["created_at"], tz=dt.timezone.utc)
+    created = dt.datetime.fromtimestamp(data["created_at"], tz=dt.UTC)
     return {**data, "v": 2, "created_at": created, "trace": trace, "headers": headers}
 
 
@@ -154,7 +154,7 @@ def _to_json_value(value: Any) -> Any:
             raise PayloadError(
                 f"naive datetime {value.isoformat()} is ambiguous; give it a timezone"
             )
-        return {"$datetime": value.astimezone(dt.timezone.utc).isoformat()}
+        return {"$datetime": value.astimezone(dt.UTC).isoformat()}
     if isinstance(value, Decimal):
         return {"$decimal": str(value)}
     if isinstance(value, bytes):
@@ -290,8 +290,11 @@ def encode_avro(env: Envelope) -> bytes:
     return out.getvalue()
 
 
-def decode_avro(body: bytes, task: str) -> dict:
-    return fastavro.schemaless_reader(io.BytesIO(body), _avro_schema(task))
+def decode_avro(body: bytes, task: str) -> dict[str, Any]:
+    data = fastavro.schemaless_reader(io.BytesIO(body), _avro_schema(task))
+    if not isinstance(data, dict):  # the schema is a record: fastavro returns a dict
+        raise MalformedJob(f"Avro body of task {task!r} is not a record")
+    return data
 # [end:avro-codec]
 
 
@@ -377,10 +380,10 @@ def example_envelope() -> Envelope:
             "amount": Decimal("1499.90"),
             "currency": "EUR",
             "items": ["sku-1042", "sku-2210", "sku-7781"],
-            "due": dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc),
+            "due": dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC),
             "receipt_pdf": bytes(range(256)) * 8,  # 2 KiB of binary data
         },
-        created_at=dt.datetime(2026, 2, 27, 9, 30, 15, 250000, tzinfo=dt.timezone.utc),
+        created_at=dt.datetime(2026, 2, 27, 9, 30, 15, 250000, tzinfo=dt.UTC),
         trace={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
     )
 
@@ -434,7 +437,7 @@ class ClaimCheck:
         ref = env.args.get("claim_check")
         if not isinstance(ref, dict) or set(env.args) != {"claim_check"}:
             return env
-        body = self.r.get(ref["key"])
+        body = bytes_or_none(self.r.get(ref["key"]))
         if body is None:
             raise MalformedJob(
                 f"claim check {ref['key']} of job {env.id!r} is gone (expired or deleted)"
@@ -473,6 +476,13 @@ def binary_client(r: redis.Redis) -> redis.Redis:
     return _BINARY_CLIENTS[pool]
 
 
+def bytes_or_none(reply: object) -> bytes | None:
+    """A reply of a :func:`binary_client`, typed as the ``bytes`` it is (or ``None``)."""
+    if reply is None or isinstance(reply, bytes):
+        return reply
+    raise TypeError(f"expected bytes from binary_client(), got {type(reply).__name__}")
+
+
 def frame(message: WireMessage) -> bytes:
     """Redis lists have no message headers: put the content type on a first line."""
     return message.content_type.encode() + b"\n" + message.body
@@ -508,7 +518,8 @@ class EnvelopeQueue:
         self.r.lpush(self.pending_key, frame(message))
 
     def work_one(self, handler: Callable[[Envelope], None]) -> bool:
-        raw = self.r.lmove(self.pending_key, self.processing_key, "RIGHT", "LEFT")
+        reply = self.r.lmove(self.pending_key, self.processing_key, "RIGHT", "LEFT")
+        raw = bytes_or_none(reply)
         if raw is None:
             return False
         try:
@@ -525,7 +536,7 @@ class EnvelopeQueue:
             log.exception("job %s failed; moving it to the dead letters", env.id)
             self.dead.move(self.processing_key, raw, repr(exc))
             return True
-        self.r.lrem(self.processing_key, 1, raw)
+        self.r.lrem(self.processing_key, 1, raw)  # type: ignore[arg-type]  # bytes are fine
         return True
 
     def dead_letters(self) -> list[DeadLetter]:

@@ -212,7 +212,7 @@ class QueueCollector(Collector):
             ok = self._count("response")
         else:
             now = self.clock.now()
-            for queue, (depth, oldest, dead) in zip(self.queues, replies):
+            for queue, (depth, oldest, dead) in zip(self.queues, replies, strict=True):
                 families["jobqueue_queue_depth"].add_metric([queue.name], depth)
                 families["jobqueue_queue_dead_letters"].add_metric([queue.name], dead)
                 if oldest is None:
@@ -253,7 +253,7 @@ class QueueCollector(Collector):
         return False
 
     @staticmethod
-    def _family(name: str) -> Metric:
+    def _family(name: str) -> CounterMetricFamily | GaugeMetricFamily:
         spec = contract.metric(name)
         kind = CounterMetricFamily if spec.kind == "counter" else GaugeMetricFamily
         return kind(spec.client_name, spec.help, labels=spec.labels)
@@ -293,5 +293,5 @@ def scrape(registry: CollectorRegistry, *families: str) -> list[str]:
     lines = generate_latest(registry).decode().splitlines()
     return [
         line for line in lines
-        if not line.startswith("#") and line.startswith(wanted) and "_created" not in line.split("{")[0]
+        if line.startswith(wanted) and "_created" not in line.split("{")[0]
     ]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 import importlib.util
-import json
+import itertools
 import random
 import re
 from pathlib import Path
@@ -42,7 +41,7 @@ def test_decorrelated_jitter_grows_from_the_previous_delay_and_is_capped():
     rng = random.Random(2)
     delays = Backoff("decorrelated", base=1, cap=30).schedule(50, rng)
     assert all(1 <= d <= 30 for d in delays)
-    assert all(d <= 3 * prev for prev, d in zip(delays, delays[1:]))
+    assert all(d <= 3 * prev for prev, d in itertools.pairwise(delays))
 
 
 def test_same_seed_same_schedule():

@@ -137,7 +137,7 @@ def test_pickle_runs_code_on_load_which_is_why_it_is_refused():
 
     payload = pickle.dumps(Exploit())
     try:
-        pickle.loads(payload)  # noqa: S301 - the demonstration; a real payload calls os.system
+        pickle.loads(payload)  # the demonstration; a real payload would call os.system
         assert builtins.handbook_pwned is True  # the sender's code ran in this process
     finally:
         builtins.__dict__.pop("handbook_pwned", None)

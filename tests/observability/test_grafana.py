@@ -15,7 +15,7 @@ import yaml
 
 from examples.observability.grafana import panels as grafana
 from examples.observability import metric_contract as contract
-from tests.observability.conftest import ALERTING, EXAMPLES, GRAFANA, run_promtool
+from tests.observability.conftest import GRAFANA, run_promtool
 
 DASHBOARD = json.loads((GRAFANA / "dashboard.json").read_text(encoding="utf-8"))
 GRAFANA_VARIABLES = {'"$queue"': '".+"', "$__rate_interval": "5m"}

@@ -19,7 +19,7 @@ import yaml
 
 from examples.observability import metric_contract as contract
 from examples.observability.runbook import entries as rb
-from tests.observability.conftest import ALERTING, EXAMPLES, GRAFANA, run_promtool
+from tests.observability.conftest import ALERTING, run_promtool
 from tests.observability.test_grafana import contract_series
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -36,7 +36,8 @@ def redis_url() -> str:
     url = os.environ.get("REDIS_URL", "")
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise RuntimeError(
-            f"BullMQ needs a real Redis (its scripts use cmsgpack): set REDIS_URL to a redis:// URL, got {url!r}"
+            "BullMQ needs a real Redis (its scripts use cmsgpack): "
+            f"set REDIS_URL to a redis:// URL, got {url!r}"
         )
     return url
 
@@ -79,7 +80,9 @@ async def send_welcome(args: dict[str, Any]) -> dict[str, Any]:
 DEMO_HANDLERS: dict[str, Handler] = {"send_welcome": send_welcome}
 
 
-async def add(queue_name: str, task: str, args: Any, *, job_id: str | None = None, raw: bool = False) -> str:
+async def add(
+    queue_name: str, task: str, args: Any, *, job_id: str | None = None, raw: bool = False
+) -> str:
     """Add one job and return its id; ``raw`` sends ``args`` as the data, without an envelope."""
     queue = Queue(queue_name, {"connection": redis_url()})
     try:
@@ -90,17 +93,20 @@ async def add(queue_name: str, task: str, args: Any, *, job_id: str | None = Non
         await queue.close()
 
 
-async def work(queue_name: str, jobs: int, timeout: float, handlers: Mapping[str, Handler] = DEMO_HANDLERS) -> list[dict]:
+async def work(
+    queue_name: str, jobs: int, timeout: float, handlers: Mapping[str, Handler] = DEMO_HANDLERS
+) -> list[dict[str, Any]]:
     """Run a worker until ``jobs`` jobs have finished (completed or failed), then close it.
 
     Returns one record per finished job; raises :class:`TimeoutError` after ``timeout`` s.
     """
-    finished: list[dict] = []
+    finished: list[dict[str, Any]] = []
     enough = asyncio.Event()
 
     def record(job: Any, outcome: Any, state: str) -> None:
         key = "result" if state == "completed" else "reason"
-        finished.append({"id": job.id, "state": state, key: outcome if state == "completed" else str(outcome)})
+        value = outcome if state == "completed" else str(outcome)
+        finished.append({"id": job.id, "state": state, key: value})
         if len(finished) >= jobs:
             enough.set()
 

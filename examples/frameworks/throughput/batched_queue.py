@@ -51,6 +51,7 @@ from redis.exceptions import NoScriptError
 from examples.clock import Clock
 from examples.envelope import SCHEMA_VERSION, Job, MalformedJob
 from examples.fundamentals.delivery_guarantees.queues import Handler, ReliableQueue
+from examples.redis_client import text
 # [end:imports]
 
 # [start:step-script]
@@ -187,7 +188,7 @@ class _Sent(NamedTuple):
     worker: str
     holding: int
     keys: list[str]
-    args: list[object]
+    args: list[str | float]
 
 
 Reply = tuple[int, str]  # messages claimed, and the messages joined by newlines
@@ -252,7 +253,7 @@ class BatchedReliableQueue(ReliableQueue):
         the one on its way.
         """
         done = batches = 0
-        previous, failed = Batch(worker, ()), []
+        previous, failed = Batch(worker, ()), list[tuple[Job, str]]()
         with self._own_connection() as conn:
             reply = self._read(conn, self._send(conn, worker, claim=self.batch_size))
             while reply is not None:
@@ -298,7 +299,7 @@ class BatchedReliableQueue(ReliableQueue):
         dead = [self.dead.record(job.to_json(), reason) for job, reason in failures]
         dead += [self.dead.record(raw, reason) for raw, reason in rejected]
         keys = [self.pending_key, self.processing_key(worker), self.workers_key, self.dead.key]
-        args = [worker, self.clock.now(), claim, acked, holding, *dead]
+        args: list[str | float] = [worker, self.clock.now(), claim, acked, holding, *dead]
         conn.send_command("EVALSHA", self._step_script.sha, len(keys), *keys, *args)
         return _Sent(worker, holding, keys, args)
 
@@ -327,7 +328,7 @@ class BatchedReliableQueue(ReliableQueue):
         # (only a step in flight can add newer ones); read them one by one.
         good, rejected = [], []
         held = self.r.lrange(self.processing_key(worker), -count, -1)
-        for raw in reversed(held):  # oldest first
+        for raw in map(text, reversed(held)):  # oldest first
             try:
                 good.append(Job.from_json(raw))
             except MalformedJob as exc:

@@ -21,7 +21,9 @@ Keys of one queue share a ``{hash tag}`` so that the scripts also run on a Redis
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -29,6 +31,7 @@ from examples.clock import Clock, SystemClock
 from examples.dead_letters import DeadLetter, DeadLetterList, check_key_part
 from examples.envelope import Job, MalformedJob
 from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
+from examples.redis_client import text
 # [end:imports]
 
 
@@ -65,7 +68,7 @@ class StreamQueue:
 
     def enqueue(self, job: Job) -> str:
         """Append a job; returns the entry id Redis assigned."""
-        return self.r.xadd(self.stream_key, {"job": job.to_json()})
+        return text(self.r.xadd(self.stream_key, {"job": job.to_json()}))
 
     def read(
         self, consumer: str, *, count: int = 1, block_ms: int | None = None
@@ -75,6 +78,8 @@ class StreamQueue:
             self.group, check_key_part("consumer", consumer), {self.stream_key: ">"},
             count=count, block=block_ms,
         )
+        if isinstance(reply, dict):  # RESP3; a client from connect() speaks RESP2: a list
+            raise TypeError("StreamQueue reads RESP2 replies: make the client with connect()")
         entries = reply[0][1] if reply else []
         return self._parse(entries, deliveries={})
 
@@ -102,7 +107,7 @@ class StreamQueue:
         if min_idle_ms < 0:
             raise ValueError(f"min_idle_ms must be >= 0, got {min_idle_ms}")
         check_key_part("consumer", consumer)
-        claimed: list = []
+        claimed: list[Any] = []
         cursor = "0-0"
         for _ in range(1000):  # bounded: each round scans up to `count` pending entries
             cursor, entries, *_deleted = self.r.xautoclaim(
@@ -117,20 +122,22 @@ class StreamQueue:
         pending = self.r.xpending_range(
             self.stream_key, self.group, min=min(ids), max=max(ids), count=len(ids) * 2
         )
-        deliveries = {p["message_id"]: p["times_delivered"] for p in pending}
+        deliveries = {text(p["message_id"]): int(p["times_delivered"]) for p in pending}
         return self._parse(claimed, deliveries)
 
     def pending_count(self) -> int:
         """Entries delivered to some consumer and not yet acknowledged."""
-        return self.r.xpending(self.stream_key, self.group)["pending"]
+        return int(self.r.xpending(self.stream_key, self.group)["pending"])
 
-    def _parse(self, entries: list, deliveries: dict[str, int]) -> list[StreamDelivery]:
+    def _parse(
+        self, entries: Iterable[Any], deliveries: Mapping[str, int]
+    ) -> list[StreamDelivery]:
         out = []
         for entry_id, fields in entries:
             if fields is None:  # deleted from the stream while pending (Redis < 7 reply shape)
                 self.r.xack(self.stream_key, self.group, entry_id)
                 continue
-            raw = fields.get("job", "")
+            raw = text(fields.get("job", ""))
             times = deliveries.get(entry_id, 1)
             try:
                 job = Job.from_json(raw)
@@ -213,9 +220,10 @@ class ListPriorityQueue:
                 reply = self.r.lmpop(len(self.keys), *self.keys, direction="RIGHT")
             if not reply:
                 return None
-            key, (raw,) = reply
+            key, values = reply  # the list it popped from, and [the job]
+            raw = text(values[0])
             try:
-                return self.levels[self.keys.index(key)], Job.from_json(raw)
+                return self.levels[self.keys.index(text(key))], Job.from_json(raw)
             except MalformedJob as exc:  # popped already: keep it with the reason, not lose it
                 self.dead.push(raw, str(exc))
 
@@ -260,7 +268,7 @@ class SortedSetPriorityQueue:
         A malformed message goes to the dead-letter list, and the next one is tried.
         """
         while popped := self.r.zpopmin(self.key):
-            raw, score = popped[0]
+            raw, score = text(popped[0][0]), popped[0][1]
             try:
                 return int(score) >> 32, Job.from_json(raw)
             except MalformedJob as exc:  # popped already: keep it with the reason, not lose it

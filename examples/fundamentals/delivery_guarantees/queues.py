@@ -29,6 +29,7 @@ import redis
 from examples.clock import Clock, SystemClock
 from examples.dead_letters import DeadLetter, DeadLetterList, check_key_part
 from examples.envelope import Job, MalformedJob
+from examples.redis_client import text, text_or_none
 # [end:imports]
 
 # [start:queue-base]
@@ -71,7 +72,7 @@ class AtMostOnceQueue(QueueBase):
 
     def take(self) -> Job | None:
         """Remove the oldest job and return it, or ``None`` if the queue is empty."""
-        while (raw := self.r.rpop(self.pending_key)) is not None:
+        while (raw := text_or_none(self.r.rpop(self.pending_key))) is not None:
             try:
                 return Job.from_json(raw)
             except MalformedJob as exc:  # never drop silently: keep it with the reason
@@ -160,10 +161,15 @@ class ReliableQueue(QueueBase):
         self.heartbeat(worker)
         processing = self.processing_key(worker)
         while True:
-            if timeout:
-                raw = self.r.blmove(self.pending_key, processing, timeout, "RIGHT", "LEFT")
+            if timeout:  # redis-py annotates this timeout as int; BLMOVE takes float seconds
+                reply = self.r.blmove(
+                    self.pending_key, processing,
+                    timeout,  # type: ignore[arg-type]
+                    "RIGHT", "LEFT",
+                )
             else:
-                raw = self.r.lmove(self.pending_key, processing, "RIGHT", "LEFT")
+                reply = self.r.lmove(self.pending_key, processing, "RIGHT", "LEFT")
+            raw = text_or_none(reply)
             if raw is None:
                 return None
             try:
@@ -187,7 +193,7 @@ class ReliableQueue(QueueBase):
             raise ValueError(f"dead_after must be > 0 seconds, got {dead_after}")
         cutoff = self.clock.now() - dead_after
         moved = 0
-        for worker in self.r.zrangebyscore(self.workers_key, "-inf", cutoff):
+        for worker in map(text, self.r.zrangebyscore(self.workers_key, "-inf", cutoff)):
             keys = [self.processing_key(worker), self.pending_key, self.workers_key]
             moved += max(0, self._recover(keys=keys, args=[worker, cutoff]))
         return moved

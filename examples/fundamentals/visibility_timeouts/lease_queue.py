@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -45,11 +46,12 @@ SCRIPTS_FILE = Path(__file__).with_suffix(".lua")
 def load_scripts(path: Path = SCRIPTS_FILE) -> dict[str, str]:
     """Read the ``-- [start:NAME]`` ... ``-- [end:NAME]`` sections of a Lua file."""
     scripts: dict[str, str] = {}
-    name, lines = None, []
+    name: str | None = None
+    lines: list[str] = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("-- [start:"):
             name, lines = line[len("-- [start:"):-1], []
-        elif line.startswith("-- [end:"):
+        elif line.startswith("-- [end:") and name is not None:
             scripts[name] = "\n".join(lines) + "\n"
             name = None
         elif name is not None:
@@ -119,7 +121,7 @@ class LeaseQueue:
         self.dead = DeadLetterList(r, self.keys[5], clock=self.clock)
         self._scripts = {name: r.register_script(body) for name, body in load_scripts().items()}
 
-    def _run(self, script: str, *args: object):
+    def _run(self, script: str, *args: str | float) -> Any:
         return self._scripts[script](keys=self.keys, args=list(args))
 
     def enqueue(self, job: Job) -> None:
