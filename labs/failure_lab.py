@@ -155,6 +155,7 @@ class AtMostOnceDesign:
         return len(self.queue.dead_letters())
 
 
+#: The queue a :class:`ReliableDesign` drives: ReliableQueue or a subclass of it.
 Q = TypeVar("Q", bound=ReliableQueue)
 
 
