@@ -82,7 +82,7 @@ class DeadLetterList:
 
     def record(self, raw: str | bytes, reason: str, *, attempts: int | None = None) -> str:
         """One record as JSON, for a transaction or a script that pushes it."""
-        if isinstance(raw, bytes):  # a client that returns bytes; not UTF-8: kept as is
+        if isinstance(raw, bytes):  # from a client that returns bytes: non-UTF-8 bytes survive
             raw = raw.decode("utf-8", "surrogateescape")
         record = DeadLetter(raw=raw, reason=reason, at=self.clock.now())
         if attempts is not None:
