@@ -13,8 +13,11 @@ import random
 from collections.abc import Callable
 from types import SimpleNamespace
 
+import boto3
+import moto
 import pytest
 import redis
+from prometheus_client import CollectorRegistry
 
 from examples.clock import FakeClock
 from examples.dead_letters import DeadLetter, DeadLetterList, check_key_part, raw_bytes
@@ -29,6 +32,7 @@ from examples.fundamentals.broker_topology.redis_structures import (
     SortedSetPriorityQueue,
     StreamQueue,
 )
+from examples.fundamentals.broker_topology.sqs import SqsWorker, create_job_queue, send_job
 from examples.fundamentals.delivery_guarantees.queues import AtMostOnceQueue, ReliableQueue
 from examples.fundamentals.partitioning import FairTenantQueue, PartitionedQueue
 from examples.fundamentals.retries import Backoff, RetryPolicy, RetryQueue
@@ -118,8 +122,6 @@ def draining_worker_failure(r):
 
 
 def instrumented_worker_failure(r):
-    from prometheus_client import CollectorRegistry
-
     q = ReliableQueue(r, "q", clock=clock())
     q.enqueue(GOOD)
     metrics = QueueMetrics(CollectorRegistry())
@@ -338,8 +340,6 @@ def test_a_handler_failure_is_logged_with_the_job_id_and_the_traceback(r, scenar
 
 
 def test_the_instrumented_worker_logs_a_failure_before_retrying_it(r, caplog):
-    from prometheus_client import CollectorRegistry
-
     q = ReliableQueue(r, "q", clock=clock())
     q.enqueue(GOOD)
     worker = InstrumentedWorker(q, "w", QueueMetrics(CollectorRegistry()), tasks={"resize"})
@@ -351,9 +351,6 @@ def test_the_instrumented_worker_logs_a_failure_before_retrying_it(r, caplog):
 
 
 def test_the_sqs_worker_logs_a_failure_before_releasing_the_job(monkeypatch, caplog):
-    boto3, moto = pytest.importorskip("boto3"), pytest.importorskip("moto")
-    from examples.fundamentals.broker_topology.sqs import SqsWorker, create_job_queue, send_job
-
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # moto's fake credentials, not secrets
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with moto.mock_aws():
