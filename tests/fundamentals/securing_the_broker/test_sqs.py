@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import json
 
+import boto3
+import moto
 import pytest
+from botocore.exceptions import ClientError
+from moto.core import authorization
 
 from examples.clock import FakeClock
 from examples.envelope import new_job
@@ -22,11 +26,6 @@ from examples.fundamentals.securing_the_broker.sqs import (
     role_policy,
     tls_only,
 )
-
-boto3 = pytest.importorskip("boto3")
-moto = pytest.importorskip("moto")
-from botocore.exceptions import ClientError  # noqa: E402 - after the importorskip
-from moto.core import authorization  # noqa: E402
 
 REGION = "eu-west-1"
 
