@@ -201,7 +201,7 @@ def shown_source(block: Block, source: str, *, dedent: bool = True) -> str:
     if dedent or opts.get("dedent") == "":
         tidy = textwrap.dedent
     elif opts.get("dedent"):  # as the page asks: that many columns off every line
-        tidy = lambda text: "\n".join(line[int(opts["dedent"]):] for line in text.splitlines())  # noqa: E731
+        tidy = lambda text: "\n".join(line[int(opts["dedent"]):] for line in text.splitlines())
     else:
         tidy = str
     if "pyobject" in opts:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests._support.tools import require_tool
-from tests.test_docs_sync import DOCS, ROOT, parse_blocks, resolve_include
+from tests.test_docs_sync import DOCS, parse_blocks, resolve_include
 
 A4_WIDTH_PT = 595.28
 RIGHT_MARGIN_PT = 72  # Sphinx's LaTeX default hmargin is 1 inch
