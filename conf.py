@@ -9,7 +9,8 @@ Build from the repository root with ``-c .``::
 from __future__ import annotations
 
 import sys
-from importlib.metadata import version as _version
+import tomllib
+from importlib.metadata import PackageNotFoundError, version as _version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -19,7 +20,10 @@ sys.path.insert(0, str(ROOT / "tools"))  # the handbook's own small Sphinx exten
 project = "Task Queues & Async Job Processing"
 author = "The handbook's authors"
 copyright = "2026, the handbook's authors"
-release = _version("task-queues-handbook")  # one version, read from the installed package
+try:
+    release = _version("task-queues-handbook")  # one version, read from the installed package
+except PackageNotFoundError:  # a checkout on PYTHONPATH, not installed: the same number, from its source
+    release = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
 version = release
 
 # -- General -----------------------------------------------------------------------------
