@@ -3,18 +3,16 @@
 Build from the repository root with ``-c .``::
 
     sphinx-build -n -W --keep-going -b html -c . docs _build/html
-    python tools/build_pdf.py            # LaTeX + xelatex -> _build/handbook.pdf
+    python -m handbook_sphinx.build_pdf  # LaTeX + xelatex -> _build/handbook.pdf
 """
 
 from __future__ import annotations
 
-import sys
 import tomllib
 from importlib.metadata import PackageNotFoundError, version as _version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT / "tools"))  # the handbook's own small Sphinx extensions
 
 # -- Project -----------------------------------------------------------------------------
 project = "Task Queues & Async Job Processing"
@@ -35,19 +33,16 @@ extensions = [
     "sphinx.ext.doctest",  # renders {doctest} blocks; Sybil (docs/conftest.py) runs them
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
-    "bench_results",  # tools/bench_results.py: benchmark tables and figures from committed JSON
-    "observability_pages",  # tools/: tables and the dashboard figure of Track 3, built from code
-    "frameworks_generated",  # tools/: the autoscaling figure and the persistence table (Track 2)
-    "handbook_generated",  # tools/handbook_generated.py: tables and figures computed at build time
-    "settings_table_ext",  # tools/: the settings-equivalence table, built from data files
-    "runbook_ext",  # tools/: the on-call runbook page, rendered from examples/observability/runbook.toml
+    # The handbook's toolkit: {example} listings, generated tables and figures, the
+    # page<->code contract (warnings at page.md:LINE), the settings table and the runbook.
+    "handbook_sphinx",
 ]
 root_doc = "index"
 numfig = True  # "Figure 3", "Listing 2": numbered in HTML and PDF
 numfig_format = {"figure": "Figure %s", "table": "Table %s", "code-block": "Listing %s"}
 # The PDF starts at parts, so depth 2 numbers figures and listings per chapter ("Figure 11.1").
 numfig_secnum_depth = 2
-exclude_patterns = ["_build", "conftest.py", "**/.pytest_cache", "_generated"]
+exclude_patterns = ["_build", "conftest.py", "**/.pytest_cache"]
 templates_path = ["docs/_templates"]
 pygments_style = "a11y-high-contrast-light"  # accessible-pygments: WCAG AA contrast
 pygments_dark_style = "a11y-high-contrast-dark"
@@ -122,7 +117,7 @@ html_sidebars = {
 }
 html_theme_options = {"navigation_with_keys": True}
 
-# -- LaTeX / PDF (xelatex via latexmk; see tools/build_pdf.py) ----------------------------
+# -- LaTeX / PDF (xelatex via latexmk; see handbook_sphinx/build_pdf.py) ------------------
 latex_engine = "xelatex"
 latex_use_xindy = False  # Sphinx turns xindy on for xelatex; Debian's TeX lacks it
 latex_documents = [(root_doc, "handbook.tex", project.replace("&", r"\&"), author, "manual")]

@@ -1,4 +1,4 @@
-"""Sphinx extension: renders the on-call runbook from ``examples/observability/runbook.toml``.
+"""The on-call runbook page, rendered from ``examples/observability/runbook.toml``.
 
 Two directives, used by ``docs/observability/runbook.md``:
 
@@ -30,8 +30,9 @@ from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
 from examples.observability import runbook as rb
+from handbook_sphinx import ROOT
+from handbook_sphinx.inline import inline_code
 
-ROOT = Path(__file__).resolve().parents[1]
 ALERTS_YML = ROOT / "examples" / "observability" / "alerts.yml"
 REDIS_CLI = 'redis-cli -u "$REDIS_URL"'
 LANGUAGE = {"promql": "promql", "redis": "console", "shell": "console"}
@@ -51,15 +52,9 @@ def command_line(step: rb.Step) -> str:
     return step.command
 
 
-def inline(text: str) -> list[nodes.Node]:
-    """Text with `code` spans turned into literals."""
-    parts = re.split(r"`([^`]+)`", " ".join(text.split()))
-    return [nodes.literal(text=p) if i % 2 else nodes.Text(p) for i, p in enumerate(parts) if p]
-
-
 def paragraphs(text: str) -> list[nodes.paragraph]:
     """One paragraph per line of the data file (one sentence or a few per line)."""
-    return [nodes.paragraph("", "", *inline(line)) for line in text.splitlines() if line.strip()]
+    return [nodes.paragraph("", "", *inline_code(" ".join(line.split()))) for line in text.splitlines() if line.strip()]
 
 
 def item(term: str, *body: nodes.Node) -> nodes.definition_list_item:
@@ -87,6 +82,7 @@ class RunbookEntries(SphinxDirective):
             steps += paragraphs(step.says)
             code = command_line(step)
             block = nodes.literal_block(code, code, language=LANGUAGE[step.kind])
+            block["handbook_generated"] = True  # from the checked data file, not typed on the page
             steps.append(block)
         found = nodes.definition_list(classes=["runbook-entry"])
         found += item("Confirm", *steps)
@@ -145,7 +141,6 @@ def short_source(url: str) -> str:
     return f"{m.group(1)}#{m.group(2)}" if m else url
 
 
-def setup(app: Sphinx) -> dict[str, Any]:
+def setup(app: Sphinx) -> None:
     app.add_directive("runbook-entries", RunbookEntries)
     app.add_directive("runbook-alert", RunbookAlert)
-    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
