@@ -60,7 +60,7 @@ nitpick_ignore_regex = [
     (r"py:class", r"pathlib\.Path"),  # standard library, no inventory offline (see above)
     # prometheus_client has no inventory offline either; type hints name CollectorRegistry bare.
     (r"py:.*", r"(prometheus_client(\..*)?|CollectorRegistry)"),
-    # The PyPI bullmq port publishes no inventory either (examples.frameworks.bullmq_bridge).
+    # The PyPI bullmq port publishes no inventory either (examples.frameworks.bullmq.bridge).
     (r"py:.*", r"bullmq(\..*)?"),
     # The same for the standard library and broker clients that Track 1 modules annotate with.
     (r"py:.*", r"(datetime|decimal|pika|msgpack|fastavro)(\..*)?"),

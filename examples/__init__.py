@@ -1,8 +1,12 @@
 """Runnable, tested code behind the handbook *Task Queues & Async Job Processing*.
 
-The package is organised like the handbook: :mod:`examples.fundamentals`,
-:mod:`examples.frameworks` and :mod:`examples.observability` hold one module per page,
-and three small modules at the bottom are the floor every page stands on:
+The package mirrors the handbook: for the page ``docs/<track>/<page>.md`` the code it shows is
+``examples/<track>/<page>.py``, or a folder ``examples/<track>/<page>/`` when the page shows
+several files, and its tests are ``tests/<track>/test_<page>.py`` or ``tests/<track>/<page>/``
+(``tests/test_layout.py`` checks this). Every file here is a pattern a reader can copy;
+the instruments that measure the patterns (failure lab, benchmarks, experiments, simulators)
+live in the separate package ``labs``. Three small modules at the bottom are the floor every
+page stands on:
 
 * :mod:`examples.redis_client` makes a Redis client from ``REDIS_URL``;
 * :mod:`examples.envelope` is the job envelope that goes on the wire;

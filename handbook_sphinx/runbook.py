@@ -1,4 +1,4 @@
-"""The on-call runbook page, rendered from ``examples/observability/runbook.toml``.
+"""The on-call runbook page, rendered from ``examples/observability/runbook/runbook.toml``.
 
 Two directives, used by ``docs/observability/runbook.md``:
 
@@ -14,7 +14,7 @@ Two directives, used by ``docs/observability/runbook.md``:
 
 Page links are ``pending_xref`` nodes of the ``std:doc`` kind, exactly what ``{doc}`` makes,
 so a page that does not exist fails the strict (``-n -W``) build.
-The data file is checked by :mod:`examples.observability.runbook` when it is loaded.
+The data file is checked by :mod:`examples.observability.runbook.entries` when it is loaded.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
-from examples.observability import runbook as rb
+from examples.observability.runbook import entries as rb
 from handbook_sphinx import ROOT
 from handbook_sphinx.inline import inline_code
 
-ALERTS_YML = ROOT / "examples" / "observability" / "alerts.yml"
+ALERTS_YML = ROOT / "examples" / "observability" / "alerting" / "alerts.yml"
 REDIS_CLI = 'redis-cli -u "$REDIS_URL"'
 LANGUAGE = {"promql": "promql", "redis": "console", "shell": "console"}
 

@@ -1,8 +1,8 @@
 """The ``settings-equivalence`` directive.
 
 It builds the settings-equivalence table of ``docs/frameworks/choosing-a-framework.md``
-at build time from the data files in ``examples/frameworks/settings/`` (loaded and
-validated by :mod:`examples.frameworks.settings_table`). A missing row or an unknown key
+at build time from the data files in ``examples/frameworks/choosing_a_framework/settings/`` (loaded and
+validated by :mod:`examples.frameworks.choosing_a_framework.settings_table`). A missing row or an unknown key
 in a data file stops the build with the loader's message. Usage in a MyST page::
 
     ```{settings-equivalence}
@@ -16,7 +16,7 @@ from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
-from examples.frameworks import settings_table
+from examples.frameworks.choosing_a_framework import settings_table
 from handbook_sphinx.inline import inline_code
 
 

@@ -11,7 +11,7 @@ This module is the code behind the page *Horizontal scaling*
   meaningless number.
 * **Shutting down without losing work**: :class:`DrainingWorker` takes jobs in small
   batches from the reliable queue of the page *Delivery guarantees*
-  (:class:`examples.fundamentals.delivery_guarantees.ReliableQueue`). On ``SIGTERM`` it
+  (:class:`examples.fundamentals.delivery_guarantees.queues.ReliableQueue`). On ``SIGTERM`` it
   finishes the job in hand, gives the jobs it reserved but did not start back to the
   front of the queue, and exits. :func:`grace_period_needed` sizes the orchestrator's
   grace period for that drain.
@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from examples.envelope import Job
-from examples.fundamentals.delivery_guarantees import Delivery, ReliableQueue
+from examples.fundamentals.delivery_guarantees.queues import Delivery, ReliableQueue
 from examples.redis_client import connect
 # [end:imports]
 

@@ -22,7 +22,7 @@ import redis
 
 from examples.clock import Clock, SystemClock
 from examples.envelope import Job
-from examples.fundamentals.delivery_guarantees import ReliableQueue, _check_name
+from examples.fundamentals.delivery_guarantees.queues import ReliableQueue, _check_name
 # [end:imports]
 
 

@@ -29,7 +29,7 @@ import redis
 
 from examples.clock import Clock, SystemClock
 from examples.envelope import Job, MalformedJob
-from examples.fundamentals.delivery_guarantees import DeadLetters, _check_name
+from examples.fundamentals.delivery_guarantees.queues import DeadLetters, _check_name
 # [end:imports]
 
 

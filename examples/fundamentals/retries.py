@@ -28,7 +28,7 @@ import redis
 
 from examples.clock import Clock
 from examples.envelope import Job, MalformedJob
-from examples.fundamentals.delivery_guarantees import Delivery, ReliableQueue
+from examples.fundamentals.delivery_guarantees.queues import Delivery, ReliableQueue
 
 STRATEGIES = ("none", "full", "equal", "decorrelated")
 LABELS = {

@@ -40,7 +40,7 @@ import redis
 
 from examples.envelope import SCHEMA_VERSION as FLOOR_VERSION
 from examples.envelope import Job, MalformedJob, PayloadError
-from examples.fundamentals.sqs_queues import SQS_MAX_MESSAGE_BYTES
+from examples.fundamentals.broker_topology.sqs import SQS_MAX_MESSAGE_BYTES
 # [end:imports]
 
 # [start:constants]

@@ -2,7 +2,7 @@
 
 This module is the code behind the page *The metric contract*
 (``docs/observability/metric-contract.md``) and the single source of truth for every other
-piece of Track 3: the instrumentation in :mod:`examples.observability.metrics` creates
+piece of Track 3: the instrumentation in :mod:`examples.observability.prometheus` creates
 exactly these metrics, the alert rules (``alerts.yml``) and the Grafana dashboard
 (``dashboard.json``) may use only these names (their tests check it), and the tables on
 the pages are generated from the data below when the handbook is built.

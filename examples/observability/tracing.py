@@ -2,9 +2,9 @@
 
 This module is the code behind the page *Tracing a job across services*
 (``docs/observability/tracing.md``). It builds on the reliable queue of
-:mod:`examples.fundamentals.delivery_guarantees` without changing it:
+:mod:`examples.fundamentals.delivery_guarantees.queues` without changing it:
 
-* :class:`TracedQueue` wraps a :class:`~examples.fundamentals.delivery_guarantees.ReliableQueue`.
+* :class:`TracedQueue` wraps a :class:`.ReliableQueue`.
   Enqueueing opens a ``PRODUCER`` span ("send") and writes its context into the job's
   ``headers`` as a W3C ``traceparent``; processing opens a ``CONSUMER`` span ("process")
   that links to that context and, for a single job with no other span around it, is its child.
@@ -32,7 +32,7 @@ from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, T
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from examples.envelope import Job
-from examples.fundamentals.delivery_guarantees import ReliableQueue
+from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
 # [end:imports]
 
 # [start:attributes]
@@ -88,7 +88,7 @@ def creation_context(job: Job) -> SpanContext | None:
 
 # [start:traced-queue]
 class TracedQueue:
-    """A :class:`~examples.fundamentals.delivery_guarantees.ReliableQueue` whose jobs carry
+    """A :class:`.ReliableQueue` whose jobs carry
     their trace."""
 
     def __init__(self, queue: ReliableQueue, tracer: Tracer, *, system: str = "redis") -> None:

@@ -3,7 +3,7 @@
 The JavaScript in ``examples/frameworks/bullmq/`` is tested by its own ``node --test``
 files, run here one by one against the test Redis (``tox -e redis``); this module checks
 that every one of them ran and passed. The Python side
-(``examples/frameworks/bullmq_bridge.py``) is tested here directly.
+(``examples/frameworks/bullmq/bridge.py``) is tested here directly.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from bullmq import Queue, UnrecoverableError
 
 from examples.clock import FakeClock
 from examples.envelope import new_job
-from examples.frameworks import bullmq_bridge
+from examples.frameworks.bullmq import bridge as bullmq_bridge
 from tests.frameworks.conftest import BULLMQ_DIR, run_node_tests
 
 # How many tests each node file holds: a file that silently stops defining one fails here.

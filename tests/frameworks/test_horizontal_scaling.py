@@ -26,7 +26,7 @@ from examples.frameworks.horizontal_scaling import (
     wait_exceeded,
     workers_for_latency_target,
 )
-from examples.fundamentals.delivery_guarantees import ReliableQueue
+from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
 
 
 def simulate_mmc(workers: int, arrival_rate: float, service_rate: float, jobs: int, seed: int) -> list[float]:
@@ -183,7 +183,7 @@ def test_sigterm_to_a_worker_process_mid_batch_loses_nothing(r, redis_url):
     q = ReliableQueue(r, "orders")
     for job in jobs(20):
         q.enqueue(job)
-    script = Path(__file__).with_name("drain_worker.py")
+    script = Path(__file__).parent / "workers" / "drain_worker.py"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     worker = subprocess.Popen([sys.executable, str(script), redis_url, "orders", "pod-a", "5"], env=env)
     try:

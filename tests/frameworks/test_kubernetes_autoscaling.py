@@ -1,8 +1,8 @@
 """Tests for docs/frameworks/kubernetes-autoscaling.md.
 
-Covers the manifests in examples/frameworks/kubernetes/ (core objects against the Kubernetes
+Covers the manifests in examples/frameworks/kubernetes_autoscaling/ (core objects against the Kubernetes
 schemas with kubernetes-validate, strict, offline; KEDA objects against keda-schema.json)
-and the replica simulator examples/frameworks/autoscaling_sim.py.
+and the replica simulator labs/autoscaling_sim.py.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from examples.frameworks.autoscaling_sim import (
+from labs.autoscaling_sim import (
     SPIKE_KEDA,
     HpaSettings,
     KedaSettings,
@@ -28,7 +28,8 @@ from examples.frameworks.autoscaling_sim import (
 )
 from examples.frameworks.horizontal_scaling import grace_period_needed
 
-MANIFESTS = Path(__file__).resolve().parents[2] / "examples" / "frameworks" / "kubernetes"
+MANIFESTS = Path(__file__).resolve().parents[2] / "examples" / "frameworks" / "kubernetes_autoscaling"
+KEDA_SCHEMA = Path(__file__).with_name("fixtures") / "keda-schema.json"
 K8S_VERSION = "1.33.0"  # the oldest release these manifests promise to work on
 CORE = ["worker-deployment.yaml", "worker-hpa.yaml", "worker-pdb.yaml"]
 KEDA = ["keda-scaledobject.yaml", "keda-scaledjob.yaml", "keda-triggerauthentication.yaml"]
@@ -39,7 +40,7 @@ def load(name: str) -> dict:
 
 
 def keda_errors(document: dict) -> list[str]:
-    schema = json.loads((MANIFESTS / "keda-schema.json").read_text(encoding="utf-8"))
+    schema = json.loads((KEDA_SCHEMA).read_text(encoding="utf-8"))
     validator = jsonschema.Draft202012Validator(schema)
     return sorted({f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)})
 
@@ -67,7 +68,7 @@ def test_strict_validation_catches_a_misspelled_core_field():
 
 
 def test_the_keda_schema_is_itself_a_valid_json_schema():
-    schema = json.loads((MANIFESTS / "keda-schema.json").read_text(encoding="utf-8"))
+    schema = json.loads((KEDA_SCHEMA).read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator.check_schema(schema)
 
 
@@ -159,7 +160,7 @@ def test_hpa_defaults_match_the_kubernetes_api_schema():
 
 
 def test_keda_defaults_match_the_schema_kept_in_the_repository():
-    schema = json.loads((MANIFESTS / "keda-schema.json").read_text(encoding="utf-8"))["$defs"]
+    schema = json.loads((KEDA_SCHEMA).read_text(encoding="utf-8"))["$defs"]
     spec = schema["scaledObjectSpec"]["properties"]
     keda = KedaSettings()
     assert spec["pollingInterval"]["default"] == keda.polling_interval == 30

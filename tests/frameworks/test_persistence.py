@@ -1,14 +1,19 @@
-"""Tests for docs/frameworks/persistence.md (examples/frameworks/persistence.py)."""
+"""Tests for docs/frameworks/persistence.md (labs/persistence.py)."""
 
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import redis
 
-from examples.frameworks.persistence import MODES, run_experiment, run_mode
+from labs.persistence import MODES, run_experiment, run_mode
+from labs.with_redis import free_port
 
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "frameworks" / "_data" / "persistence.json"
 
@@ -32,7 +37,7 @@ def check_direction(data: dict) -> None:
 def test_the_committed_results_show_the_expected_direction_and_say_where_they_ran():
     data = json.loads(RESULTS.read_text(encoding="utf-8"))
     check_direction(data)
-    assert data["command"] == "python -m examples.frameworks.persistence --out docs/frameworks/_data/persistence.json"
+    assert data["command"] == "python -m labs.persistence --out docs/frameworks/_data/persistence.json"
     assert data["redis_version"] and data["date"]
     assert {"os", "cpu", "cpus", "filesystem"} <= set(data["machine"])
 
@@ -49,7 +54,7 @@ def test_killing_redis_loses_what_each_mode_promises_to_lose():
 
 @pytest.mark.real_redis("reads the configuration of the installed redis-server")
 def test_the_defaults_the_page_states_hold_for_the_installed_redis(r):
-    """The test server overrides save, appendonly and maxmemory-policy (tools/with_redis.py), not these."""
+    """The test server overrides save, appendonly and maxmemory-policy (labs/with_redis.py), not these."""
     assert r.config_get("appendfsync") == {"appendfsync": "everysec"}
     assert r.config_get("min-replicas-to-write") == {"min-replicas-to-write": "0"}
     assert r.info("server")["redis_version"].split(".")[0] == "7"
@@ -82,3 +87,59 @@ def test_the_page_table_is_rendered_from_the_results_file():
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert [row.split(" | ")[3] for row in rows] == [f"**{r['lost']}**" for r in data["results"]]
     assert f"Redis {data['redis_version']}" in table and data["date"] in table
+
+
+CONF = Path(__file__).resolve().parents[2] / "examples" / "frameworks" / "persistence" / "redis-queue.conf"
+
+
+def start_with_conf(tmp_path: Path, port: int) -> subprocess.Popen:
+    """redis-server with the page's redis-queue.conf; only the address, port, data directory
+    and ACL file are overridden on the command line (later arguments win)."""
+    return subprocess.Popen(
+        [shutil.which("redis-server"), str(CONF), "--bind", "127.0.0.1", "--port", str(port),
+         "--dir", str(tmp_path), "--aclfile", str(tmp_path / "users.acl"), "--daemonize", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_for_ping(client: redis.Redis, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "redis-server exited at start: is redis-queue.conf valid?"
+        try:
+            client.ping()
+            return
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    raise AssertionError("redis-server with redis-queue.conf did not answer within 10 s")
+
+
+@pytest.mark.real_redis("starts redis-server with the page's configuration file")
+def test_the_queue_configuration_starts_and_keeps_a_job_through_a_kill(tmp_path):
+    assert shutil.which("redis-server"), "redis-server is needed (Debian: redis-server)"
+    password = secrets.token_urlsafe(16)
+    (tmp_path / "users.acl").write_text(f"user default off\nuser admin on >{password} ~* &* +@all\n")
+    port = free_port()
+    admin = redis.Redis(port=port, username="admin", password=password, decode_responses=True)
+    anonymous = redis.Redis(port=port, decode_responses=True)
+    proc = start_with_conf(tmp_path, port)
+    try:
+        wait_for_ping(admin, proc)
+        with pytest.raises(redis.AuthenticationError):
+            anonymous.ping()  # the default user is off: no command without a user and password
+        settings = {key: admin.config_get(key)[key] for key in
+                    ("appendonly", "appendfsync", "maxmemory-policy", "maxmemory", "save")}
+        assert settings == {"appendonly": "yes", "appendfsync": "everysec",
+                            "maxmemory-policy": "noeviction", "maxmemory": str(2 * 1024**3),
+                            "save": "3600 1 300 100 60 10000"}
+        admin.lpush("jobs:emails", '{"id": "j1"}')  # acknowledged: LPUSH has replied
+        proc.kill()
+        proc.wait(timeout=10)
+        proc = start_with_conf(tmp_path, port)
+        wait_for_ping(admin, proc)
+        assert admin.lrange("jobs:emails", 0, -1) == ['{"id": "j1"}']
+    finally:
+        admin.close()
+        anonymous.close()
+        proc.kill()
+        proc.wait(timeout=10)

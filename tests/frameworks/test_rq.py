@@ -1,4 +1,4 @@
-"""Tests for docs/frameworks/rq.md (examples/frameworks/rq_jobs.py).
+"""Tests for docs/frameworks/rq.md (examples/frameworks/rq/jobs.py).
 
 fakeredis and ``SimpleWorker`` (jobs run in the test process) by default; under
 ``tox -e redis`` a forking ``Worker`` process too, killed and stopped as in production.
@@ -19,8 +19,8 @@ from rq import Queue, Retry
 from rq.job import JobStatus
 
 from examples.envelope import PayloadError
-from examples.frameworks import rq_jobs
-from examples.frameworks.rq_jobs import (
+from examples.frameworks.rq import jobs as rq_jobs
+from examples.frameworks.rq.jobs import (
     DEFAULT_POLICY, JobPolicy, enqueue, make_queue, make_worker, registry_counts, send_receipt, sweep_abandoned,
     sync_inventory,
 )
@@ -215,7 +215,7 @@ def test_the_abandoned_job_grace_period_the_page_explains():
 
 
 # -- a forking worker process, on a real Redis ----------------------------------------------
-LAB = Path(__file__).with_name("rq_lab_worker.py")
+LAB = Path(__file__).parent / "workers" / "rq_lab_worker.py"
 
 
 def pop(client, key: str, timeout: float):

@@ -2,7 +2,7 @@
 
 The Ruby files in ``examples/frameworks/sidekiq/`` run in a real ``sidekiq`` process
 (Debian's ruby-sidekiq 6.4) on the test Redis under ``tox -e redis``; the Python client
-(``examples/frameworks/sidekiq_client.py``) pushes jobs that process runs. Each test checks
+(``examples/frameworks/sidekiq/client.py``) pushes jobs that process runs. Each test checks
 the job's side effect in Redis, and every process a test starts is stopped.
 """
 
@@ -17,10 +17,16 @@ import time
 import pytest
 
 from examples.envelope import PayloadError
-from examples.frameworks import sidekiq_client as sk
+from examples.frameworks.sidekiq import client as sk
 from examples.redis_client import connect
 from tests.conftest import real_redis_url
-from tests.frameworks.conftest import SIDEKIQ_DIR, SidekiqProcess, require_ruby, ruby, wait_until
+from tests.frameworks.conftest import (
+    SIDEKIQ_DIR,
+    SidekiqProcess,
+    require_ruby,
+    ruby,
+    wait_until,
+)
 
 REAL = pytest.mark.real_redis("runs a real sidekiq process, which needs a TCP Redis server")
 

@@ -1,6 +1,6 @@
 """Fixtures for Track 1 tests that need a broker other than Redis.
 
-``rabbitmq_url`` starts a throwaway RabbitMQ node (``tools/with_rabbitmq.py``) once per test
+``rabbitmq_url`` starts a throwaway RabbitMQ node (``labs/with_rabbitmq.py``) once per test
 session and stops it at the end. The node begins booting as soon as collection has found a
 test that needs it, so its start-up (about ten seconds) overlaps the tests that run first.
 Without ``rabbitmq-server`` installed those tests are skipped with the reason; CI installs it.
@@ -13,7 +13,7 @@ import tempfile
 
 import pytest
 
-from tools.with_rabbitmq import INSTALL_HINT, RabbitServer, find_server
+from labs.with_rabbitmq import INSTALL_HINT, RabbitServer, find_server
 
 _state: dict = {}
 

@@ -201,7 +201,7 @@ def fill_until_full(r, queues: int = 20, jobs_per_queue: int = 10) -> tuple[int,
 @pytest.mark.parametrize("policy", ["allkeys-lru", "noeviction"])
 def test_eviction_policy_decides_between_losing_jobs_and_refusing_writes(policy):
     from examples.redis_client import connect
-    from tools.with_redis import start_redis, stop
+    from labs.with_redis import start_redis, stop
 
     with tempfile.TemporaryDirectory(prefix="handbook-oom-") as workdir:
         proc, url = start_redis(workdir, secrets.token_urlsafe(12), None, "--maxmemory", "4mb", "--maxmemory-policy", policy)

@@ -173,7 +173,7 @@ def test_a_tenant_flooding_100x_cannot_starve_the_others(r):
 
 def test_a_single_fifo_makes_the_quiet_tenants_wait_behind_the_flood(r):
     """The contrast: the same load through one list; quiet tenants wait for 1000 jobs."""
-    from examples.fundamentals.delivery_guarantees import ReliableQueue
+    from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
 
     q = ReliableQueue(r, "exports")
     for i in range(1000):

@@ -16,10 +16,10 @@ import redis
 
 from examples.clock import FakeClock
 from examples.envelope import Job, MalformedJob, new_job
-from examples.fundamentals.batched_queue import BatchedReliableQueue
-from examples.fundamentals.broker_topology import StreamQueue
-from examples.fundamentals.delivery_guarantees import AtMostOnceQueue, ReliableQueue
-from examples.fundamentals.lease_queue import LeaseQueue
+from examples.frameworks.throughput.batched_queue import BatchedReliableQueue
+from examples.fundamentals.broker_topology.redis_structures import StreamQueue
+from examples.fundamentals.delivery_guarantees.queues import AtMostOnceQueue, ReliableQueue
+from examples.fundamentals.visibility_timeouts.lease_queue import LeaseQueue
 
 GOOD = new_job("resize", {"image": 1}, clock=FakeClock(0), job_id="good")
 # A complete envelope, valid JSON, with one byte that is not UTF-8 inside a string.

@@ -11,6 +11,8 @@ import pytest
 from examples.redis_client import connect
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "observability"
+ALERTING = EXAMPLES / "alerting"
+GRAFANA = EXAMPLES / "grafana"
 PROMTOOL_HINT = (
     "promtool is not installed, and the alert-rule and dashboard tests need it. "
     "Install it with `sudo apt-get install prometheus` (Debian/Ubuntu; .ci/run does this), "

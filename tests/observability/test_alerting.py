@@ -1,4 +1,4 @@
-"""Tests for docs/observability/alerting.md (examples/observability/alerts.yml, alerts_test.yml).
+"""Tests for docs/observability/alerting.md (examples/observability/alerting/alerts.yml, alerts_test.yml).
 
 promtool checks and unit-tests the rules. Without promtool these tests FAIL with the
 command that installs it: alert rules nobody ran are not allowed to pass.
@@ -14,30 +14,30 @@ import pytest
 import yaml
 
 from examples.observability import metric_contract as contract
-from tests.observability.conftest import EXAMPLES, run_promtool
+from tests.observability.conftest import ALERTING, EXAMPLES, GRAFANA, run_promtool
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-RULES = yaml.safe_load((EXAMPLES / "alerts.yml").read_text(encoding="utf-8"))
+RULES = yaml.safe_load((ALERTING / "alerts.yml").read_text(encoding="utf-8"))
 ALERTS = {rule["alert"]: rule for group in RULES["groups"] for rule in group["rules"]}
-UNIT_TESTS = yaml.safe_load((EXAMPLES / "alerts_test.yml").read_text(encoding="utf-8"))
+UNIT_TESTS = yaml.safe_load((ALERTING / "alerts_test.yml").read_text(encoding="utf-8"))
 
 
 def test_promtool_check_rules_passes(promtool):
-    result = run_promtool(promtool, "check", "rules", "alerts.yml", cwd=EXAMPLES)
+    result = run_promtool(promtool, "check", "rules", "alerts.yml", cwd=ALERTING)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(ALERTS)} rules found" in result.stdout
 
 
 def test_promtool_unit_tests_pass(promtool):
-    result = run_promtool(promtool, "test", "rules", "alerts_test.yml", cwd=EXAMPLES)
+    result = run_promtool(promtool, "test", "rules", "alerts_test.yml", cwd=ALERTING)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
 
 def test_a_wrong_expectation_makes_promtool_fail(promtool, tmp_path):
     """The harness can fail: an expected alert that does not match is reported."""
-    shutil.copy(EXAMPLES / "alerts.yml", tmp_path)
-    text = (EXAMPLES / "alerts_test.yml").read_text(encoding="utf-8")
+    shutil.copy(ALERTING / "alerts.yml", tmp_path)
+    text = (ALERTING / "alerts_test.yml").read_text(encoding="utf-8")
     (tmp_path / "alerts_test.yml").write_text(text.replace("{severity: page, queue: stalled}",
                                                            "{severity: page, queue: busy}"), encoding="utf-8")
     result = run_promtool(promtool, "test", "rules", "alerts_test.yml", cwd=tmp_path)
@@ -47,7 +47,7 @@ def test_a_wrong_expectation_makes_promtool_fail(promtool, tmp_path):
 
 
 def test_a_broken_rule_fails_the_check(promtool, tmp_path):
-    text = (EXAMPLES / "alerts.yml").read_text(encoding="utf-8")
+    text = (ALERTING / "alerts.yml").read_text(encoding="utf-8")
     (tmp_path / "alerts.yml").write_text(text.replace("max by (queue) (jobqueue_queue_dead_letters) > 0",
                                                       "max by (queue) (jobqueue_queue_dead_letters > 0"))
     result = run_promtool(promtool, "check", "rules", "alerts.yml", cwd=tmp_path)

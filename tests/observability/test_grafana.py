@@ -1,4 +1,4 @@
-"""Tests for docs/observability/grafana.md (examples/observability/grafana.py, dashboard.json).
+"""Tests for docs/observability/grafana.md (examples/observability/grafana/panels.py, dashboard.json).
 
 Every panel query is run through promtool twice: as a recording rule (`promtool check
 rules`: it parses) and in a rule unit test fed only with series of the metric contract
@@ -13,16 +13,16 @@ from pathlib import Path
 
 import yaml
 
-from examples.observability import grafana
+from examples.observability.grafana import panels as grafana
 from examples.observability import metric_contract as contract
-from tests.observability.conftest import EXAMPLES, run_promtool
+from tests.observability.conftest import ALERTING, EXAMPLES, GRAFANA, run_promtool
 
-DASHBOARD = json.loads((EXAMPLES / "dashboard.json").read_text(encoding="utf-8"))
+DASHBOARD = json.loads((GRAFANA / "dashboard.json").read_text(encoding="utf-8"))
 GRAFANA_VARIABLES = {'"$queue"': '".+"', "$__rate_interval": "5m"}
 
 
 def test_committed_dashboard_is_what_the_generator_writes():
-    assert (EXAMPLES / "dashboard.json").read_text(encoding="utf-8") == grafana.render()
+    assert (GRAFANA / "dashboard.json").read_text(encoding="utf-8") == grafana.render()
     assert grafana.main(["--check"]) == 0
 
 

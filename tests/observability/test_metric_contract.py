@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from examples.observability import metric_contract as contract
-from examples.observability.metrics import QueueCollector, QueueMetrics
+from examples.observability.prometheus import QueueCollector, QueueMetrics
 from examples.redis_client import connect
 
 NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")  # the data model's rule for metric names

@@ -1,4 +1,4 @@
-"""Tests for docs/observability/prometheus.md (examples/observability/metrics.py)."""
+"""Tests for docs/observability/prometheus.md (examples/observability/prometheus.py)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from prometheus_client import values as client_values
 
 from examples.clock import FakeClock
 from examples.envelope import Job, new_job
-from examples.fundamentals.delivery_guarantees import ReliableQueue
+from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
 from examples.observability import metric_contract as contract
-from examples.observability.metrics import (
+from examples.observability.prometheus import (
     MULTIPROC_ENV,
     InstrumentedWorker,
     QueueCollector,
@@ -251,7 +251,7 @@ def test_redis_client_default_retries_match_the_page():
 
 # -- multiprocess mode: two prefork children, one scrape ------------------------------------
 def test_prefork_children_are_merged_and_their_live_gauges_dropped(tmp_path):
-    child = Path(__file__).with_name("prefork_child.py")
+    child = Path(__file__).parent / "workers" / "prefork_child.py"
     env = {**os.environ, MULTIPROC_ENV: str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
     procs = [subprocess.Popen([sys.executable, str(child), ok, bad], env=env, stdout=subprocess.PIPE, text=True)
              for ok, bad in (("3", "0"), ("1", "1"))]

@@ -1,4 +1,4 @@
-"""Tests for docs/observability/runbook.md (examples/observability/runbook.py and runbook.toml).
+"""Tests for docs/observability/runbook.md (examples/observability/runbook/entries.py and runbook.toml).
 
 Everything the runbook names must exist: pages, alert rules, tests. Every command in it must
 run: PromQL through promtool against contract series, Redis commands against the Redis under
@@ -18,15 +18,15 @@ import pytest
 import yaml
 
 from examples.observability import metric_contract as contract
-from examples.observability import runbook as rb
-from tests.observability.conftest import EXAMPLES, run_promtool
+from examples.observability.runbook import entries as rb
+from tests.observability.conftest import ALERTING, EXAMPLES, GRAFANA, run_promtool
 from tests.observability.test_grafana import contract_series
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 RUNBOOK = rb.load()
 ENTRIES = {e.id: e for e in RUNBOOK.entries}
-RULES = yaml.safe_load((EXAMPLES / "alerts.yml").read_text(encoding="utf-8"))
+RULES = yaml.safe_load((ALERTING / "alerts.yml").read_text(encoding="utf-8"))
 ALERTS = {rule["alert"]: rule for group in RULES["groups"] for rule in group["rules"]}
 PAGE = DOCS / "observability" / "runbook.md"
 # Server commands fakeredis 2.x does not answer as Redis does (measured: INFO sections and

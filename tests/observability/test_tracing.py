@@ -22,7 +22,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from examples.clock import FakeClock
 from examples.envelope import Job, new_job
-from examples.fundamentals.delivery_guarantees import ReliableQueue
+from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
 from examples.observability import tracing
 from examples.observability.tracing import (
     LOG_FORMAT,

@@ -1,5 +1,5 @@
 // The BullMQ contender of the throughput benchmark (page: docs/frameworks/throughput.md).
-// Run by examples/frameworks/throughput.py as `node bench.js N BATCH`: enqueues N no-op jobs
+// Run by labs/throughput.py as `node bench.js N BATCH`: enqueues N no-op jobs
 // with addBulk, BATCH per call, then drains them with one Worker at concurrency 1 (one job at
 // a time, like the other contenders), and prints {"enqueue_seconds", "drain_seconds"} as JSON.
 'use strict';

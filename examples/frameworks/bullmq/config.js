@@ -1,6 +1,6 @@
 // Production settings for BullMQ 6.7 queues and workers (page: docs/frameworks/bullmq.md).
 // Every number below is a choice explained on the page; the library's own defaults are in
-// examples/frameworks/bullmq_sidekiq_defaults.py, checked against node_modules/bullmq.
+// examples/frameworks/choosing_a_framework/defaults.py, checked against node_modules/bullmq.
 'use strict';
 
 // [start:connection]

@@ -1,5 +1,5 @@
 // Python and Node on the same BullMQ queues, both ways, with the PyPI `bullmq` port
-// (examples/frameworks/bullmq_bridge.py). The pytest wrapper sets PYTHON.
+// (examples/frameworks/bullmq/bridge.py). The pytest wrapper sets PYTHON.
 'use strict';
 
 const test = require('node:test');

@@ -34,13 +34,13 @@ async function obliterate(queue) {
   await queue.close();
 }
 
-// Run the Python side of the bridge (examples/frameworks/bullmq_bridge.py). The pytest
+// Run the Python side of the bridge (examples/frameworks/bullmq/bridge.py). The pytest
 // wrapper sets PYTHON to its interpreter; without it the bridge tests are skipped.
 function python(args, { timeoutMs = 30_000 } = {}) {
   return new Promise((resolve, reject) => {
     execFile(
       process.env.PYTHON,
-      ['-m', 'examples.frameworks.bullmq_bridge', ...args],
+      ['-m', 'examples.frameworks.bullmq.bridge', ...args],
       { cwd: REPO_ROOT, timeout: timeoutMs, env: process.env },
       (err, stdout, stderr) => {
         if (err) reject(new Error(`python bridge ${args.join(' ')} failed: ${err.message}\n${stderr}`));

@@ -1,0 +1,308 @@
+"""Three queue shapes on Redis beyond the plain list: streams, priorities and delayed jobs.
+
+This module is the code behind the page *Broker topology*
+(``docs/fundamentals/broker-topology.md``):
+
+* :class:`StreamQueue` keeps jobs in a Redis Stream read by a consumer group. Redis itself
+  tracks which consumer holds which entry (the pending entries list); an entry is removed
+  only when it is acknowledged, and :meth:`StreamQueue.reclaim` hands the entries of a
+  consumer that went silent to another one with ``XAUTOCLAIM``.
+* :class:`ListPriorityQueue` keeps one list per priority and pops them in order with one
+  ``LMPOP``; :class:`SortedSetPriorityQueue` keeps any number of priority levels in one
+  sorted set.
+* :class:`DelayedJobs` parks jobs in a sorted set scored by their due time and promotes the
+  due ones into a :class:`.ReliableQueue` in one
+  Lua script, so a job is never in both places or in neither.
+
+Keys of one queue share a ``{hash tag}`` so that the scripts also run on a Redis Cluster.
+"""
+
+# [start:imports]
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import redis
+
+from examples.clock import Clock, SystemClock
+from examples.envelope import Job, MalformedJob
+from examples.fundamentals.delivery_guarantees.queues import (
+    DeadLetters,
+    ReliableQueue,
+    _check_name,
+)
+# [end:imports]
+
+
+# [start:stream-queue]
+@dataclass(frozen=True)
+class StreamDelivery:
+    """One stream entry handed to a consumer: acknowledge it by ``entry_id``."""
+
+    entry_id: str
+    job: Job
+    deliveries: int = 1
+
+
+class StreamQueue(DeadLetters):
+    """A job queue on a Redis Stream with one consumer group (Redis >= 6.2 for XAUTOCLAIM)."""
+
+    def __init__(
+        self, r: redis.Redis, name: str, *, group: str = "workers", max_deliveries: int = 5
+    ) -> None:
+        if max_deliveries < 1:
+            raise ValueError(f"max_deliveries must be >= 1, got {max_deliveries}")
+        self.r = r
+        self.name = _check_name("queue name", name)
+        self.group = _check_name("group name", group)
+        self.max_deliveries = max_deliveries
+        self.stream_key = f"stream:{{{name}}}:jobs"
+        self.dead_key = f"stream:{{{name}}}:dead"
+        try:  # MKSTREAM creates the stream; id "0": the group also sees entries already there
+            r.xgroup_create(self.stream_key, group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):  # the group exists already: nothing to do
+                raise
+
+    def enqueue(self, job: Job) -> str:
+        """Append a job; returns the entry id Redis assigned."""
+        return self.r.xadd(self.stream_key, {"job": job.to_json()})
+
+    def read(
+        self, consumer: str, *, count: int = 1, block_ms: int | None = None
+    ) -> list[StreamDelivery]:
+        """Take up to ``count`` new entries for ``consumer``; they stay pending until acked."""
+        reply = self.r.xreadgroup(
+            self.group, _check_name("consumer", consumer), {self.stream_key: ">"},
+            count=count, block=block_ms,
+        )
+        entries = reply[0][1] if reply else []
+        return self._parse(entries, deliveries={})
+
+    def ack(self, delivery: StreamDelivery) -> None:
+        """Acknowledge and delete the entry (``XACK`` + ``XDEL`` in one transaction)."""
+        with self.r.pipeline(transaction=True) as tx:
+            tx.xack(self.stream_key, self.group, delivery.entry_id)
+            tx.xdel(self.stream_key, delivery.entry_id)
+            acked, _ = tx.execute()
+        if not acked:
+            raise LookupError(
+                f"entry {delivery.entry_id} of job {delivery.job.id!r} "
+                "is not pending (acked twice?)"
+            )
+
+    def reclaim(
+        self, consumer: str, *, min_idle_ms: int, count: int = 100
+    ) -> list[StreamDelivery]:
+        """Take over entries that other consumers have held for ``min_idle_ms`` without acking.
+
+        ``XAUTOCLAIM`` transfers ownership and bumps each entry's delivery counter; entries
+        delivered more than ``max_deliveries`` times go to the dead-letter list instead of
+        being handed out again (a poison job would otherwise crash every consumer in turn).
+        """
+        if min_idle_ms < 0:
+            raise ValueError(f"min_idle_ms must be >= 0, got {min_idle_ms}")
+        _check_name("consumer", consumer)
+        claimed: list = []
+        cursor = "0-0"
+        for _ in range(1000):  # bounded: each round scans up to `count` pending entries
+            cursor, entries, *_deleted = self.r.xautoclaim(
+                self.stream_key, self.group, consumer, min_idle_ms, start_id=cursor, count=count
+            )
+            claimed += entries
+            if cursor == "0-0" or len(claimed) >= count:
+                break
+        if not claimed:
+            return []
+        ids = [entry_id for entry_id, _ in claimed]
+        pending = self.r.xpending_range(
+            self.stream_key, self.group, min=min(ids), max=max(ids), count=len(ids) * 2
+        )
+        deliveries = {p["message_id"]: p["times_delivered"] for p in pending}
+        return self._parse(claimed, deliveries)
+
+    def pending_count(self) -> int:
+        """Entries delivered to some consumer and not yet acknowledged."""
+        return self.r.xpending(self.stream_key, self.group)["pending"]
+
+    def _parse(self, entries: list, deliveries: dict[str, int]) -> list[StreamDelivery]:
+        out = []
+        for entry_id, fields in entries:
+            if fields is None:  # deleted from the stream while pending (Redis < 7 reply shape)
+                self.r.xack(self.stream_key, self.group, entry_id)
+                continue
+            raw = fields.get("job", "")
+            times = deliveries.get(entry_id, 1)
+            try:
+                job = Job.from_json(raw)
+                if times > self.max_deliveries:
+                    raise MalformedJob(
+                        f"delivered {times} times (max_deliveries={self.max_deliveries})"
+                    )
+            except MalformedJob as exc:  # keep it with the reason, then drop it from the stream
+                record = json.dumps(
+                    {"entry_id": entry_id, "raw": raw, "reason": str(exc)}, sort_keys=True
+                )
+                with self.r.pipeline(transaction=True) as tx:
+                    tx.lpush(self.dead_key, record)
+                    tx.xack(self.stream_key, self.group, entry_id)
+                    tx.xdel(self.stream_key, entry_id)
+                    tx.execute()
+                continue
+            out.append(StreamDelivery(entry_id, job, times))
+        return out
+# [end:stream-queue]
+
+
+# [start:list-priority]
+class ListPriorityQueue(DeadLetters):
+    """One list per priority level, popped highest level first by a single ``LMPOP``.
+
+    This is how Celery's Redis transport (kombu) emulates priorities, and how Sidekiq's
+    strict queue ordering works. ``LMPOP``/``BLMPOP`` need Redis >= 7.0.
+    """
+
+    def __init__(
+        self,
+        r: redis.Redis,
+        name: str,
+        levels: tuple[str, ...] = ("high", "default", "low"),
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        if len(set(levels)) != len(levels) or not levels:
+            raise ValueError(f"levels must be distinct and non-empty, got {levels!r}")
+        if "dead" in levels:
+            raise ValueError("'dead' cannot be a priority level: it names the dead-letter list")
+        self.r = r
+        self.name = _check_name("queue name", name)
+        self.levels = levels
+        self.clock = clock or SystemClock()
+        self.keys = [f"pq:{{{name}}}:{_check_name('level', level)}" for level in levels]
+        self.dead_key = f"pq:{{{name}}}:dead"
+
+    def enqueue(self, job: Job, level: str = "default") -> None:
+        if level not in self.levels:
+            raise ValueError(
+                f"unknown priority level {level!r}; this queue has {list(self.levels)}"
+            )
+        self.r.lpush(self.keys[self.levels.index(level)], job.to_json())
+
+    def take(self, *, timeout: float = 0) -> tuple[str, Job] | None:
+        """Pop the oldest job of the most urgent non-empty level; ``None`` if all are empty.
+
+        With ``timeout > 0``, wait up to that many seconds for a job (``BLMPOP``). A malformed
+        message goes to the dead-letter list and the wait goes on, but only for what is left
+        of ``timeout``: the call never blocks longer than asked. Once that time is used up,
+        jobs already waiting are still taken, without waiting for more.
+        """
+        if timeout < 0:
+            raise ValueError(f"timeout must be >= 0 seconds, got {timeout}")
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if timeout and left > 0:
+                reply = self.r.blmpop(left, len(self.keys), *self.keys, direction="RIGHT")
+            else:
+                reply = self.r.lmpop(len(self.keys), *self.keys, direction="RIGHT")
+            if not reply:
+                return None
+            key, (raw,) = reply
+            try:
+                return self.levels[self.keys.index(key)], Job.from_json(raw)
+            except MalformedJob as exc:  # popped already: keep it with the reason, not lose it
+                self._set_aside(raw, str(exc))
+
+# [end:list-priority]
+
+
+# [start:zset-priority]
+# Score = priority * 2**32 + a sequence number, so equal priorities keep arrival order.
+# A double holds integers exactly up to 2**53: priorities 0..2**20, 2**32 jobs per queue life.
+ZENQUEUE_LUA = """
+local seq = redis.call('INCR', KEYS[2]) % 4294967296
+redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) * 4294967296 + seq, ARGV[2])
+return seq
+"""
+
+
+class SortedSetPriorityQueue(DeadLetters):
+    """Any number of integer priorities in one sorted set; 0 is the most urgent."""
+
+    MAX_PRIORITY = 2**20
+
+    def __init__(self, r: redis.Redis, name: str, *, clock: Clock | None = None) -> None:
+        self.r = r
+        self.name = _check_name("queue name", name)
+        self.clock = clock or SystemClock()
+        self.key = f"zq:{{{name}}}:jobs"
+        self.seq_key = f"zq:{{{name}}}:seq"
+        self.dead_key = f"zq:{{{name}}}:dead"
+        self._enqueue = r.register_script(ZENQUEUE_LUA)
+
+    def enqueue(self, job: Job, priority: int) -> None:
+        if not isinstance(priority, int) or not 0 <= priority < self.MAX_PRIORITY:
+            raise ValueError(
+                f"priority must be an int in [0, {self.MAX_PRIORITY}), got {priority!r}"
+            )
+        self._enqueue(keys=[self.key, self.seq_key], args=[priority, job.to_json()])
+
+    def take(self) -> tuple[int, Job] | None:
+        """Pop the most urgent job (``ZPOPMIN``); ``None`` if the queue is empty.
+
+        A malformed message goes to the dead-letter list, and the next one is tried.
+        """
+        while popped := self.r.zpopmin(self.key):
+            raw, score = popped[0]
+            try:
+                return int(score) >> 32, Job.from_json(raw)
+            except MalformedJob as exc:  # popped already: keep it with the reason, not lose it
+                self._set_aside(raw, str(exc))
+        return None
+
+# [end:zset-priority]
+
+
+# [start:delayed-jobs]
+# Move every job due at or before ARGV[1] (at most ARGV[2] of them) from the delayed
+# sorted set KEYS[1] to the pending list KEYS[2] of a ReliableQueue. One script, so a job
+# is never in both places or in neither, and two promoters cannot both move it.
+PROMOTE_LUA = """
+local due = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE',
+                       'LIMIT', 0, tonumber(ARGV[2]))
+for _, job in ipairs(due) do
+  redis.call('LPUSH', KEYS[2], job)
+  redis.call('ZREM', KEYS[1], job)
+end
+return #due
+"""
+
+
+class DelayedJobs:
+    """Jobs that must not run before a given time, feeding a
+    :class:`.ReliableQueue`."""
+
+    def __init__(self, queue: ReliableQueue, *, clock: Clock | None = None) -> None:
+        self.queue = queue
+        self.clock = clock or queue.clock or SystemClock()
+        self.key = f"q:{{{queue.name}}}:delayed"  # same hash tag as the queue's own keys
+        self._promote = queue.r.register_script(PROMOTE_LUA)
+
+    def schedule(self, job: Job, *, run_at: float) -> None:
+        """Park ``job`` until ``run_at`` (seconds since the epoch, the clock's scale)."""
+        if self.queue.r.zadd(self.key, {job.to_json(): run_at}, nx=True) == 0:
+            raise ValueError(f"job {job.id!r} is already scheduled with identical content")
+
+    def promote(self, *, limit: int = 100) -> int:
+        """Move due jobs to the queue; call it every second or so from any worker."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        return self._promote(
+            keys=[self.key, self.queue.pending_key], args=[self.clock.now(), limit]
+        )
+
+    def waiting(self) -> int:
+        return self.queue.r.zcard(self.key)
+# [end:delayed-jobs]

@@ -1,0 +1,146 @@
+"""The on-call runbook as data: load and check ``runbook.toml``.
+
+This module is the code behind the page *Runbook: symptom → cause → fix*
+(``docs/observability/runbook.md``).
+The entries live in ``examples/observability/runbook/runbook.toml``, one source of truth: the page is
+rendered from it when the handbook is built (``tools/runbook_ext.py``), and
+``tests/observability/test_runbook.py`` checks that every page, alert rule and test it names
+exists, that every PromQL query parses with promtool, and that every Redis command runs.
+
+A malformed file fails loudly, naming the entry and the field, instead of rendering a
+runbook with a hole in it.
+"""
+
+# [start:imports]
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+# [end:imports]
+
+RUNBOOK = Path(__file__).with_name("runbook.toml")
+
+
+# [start:model]
+class RunbookError(ValueError):
+    """The runbook file is malformed; the message names the entry and the field."""
+
+
+# What each field must hold, and how a confirmation step is written.
+FIELDS = {"id": str, "symptom": str, "confirm": list, "cause": str, "fix": str,
+          "pages": list, "alerts": list, "tests": list, "sources": list}
+# A step says what to look for, and gives exactly one thing to run:
+#   promql: a query for Prometheus (contract metrics only);
+#   redis:  the arguments of a redis-cli command (shown after redis-cli -u "$REDIS_URL");
+#   shell:  another command line (celery inspect, kubectl).
+STEP_KINDS = ("promql", "redis", "shell")
+MAY_BE_EMPTY = {"alerts", "tests"}  # a failure no rule catches, or none the suite reproduces
+
+
+@dataclass(frozen=True)
+class Step:
+    says: str  # what the output shows, and what to look for
+    kind: str  # one of STEP_KINDS
+    command: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    symptom: str
+    confirm: tuple[Step, ...]
+    cause: str
+    fix: str
+    pages: tuple[str, ...]  # doc paths, as {doc} links write them: "/fundamentals/retries"
+    alerts: tuple[str, ...]  # alert names in alerts.yml
+    tests: tuple[str, ...]  # pytest node ids that reproduce the failure
+    sources: tuple[str, ...]  # URLs: issues that show it, primary docs
+
+
+@dataclass(frozen=True)
+class Runbook:
+    entries: tuple[Entry, ...]
+    no_entry: dict[str, str]  # alert name -> why it needs no entry of its own
+# [end:model]
+
+
+# [start:load]
+def _step(where: str, raw: object) -> Step:
+    if not isinstance(raw, dict):
+        raise RunbookError(f"{where}: a confirm step must be a table, got {raw!r}")
+    kinds = [k for k in raw if k in STEP_KINDS]
+    unknown = set(raw) - {"says", *STEP_KINDS}
+    if unknown:
+        raise RunbookError(
+            f"{where}: unknown key(s) {sorted(unknown)} "
+            f"(allowed: says, {', '.join(STEP_KINDS)})"
+        )
+    if len(kinds) != 1:
+        raise RunbookError(
+            f"{where}: give exactly one of {', '.join(STEP_KINDS)}, got {kinds or 'none'}"
+        )
+    for key in ("says", kinds[0]):
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise RunbookError(f"{where}: {key!r} must be a non-empty string")
+    return Step(raw["says"].strip(), kinds[0], raw[kinds[0]].strip())
+
+
+def _entry(number: int, raw: object) -> Entry:
+    if not isinstance(raw, dict):
+        raise RunbookError(f"entry {number}: must be a table, got {raw!r}")
+    where = f"entry {number} ({raw.get('id', 'no id')})"
+    missing = [f for f in FIELDS if f not in raw]
+    unknown = sorted(set(raw) - set(FIELDS))
+    if missing:
+        raise RunbookError(f"{where}: missing field(s) {missing}")
+    if unknown:
+        raise RunbookError(
+            f"{where}: unknown field(s) {unknown} (allowed: {', '.join(FIELDS)})"
+        )
+    for name, kind in FIELDS.items():
+        value = raw[name]
+        if not isinstance(value, kind) or (not value and name not in MAY_BE_EMPTY):
+            raise RunbookError(
+                f"{where}: {name!r} must be a non-empty {kind.__name__}, got {value!r}"
+            )
+        if (kind is list and name != "confirm"
+                and not all(isinstance(v, str) and v for v in value)):
+            raise RunbookError(f"{where}: every item of {name!r} must be a non-empty string")
+    steps = tuple(_step(f"{where} confirm[{i}]", s) for i, s in enumerate(raw["confirm"]))
+    return Entry(raw["id"], raw["symptom"].strip(), steps,
+                 raw["cause"].strip(), raw["fix"].strip(),
+                 *(tuple(raw[f]) for f in ("pages", "alerts", "tests", "sources")))
+
+
+def parse(text: str) -> Runbook:
+    """Parse and check the text of a runbook file; raise RunbookError naming what is wrong."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RunbookError(f"not valid TOML: {exc}") from exc
+    unknown = sorted(set(data) - {"entry", "no_entry"})
+    if unknown:
+        raise RunbookError(f"unknown top-level key(s) {unknown} (allowed: entry, no_entry)")
+    entries = tuple(_entry(n, raw) for n, raw in enumerate(data.get("entry", []), 1))
+    if not entries:
+        raise RunbookError("the runbook has no [[entry]]")
+    ids = [e.id for e in entries]
+    duplicated = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicated:
+        raise RunbookError(f"duplicate entry id(s) {duplicated}")
+    no_entry = data.get("no_entry", {})
+    if not all(isinstance(v, str) and v.strip() for v in no_entry.values()):
+        raise RunbookError("every [no_entry] alert needs a reason (a non-empty string)")
+    return Runbook(entries, dict(no_entry))
+# [end:load]
+
+
+def load(path: Path = RUNBOOK) -> Runbook:
+    """The runbook of this handbook (``runbook.toml`` next to this module)."""
+    return parse(path.read_text(encoding="utf-8"))
+
+
+def entries_for_alert(runbook: Runbook, alert: str) -> list[Entry]:
+    """Entries an alert may lead to, in page order (the target of its ``runbook_url``)."""
+    return [e for e in runbook.entries if alert in e.alerts]

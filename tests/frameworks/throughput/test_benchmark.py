@@ -1,0 +1,130 @@
+"""Tests for docs/frameworks/throughput.md (labs/throughput.py).
+
+The benchmark asserts nothing about speed, and neither do these tests: they check that it
+runs, that it writes the documented schema, that the committed results file is one it wrote,
+and the library defaults the page quotes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labs import throughput
+
+ROOT = Path(__file__).resolve().parents[3]
+RESULTS = ROOT / "docs" / "frameworks" / "_data" / "throughput.json"
+PAGE = ROOT / "docs" / "frameworks" / "throughput.md"
+REDIS_ONLY = ["raw-single", "raw-pipelined", "raw-multi", "reliable-single", "reliable-batched"]
+
+
+def check_schema(data: dict, ids: list[str]) -> None:
+    assert data["schema"] == throughput.SCHEMA
+    assert set(data) == {"schema", "date", "machine", "versions", "settings", "contenders"}
+    assert {"cores", "cpu", "system", "load_average_at_end"} <= set(data["machine"])
+    assert {"python", "redis-server", "redis-py", "hiredis", "rq", "celery", "kombu", "bullmq (npm)", "node"} == set(data["versions"])
+    assert [c["id"] for c in data["contenders"]] == ids
+    runs = data["settings"]["runs"]
+    for c in data["contenders"]:
+        for phase in ("enqueue", "drain"):
+            stats = c[phase]
+            assert len(stats["runs"]) == runs
+            assert 0 < stats["min"] <= stats["median"] <= stats["max"]
+
+
+def test_contenders_run_on_fakeredis_and_every_job_is_drained():
+    data = throughput.measure("fakeredis://", n=40, n_frameworks=5, runs=2, batch=7, only=REDIS_ONLY)
+    check_schema(data, REDIS_ONLY)
+    rows = throughput.table_rows(data)
+    assert [row[0] for row in rows] == [c.label for c in throughput.CONTENDERS if c.id in REDIS_ONLY]
+    assert rows[2][5] == "1.00×"  # the ceiling against itself
+    assert rows[0][6] == "–"  # no RQ in this run: no ratio to show
+
+
+def test_a_contender_that_loses_jobs_fails_the_run():
+    with pytest.raises(RuntimeError, match="raw single: 3 jobs drained, 4 enqueued"):
+        throughput._check(4, 3, "raw single")
+
+
+@pytest.mark.parametrize("argv", [["--n", "0"], ["--runs", "0"], ["--only", "nobody"]])
+def test_bad_command_lines_are_refused(argv, capsys):
+    with pytest.raises(SystemExit):
+        throughput.main(argv)
+    assert "error:" in capsys.readouterr().err
+
+
+def test_the_committed_results_come_from_the_benchmark_with_every_contender():
+    data = json.loads(RESULTS.read_text(encoding="utf-8"))
+    check_schema(data, [c.id for c in throughput.CONTENDERS])
+    assert data["settings"]["n"] >= 20_000 and data["settings"]["runs"] >= 5
+    assert data["versions"]["redis-server"] != "unknown"  # measured on a real server
+    text = throughput.render_text(data)
+    assert text.splitlines()[0].split()[0] == "contender"
+    assert len(text.splitlines()) == len(data["contenders"]) + 2
+
+
+def test_the_page_draws_its_table_and_figure_from_the_committed_file():
+    page = PAGE.read_text(encoding="utf-8")
+    assert "```{bench-table} _data/throughput.json" in page
+    assert "```{bench-figure} _data/throughput.json" in page
+
+
+def test_the_figure_is_drawn_from_the_results(tmp_path):
+    pytest.importorskip("matplotlib")
+    data = json.loads(RESULTS.read_text(encoding="utf-8"))
+    path = throughput.draw_figure(data, tmp_path / "figure.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- defaults the page quotes, asserted against the installed libraries ----------------------
+def test_celery_defaults_quoted_on_the_page():
+    from celery import Celery
+
+    conf = Celery(set_as_current=False).conf
+    assert conf.worker_prefetch_multiplier == 4
+    assert conf.task_acks_late is False
+
+
+def test_rq_simple_worker_runs_jobs_in_the_worker_process():
+    from rq.worker import SimpleWorker, Worker
+
+    assert "os.fork()" in inspect.getsource(Worker.fork_work_horse)  # the default worker forks per job
+    assert SimpleWorker.execute_job is not Worker.execute_job
+    assert "fork" not in inspect.getsource(SimpleWorker.execute_job).split('"""')[-1]
+
+
+def test_redis_py_parses_replies_in_python_unless_hiredis_is_installed():
+    from redis import connection, utils
+
+    assert (connection.DefaultParser.__name__ == "_HiredisParser") is utils.HIREDIS_AVAILABLE
+
+
+def test_redis_py_script_reloads_itself_after_noscript():
+    """The batched drain leans on this when a step's EVALSHA meets a server without the script."""
+    from redis.commands.core import Script
+
+    source = inspect.getsource(Script.__call__)
+    assert "except NoScriptError" in source and "script_load" in source
+
+
+@pytest.mark.real_redis("the benchmark starts its own redis-server; run with the real-Redis suite")
+def test_the_command_runs_on_a_tiny_n_and_writes_the_schema(tmp_path):
+    out = tmp_path / "throughput.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("REDIS_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "labs.throughput", "--n", "60", "--n-frameworks", "8", "--runs", "2",
+         "--batch", "10", "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.read_text(encoding="utf-8"))
+    check_schema(data, [c.id for c in throughput.CONTENDERS])
+    assert data["versions"]["redis-server"].count(".") == 2
+    assert "BatchedReliableQueue" in done.stdout

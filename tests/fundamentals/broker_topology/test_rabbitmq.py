@@ -1,0 +1,166 @@
+"""Tests for the RabbitMQ part of docs/fundamentals/broker-topology.md
+(examples/fundamentals/broker_topology/rabbitmq.py), against a real RabbitMQ node."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from examples.clock import FakeClock
+from examples.envelope import Job, new_job
+from examples.fundamentals.broker_topology.rabbitmq import (
+    connect,
+    declare_job_queue,
+    publish,
+    work_one,
+)
+
+pika = pytest.importorskip("pika")
+pytestmark = pytest.mark.rabbitmq
+
+
+def job(i: int) -> Job:
+    return new_job("charge", {"order": i}, clock=FakeClock(0), job_id=f"job-{i}")
+
+
+def poll_get(ch, queue: str, *, auto_ack: bool = True, timeout: float = 10):
+    """basic_get until a message arrives: requeues and dead-lettering are asynchronous."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        method, props, body = ch.basic_get(queue=queue, auto_ack=auto_ack)
+        if method is not None:
+            return method, props, body
+        time.sleep(0.02)
+    raise AssertionError(f"no message in {queue} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def connection(rabbitmq_url):
+    conn = connect(rabbitmq_url)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def channel(connection, request):
+    ch = connection.channel()
+    name = request.node.name.replace("[", "-").replace("]", "")
+    yield ch, name
+    for queue in (name, f"{name}.dead"):
+        ch.queue_delete(queue=queue)
+    for exchange in (name, f"{name}.dlx"):
+        ch.exchange_delete(exchange=exchange)
+    ch.close()
+
+
+def test_redeclaring_is_a_no_op_and_a_conflicting_declare_is_refused(connection, channel):
+    ch, name = channel
+    declare_job_queue(ch, name)
+    declare_job_queue(ch, name)  # the same arguments again: nothing changes
+    other = connection.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="PRECONDITION_FAILED - inequivalent arg"):
+        # the same name as a plain classic queue: RabbitMQ refuses, the existing queue is kept
+        other.queue_declare(queue=name, durable=True)
+    assert ch.queue_declare(queue=name, passive=True).method.queue == name
+
+
+def test_confirmed_publish_then_ack_after_the_work(connection, channel):
+    ch, name = channel
+    declare_job_queue(ch, name)
+    for i in range(3):
+        publish(ch, name, name, job(i))
+    done: list[str] = []
+    while work_one(ch, name, lambda j: done.append(j.id)):
+        pass
+    assert done == ["job-0", "job-1", "job-2"]
+    assert ch.queue_declare(queue=name, passive=True).method.message_count == 0
+
+
+def test_unroutable_publish_raises_instead_of_vanishing(channel):
+    ch, name = channel
+    declare_job_queue(ch, name)
+    with pytest.raises(pika.exceptions.UnroutableError):
+        publish(ch, name, "no-such-routing-key", job(1))
+
+
+def test_failing_job_is_dead_lettered_after_the_delivery_limit(channel):
+    ch, name = channel
+    declare_job_queue(ch, name, delivery_limit=2)
+    publish(ch, name, name, job(7))
+    attempts = 0
+
+    def always_fails(j: Job) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise RuntimeError("card declined")
+
+    deadline, dead = time.monotonic() + 10, None
+    while dead is None and time.monotonic() < deadline:
+        work_one(ch, name, always_fails)
+        method, props, body = ch.basic_get(queue=f"{name}.dead", auto_ack=True)
+        dead = method
+    assert attempts == 3  # the first delivery plus two redeliveries, then the limit
+    assert Job.from_json(body).id == "job-7"
+    [death] = props.headers["x-death"]
+    assert (death["queue"], death["reason"]) == (name, "delivery_limit")
+
+
+def test_malformed_message_is_rejected_to_the_dead_letter_queue_at_once(channel):
+    ch, name = channel
+    declare_job_queue(ch, name)
+    ch.basic_publish(exchange=name, routing_key=name, body=b'{"v": 99}')
+    publish(ch, name, name, job(1))
+    done: list[str] = []
+    while work_one(ch, name, lambda j: done.append(j.id)):
+        pass
+    assert done == ["job-1"]
+    method, props, body = poll_get(ch, f"{name}.dead")
+    assert body == b'{"v": 99}'
+    assert props.headers["x-death"][0]["reason"] == "rejected"
+
+
+def test_unacked_job_of_a_closed_channel_is_redelivered(connection, channel):
+    ch, name = channel
+    declare_job_queue(ch, name)
+    publish(ch, name, name, job(3))
+    worker = connection.channel()
+    method, _, _ = worker.basic_get(queue=name, auto_ack=False)
+    assert method is not None
+    worker.close()  # the worker dies holding the job, without an ack
+    method, props, body = poll_get(ch, name)
+    assert Job.from_json(body).id == "job-3"
+    assert method.redelivered is True
+    assert props.headers["x-delivery-count"] == 1  # quorum queues count redeliveries
+
+
+def test_connect_without_a_url_names_the_variable(monkeypatch):
+    monkeypatch.delenv("RABBITMQ_URL", raising=False)
+    with pytest.raises(ValueError, match="set RABBITMQ_URL"):
+        connect()
+
+
+def test_without_a_delivery_limit_a_failing_job_is_redelivered_forever(channel):
+    """RabbitMQ 3.10 (Debian 12): a quorum queue has no delivery limit unless you set one."""
+    ch, name = channel
+    ch.queue_declare(queue=name, durable=True, arguments={"x-queue-type": "quorum"})
+    publish(ch, "", name, job(1))  # the default exchange routes by queue name
+    for _ in range(25):
+        method, _, _ = poll_get(ch, name, auto_ack=False)  # still here after every failure
+        ch.basic_nack(delivery_tag=method.delivery_tag, requeue=True)
+    method, props, _ = poll_get(ch, name)
+    assert props.headers["x-delivery-count"] == 25
+
+
+def test_max_message_size_quoted_on_the_serialization_page_is_the_installed_default():
+    """Read RabbitMQ's default from the application file of the installed broker."""
+    import glob
+    import re
+
+    from examples.fundamentals.serialization import LIMITS
+
+    files = glob.glob("/usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins/rabbit-*/ebin/rabbit.app")
+    if not files:
+        pytest.skip("rabbitmq-server's rabbit.app not found (Debian path)")
+    [default] = re.findall(r"\{max_message_size,\s*(\d+)\}", open(files[0], encoding="utf-8").read())
+    assert int(default) == LIMITS["rabbitmq"] == 128 * 1024 * 1024

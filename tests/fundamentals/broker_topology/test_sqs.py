@@ -1,0 +1,141 @@
+"""Tests for the SQS part of docs/fundamentals/broker-topology.md (examples/fundamentals/broker_topology/sqs.py).
+
+No AWS account is reachable here: moto emulates SQS in process. moto reads the wall clock
+for visibility timeouts; the ``clock`` fixture points it at a FakeClock instead, so that a
+timeout can expire without sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from examples.clock import FakeClock
+from examples.envelope import Job, PayloadError, new_job
+from examples.fundamentals.broker_topology.sqs import (
+    SQS_MAX_MESSAGE_BYTES,
+    SqsWorker,
+    create_job_queue,
+    send_job,
+)
+
+boto3 = pytest.importorskip("boto3")
+moto = pytest.importorskip("moto")
+
+
+@pytest.fixture
+def sqs(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # moto's fake credentials, not secrets
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with moto.mock_aws():
+        yield boto3.client("sqs", region_name="eu-west-1")
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    clock = FakeClock(1_700_000_000)
+    import moto.sqs.models
+
+    monkeypatch.setattr(moto.sqs.models, "unix_time", lambda dt=None: clock.now())
+    monkeypatch.setattr(moto.sqs.models, "unix_time_millis", lambda dt=None: clock.now() * 1000)
+    return clock
+
+
+def job(i: int) -> Job:
+    return new_job("resize", {"image": i}, clock=FakeClock(0), job_id=f"job-{i}")
+
+
+def test_a_received_job_is_invisible_until_its_visibility_timeout_expires(sqs, clock):
+    url, _ = create_job_queue(sqs, "images", visibility_timeout=30)
+    send_job(sqs, url, job(1))
+    worker = SqsWorker(sqs, url)
+    [first] = worker.receive()
+    assert worker.receive() == []  # leased to the first worker
+    clock.advance(31)  # the worker died: the lease runs out
+    [again] = worker.receive()
+    assert (again.job, again.receive_count) == (first.job, 2)  # delivered twice: at-least-once
+
+
+def test_change_message_visibility_extends_the_lease_of_a_long_job(sqs, clock):
+    url, _ = create_job_queue(sqs, "images", visibility_timeout=30)
+    send_job(sqs, url, job(1))
+    worker = SqsWorker(sqs, url)
+    [delivery] = worker.receive()
+    for _ in range(4):  # a two-minute job sends a heartbeat every 20 s
+        clock.advance(20)
+        worker.extend(delivery, 30)
+        assert worker.receive() == []  # nobody else gets it while the heartbeats come
+    worker.ack(delivery)
+    clock.advance(60)
+    assert worker.receive() == []  # deleted: gone for good
+
+
+def test_redrive_policy_moves_a_failing_job_to_the_dlq(sqs):
+    url, dead_url = create_job_queue(sqs, "images", max_receive_count=3)
+    send_job(sqs, url, job(9))
+    worker = SqsWorker(sqs, url)
+    attempts = 0
+
+    def fails(j: Job) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise RuntimeError("decoder crashed")
+
+    while worker.work_one(fails):
+        pass
+    assert attempts == 3
+    [dead] = sqs.receive_message(QueueUrl=dead_url)["Messages"]
+    assert Job.from_json(dead["Body"]).id == "job-9"
+    policy = json.loads(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"])
+    assert policy["maxReceiveCount"] == 3
+
+
+def test_fifo_delivers_each_group_in_order_and_holds_a_group_while_it_is_in_flight(sqs):
+    url, _ = create_job_queue(sqs, "payments", fifo=True)
+    for i, customer in enumerate(["alice", "bob", "alice", "bob", "alice"]):
+        send_job(sqs, url, job(i), group=customer)
+    worker = SqsWorker(sqs, url)
+    first = worker.receive(max_messages=1)
+    assert [d.job.id for d in first] == ["job-0"]  # alice's first
+    second = worker.receive(max_messages=10)
+    assert [d.job.id for d in second] == ["job-1", "job-3"]  # only bob: alice's group is held
+    for d in first + second:
+        worker.ack(d)
+    assert [d.job.id for d in worker.receive(max_messages=10)] == ["job-2", "job-4"]
+
+
+def test_fifo_deduplicates_a_retried_send_by_job_id(sqs):
+    url, _ = create_job_queue(sqs, "payments", fifo=True)
+    send_job(sqs, url, job(1), group="alice")
+    send_job(sqs, url, job(1), group="alice")  # the producer retried after a timeout
+    worker = SqsWorker(sqs, url)
+    assert len(worker.receive(max_messages=10)) == 1
+
+
+def test_bad_sends_are_refused_with_a_clear_message(sqs):
+    url, _ = create_job_queue(sqs, "q")
+    fifo_url, _ = create_job_queue(sqs, "f", fifo=True)
+    with pytest.raises(ValueError, match="a FIFO queue needs a message group"):
+        send_job(sqs, fifo_url, job(1))
+    with pytest.raises(ValueError, match="group only applies to FIFO queues"):
+        send_job(sqs, url, job(1), group="alice")
+    big = new_job("t", {"blob": "x" * SQS_MAX_MESSAGE_BYTES}, clock=FakeClock(0), job_id="big")
+    with pytest.raises(PayloadError, match=r"job 'big' is 1048667 bytes; SQS accepts at most 1048576"):
+        send_job(sqs, url, big)
+    with pytest.raises(ValueError, match="visibility_timeout must be 0..43200"):
+        create_job_queue(sqs, "x", visibility_timeout=50_000)
+
+
+def test_sqs_limits_quoted_on_the_page_match_the_installed_botocore_model():
+    """The service model shipped in botocore is AWS's own API reference, as data."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sqs")
+    body_doc = model.operation_model("SendMessage").input_shape.members["MessageBody"].documentation
+    assert "The maximum size is 1 MiB or 1,048,576 bytes" in body_doc
+    attrs_doc = model.operation_model("SetQueueAttributes").input_shape.members["Attributes"].documentation
+    assert "Default: 1,048,576 bytes (1 MiB)" in attrs_doc
+    assert SQS_MAX_MESSAGE_BYTES == 1_048_576
+    assert "Default: 30" in attrs_doc and "43,200" in attrs_doc  # visibility timeout default, max (12 hours)
+    assert "An integer from 0 to 900 (15 minutes). Default: 0." in attrs_doc  # DelaySeconds
