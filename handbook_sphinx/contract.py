@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 #: Characters of code that fit on one line of the PDF (conf.py: DejaVu Sans Mono at 0.77 of
 #: 10 pt on A4 fits 97; one spare). Longer lines wrap mid-word there and scroll in HTML.
 CODE_WIDTH = 96
-#: Lines of code a topic page may show (listings, sessions, commands).
+#: Lines of code a topic page may show (non-blank lines of listings, sessions, commands).
 CODE_LINE_BUDGET = 400
 
 PYTHON = {"python", "py", "python3", "pycon", "ipython", "ipython3"}
@@ -81,7 +81,7 @@ def check_doctree(app: Sphinx, doctree: nodes.document) -> None:
     for node in list(doctree.findall(lambda n: isinstance(n, (nodes.literal_block, nodes.doctest_block)))):
         if any(isinstance(a, nodes.system_message) for a in ancestors(node)):
             continue  # the source of a directive that failed, quoted in its error message
-        lines_shown += len(node.astext().splitlines())
+        lines_shown += sum(1 for line in node.astext().splitlines() if line.strip())
         if isinstance(node, nodes.doctest_block):  # `>>>` in a docstring (the API reference)
             check_session_width(node)
         elif node.get("handbook_example"):
@@ -102,7 +102,7 @@ def check_doctree(app: Sphinx, doctree: nodes.document) -> None:
     for file, shown in listings.items():
         check_names(file, shown)
     if is_topic(app, app.env.docname) and lines_shown > app.config.handbook_code_line_budget:
-        warn(f"this page shows {lines_shown} lines of code, over the budget of "
+        warn(f"this page shows {lines_shown} lines of code (not counting blank lines), over the budget of "
              f"{app.config.handbook_code_line_budget}: show the essential regions, the caption links the rest",
              doctree, line=1)
 
@@ -185,10 +185,12 @@ def check_session_width(node: nodes.Element) -> None:
                  node, line=where)
 
 
-def undefined_globals(code: str) -> list[str]:
-    """Module-level names that ``code`` reads, at import time or in a body, but never binds."""
+def undefined_globals(code: str, context: str = "") -> list[str]:
+    """Module-level names that ``code`` reads, at import time or in a body, but never binds
+    (nor does ``context``, code that is shown but not checked itself)."""
     top = symtable.symtable(code, "listing", "exec")
-    bound = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported() or s.is_namespace()}
+    bound = {s.get_name() for table in (top, symtable.symtable(context, "context", "exec"))
+             for s in table.get_symbols() if s.is_assigned() or s.is_imported() or s.is_namespace()}
     used: set[str] = set()
     tables = [top]
     while tables:
@@ -200,16 +202,28 @@ def undefined_globals(code: str) -> list[str]:
 
 
 def check_names(file: str, listings: list[Listing]) -> None:
-    """The listings of ``file`` on one page, pasted in page order, define every name they use."""
+    """The listings of ``file`` on one page, pasted in page order, define every name they use.
+
+    A listing with the class ``needs-context`` cannot run on its own (its page says what it
+    needs): its names count as defined for the others, its own uses are not checked.
+    """
+    checked = [listing for listing in listings if "needs-context" not in listing.node["classes"]]
+    context = [listing for listing in listings if listing not in checked]
+    if not checked:
+        return
     try:
-        missing = undefined_globals("\n\n".join(listing.code for listing in listings))
+        missing = undefined_globals(pasted(checked), pasted(context))
     except SyntaxError as exc:
-        warn(f"the listings of {file}, pasted in page order, are not valid Python: {exc.msg}", listings[0].node)
+        warn(f"the listings of {file}, pasted in page order, are not valid Python: {exc.msg}", checked[0].node)
         return
     for name in missing:
-        listing, offset, text = first_use(name, listings)
+        listing, offset, text = first_use(name, checked)
         warn(f"listing line {listing.where(offset)} uses {name}, which no listing of {file} on this page "
              f"defines (a reader who copies them gets a NameError): {text.strip()[:60]}", listing.node)
+
+
+def pasted(listings: list[Listing]) -> str:
+    return "\n\n".join(listing.code for listing in listings)
 
 
 def first_use(name: str, listings: list[Listing]) -> tuple[Listing, int, str]:

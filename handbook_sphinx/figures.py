@@ -1,7 +1,7 @@
 """The handbook's figures: each function returns a matplotlib :class:`~matplotlib.figure.Figure`.
 
 A page shows one with ``{generated-figure} handbook_sphinx.figures:NAME`` (see
-:mod:`handbook_sphinx.generated`). The functions draw results of the tested code of
+``handbook_sphinx/generated.py``). The functions draw results of the tested code of
 ``examples/`` and ``labs/`` (or a committed results file a lab wrote); any randomness is
 seeded there, so every build draws the same picture. They build ``Figure`` objects directly:
 no pyplot, no GUI backend, no global state.
@@ -38,7 +38,7 @@ def retry_storm(*, clients: int = 200, retries: int = 6, seed: int = 7) -> Figur
 
 def autoscaling_spike() -> Figure:
     """Arrival rate, queue depth and replicas of the simulator's seeded load spike."""
-    from examples.frameworks.autoscaling_sim import replay_spike
+    from labs.autoscaling_sim import replay_spike
 
     timeline = replay_spike()
     minutes = [t / 60 for t in timeline.t]

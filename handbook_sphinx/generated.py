@@ -26,9 +26,9 @@ Options (both directives)
     ``generated-figure`` also takes ``:alt:`` (required: the figure's text alternative) and
     ``:width:``.
 
-A table function returns a :class:`Table`. Its cells are strings of inline Markdown (`` `code` ``,
-``**bold**``, links), exactly as a Markdown table on the page would hold, or a :class:`Code`
-block for text too long for a cell.
+A table function returns a :class:`Table`. A cell is read as inline Markdown (`` `code` ``,
+``**bold**``, links), exactly as a Markdown table on the page would hold it (numbers are
+converted with ``str``), or is a :class:`Code` block for text too long for a cell.
 
 A figure function returns a matplotlib :class:`~matplotlib.figure.Figure` (built with
 ``matplotlib.figure.Figure``, not ``pyplot``) and seeds any randomness itself, so each build
@@ -76,7 +76,7 @@ class Table:
     """
 
     header: Sequence[str]
-    rows: Sequence[Sequence[str | Code]]
+    rows: Sequence[Sequence[object]]  # each cell: inline Markdown (str() of it) or a Code block
     title: str | None = None
     note: str | None = None
 
@@ -147,7 +147,7 @@ class GeneratedTable(_Generated):
             out.append(nodes.paragraph(table.note, "", *self.markdown(table.note), classes=["generated-table-note"]))
         return out
 
-    def row(self, cells: Sequence[str | Code]) -> nodes.row:
+    def row(self, cells: Sequence[object]) -> nodes.row:
         row = nodes.row()
         for cell in cells:
             if isinstance(cell, Code):

@@ -20,8 +20,6 @@ The data file is checked by :mod:`examples.observability.runbook.entries` when i
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Any
 
 import yaml
 from docutils import nodes

@@ -7,8 +7,9 @@ It reads the pages with the handbook's own configuration (Sphinx's ``dummy`` bui
 temporary folder) and counts, per page:
 
 code lines
-    every line of every code block the reader sees: included listings, ``>>>`` sessions,
-    shell sessions and generated command blocks;
+    the non-blank lines of every code block the reader sees: included listings, ``>>>``
+    sessions, shell sessions and generated command blocks (blank lines are not code, as
+    for ``cloc``);
 prose words
     the words of paragraphs outside tables and code.
 
@@ -44,9 +45,13 @@ def is_topic(docname: str) -> bool:
 
 
 def code_lines(doctree: nodes.Node) -> int:
-    """Lines of every code block in ``doctree``, as shown."""
+    """Non-blank lines of every code block in ``doctree``, as shown."""
     blocks = doctree.findall(lambda n: isinstance(n, (nodes.literal_block, nodes.doctest_block)))
-    return sum(len(block.astext().splitlines()) for block in blocks)
+    return sum(lines_of_code(block) for block in blocks)
+
+
+def lines_of_code(block: nodes.Node) -> int:
+    return sum(1 for line in block.astext().splitlines() if line.strip())
 
 
 def prose_words(doctree: nodes.Node) -> int:

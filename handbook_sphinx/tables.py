@@ -1,7 +1,7 @@
 """The handbook's computed tables: each function returns a :class:`~handbook_sphinx.generated.Table`.
 
 A page shows one with ``{generated-table} handbook_sphinx.tables:NAME`` (see
-:mod:`handbook_sphinx.generated`). The functions only lay out results: the numbers come from
+``handbook_sphinx/generated.py``). The functions only lay out results: the numbers come from
 the tested code of ``examples/`` and ``labs/``, or from a committed results file that a lab
 wrote (``:data:``).
 """
@@ -54,19 +54,19 @@ def size_table() -> Table:
 
 # -- The failure lab: lost and duplicated jobs per queue design ----------------------------
 def lab_table(which: str = "delivery") -> Table:
-    """The lab's counts for one set of rows of :data:`~examples.fundamentals.failure_lab.TABLE_ROWS`.
+    """The lab's counts for one set of rows of the lab's ``TABLE_ROWS``.
 
     The lab runs on fakeredis: the docs build has no server.
     """
-    from examples.fundamentals.failure_lab import TABLE_ROWS, lab_rows
+    from labs.failure_lab import TABLE_ROWS, lab_rows
     from examples.redis_client import connect
 
     results = lab_rows(which, connect=lambda: connect("fakeredis://"))
     rates = [f"{rate:.0%}" for _, rate, _ in TABLE_ROWS[which]]
     return Table(
         ["design", "kill rate", "jobs", "workers killed", "runs", "lost", "duplicated", "dead-lettered"],
-        [[res.design, rate, str(res.jobs), str(res.kills), str(res.runs), str(res.lost), str(res.duplicated),
-          str(res.dead_lettered)] for res, rate in zip(results, rates, strict=True)],
+        [[res.design, rate, res.jobs, res.kills, res.runs, res.lost, res.duplicated, res.dead_lettered]
+         for res, rate in zip(results, rates, strict=True)],
     )
 
 
@@ -88,7 +88,7 @@ def format_ratio(ratio: float | None) -> str:
 
 def throughput_rows(data: dict) -> list[list[str]]:
     """One row per contender; the ratios compare medians measured in the same run."""
-    from examples.frameworks.throughput import BASELINE, CEILING
+    from labs.throughput import BASELINE, CEILING
 
     by_id = {c["id"]: c for c in data["contenders"]}
     rows = []
@@ -104,18 +104,6 @@ def throughput_rows(data: dict) -> list[list[str]]:
 def throughput_table(results: Path) -> Table:
     """The benchmark's table, from the JSON file it wrote."""
     return Table(THROUGHPUT_COLUMNS, throughput_rows(json.loads(results.read_text(encoding="utf-8"))))
-
-
-def throughput_text(data: dict) -> str:
-    """The same table as plain text, for the terminal."""
-    rows = [THROUGHPUT_COLUMNS, *throughput_rows(data)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(THROUGHPUT_COLUMNS))]
-    lines = ["  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row))
-             for row in rows]
-    m, v = data["machine"], data["versions"]
-    lines.append(f"{m['cores']} cores, {m['cpu']}; redis-server {v['redis-server']}, redis-py {v['redis-py']}, "
-                 f"Python {v['python']}; {data['date']}")
-    return "\n".join(lines)
 
 
 # -- Persistence: the experiment's results file --------------------------------------------
@@ -170,7 +158,7 @@ def framework_signals(framework: str) -> Table:
     return Table(["signal", "how you get it (source)"], rows, title=c.FRAMEWORKS[framework])
 
 
-DASHBOARD = ROOT / "examples" / "observability" / "dashboard.json"
+DASHBOARD = ROOT / "examples" / "observability" / "grafana" / "dashboard.json"
 
 
 def dashboard_panels() -> Table:

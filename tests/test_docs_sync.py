@@ -13,10 +13,11 @@ import re
 import textwrap
 from pathlib import Path
 
+import pytest
 from sphinx.application import Sphinx
 from sphinx.util.docutils import docutils_namespace
 
-from handbook_sphinx import stats
+from handbook_sphinx import figures, stats
 from handbook_sphinx.example import examples_in
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,10 +134,10 @@ bare fence
 """
 
 
-def build(tmp_path: Path, pages: dict[str, str], *, budget: int = 400, wide: int = 80) -> list[str]:
+def build(tmp_path: Path, pages: dict[str, str], *, budget: int = 400, wide: int = 80, extra: str = "") -> list[str]:
     """Build a scratch project of ``pages`` (and ``examples/mod.py``); its warnings, one per line."""
     (tmp_path / "examples").mkdir()
-    (tmp_path / "examples" / "mod.py").write_text(MODULE.format(wide="w" * wide), encoding="utf-8")
+    (tmp_path / "examples" / "mod.py").write_text(MODULE.format(wide="w" * wide) + extra, encoding="utf-8")
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "conf.py").write_text(CONF.format(root=str(tmp_path), budget=budget), encoding="utf-8")
@@ -200,7 +201,6 @@ def test_checker_accepts_a_good_page_and_links_the_whole_file(tmp_path):
         # Good
 
         ```{example} examples/mod.py#push
-        :class: needs-context
         ```
 
         Shown whole:
@@ -227,9 +227,26 @@ def test_checker_accepts_a_good_page_and_links_the_whole_file(tmp_path):
     for caption in captions:  # the caption names the file and downloads all of it
         assert re.fullmatch(r'<a class="[^"]*download internal" download="" href="_downloads/\w+/mod\.py">'
                             r"examples/mod\.py</a>", caption), caption
-    assert "needs-context" in html
     assert not (tmp_path / "docs" / "_generated").exists()  # nothing written into the sources
     assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == ["conf.py", "index.md", "page.md"]
+
+
+def test_a_listing_that_needs_context_is_exempt_but_defines_names_for_the_others(tmp_path):
+    page = textwrap.dedent("""\
+        # Context
+
+        The region below needs `LIMIT`, `Full` and `json` from the rest of the file:
+
+        ```{example} examples/mod.py#push
+        :class: needs-context
+        ```
+
+        ```{example} examples/mod.py#uses-push
+        ```
+        """)
+    found = build(tmp_path, {"page": page}, extra="# [start:uses-push]\nitems = []\npush(items, 1)\n# [end:uses-push]\n")
+    assert found == []
+    assert "needs-context" in (tmp_path / "out" / "page.html").read_text(encoding="utf-8")
 
 
 def test_python_captions_link_the_highlighted_source_when_the_reference_documents_it(tmp_path):
@@ -273,7 +290,7 @@ def test_a_topic_page_over_its_code_budget_fails(tmp_path):
     long = "# Long\n\n```text\n" + "x\n" * 30 + "```\n\n```console\n$ ls\n```\n"
     found = build(tmp_path, {"long": long, "reference/long": long}, budget=30)
     assert len(found) == 1 and found[0].startswith("long.md:1: "), found
-    assert "shows 31 lines of code, over the budget of 30" in found[0]
+    assert "shows 31 lines of code (not counting blank lines), over the budget of 30" in found[0]
 
 
 def test_stats_count_code_lines_and_prose_words(tmp_path):
@@ -281,3 +298,15 @@ def test_stats_count_code_lines_and_prose_words(tmp_path):
     measured = {s.page: s for s in stats.measure(tmp_path / "docs", tmp_path / "docs")}
     assert measured["page"] == stats.PageStats("page", topic=True, code_lines=2, prose_words=3)
     assert not measured["index"].topic
+
+
+@pytest.mark.parametrize("name", ["retry_storm", "autoscaling_spike", "throughput", "dashboard_layout"])
+def test_every_figure_draws_the_same_picture_each_build(name):
+    """Seeded and free of dates: two builds give byte-identical images (no churn, no surprises)."""
+    args = (DOCS / "frameworks" / "_data" / "throughput.json",) if name == "throughput" else ()
+    pictures = []
+    for _ in range(2):
+        out = io.BytesIO()
+        getattr(figures, name)(*args).savefig(out, format="png", metadata={"Software": None})
+        pictures.append(out.getvalue())
+    assert pictures[0] == pictures[1] and pictures[0][:8] == b"\x89PNG\r\n\x1a\n"
