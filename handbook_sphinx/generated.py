@@ -28,7 +28,8 @@ Options (both directives)
 
 A table function returns a :class:`Table`. A cell is read as inline Markdown (`` `code` ``,
 ``**bold**``, links), exactly as a Markdown table on the page would hold it (numbers are
-converted with ``str``), or is a :class:`Code` block for text too long for a cell.
+converted with ``str``), or is a :class:`Code` block, or a tuple of both (a paragraph above
+its code).
 
 A figure function returns a matplotlib :class:`~matplotlib.figure.Figure` (built with
 ``matplotlib.figure.Figure``, not ``pyplot``) and seeds any randomness itself, so each build
@@ -76,7 +77,7 @@ class Table:
     """
 
     header: Sequence[str]
-    rows: Sequence[Sequence[object]]  # each cell: inline Markdown (str() of it) or a Code block
+    rows: Sequence[Sequence[object]]  # each cell: inline Markdown (str() of it), a Code block, or a tuple of both
     title: str | None = None
     note: str | None = None
 
@@ -150,13 +151,16 @@ class GeneratedTable(_Generated):
     def row(self, cells: Sequence[object]) -> nodes.row:
         row = nodes.row()
         for cell in cells:
-            if isinstance(cell, Code):
-                block = nodes.literal_block(cell.text, cell.text, language=cell.language)
-                block["handbook_generated"] = True  # shown from tested data, not typed on the page
-                self.set_source_info(block)
-                row += nodes.entry("", block)
-            else:
-                row += nodes.entry("", nodes.paragraph(str(cell), "", *self.markdown(str(cell))))
+            entry = nodes.entry()
+            for part in cell if isinstance(cell, tuple) else (cell,):
+                if isinstance(part, Code):
+                    block = nodes.literal_block(part.text, part.text, language=part.language)
+                    block["handbook_generated"] = True  # shown from tested data, not typed on the page
+                    self.set_source_info(block)
+                    entry += block
+                else:
+                    entry += nodes.paragraph(str(part), "", *self.markdown(str(part)))
+            row += entry
         return row
 
 
@@ -175,7 +179,8 @@ class GeneratedFigure(_Generated):
         targets = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
         fig = self.generate(args) if any(is_stale(t, *inputs) for t in targets) else None
         for target in targets if fig is not None else ():  # PNG for HTML, vector PDF for LaTeX
-            fig.savefig(target, dpi=150, metadata={"Software": None} if target.suffix == ".png"
+            fig.savefig(target, dpi=150, bbox_inches="tight",  # no label cut at the edge
+                        metadata={"Software": None} if target.suffix == ".png"
                         else {"Creator": None, "Producer": None, "CreationDate": None})
         # Image paths are relative to the page's folder; ".*" lets each builder pick its format.
         page_dir = Path(self.env.doc2path(self.env.docname)).parent

@@ -162,11 +162,11 @@ DASHBOARD = ROOT / "examples" / "observability" / "grafana" / "dashboard.json"
 
 
 def dashboard_panels() -> Table:
-    """Each panel of the dashboard with its unit and queries (in a code block: long PromQL
-    cannot wrap inside a table cell of the PDF)."""
+    """Each panel of the dashboard with its unit, and its queries in a code block below (one
+    column: long PromQL needs the page's whole width)."""
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    return Table(["panel", "queries"], [
-        [f"**{p['title']}** (unit `{p['fieldConfig']['defaults']['unit']}`)",
-         Code("\n".join(t["expr"] for t in p["targets"]))]
+    return Table(["panel (unit) and its queries"], [
+        [(f"**{p['title']}** (unit `{p['fieldConfig']['defaults']['unit']}`)",
+          Code("\n".join(t["expr"] for t in p["targets"])))]
         for p in dashboard["panels"]
     ])
