@@ -36,6 +36,11 @@ A figure function returns a matplotlib :class:`~matplotlib.figure.Figure` (built
 draws the same picture. The directive saves it under the build's doctree folder as PNG (for
 HTML) and PDF (vector, for LaTeX); nothing is written into ``docs/``.
 
+Why not matplotlib's ``plot`` directive: it hands reStructuredText back to the parser
+(``insert_input``), which MyST pages do not support, and it redraws a figure only when its
+script file changes, not when the tested code the script calls does. This directive does the
+one thing needed (PNG for HTML, vector PDF for LaTeX) and tracks the code.
+
 Each result is computed once per build process. A page that shows generated output is read
 again when any Python file of ``examples/``, ``labs/`` or this toolkit changes, and when its
 ``:data:`` file changes, so the numbers on a page cannot go stale.
