@@ -76,6 +76,12 @@ intersphinx_disabled_reftypes = ["*"]
 # -- MyST --------------------------------------------------------------------------------
 myst_enable_extensions = ["colon_fence", "deflist", "substitution", "attrs_inline"]
 myst_heading_anchors = 3
+# One source for each fact: pages write {{ kombu_version }} or {{ code.kombu_visibility_timeout }}
+# instead of typing "5.7.0" or `3600`; the values are read from the installed libraries now
+# (handbook_sphinx/facts.py), and tests/test_facts.py fails on a value typed by hand.
+from handbook_sphinx import facts  # noqa: E402 - the toolkit package, beside this file
+
+myst_substitutions = facts.substitutions()
 
 # -- autodoc -----------------------------------------------------------------------------
 autodoc_member_order = "bysource"

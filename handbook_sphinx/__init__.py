@@ -19,6 +19,10 @@ What it adds to the build, one module each:
 :mod:`handbook_sphinx.settings_table`, :mod:`handbook_sphinx.runbook`
     Two domain directives: the settings-equivalence table and the on-call runbook.
 
+:mod:`handbook_sphinx.facts`
+    One source for each fact the pages quote (library versions and defaults), read from the
+    installed packages; ``conf.py`` hands them to MyST as substitutions.
+
 Two command-line helpers sit beside them: ``python -m handbook_sphinx.build_pdf`` and
 ``python -m handbook_sphinx.stats``.
 """

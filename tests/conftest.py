@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from examples.redis_client import connect
+from tests._support.redis_server import real_redis_url
 
 FLUSH_GUARD = "HANDBOOK_ALLOW_FLUSH"
 
@@ -29,11 +30,6 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     if collection_path.name == "site" and collection_path.parent == Path(__file__).parent:
         return not (config.getoption("--site") or config.getoption("--pdf"))
     return None
-
-
-def real_redis_url() -> str | None:
-    url = os.environ.get("REDIS_URL", "")
-    return url if url and not url.startswith("fakeredis") else None
 
 
 def pytest_configure(config: pytest.Config) -> None:

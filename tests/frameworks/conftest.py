@@ -2,9 +2,10 @@
 
 Programs in other languages (BullMQ under Node, Sidekiq under Ruby):
 ``node_project`` installs the BullMQ example's npm packages once (``npm ci`` from the
-committed lockfile) when ``node_modules`` is missing; ``run_node_tests`` runs one
+committed lockfile) when ``node_modules`` is missing; ``tests/_support/node.py`` runs one
 ``*.test.js`` file under ``node --test`` against the test Redis and returns the counts from
-the runner's TAP summary. Both fail fast with a clear message when Node is missing.
+the runner's TAP summary. Both fail fast with a clear message when Node is missing. The Ruby
+helpers are in ``tests/_support/sidekiq.py``.
 
 Python frameworks (Celery, RQ): a Redis reachable over TCP, for libraries that open
 their own connections (Celery's kombu), and helpers to start and always stop processes.
@@ -17,38 +18,26 @@ is used, flushed before and after.
 from __future__ import annotations
 
 import os
-import re
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-ROOT = Path(__file__).resolve().parents[2]
-BULLMQ_DIR = ROOT / "examples" / "frameworks" / "bullmq"
-NODE_HINT = "Node.js 20+ and npm are needed (Debian: `apt-get install nodejs npm`)"
-SUMMARY = re.compile(r"^# (tests|suites|pass|fail|cancelled|skipped|todo) (\d+)$", re.MULTILINE)
-
-
-def _require(program: str) -> str:
-    path = shutil.which(program)
-    if path is None:
-        pytest.fail(f"{program} not found: {NODE_HINT}", pytrace=False)
-    return path
+from tests._support.node import BULLMQ_DIR, require
+from tests._support.redis_server import real_redis_url
 
 
 @pytest.fixture(scope="session")
 def node_project() -> Path:
-    _require("node")
+    require("node")
     if not (BULLMQ_DIR / "node_modules" / "bullmq" / "package.json").is_file():
-        npm = _require("npm")
+        npm = require("npm")
         done = subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund"], cwd=BULLMQ_DIR, capture_output=True, text=True, timeout=300
         )
@@ -57,103 +46,10 @@ def node_project() -> Path:
     return BULLMQ_DIR
 
 
-def run_node_tests(project: Path, test_file: str, redis_url: str, timeout: float = 180) -> tuple[dict[str, int], str]:
-    """Run ``node --test`` on one file; return the TAP summary counts and the full output."""
-    env = {**os.environ, "REDIS_URL": redis_url, "PYTHON": sys.executable}
-    done = subprocess.run(
-        [_require("node"), "--test", "--test-reporter=tap", "--test-timeout=60000", f"test/{test_file}"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=timeout,
-    )
-    output = done.stdout + done.stderr
-    counts = {name: int(value) for name, value in SUMMARY.findall(done.stdout)}
-    if "tests" not in counts:
-        pytest.fail(f"no test summary from node --test (exit {done.returncode}):\n{output[-4000:]}", pytrace=False)
-    return counts, output
-
-
-# -- Sidekiq --------------------------------------------------------------------------------
-SIDEKIQ_DIR = ROOT / "examples" / "frameworks" / "sidekiq"
-SIDEKIQ_HINT = "Ruby and Sidekiq are needed (Debian: `apt-get install ruby-sidekiq`; .ci/run installs it)"
-
-
-def ruby(script: str, redis_url: str | None = None, timeout: float = 30) -> str:
-    """Run a Ruby snippet with Sidekiq and examples/frameworks/sidekiq/jobs.rb loaded; return stdout."""
-    env = {**os.environ, "REDIS_URL": redis_url} if redis_url else dict(os.environ)
-    done = subprocess.run(
-        [require_ruby(), "-W0", "-r", "./jobs.rb", "-e", script],
-        cwd=SIDEKIQ_DIR, env=env, capture_output=True, text=True, timeout=timeout,
-    )
-    if done.returncode != 0:
-        raise AssertionError(f"ruby failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    return done.stdout
-
-
-def require_ruby() -> str:
-    path = shutil.which("ruby")
-    if path is None or shutil.which("sidekiq") is None:
-        pytest.fail(f"ruby or sidekiq not found: {SIDEKIQ_HINT}", pytrace=False)
-    return path
-
-
-class SidekiqProcess:
-    """A real ``sidekiq`` process on the test Redis, with the handbook's config and jobs."""
-
-    def __init__(self, redis_url: str, log_path: Path, *extra: str) -> None:
-        require_ruby()
-        self.log_path = log_path
-        self.log = log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [shutil.which("sidekiq"), "-C", "sidekiq.yml", "-r", "./jobs.rb", *extra],
-            cwd=SIDEKIQ_DIR, env={**os.environ, "REDIS_URL": redis_url, "RUBYOPT": "-W0"},
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )
-
-    def wait_ready(self, client, timeout: float = 30) -> None:
-        """Until the process has sent its first heartbeat (its identity in ``processes``)."""
-        deadline = time.monotonic() + timeout
-        while not client.smembers("processes"):
-            if self.proc.poll() is not None:
-                raise AssertionError(f"sidekiq exited at start:\n{self.output()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"sidekiq sent no heartbeat within {timeout} s:\n{self.output()}")
-            time.sleep(0.05)
-
-    def output(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        """Send ``sig``; SIGKILL if the process outlives ``timeout``; return the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
-
-
-def wait_until(what: str, check, timeout: float = 20):
-    """Poll ``check`` until truthy; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-    return value
-
-
-def _real_redis_url() -> str | None:  # the rule of tests/conftest.py, for module-scoped fixtures
-    url = os.environ.get("REDIS_URL", "")
-    return url if url and not url.startswith("fakeredis") else None
-
-
 @pytest.fixture(scope="module")
 def tcp_redis_url() -> Iterator[str]:
     """A ``redis://`` URL with a password, valid for the whole test module."""
-    real = _real_redis_url()
+    real = real_redis_url()
     if real:
         client = redis.Redis.from_url(real)
         client.flushdb()

@@ -19,7 +19,7 @@ from bullmq import Queue, UnrecoverableError
 from examples.clock import FakeClock
 from examples.envelope import new_job
 from examples.frameworks.bullmq import bridge as bullmq_bridge
-from tests.frameworks.conftest import BULLMQ_DIR, run_node_tests
+from tests._support.node import BULLMQ_DIR, run_node_tests
 
 # How many tests each node file holds: a file that silently stops defining one fails here.
 NODE_TESTS = {

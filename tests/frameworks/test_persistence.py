@@ -6,7 +6,6 @@ import json
 import secrets
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import redis
 
 from labs.persistence import MODES, run_experiment, run_mode
 from labs.with_redis import free_port
+from tests._support.waiting import eventually
 
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "frameworks" / "_data" / "persistence.json"
 
@@ -98,15 +98,11 @@ def start_with_conf(tmp_path: Path, port: int) -> subprocess.Popen:
 
 
 def wait_for_ping(client: redis.Redis, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    def ping() -> bool:
         assert proc.poll() is None, "redis-server exited at start: is redis-queue.conf valid?"
-        try:
-            client.ping()
-            return
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    raise AssertionError("redis-server with redis-queue.conf did not answer within 10 s")
+        return client.ping()
+
+    eventually("redis-server with redis-queue.conf to answer", ping, 10, ignoring=(redis.ConnectionError,))
 
 
 @pytest.mark.real_redis("starts redis-server with the page's configuration file")

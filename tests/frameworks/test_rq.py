@@ -25,6 +25,8 @@ from examples.frameworks.rq.jobs import (
     sync_inventory,
 )
 from examples.redis_client import connect
+from handbook_sphinx import facts
+from tests._support.waiting import pop_within
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "frameworks" / "rq.md"
 NO_RETRY = JobPolicy(retry_intervals=())
@@ -193,7 +195,7 @@ OURS = {
 
 
 def test_every_default_the_page_quotes_is_the_installed_one():
-    text = PAGE.read_text(encoding="utf-8")
+    text = facts.render(PAGE.read_text(encoding="utf-8"))  # the page as the reader sees it
     assert f"RQ {rq.__version__}" in text
     section = text.split("## Settings that matter", 1)[1].split("\n## ", 1)[0]
     seen = set()
@@ -218,12 +220,9 @@ def test_the_abandoned_job_grace_period_the_page_explains():
 LAB = Path(__file__).parent / "workers" / "rq_lab_worker.py"
 
 
-def pop(client, key: str, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if item := client.blpop([key], timeout=1):
-            return item[1].decode()
-    return None
+def pop(client, key: str, timeout: float) -> str | None:
+    item = pop_within(client, key, timeout)
+    return item[1].decode() if item else None
 
 
 @pytest.mark.real_redis("a worker process needs a real server to share")

@@ -19,14 +19,9 @@ import pytest
 from examples.envelope import PayloadError
 from examples.frameworks.sidekiq import client as sk
 from examples.redis_client import connect
-from tests.conftest import real_redis_url
-from tests.frameworks.conftest import (
-    SIDEKIQ_DIR,
-    SidekiqProcess,
-    require_ruby,
-    ruby,
-    wait_until,
-)
+from tests._support.redis_server import real_redis_url
+from tests._support.sidekiq import SIDEKIQ_DIR, SidekiqProcess, require_ruby, ruby
+from tests._support.waiting import eventually
 
 REAL = pytest.mark.real_redis("runs a real sidekiq process, which needs a TCP Redis server")
 
@@ -119,7 +114,7 @@ def sidekiq(tmp_path_factory):
 def test_a_job_enqueued_from_ruby_runs(sidekiq, r, redis_url):
     out = _enqueue_rb(redis_url, "signup", "1", "pro")
     assert len(out.strip()) == 24  # the jid
-    assert wait_until("the signup from Ruby", lambda: r.hget("handbook:signups", "1")) == "pro"
+    assert eventually("the signup from Ruby", lambda: r.hget("handbook:signups", "1"), 20) == "pro"
 
 
 @REAL
@@ -128,7 +123,7 @@ def test_a_job_pushed_from_python_runs(sidekiq, r, major):
     # Sidekiq 6 and 7 share the payload format; the process here is 6.4.
     jid = sk.push(r, sk.build_payload("RecordSignupJob", [2, "free"], major=major), major=major)
     assert "default" in r.smembers("queues")
-    assert wait_until("the signup from Python", lambda: r.hget("handbook:signups", "2")) == "free"
+    assert eventually("the signup from Python", lambda: r.hget("handbook:signups", "2"), 20) == "free"
     assert len(jid) == 24
 
 
@@ -142,13 +137,13 @@ def test_a_scheduled_job_from_python_is_read_and_enqueued_by_sidekiq(sidekiq, r,
     ))
     assert seen[:2] == ["RecordSignupJob", [3, "pro"]] and abs(seen[2] - at) < 0.01
     ruby('require "sidekiq/scheduled"; Sidekiq::Scheduled::Enq.new.enqueue_jobs', redis_url)
-    assert wait_until("the scheduled signup", lambda: r.hget("handbook:signups", "3")) == "pro"
+    assert eventually("the scheduled signup", lambda: r.hget("handbook:signups", "3"), 20) == "pro"
 
 
 @REAL
 def test_bad_arguments_from_python_go_to_the_dead_set_with_the_reason(sidekiq, r):
     jid = sk.push(r, sk.build_payload("RecordSignupJob", ["seven", "pro"]))
-    dead = wait_until("the job in the dead set", lambda: r.zrange("dead", 0, -1))
+    dead = eventually("the job in the dead set", lambda: r.zrange("dead", 0, -1), 20)
     [job] = [json.loads(x) for x in dead]
     assert job["jid"] == jid
     assert job["error_message"] == 'user_id must be an integer, got "seven"'
@@ -183,7 +178,7 @@ def sidekiq_t3(r, redis_url, tmp_path):
     try:
         process.wait_ready(r)
         sk.push(r, sk.build_payload("SlowReportJob", ["r-1", 30], queue="reports"))
-        wait_until("the slow job to start", lambda: r.sismember("handbook:reports:started", "r-1"))
+        eventually("the slow job to start", lambda: r.sismember("handbook:reports:started", "r-1"), 20)
         yield process
     finally:
         process.stop(signal.SIGKILL)

@@ -1,8 +1,9 @@
 """Fixtures for Track 1 tests that need a broker other than Redis.
 
 ``rabbitmq_url`` starts a throwaway RabbitMQ node (``labs/with_rabbitmq.py``) once per test
-session and stops it at the end. The node begins booting as soon as collection has found a
-test that needs it, so its start-up (about ten seconds) overlaps the tests that run first.
+session and stops it at the end. The node begins booting when the run starts, if a selected
+test needs it, so its start-up (about ten seconds) overlaps the tests that run first; nothing
+starts during collection (``pytest --collect-only`` starts no server).
 Without ``rabbitmq-server`` installed those tests are skipped with the reason; CI installs it.
 """
 
@@ -22,8 +23,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "rabbitmq: needs a RabbitMQ node (started by the rabbitmq_url fixture)")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if find_server() and any("rabbitmq_url" in getattr(item, "fixturenames", ()) for item in items):
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Before the first test runs (never on ``--collect-only``), boot the node if a test needs it."""
+    if session.config.option.collectonly:
+        return
+    if find_server() and any("rabbitmq_url" in getattr(item, "fixturenames", ()) for item in session.items):
         _start()
 
 

@@ -7,6 +7,8 @@ import random
 import threading
 from collections import defaultdict
 
+import boto3
+import moto
 import pytest
 
 from examples.clock import FakeClock
@@ -309,8 +311,6 @@ def test_no_healthy_region_is_a_clear_error():
 
 def test_routing_table_queues_work_on_moto_sqs(monkeypatch):
     """The URLs the table builds are the URLs SQS gives those queues (moto, no AWS account)."""
-    boto3 = pytest.importorskip("boto3")
-    moto = pytest.importorskip("moto")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     table = build_routing_table("123456789012", "jobs", REGIONS[:2], shards=2)

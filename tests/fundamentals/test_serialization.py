@@ -10,6 +10,8 @@ from decimal import Decimal
 
 import msgpack
 import pytest
+from kombu import exceptions as kombu_exceptions
+from kombu import serialization as kombu_serialization
 
 from examples.clock import FakeClock
 from examples.envelope import MalformedJob, PayloadError, new_job
@@ -144,12 +146,10 @@ def test_pickle_runs_code_on_load_which_is_why_it_is_refused():
 
 
 def test_kombu_also_refuses_pickle_unless_told_otherwise():
-    serialization = pytest.importorskip("kombu.serialization")
-    exceptions = pytest.importorskip("kombu.exceptions")
-    with pytest.raises(exceptions.ContentDisallowed):
-        serialization.loads(pickle.dumps(Exploit()), PICKLE, "binary")
-    assert serialization.registry._encoders["msgpack"].content_type == MSGPACK
-    assert {PICKLE, MSGPACK, "application/x-yaml"} <= serialization.registry._disabled_content_types
+    with pytest.raises(kombu_exceptions.ContentDisallowed):
+        kombu_serialization.loads(pickle.dumps(Exploit()), PICKLE, "binary")
+    assert kombu_serialization.registry._encoders["msgpack"].content_type == MSGPACK
+    assert {PICKLE, MSGPACK, "application/x-yaml"} <= kombu_serialization.registry._disabled_content_types
 
 
 # -- bad bytes -----------------------------------------------------------------------------

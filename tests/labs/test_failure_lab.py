@@ -103,6 +103,7 @@ def test_lease_with_heartbeat_never_loses_and_duplicates_only_after_a_crash(fres
 
 
 # -- a thousand random schedules per at-least-once design ------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("design", AT_LEAST_ONCE)
 def test_a_thousand_random_schedules_lose_nothing(fresh, design):
     total = run_many(fresh, design, schedules=1000, jobs=2, seed=10_000, crash_rate=0.5, steps=1)
@@ -165,6 +166,7 @@ def test_random_schedules_are_seeded():
 
 
 # -- the batched queue of the throughput page ---------------------------------------------------------
+@pytest.mark.slow
 def test_batched_queue_loses_nothing_and_repeats_at_most_the_batches_of_crashed_workers(fresh):
     """A crash re-delivers the whole unacknowledged batch (3 jobs here), finished jobs included."""
     total = run_many(fresh, "batched", schedules=300, jobs=6, seed=20_000, crash_rate=0.3, steps=1)

@@ -1,18 +1,15 @@
-"""Fixtures for the Track 3 tests: promtool, and a Redis client with the collector's timeouts."""
+"""Fixtures for the Track 3 tests: promtool, and a Redis client with the collector's timeouts.
+
+Running promtool and the contract's input series: ``tests/_support/promtool.py``."""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from examples.redis_client import connect
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "observability"
-ALERTING = EXAMPLES / "alerting"
-GRAFANA = EXAMPLES / "grafana"
 PROMTOOL_HINT = (
     "promtool is not installed, and the alert-rule and dashboard tests need it. "
     "Install it with `sudo apt-get install prometheus` (Debian/Ubuntu; .ci/run does this), "
@@ -27,10 +24,6 @@ def promtool() -> str:
     if path is None:
         pytest.fail(PROMTOOL_HINT, pytrace=False)
     return path
-
-
-def run_promtool(promtool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([promtool, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from examples.observability import metric_contract as contract
-from tests.observability.conftest import ALERTING, EXAMPLES, GRAFANA, run_promtool
+from tests._support.promtool import ALERTING, run_promtool
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 RULES = yaml.safe_load((ALERTING / "alerts.yml").read_text(encoding="utf-8"))

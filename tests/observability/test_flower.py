@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from flower.options import default_options
 
 from examples.observability.flower import flowerconfig
 from examples.observability.flower.celery_app import app, build_report
+from tests._support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "observability" / "flower.md"
@@ -64,6 +64,15 @@ def test_page_defaults_match_the_installed_packages(setting, quoted):
     else:
         actual = Celery(set_as_current=False).conf[setting]
     assert ast.literal_eval(quoted) == actual
+
+
+def test_page_production_values_are_the_configs():
+    """The table's production values, where they are literals, are flowerconfig.py's."""
+    rows = re.findall(r"^\| `--(\w+)` +\| `[^`]*` +\| `([^`]*)` +\|", PAGE.read_text(encoding="utf-8"), flags=re.M)
+    checked = {name: quoted for name, quoted in rows if hasattr(flowerconfig, name)}
+    assert {"max_tasks", "purge_offline_workers"} <= set(checked)
+    for name, quoted in checked.items():
+        assert quoted == str(getattr(flowerconfig, name)), name
 
 
 def test_celery_state_default_is_smaller_than_flowers():
@@ -152,17 +161,10 @@ def http(url: str, auth: str | None = None) -> tuple[int, str]:
 
 
 def wait_for(what: str, check, *, timeout: float, logs: list[Path]):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            found = check()
-        except (urllib.error.URLError, ConnectionError):
-            found = None
-        if found:
-            return found
-        time.sleep(0.2)
-    tails = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in logs)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}\n{tails}")
+    """Poll an HTTP check until it passes; on timeout, show the processes' logs."""
+    return eventually(what, check, timeout, ignoring=(urllib.error.URLError, ConnectionError),
+                      details=lambda: "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+                                                for p in logs))
 
 
 @pytest.mark.real_redis("Flower and a Celery worker need a broker they reach over TCP")

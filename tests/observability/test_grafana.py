@@ -15,7 +15,7 @@ import yaml
 
 from examples.observability.grafana import panels as grafana
 from examples.observability import metric_contract as contract
-from tests.observability.conftest import ALERTING, EXAMPLES, GRAFANA, run_promtool
+from tests._support.promtool import GRAFANA, contract_series, run_promtool
 
 DASHBOARD = json.loads((GRAFANA / "dashboard.json").read_text(encoding="utf-8"))
 GRAFANA_VARIABLES = {'"$queue"': '".+"', "$__rate_interval": "5m"}
@@ -70,24 +70,6 @@ def test_queries_name_only_contract_metrics():
     for name, expr in queries():
         used = set(re.findall(r"\bjobqueue_[a-z_]+", expr))
         assert used and used <= contract.SERIES_NAMES, (name, used - contract.SERIES_NAMES)
-
-
-def contract_series() -> list[dict]:
-    """Input series for promtool: one queue, one task, every family of the contract."""
-    values = {"counter": "0+10x20", "gauge": "5+0x20"}
-    series = []
-    for m in contract.METRICS:
-        labels = {"queue": "emails", "task": "send_email", "error": "timeout"}
-        labelset = ",".join(f'{k}="{labels[k]}"' for k in m.labels)
-        if m.kind == "histogram":
-            for i, le in enumerate([*map(str, m.buckets), "+Inf"]):
-                series.append({"series": f'{m.name}_bucket{{{labelset},le="{le}"}}', "values": f"0+{i + 1}x20"})
-            n = len(m.buckets) + 1
-            series.append({"series": f"{m.name}_count{{{labelset}}}", "values": f"0+{n}x20"})
-            series.append({"series": f"{m.name}_sum{{{labelset}}}", "values": f"0+{n * 3}x20"})
-        else:
-            series.append({"series": f"{m.name}{{{labelset}}}", "values": values[m.kind]})
-    return series
 
 
 def promtool_files(tmp_path: Path, extra: list[tuple[str, str]] = ()) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import random
 import socket
@@ -229,7 +228,7 @@ def test_bad_worker_arguments_are_refused(r, kwargs, message):
 
 
 # -- the client library's facts the page states ---------------------------------------------
-def test_installed_client_defaults_match_the_page():
+def test_installed_client_defaults_match_the_page(monkeypatch, tmp_path):
     assert prometheus_client.__name__ == "prometheus_client"
     assert Histogram.DEFAULT_BUCKETS == (
         0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, float("inf"))
@@ -238,9 +237,14 @@ def test_installed_client_defaults_match_the_page():
     assert contract.RUN_TIME_BUCKETS[-1] > 10.0 and contract.TIME_IN_QUEUE_BUCKETS[-1] > 10.0
     # Multiprocess mode is switched on by this variable, read when the library is imported.
     assert MULTIPROC_ENV == "PROMETHEUS_MULTIPROC_DIR"
-    assert f"'{MULTIPROC_ENV}' in os.environ" in inspect.getsource(client_values.get_value_class)
-    assert MULTIPROC_ENV in inspect.getsource(client_multiprocess.MultiProcessCollector)
     assert client_values.ValueClass is client_values.MutexValue  # not set in this test process
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    with pytest.raises(ValueError, match=MULTIPROC_ENV):  # the collector finds its files through it
+        client_multiprocess.MultiProcessCollector(CollectorRegistry())
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
+    client_multiprocess.MultiProcessCollector(CollectorRegistry())
+    # the value class is chosen from the variable (at import; called again here, as a new process would)
+    assert client_values.get_value_class() is not client_values.MutexValue
     # Gauges need a multiprocess mode; the live* modes drop a dead process's values.
     assert {"livesum", "liveall", "livemax", "livemin", "livemostrecent"} <= prometheus_client.Gauge._MULTIPROC_MODES
 

@@ -20,7 +20,7 @@ from urllib.parse import urljoin
 
 import pytest
 
-from tests.conftest import real_redis_url
+from tests._support.redis_server import real_redis_url
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

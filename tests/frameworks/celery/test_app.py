@@ -7,7 +7,6 @@ real server under ``tox -e redis``.
 
 from __future__ import annotations
 
-import functools
 import gc
 import importlib
 import json
@@ -32,6 +31,9 @@ from examples.frameworks.celery.app import (
     DEAD_LETTER_KEY, EtaBeyondVisibilityTimeout, TransientError, add, app, broker_reachable, deliver_webhook,
     render_report, worker_responds,
 )
+from handbook_sphinx import facts
+from tests._support.celery_probe import autoretry_defaults
+from tests._support.waiting import eventually
 
 PAGE = Path(__file__).resolve().parents[3] / "docs" / "frameworks" / "celery.md"
 
@@ -103,28 +105,6 @@ def test_celery_routes_each_task_to_its_workload_queue():
 
 
 # -- defaults quoted on the page, against the installed Celery and kombu ------------------
-@functools.cache
-def autoretry_defaults() -> dict[str, object]:
-    """Run a task that sets only autoretry_for and retry_backoff, and see what Celery used."""
-    seen: dict[str, object] = {}
-    probe_app = Celery("defaults-probe", set_as_current=False)
-    probe_app.conf.task_always_eager = True
-
-    @probe_app.task(autoretry_for=(KeyError,), retry_backoff=True, max_retries=1, bind=True, shared=False,
-                    name="defaults-probe")
-    def probe(self):
-        raise KeyError("x")
-
-    def record(factor, retries, maximum, full_jitter=False):
-        seen.update(retry_backoff_max=maximum, retry_jitter=full_jitter)
-        return 0
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("celery.app.autoretry.get_exponential_backoff_interval", record)
-        probe.apply()
-    return seen
-
-
 def installed_default(name: str):
     if name in DEFAULTS:
         return DEFAULTS[name]
@@ -164,10 +144,11 @@ def literal(cell: str):
 
 def test_every_default_the_page_quotes_is_the_installed_one(monkeypatch):
     load_settings(monkeypatch, "redis://:s3cret@redis.internal:6379/0")
-    rows = settings_table(PAGE.read_text(encoding="utf-8"))
+    text = facts.render(PAGE.read_text(encoding="utf-8"))  # the page as the reader sees it
+    rows = settings_table(text)
     assert len(rows) >= 20
-    assert f"Celery {celery.__version__}" in PAGE.read_text(encoding="utf-8")
-    assert f"kombu {kombu.__version__}" in PAGE.read_text(encoding="utf-8")
+    assert f"Celery {celery.__version__}" in text
+    assert f"kombu {kombu.__version__}" in text
     for name, default, mine in rows:
         assert literal(default) == installed_default(name), f"{name}: the page says {default}"
         if mine.startswith("`"):
@@ -211,23 +192,17 @@ def broker(worker, redis_url_env):
     client.close()
 
 
-def eventually(condition, timeout: float = 5) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` seconds pass (the worker acks after the result)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
+def settled(broker: redis.Redis, queue: str, timeout: float = 5) -> bool:
+    """Wait until ``queue`` is empty and no message waits unacknowledged (the worker acks after
+    the result); fail showing what is left."""
+    eventually(f"{queue} empty and nothing unacknowledged",
+               lambda: {"queued": broker.llen(queue), "unacked": broker.hlen("unacked")}, timeout,
+               until=lambda left: not any(left.values()))
     return True
 
 
-def settled(broker: redis.Redis, queue: str, timeout: float = 5) -> bool:
-    """Whether ``queue`` is empty and no message waits unacknowledged."""
-    return eventually(lambda: broker.llen(queue) == 0 and broker.hlen("unacked") == 0, timeout)
-
-
 def dead_letters(broker: redis.Redis, count: int) -> list[dict]:
-    assert eventually(lambda: broker.llen(DEAD_LETTER_KEY) >= count), "no dead-letter record was written"
+    eventually(f"{count} dead-letter record(s)", lambda: broker.llen(DEAD_LETTER_KEY), 5, until=lambda n: n >= count)
     return [json.loads(x) for x in broker.lrange(DEAD_LETTER_KEY, 0, -1)]
 
 

@@ -16,34 +16,18 @@ from pathlib import Path
 import pytest
 
 from examples.frameworks.celery.app import app
+from tests._support.waiting import eventually
+from tests._support.waiting import pop_within
 
 SCRIPT = str(Path(__file__).parents[1] / "workers" / "celery_crash_worker.py")
 QUEUE = "crash-lab"
 pytestmark = pytest.mark.real_redis("worker processes need a real server to share")
 
 
-def eventually(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def pop(r, key: str, timeout: float):
-    """BLPOP in one-second steps (the client's socket timeout is shorter than our waits)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if item := r.blpop([key], timeout=1):
-            return tuple(item)
-    return None
-
-
 def start_hanging_task(processes, r, mode: str, job_id: str):
     worker = processes.start([SCRIPT, mode, "doomed"])
     app.send_task("crash_lab.hang_first_time", args=[job_id], queue=QUEUE)
-    assert pop(r, "test:started", 30) == ("test:started", job_id), "the task never started"
+    assert pop_within(r, "test:started", 30) == ("test:started", job_id), "the task never started"
     return worker
 
 
@@ -54,24 +38,24 @@ def test_acks_late_task_of_a_killed_worker_is_redelivered_after_the_visibility_t
     assert r.hlen("unacked") == 1  # reserved by the dead worker, not lost
 
     processes.start([SCRIPT, "late", "survivor"])
-    assert pop(r, "test:finished", 30) == ("test:finished", "job-late")
+    assert pop_within(r, "test:finished", 30) == ("test:finished", "job-late")
     assert time.monotonic() - killed_at >= 2  # not before the 2 s visibility timeout
-    assert eventually(lambda: r.hlen("unacked") == 0 and r.llen(QUEUE) == 0, timeout=10)
+    eventually("no message left", lambda: (r.hlen("unacked"), r.llen(QUEUE)), 10, until=lambda left: left == (0, 0))
 
 
 def test_acks_late_task_whose_pool_process_dies_is_requeued_at_once(r, processes):
     start_hanging_task(processes, r, "late", "job-oom")
     os.kill(int(r.get("test:pid:job-oom")), signal.SIGKILL)  # what the OOM killer does to a child
     # task_reject_on_worker_lost: the same worker gets it back and runs it again
-    assert pop(r, "test:finished", 30) == ("test:finished", "job-oom")
+    assert pop_within(r, "test:finished", 30) == ("test:finished", "job-oom")
     assert r.lrange("test:started", 0, -1) == ["job-oom"]  # started twice (the first was popped)
 
 
 def test_early_ack_task_of_a_killed_worker_is_lost(r, processes):
     doomed = start_hanging_task(processes, r, "early", "job-early")
-    assert eventually(lambda: r.hlen("unacked") == 0, timeout=10)  # acknowledged as it started
+    eventually("the ack as the task started", lambda: r.hlen("unacked"), 10, until=lambda n: n == 0)
     processes.stop(doomed, signal.SIGKILL)
     assert r.llen(QUEUE) == 0 and r.hlen("unacked") == 0  # nothing left to redeliver
 
     processes.start([SCRIPT, "early", "survivor"])
-    assert pop(r, "test:finished", 5) is None  # well past the 2 s timeout: nothing ran
+    assert pop_within(r, "test:finished", 5) is None  # well past the 2 s timeout: nothing ran

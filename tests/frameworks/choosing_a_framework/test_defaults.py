@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from examples.frameworks.choosing_a_framework import defaults as d
-from tests.frameworks.conftest import BULLMQ_DIR, ROOT, ruby
+from tests._support.node import BULLMQ_DIR, ROOT
+from tests._support.sidekiq import ruby
 
 DIST = BULLMQ_DIR / "node_modules" / "bullmq" / "dist" / "cjs" / "classes"
-SETTINGS = ROOT / "examples" / "frameworks" / "settings"
+SETTINGS = ROOT / "examples" / "frameworks" / "choosing_a_framework" / "settings"
 
 
 @pytest.fixture(scope="module")

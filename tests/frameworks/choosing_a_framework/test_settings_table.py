@@ -24,14 +24,8 @@ from rq import Queue, Retry
 from examples.frameworks.choosing_a_framework.settings_table import (
     CELL_KEYS, FRAMEWORKS, SETTINGS_DIR, SettingsTableError, load_rows, load_table,
 )
-
-
-def autoretry_default(name: str):
-    """The default autoretry uses for ``name`` when a task does not set it (read from its code)."""
-    source = inspect.getsource(__import__("celery.app.autoretry", fromlist=["x"]))
-    marker = f"getattr(task, '{name}', "
-    start = source.index(marker) + len(marker)
-    return eval(source[start:source.index(")", start)], {})  # noqa: S307 - a literal in Celery's source
+from handbook_sphinx import facts
+from tests._support.celery_probe import autoretry_defaults
 
 
 CHANNEL = kombu.transport.redis.Channel
@@ -39,14 +33,13 @@ CHANNEL = kombu.transport.redis.Channel
 CELERY = {
     "ack_timing": {"task_acks_late": DEFAULTS["task_acks_late"],
                    "task_acks_on_failure_or_timeout": DEFAULTS["task_acks_on_failure_or_timeout"]},
-    "prefetch": {"worker_prefetch_multiplier": DEFAULTS["worker_prefetch_multiplier"]},
-    "lease": {"visibility_timeout": CHANNEL.visibility_timeout},
+    # the facts the pages substitute (handbook_sphinx/facts.py): this file cannot substitute them
+    "prefetch": {"worker_prefetch_multiplier": facts.value("celery_prefetch_multiplier")},
+    "lease": {"visibility_timeout": facts.value("kombu_visibility_timeout")},
     "stalled": {"unacked_restore_interval": CHANNEL.unacked_restore_interval,
                 "unacked_restore_throttle": CHANNEL.unacked_restore_throttle},
     "retries": {"max_retries": celery.Task.max_retries, "default_retry_delay": celery.Task.default_retry_delay},
-    "backoff": {"retry_backoff": autoretry_default("retry_backoff"),
-                "retry_backoff_max": autoretry_default("retry_backoff_max"),
-                "retry_jitter": autoretry_default("retry_jitter")},
+    "backoff": {name: autoretry_defaults()[name] for name in ("retry_backoff", "retry_backoff_max", "retry_jitter")},
     "concurrency_model": {"worker_pool": DEFAULTS["worker_pool"], "worker_concurrency": DEFAULTS["worker_concurrency"]},
     "rate_limit": {"task_default_rate_limit": DEFAULTS["task_default_rate_limit"]},
     "scheduling": {"beat_scheduler": DEFAULTS["beat_scheduler"]},
@@ -65,7 +58,7 @@ RQ = {
     "concurrency_model": {"DEFAULT_WORKER_CLASS": rq.defaults.DEFAULT_WORKER_CLASS},
     "rate_limit": {"rate_limit": inspect.signature(Queue.enqueue_call).parameters["rate_limit"].default},
     "scheduling": {"DEFAULT_SCHEDULER_FALLBACK_PERIOD": rq.defaults.DEFAULT_SCHEDULER_FALLBACK_PERIOD},
-    "retention": {"result_ttl": rq.defaults.DEFAULT_RESULT_TTL, "failure_ttl": rq.defaults.DEFAULT_FAILURE_TTL},
+    "retention": {"result_ttl": rq.defaults.DEFAULT_RESULT_TTL, "failure_ttl": facts.value("rq_failure_ttl")},
     "shutdown_timeout": {"job_timeout": Queue.DEFAULT_TIMEOUT},
     "memory_recycling": {"DEFAULT_WORKER_CLASS": rq.defaults.DEFAULT_WORKER_CLASS},
 }
@@ -89,8 +82,8 @@ def test_every_default_in_the_celery_and_rq_cells_is_the_installed_one(table, fr
 
 def test_versions_in_the_files_are_the_installed_ones(table):
     _, frameworks = table
-    assert frameworks["Celery"].version == f"{celery.__version__} (kombu {kombu.__version__})"
-    assert frameworks["RQ"].version == rq.__version__
+    assert frameworks["Celery"].version == f"{facts.value('celery_version')} (kombu {facts.value('kombu_version')})"
+    assert frameworks["RQ"].version == facts.value("rq_version")
 
 
 def test_celery_and_rq_sources_are_files_of_the_installed_packages(table):

@@ -372,6 +372,7 @@ def run_schedule(r, seed: int, *, drain: bool = False) -> tuple[int, int, Counte
     return n, size, runs, incidents
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("drain", "held"),
     [(False, 1), (True, 2)],

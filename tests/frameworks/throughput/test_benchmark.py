@@ -7,7 +7,6 @@ and the library defaults the page quotes.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import subprocess
@@ -15,7 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from rq import Queue, SimpleWorker
+from rq.serializers import JSONSerializer
 
+from examples.redis_client import connect
 from handbook_sphinx import figures, tables
 from labs import throughput
 
@@ -72,14 +74,7 @@ def test_the_committed_results_come_from_the_benchmark_with_every_contender():
     assert table.header[0] == "contender" and len(table.rows) == len(data["contenders"])
 
 
-def test_the_page_draws_its_table_and_figure_from_the_committed_file():
-    page = PAGE.read_text(encoding="utf-8")
-    assert "```{generated-table} handbook_sphinx.tables:throughput_table\n:data: _data/throughput.json" in page
-    assert "```{generated-figure} handbook_sphinx.figures:throughput\n:data: _data/throughput.json" in page
-
-
 def test_the_figure_is_drawn_from_the_results(tmp_path):
-    pytest.importorskip("matplotlib")
     path = tmp_path / "figure.png"
     figures.throughput(RESULTS).savefig(path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -94,26 +89,68 @@ def test_celery_defaults_quoted_on_the_page():
     assert conf.task_acks_late is False
 
 
-def test_rq_simple_worker_runs_jobs_in_the_worker_process():
-    from rq.worker import SimpleWorker, Worker
+@pytest.fixture
+def rq_redis(r, redis_url):
+    """A bytes client, as RQ needs (``r`` flushes a real server around the test)."""
+    return connect(redis_url, decode_responses=False)
 
-    assert "os.fork()" in inspect.getsource(Worker.fork_work_horse)  # the default worker forks per job
-    assert SimpleWorker.execute_job is not Worker.execute_job
-    assert "fork" not in inspect.getsource(SimpleWorker.execute_job).split('"""')[-1]
+
+def pid_of_a_job_run_by(start_worker, r) -> int:
+    """Enqueue ``os.getpid`` on a JSON queue, let ``start_worker(queue)`` run it, return its result."""
+    queue = Queue("pids", connection=r, serializer=JSONSerializer)
+    job = queue.enqueue("os.getpid")
+    start_worker(queue)
+    assert job.get_status(refresh=True) == "finished", job.latest_result()
+    return job.return_value()
+
+
+def test_rq_simple_worker_runs_jobs_in_the_worker_process(rq_redis):
+    def simple_worker(queue):
+        SimpleWorker([queue], connection=rq_redis, serializer=JSONSerializer).work(burst=True)
+
+    assert pid_of_a_job_run_by(simple_worker, rq_redis) == os.getpid()
+
+
+@pytest.mark.real_redis("the forked work-horse must reach the same server as the worker")
+def test_rq_default_worker_forks_a_process_per_job(rq_redis, redis_url):
+    workers: list[subprocess.Popen] = []
+
+    def default_worker(queue):
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", redis_url,
+             "--serializer", "rq.serializers.JSONSerializer", queue.name],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        workers.append(worker)
+        output, _ = worker.communicate(timeout=60)
+        assert worker.returncode == 0, output
+
+    pid = pid_of_a_job_run_by(default_worker, rq_redis)
+    assert pid not in (os.getpid(), workers[0].pid)  # neither here nor in the worker: a forked child
 
 
 def test_redis_py_parses_replies_in_python_unless_hiredis_is_installed():
-    from redis import connection, utils
+    """The parser a new connection gets: hiredis only when hiredis 3.2 or newer imports."""
+    import redis
 
-    assert (connection.DefaultParser.__name__ == "_HiredisParser") is utils.HIREDIS_AVAILABLE
+    try:
+        import hiredis
+    except ImportError:
+        usable = False
+    else:
+        usable = tuple(int(p) for p in hiredis.__version__.split(".")[:2]) >= (3, 2)
+    parser = type(redis.Connection()._get_parser()).__name__
+    assert ("Hiredis" in parser) is usable, parser
 
 
-def test_redis_py_script_reloads_itself_after_noscript():
+def test_redis_py_script_reloads_itself_after_noscript(r):
     """The batched drain leans on this when a step's EVALSHA meets a server without the script."""
-    from redis.commands.core import Script
-
-    source = inspect.getsource(Script.__call__)
-    assert "except NoScriptError" in source and "script_load" in source
+    script = r.register_script("return 41 + 1")
+    assert script() == 42
+    r.script_flush()  # a restarted or failed-over server has no scripts
+    assert r.script_exists(script.sha) == [False]
+    assert script() == 42  # EVALSHA got NOSCRIPT, and the client loaded the script again
+    assert r.script_exists(script.sha) == [True]
 
 
 @pytest.mark.real_redis("the benchmark starts its own redis-server; run with the real-Redis suite")

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import time
-
+import pika
 import pytest
 
 from examples.clock import FakeClock
@@ -15,8 +14,8 @@ from examples.fundamentals.broker_topology.rabbitmq import (
     publish,
     work_one,
 )
+from tests._support.waiting import eventually
 
-pika = pytest.importorskip("pika")
 pytestmark = pytest.mark.rabbitmq
 
 
@@ -26,13 +25,8 @@ def job(i: int) -> Job:
 
 def poll_get(ch, queue: str, *, auto_ack: bool = True, timeout: float = 10):
     """basic_get until a message arrives: requeues and dead-lettering are asynchronous."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        method, props, body = ch.basic_get(queue=queue, auto_ack=auto_ack)
-        if method is not None:
-            return method, props, body
-        time.sleep(0.02)
-    raise AssertionError(f"no message in {queue} within {timeout} s")
+    return eventually(f"a message in {queue}", lambda: ch.basic_get(queue=queue, auto_ack=auto_ack),
+                      timeout, until=lambda got: got[0] is not None)
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +89,12 @@ def test_failing_job_is_dead_lettered_after_the_delivery_limit(channel):
         attempts += 1
         raise RuntimeError("card declined")
 
-    deadline, dead = time.monotonic() + 10, None
-    while dead is None and time.monotonic() < deadline:
+    def fail_once_then_look_in_the_dead_letter_queue():
         work_one(ch, name, always_fails)
-        method, props, body = ch.basic_get(queue=f"{name}.dead", auto_ack=True)
-        dead = method
+        return ch.basic_get(queue=f"{name}.dead", auto_ack=True)
+
+    _, props, body = eventually("the job in the dead-letter queue", fail_once_then_look_in_the_dead_letter_queue,
+                                until=lambda got: got[0] is not None)
     assert attempts == 3  # the first delivery plus two redeliveries, then the limit
     assert Job.from_json(body).id == "job-7"
     [death] = props.headers["x-death"]

@@ -7,6 +7,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from kombu.transport import redis as redis_transport
 
 from examples.clock import FakeClock
 from examples.envelope import new_job
@@ -216,7 +217,6 @@ def test_dead_is_not_a_priority_level(r):
 
 def test_kombu_emulates_priorities_with_lists_like_this_recipe():
     """The page's claim about Celery on Redis, checked against the installed kombu."""
-    redis_transport = pytest.importorskip("kombu.transport.redis")
     assert redis_transport.PRIORITY_STEPS == [0, 3, 6, 9]
     assert redis_transport.Channel.sep == "\x06\x16"
     assert redis_transport.Channel.visibility_timeout == 3600

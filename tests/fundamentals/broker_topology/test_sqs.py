@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+import boto3
+import moto
 import pytest
 
 from examples.clock import FakeClock
@@ -19,9 +21,6 @@ from examples.fundamentals.broker_topology.sqs import (
     create_job_queue,
     send_job,
 )
-
-boto3 = pytest.importorskip("boto3")
-moto = pytest.importorskip("moto")
 
 
 @pytest.fixture
