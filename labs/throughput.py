@@ -25,7 +25,6 @@ import secrets
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -303,7 +302,8 @@ CONTENDERS = [
     Contender("reliable-batched", "BatchedReliableQueue", reliable_batched),
     Contender("rq", "RQ, SimpleWorker", rq_simple_worker, framework=True),
     Contender("celery", "Celery, solo worker", celery_solo_worker, framework=True),
-    Contender("bullmq", "BullMQ (Node.js), one Worker, concurrency 1", bullmq_node_worker, framework=True),
+    Contender("bullmq", "BullMQ (Node.js), one Worker, concurrency 1", bullmq_node_worker,
+              framework=True),
 ]
 CEILING, BASELINE, FAST = "raw-multi", "rq", "reliable-batched"
 
@@ -316,10 +316,14 @@ def _version(package: str) -> str | None:
 
 
 def _stats(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
+    return {
+        "median": statistics.median(values), "min": min(values), "max": max(values), "runs": values
+    }
 
 
-def measure(url: str, *, n: int, n_frameworks: int, runs: int, batch: int, only: list[str] | None = None) -> dict:
+def measure(
+    url: str, *, n: int, n_frameworks: int, runs: int, batch: int, only: list[str] | None = None
+) -> dict:
     """Run every contender ``runs`` times, interleaved, and return the results document."""
     picked = [c for c in CONTENDERS if only is None or c.id in only]
     rates: dict[str, dict[str, list[float]]] = {c.id: {"enqueue": [], "drain": []} for c in picked}
@@ -341,7 +345,7 @@ def measure(url: str, *, n: int, n_frameworks: int, runs: int, batch: int, only:
     r.close()
     return {
         "schema": SCHEMA,
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {
             "cores": os.cpu_count(),
             "cpu": cpu_model(),
@@ -356,9 +360,13 @@ def measure(url: str, *, n: int, n_frameworks: int, runs: int, batch: int, only:
             "rq": _version("rq"),
             "celery": _version("celery"),
             "kombu": _version("kombu"),
-            "bullmq (npm)": json.loads((BULLMQ_DIR / "package.json").read_text(encoding="utf-8"))["dependencies"]["bullmq"],
-            "node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip() or None
-            if shutil.which("node") else None,
+            "bullmq (npm)": json.loads(
+                (BULLMQ_DIR / "package.json").read_text(encoding="utf-8")
+            )["dependencies"]["bullmq"],
+            "node": (
+                subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+                or None
+            ) if shutil.which("node") else None,
         },
         "settings": {"n": n, "n_frameworks": n_frameworks, "runs": runs, "batch": batch},
         "contenders": [
@@ -375,12 +383,23 @@ def measure(url: str, *, n: int, n_frameworks: int, runs: int, batch: int, only:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m labs.throughput", description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=20_000, help="jobs per run for Redis and the handbook's queues")
-    parser.add_argument("--n-frameworks", type=int, default=2_000, help="jobs per run for RQ and Celery (slow per job)")
+    parser = argparse.ArgumentParser(
+        prog="python -m labs.throughput", description=(__doc__ or "").split("\n")[0]
+    )
+    parser.add_argument(
+        "--n", type=int, default=20_000, help="jobs per run for Redis and the handbook's queues"
+    )
+    parser.add_argument(
+        "--n-frameworks", type=int, default=2_000,
+        help="jobs per run for RQ and Celery (slow per job)",
+    )
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=100, help="jobs per call for the batched contenders")
-    parser.add_argument("--only", nargs="*", choices=[c.id for c in CONTENDERS], help="run only these contenders")
+    parser.add_argument(
+        "--batch", type=int, default=100, help="jobs per call for the batched contenders"
+    )
+    parser.add_argument(
+        "--only", nargs="*", choices=[c.id for c in CONTENDERS], help="run only these contenders"
+    )
     parser.add_argument("--out", type=Path, help="write the results here as JSON")
     args = parser.parse_args(argv)
     for name in ("n", "n_frameworks", "runs", "batch"):
@@ -391,7 +410,10 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="throughput-redis-") as workdir:
         proc, url = start_redis(workdir, secrets.token_urlsafe(24))
         try:
-            data = measure(url, n=args.n, n_frameworks=args.n_frameworks, runs=args.runs, batch=args.batch, only=args.only)
+            data = measure(
+                url, n=args.n, n_frameworks=args.n_frameworks, runs=args.runs,
+                batch=args.batch, only=args.only,
+            )
         finally:
             stop(proc)
     print(summary(data))

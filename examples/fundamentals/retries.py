@@ -20,6 +20,7 @@ This module is the code behind the page *Retries, backoff & dead letters*
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -29,6 +30,9 @@ import redis
 from examples.clock import Clock
 from examples.envelope import Job, MalformedJob
 from examples.fundamentals.delivery_guarantees.queues import Delivery, ReliableQueue
+from examples.redis_client import text
+
+log = logging.getLogger(__name__)
 
 STRATEGIES = ("none", "full", "equal", "decorrelated")
 LABELS = {
@@ -195,22 +199,26 @@ class RetryQueue(ReliableQueue):
         try:
             handler(delivery.job)
         except Exception as exc:
-            self.fail(delivery, exc)
+            attempt = delivery.job.attempts + 1
+            log.exception("job %s failed on attempt %d", delivery.job.id, attempt)
+            self.retry_or_fail(delivery, exc)
             return True
         if self.budget:
             self.budget.record_success()
         self.ack(delivery)
         return True
 
-    def fail(self, delivery: Delivery, error: Exception) -> None:
-        """Schedule a retry, or dead-letter the job with the reason."""
+    def retry_or_fail(self, delivery: Delivery, error: Exception) -> None:
+        """Schedule a retry, or dead-letter the job with the reason and the attempts."""
         job = replace(delivery.job, attempts=delivery.job.attempts + 1)
         if self.budget:
             self.budget.record_failure()
         if isinstance(error, PermanentError):
-            return self._bury(delivery, job, "permanent error: not retried", error)
+            reason = f"permanent error, not retried: {error!r}"
+            return self.fail(delivery, reason, attempts=job.attempts)
         if job.attempts >= self.policy.max_attempts:
-            return self._bury(delivery, job, f"gave up after {job.attempts} attempts", error)
+            reason = f"gave up after {job.attempts} attempts: {error!r}"
+            return self.fail(delivery, reason, attempts=job.attempts)
         delay = self.policy.backoff.delay(job.attempts, self.rng)
         if self.budget and not self.budget.allows_retry():
             delay = self.policy.backoff.cap  # budget spent: park the retry as late as allowed
@@ -218,14 +226,6 @@ class RetryQueue(ReliableQueue):
         with self.r.pipeline(transaction=True) as tx:
             tx.lrem(self.processing_key(delivery.worker), 1, delivery.raw)
             tx.zadd(self.delayed_key, {job.to_json(): self.clock.now() + delay})
-            tx.execute()
-
-    def _bury(self, delivery: Delivery, job: Job, reason: str, error: Exception) -> None:
-        record = {"id": job.id, "task": job.task, "raw": job.to_json(), "reason": reason,
-                  "attempts": job.attempts, "last_error": repr(error), "at": self.clock.now()}
-        with self.r.pipeline(transaction=True) as tx:
-            tx.lrem(self.processing_key(delivery.worker), 1, delivery.raw)
-            tx.lpush(self.dead_key, json.dumps(record, sort_keys=True))
             tx.execute()
 # [end:retry-queue]
 
@@ -239,9 +239,10 @@ class RetryQueue(ReliableQueue):
         replayed = 0
         with self.r.pipeline() as pipe:
             while replayed < limit:
-                pipe.watch(self.dead_key)  # a concurrent replay or new dead letter: start over
+                pipe.watch(self.dead.key)  # a concurrent replay or new dead letter: start over
                 chosen = None
-                for entry in reversed(pipe.lrange(self.dead_key, 0, -1)):  # oldest first
+                entries = pipe.lrange(self.dead.key, 0, -1)
+                for entry in map(text, reversed(entries)):  # oldest first
                     try:
                         job = Job.from_json(json.loads(entry)["raw"])
                     except (MalformedJob, KeyError, TypeError, ValueError):
@@ -252,7 +253,7 @@ class RetryQueue(ReliableQueue):
                 if chosen is None:
                     break
                 pipe.multi()
-                pipe.lrem(self.dead_key, 1, chosen[0])
+                pipe.lrem(self.dead.key, 1, chosen[0])
                 pipe.lpush(self.pending_key, chosen[1].to_json())
                 try:
                     pipe.execute()

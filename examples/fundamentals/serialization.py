@@ -27,7 +27,9 @@ import datetime as dt
 import hashlib
 import io
 import json
+import logging
 import math
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
@@ -37,9 +39,10 @@ import fastavro
 import msgpack
 import redis
 
+from examples.clock import Clock, SystemClock
+from examples.dead_letters import DeadLetter, DeadLetterList, check_key_part
 from examples.envelope import SCHEMA_VERSION as FLOOR_VERSION
-from examples.envelope import Job, MalformedJob, PayloadError
-from examples.fundamentals.broker_topology.sqs import SQS_MAX_MESSAGE_BYTES
+from examples.envelope import SQS_MAX_MESSAGE_BYTES, Job, MalformedJob, PayloadError
 # [end:imports]
 
 # [start:constants]
@@ -105,7 +108,7 @@ def _v1_to_v2(data: dict) -> dict:
     """The floor's Job (float timestamp, trace context in headers) -> version 2."""
     headers = dict(data.get("headers", {}))
     trace = {k: headers.pop(k) for k in ("traceparent", "tracestate") if k in headers}
-    created = dt.datetime.fromtimestamp(data["created_at"], tz=dt.timezone.utc)
+    created = dt.datetime.fromtimestamp(data["created_at"], tz=dt.UTC)
     return {**data, "v": 2, "created_at": created, "trace": trace, "headers": headers}
 
 
@@ -134,7 +137,10 @@ def upcast(data: dict) -> Envelope:
 
 def from_floor_job(job: Job) -> Envelope:
     """Read a version-1 job of :mod:`examples.envelope` as a version-2 envelope."""
-    assert job.v == FLOOR_VERSION == 1
+    if job.v != FLOOR_VERSION:
+        raise MalformedJob(
+            f"job {job.id!r} has envelope version {job.v!r}; this code reads {FLOOR_VERSION}"
+        )
     return upcast(asdict(job))
 # [end:upcast]
 
@@ -147,7 +153,7 @@ def _to_json_value(value: Any) -> Any:
             raise PayloadError(
                 f"naive datetime {value.isoformat()} is ambiguous; give it a timezone"
             )
-        return {"$datetime": value.astimezone(dt.timezone.utc).isoformat()}
+        return {"$datetime": value.astimezone(dt.UTC).isoformat()}
     if isinstance(value, Decimal):
         return {"$decimal": str(value)}
     if isinstance(value, bytes):
@@ -283,8 +289,11 @@ def encode_avro(env: Envelope) -> bytes:
     return out.getvalue()
 
 
-def decode_avro(body: bytes, task: str) -> dict:
-    return fastavro.schemaless_reader(io.BytesIO(body), _avro_schema(task))
+def decode_avro(body: bytes, task: str) -> dict[str, Any]:
+    data = fastavro.schemaless_reader(io.BytesIO(body), _avro_schema(task))
+    if not isinstance(data, dict):  # the schema is a record: fastavro returns a dict
+        raise MalformedJob(f"Avro body of task {task!r} is not a record")
+    return data
 # [end:avro-codec]
 
 
@@ -391,7 +400,7 @@ class ClaimCheck:
         ref = env.args.get("claim_check")
         if not isinstance(ref, dict) or set(env.args) != {"claim_check"}:
             return env
-        body = self.r.get(ref["key"])
+        body = bytes_or_none(self.r.get(ref["key"]))
         if body is None:
             raise MalformedJob(
                 f"claim check {ref['key']} of job {env.id!r} is gone (expired or deleted)"
@@ -405,13 +414,36 @@ class ClaimCheck:
 
 
 # [start:queue]
+log = logging.getLogger(__name__)
+
+# One bytes client per connection pool, made once: not a new pool per queue.
+_BINARY_CLIENTS: weakref.WeakKeyDictionary[redis.ConnectionPool, redis.Redis] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def binary_client(r: redis.Redis) -> redis.Redis:
-    """A client on the same server as ``r`` that returns bytes (MessagePack is not UTF-8)."""
+    """A client on the same server as ``r`` that returns bytes (MessagePack is not UTF-8).
+
+    ``r`` itself if it returns bytes already; otherwise one client per connection pool of
+    ``r``, shared by every queue and claim check built on ``r``.
+    """
     pool = r.connection_pool
-    kwargs = {**pool.connection_kwargs, "decode_responses": False}
-    return redis.Redis(
-        connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs)
-    )
+    if not pool.connection_kwargs.get("decode_responses"):
+        return r
+    if pool not in _BINARY_CLIENTS:
+        kwargs = {**pool.connection_kwargs, "decode_responses": False}
+        _BINARY_CLIENTS[pool] = redis.Redis(
+            connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs)
+        )
+    return _BINARY_CLIENTS[pool]
+
+
+def bytes_or_none(reply: object) -> bytes | None:
+    """A reply of a :func:`binary_client`, typed as the ``bytes`` it is (or ``None``)."""
+    if reply is None or isinstance(reply, bytes):
+        return reply
+    raise TypeError(f"expected bytes from binary_client(), got {type(reply).__name__}")
 
 
 def frame(message: WireMessage) -> bytes:
@@ -430,11 +462,15 @@ class EnvelopeQueue:
     """A Redis list of framed messages; undecodable ones go to a dead-letter list
     with the reason."""
 
-    def __init__(self, r: redis.Redis, name: str, *, limit: int = LIMITS["redis"]) -> None:
+    def __init__(
+        self, r: redis.Redis, name: str, *, limit: int = LIMITS["redis"],
+        clock: Clock | None = None,
+    ) -> None:
         self.r = binary_client(r)
+        check_key_part("queue name", name)
         self.pending_key = f"eq:{{{name}}}:pending"
         self.processing_key = f"eq:{{{name}}}:processing"
-        self.dead_key = f"eq:{{{name}}}:dead"
+        self.dead = DeadLetterList(self.r, f"eq:{{{name}}}:dead", clock=clock or SystemClock())
         self.limit = limit
 
     def enqueue(self, env: Envelope, content_type: str = JSON) -> None:
@@ -445,28 +481,28 @@ class EnvelopeQueue:
         self.r.lpush(self.pending_key, frame(message))
 
     def work_one(self, handler: Callable[[Envelope], None]) -> bool:
-        raw = self.r.lmove(self.pending_key, self.processing_key, "RIGHT", "LEFT")
+        reply = self.r.lmove(self.pending_key, self.processing_key, "RIGHT", "LEFT")
+        raw = bytes_or_none(reply)
         if raw is None:
             return False
         try:
             env = decode(unframe(raw))
         except PayloadError as exc:  # pickle and other refused payloads
-            self._dead_letter(raw, f"refused: {exc}")
+            self.dead.move(self.processing_key, raw, f"refused: {exc}")
             return True
         except MalformedJob as exc:  # unknown version, bad bytes, unknown content type
-            self._dead_letter(raw, str(exc))
+            self.dead.move(self.processing_key, raw, str(exc))
             return True
-        handler(env)  # a crash here leaves the message in the processing list
-        self.r.lrem(self.processing_key, 1, raw)
+        try:
+            handler(env)  # a process that dies here leaves the message in the processing list
+        except Exception as exc:
+            log.exception("job %s failed; moving it to the dead letters", env.id)
+            self.dead.move(self.processing_key, raw, repr(exc))
+            return True
+        self.r.lrem(self.processing_key, 1, raw)  # type: ignore[arg-type]  # bytes are fine
         return True
 
-    def _dead_letter(self, raw: bytes, reason: str) -> None:
-        record = json.dumps({"reason": reason, "raw_base64": base64.b64encode(raw).decode()})
-        with self.r.pipeline(transaction=True) as tx:
-            tx.lrem(self.processing_key, 1, raw)
-            tx.lpush(self.dead_key, record)
-            tx.execute()
-
-    def dead_letters(self) -> list[dict]:
-        return [json.loads(item) for item in self.r.lrange(self.dead_key, 0, -1)]
+    def dead_letters(self) -> list[DeadLetter]:
+        """Messages it could not read, newest first; the bytes: :func:`.raw_bytes`."""
+        return self.dead.records()
 # [end:queue]

@@ -120,7 +120,7 @@ def test_the_generated_tables_show_what_the_tests_assert(fresh):
     table = lab_table("delivery")
     header, rows = table.header, table.rows
     assert header == ["design", "kill rate", "jobs", "workers killed", "runs", "lost", "duplicated", "dead-lettered"]
-    by_name = {row[0]: dict(zip(header, row)) for row in rows}
+    by_name = {row[0]: dict(zip(header, row, strict=True)) for row in rows}
     most, least, idem = (by_name[DESIGNS[n](fresh(), None).name] for n in ("at-most-once", "at-least-once", "idempotent"))
     assert most["lost"] > 0 and most["duplicated"] == 0
     assert least["lost"] == 0 and least["duplicated"] > 0
