@@ -59,5 +59,10 @@ def code_sources(config: Config) -> list[Path]:
     """Every Python file that generated output or listings can depend on."""
     base = root(config)
     folders = [base / name for name in config.handbook_listing_roots] + [Path(__file__).parent]
-    return sorted(p for folder in folders if folder.is_dir() for p in folder.rglob("*.py")
-                  if "node_modules" not in p.parts)
+    return sorted(
+        p
+        for folder in folders
+        if folder.is_dir()
+        for p in folder.rglob("*.py")
+        if "node_modules" not in p.parts
+    )

@@ -30,14 +30,21 @@ def missing_tools() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m handbook_sphinx.build_pdf", description=__doc__.split("\n")[0])
-    parser.add_argument("--if-tex-available", action="store_true",
-                        help="without the TeX tools, skip the PDF (exit status 0) instead of failing")
+    parser = argparse.ArgumentParser(
+        prog="python -m handbook_sphinx.build_pdf", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--if-tex-available",
+        action="store_true",
+        help="without the TeX tools, skip the PDF (exit status 0) instead of failing",
+    )
     args = parser.parse_args(argv)
     missing = missing_tools()
     if missing and args.if_tex_available:
-        print(f"PDF skipped: {', '.join(missing)} not found "
-              f"(sudo apt-get install --no-install-recommends {PACKAGES})")
+        print(
+            f"PDF skipped: {', '.join(missing)} not found "
+            f"(sudo apt-get install --no-install-recommends {PACKAGES})"
+        )
         return 0
     if missing:
         print(
@@ -47,10 +54,23 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     cmd = [
-        sys.executable, "-m", "sphinx", "-M", "latexpdf", "docs", str(BUILD), "-c", ".",
-        "-n", "-W", "--keep-going", "-q",
+        sys.executable,
+        "-m",
+        "sphinx",
+        "-M",
+        "latexpdf",
+        "docs",
+        str(BUILD),
+        "-c",
+        ".",
+        "-n",
+        "-W",
+        "--keep-going",
+        "-q",
     ]
-    result = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "LATEXMKOPTS": "-quiet -halt-on-error"})
+    result = subprocess.run(
+        cmd, cwd=ROOT, env={**os.environ, "LATEXMKOPTS": "-quiet -halt-on-error"}
+    )
     if result.returncode:
         print(f"PDF build failed; see {BUILD / 'latex' / 'handbook.log'}", file=sys.stderr)
         return result.returncode

@@ -78,23 +78,32 @@ def check_doctree(app: Sphinx, doctree: nodes.document) -> None:
     page = str(app.env.doc2path(app.env.docname))
     listings: dict[str, list[Listing]] = {}
     lines_shown = 0
-    for node in list(doctree.findall(lambda n: isinstance(n, (nodes.literal_block, nodes.doctest_block)))):
+    for session in doctree.findall(nodes.doctest_block):  # `>>>` in a docstring (API reference)
+        lines_shown += lines_of_code(session)
+        check_session_width(session)
+    for node in doctree.findall(nodes.literal_block):
         if any(isinstance(a, nodes.system_message) for a in ancestors(node)):
             continue  # the source of a directive that failed, quoted in its error message
-        lines_shown += sum(1 for line in node.astext().splitlines() if line.strip())
-        if isinstance(node, nodes.doctest_block):  # `>>>` in a docstring (the API reference)
-            check_session_width(node)
-        elif node.get("handbook_example"):
+        lines_shown += lines_of_code(node)
+        if node.get("handbook_example"):
             check_listing_width(node)
             if node["handbook_example"].endswith(".py"):
-                listings.setdefault(node["handbook_example"], []).append(Listing(node, node["handbook_example"]))
+                listings.setdefault(node["handbook_example"], []).append(
+                    Listing(node, node["handbook_example"])
+                )
         elif "source" in node.attributes:
-            warn(f"literalinclude of {Path(node['source']).name}: write ```{{example}} PATH#REGION``` instead "
-                 "(it derives the caption, language and markers, and links the whole file)", node)
+            warn(
+                f"literalinclude of {Path(node['source']).name}: "
+                "write ```{example} PATH#REGION``` instead (it derives the caption, language "
+                "and markers, and links the whole file)",
+                node,
+            )
         elif node.get("testnodetype") == "doctest":
             check_doctest(node)
         elif node.get("testnodetype"):
-            warn(f"{{{node['testnodetype']}}} blocks are not run: write a {{doctest}} session", node)
+            warn(
+                f"{{{node['testnodetype']}}} blocks are not run: write a {{doctest}} session", node
+            )
         elif node.get("handbook_generated") or node.source != page:
             continue  # generated from tested data, or from a docstring (run by --doctest-modules)
         else:
@@ -102,9 +111,18 @@ def check_doctree(app: Sphinx, doctree: nodes.document) -> None:
     for file, shown in listings.items():
         check_names(file, shown)
     if is_topic(app, app.env.docname) and lines_shown > app.config.handbook_code_line_budget:
-        warn(f"this page shows {lines_shown} lines of code (not counting blank lines), over the budget of "
-             f"{app.config.handbook_code_line_budget}: show the essential regions, the caption links the rest",
-             doctree, line=1)
+        warn(
+            f"this page shows {lines_shown} lines of code (not counting blank lines), "
+            f"over the budget of {app.config.handbook_code_line_budget}: "
+            "show the essential regions, the caption links the rest",
+            doctree,
+            line=1,
+        )
+
+
+def lines_of_code(block: nodes.Element) -> int:
+    """Non-blank lines of a code block, as shown (blank lines are not code)."""
+    return sum(1 for line in block.astext().splitlines() if line.strip())
 
 
 def ancestors(node: nodes.Node) -> list[nodes.Node]:
@@ -116,7 +134,9 @@ def ancestors(node: nodes.Node) -> list[nodes.Node]:
 
 
 def is_topic(app: Sphinx, docname: str) -> bool:
-    return not any(fnmatch.fnmatch(docname, pattern) for pattern in app.config.handbook_not_topic_pages)
+    return not any(
+        fnmatch.fnmatch(docname, pattern) for pattern in app.config.handbook_not_topic_pages
+    )
 
 
 def check_typed_block(node: nodes.literal_block) -> None:
@@ -127,11 +147,18 @@ def check_typed_block(node: nodes.literal_block) -> None:
     elif language in SHELL:
         first = next((line for line in node.astext().splitlines() if line.strip()), "")
         if not first.startswith("$ "):
-            warn("shell block should start with a '$ ' prompt (the copy button copies only commands)", node)
+            warn(
+                "shell block should start with a '$ ' prompt "
+                "(the copy button copies only commands)",
+                node,
+            )
     elif language == "default":
         warn("code block has no language: name one (text, console) or show an {example}", node)
     elif language not in TEXT:
-        warn(f"{language} block is typed on the page: show it with {{example}} from a tested file", node)
+        warn(
+            f"{language} block is typed on the page: show it with {{example}} from a tested file",
+            node,
+        )
 
 
 def check_doctest(node: nodes.literal_block) -> None:
@@ -139,8 +166,12 @@ def check_doctest(node: nodes.literal_block) -> None:
     if not any(line.lstrip().startswith(">>>") for line in lines):
         warn("doctest block has no >>> example", node)
     for offset in unterminated_compound_statements(lines):
-        warn("end this indented block with a bare '...' line, or it will not paste into a Python prompt",
-             node, line=node.line + offset)
+        warn(
+            "end this indented block with a bare '...' line, "
+            "or it will not paste into a Python prompt",
+            node,
+            line=(node.line or 0) + offset,
+        )
     check_session_width(node)
 
 
@@ -169,8 +200,11 @@ def check_listing_width(node: nodes.literal_block) -> None:
     listing = Listing(node, node["handbook_example"])
     for offset, line in enumerate(node.astext().splitlines(), 1):
         if len(line) > CODE_WIDTH:
-            warn(f"listing line {listing.where(offset)} is {len(line)} characters, over the PDF's "
-                 f"{CODE_WIDTH}: {line.strip()[:50]}", node)
+            warn(
+                f"listing line {listing.where(offset)} is {len(line)} characters, over the PDF's "
+                f"{CODE_WIDTH}: {line.strip()[:50]}",
+                node,
+            )
 
 
 def check_session_width(node: nodes.Element) -> None:
@@ -180,23 +214,38 @@ def check_session_width(node: nodes.Element) -> None:
     for offset, line in enumerate(lines, 1):
         code = line[indent:]
         if code.startswith((">>> ", "... ")) and len(code) > CODE_WIDTH:
-            where = node.line + offset if node.line is not None and isinstance(node, nodes.literal_block) else None
-            warn(f"doctest input line is {len(code)} characters, over the PDF's {CODE_WIDTH}: {code.strip()[:50]}",
-                 node, line=where)
+            where = (
+                node.line + offset
+                if node.line is not None and isinstance(node, nodes.literal_block)
+                else None
+            )
+            warn(
+                f"doctest input line is {len(code)} characters, over the PDF's {CODE_WIDTH}: "
+                f"{code.strip()[:50]}",
+                node,
+                line=where,
+            )
 
 
 def undefined_globals(code: str, context: str = "") -> list[str]:
     """Module-level names that ``code`` reads, at import time or in a body, but never binds
     (nor does ``context``, code that is shown but not checked itself)."""
     top = symtable.symtable(code, "listing", "exec")
-    bound = {s.get_name() for table in (top, symtable.symtable(context, "context", "exec"))
-             for s in table.get_symbols() if s.is_assigned() or s.is_imported() or s.is_namespace()}
+    bound = {
+        s.get_name()
+        for table in (top, symtable.symtable(context, "context", "exec"))
+        for s in table.get_symbols()
+        if s.is_assigned() or s.is_imported() or s.is_namespace()
+    }
     used: set[str] = set()
     tables = [top]
     while tables:
         table = tables.pop()
-        used |= {s.get_name() for s in table.get_symbols()
-                 if s.is_referenced() and (table is top or s.is_global())}
+        used |= {
+            s.get_name()
+            for s in table.get_symbols()
+            if s.is_referenced() and (table is top or s.is_global())
+        }
         tables += table.get_children()
     return sorted(used - bound - set(dir(builtins)) - {"__file__", "__name__"})
 
@@ -214,12 +263,19 @@ def check_names(file: str, listings: list[Listing]) -> None:
     try:
         missing = undefined_globals(pasted(checked), pasted(context))
     except SyntaxError as exc:
-        warn(f"the listings of {file}, pasted in page order, are not valid Python: {exc.msg}", checked[0].node)
+        warn(
+            f"the listings of {file}, pasted in page order, are not valid Python: {exc.msg}",
+            checked[0].node,
+        )
         return
     for name in missing:
         listing, offset, text = first_use(name, checked)
-        warn(f"listing line {listing.where(offset)} uses {name}, which no listing of {file} on this page "
-             f"defines (a reader who copies them gets a NameError): {text.strip()[:60]}", listing.node)
+        warn(
+            f"listing line {listing.where(offset)} uses {name}, which no listing of {file} "
+            "on this page "
+            f"defines (a reader who copies them gets a NameError): {text.strip()[:60]}",
+            listing.node,
+        )
 
 
 def pasted(listings: list[Listing]) -> str:
@@ -243,5 +299,7 @@ def first_use(name: str, listings: list[Listing]) -> tuple[Listing, int, str]:
 def setup(app: Sphinx) -> None:
     app.add_config_value("handbook_code_line_budget", CODE_LINE_BUDGET, "env", int)
     # Pages that are not topic pages: no code budget (the API reference shows every docstring).
-    app.add_config_value("handbook_not_topic_pages", ["index", "*/index", "reference/*"], "env", list)
+    app.add_config_value(
+        "handbook_not_topic_pages", ["index", "*/index", "reference/*"], "env", list
+    )
     app.connect("doctree-read", check_doctree)

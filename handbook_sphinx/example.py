@@ -35,9 +35,22 @@ from sphinx.directives.code import LiteralInclude
 from handbook_sphinx import root
 
 #: Highlighting language by file suffix.
-LANGUAGES = {".py": "python", ".lua": "lua", ".js": "javascript", ".mjs": "javascript", ".rb": "ruby",
-             ".yml": "yaml", ".yaml": "yaml", ".toml": "toml", ".json": "json", ".sh": "bash",
-             ".ini": "ini", ".conf": "text", ".txt": "text"}
+LANGUAGES = {
+    ".py": "python",
+    ".lua": "lua",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".rb": "ruby",
+    ".ru": "ruby",
+    ".yml": "yaml",
+    ".yaml": "yaml",
+    ".toml": "toml",
+    ".json": "json",
+    ".sh": "bash",
+    ".ini": "ini",
+    ".conf": "text",
+    ".txt": "text",
+}
 _REGION = re.compile(r"\[start:([\w.-]+)\]")
 _DIRECTIVE = re.compile(r"^[ \t]*(?:`{3,}|:{3,}|~{3,})\{example\}[ \t]+(\S+)", re.MULTILINE)
 
@@ -71,30 +84,44 @@ def region_text(text: str, region: str) -> str:
 class Example(LiteralInclude):
     """A listing whose caption, language and markers come from its one argument."""
 
-    option_spec: ClassVar[dict] = {key: spec for key, spec in LiteralInclude.option_spec.items()
-                                   if key in {"dedent", "pyobject", "emphasize-lines", "class", "name",
-                                              "lineno-match", "linenos"}}
+    option_spec: ClassVar[dict] = {
+        key: spec
+        for key, spec in LiteralInclude.option_spec.items()
+        if key
+        in {"dedent", "pyobject", "emphasize-lines", "class", "name", "lineno-match", "linenos"}
+    }
 
     def run(self) -> list[nodes.Node]:
         path, _, region = self.arguments[0].partition("#")
         base = root(self.config)
         file = (base / path).resolve()
-        if not any(file.is_relative_to(base / folder) for folder in self.config.handbook_listing_roots):
+        if not any(
+            file.is_relative_to(base / folder) for folder in self.config.handbook_listing_roots
+        ):
             folders = " or ".join(f"{f}/" for f in self.config.handbook_listing_roots)
-            raise self.error(f"example {path}: listings come from {folders} (paths are relative to the repository)")
+            raise self.error(
+                f"example {path}: listings come from {folders} "
+                "(paths are relative to the repository)"
+            )
         if not file.is_file():
             raise self.error(f"example {path}: no such file")
         text = file.read_text(encoding="utf-8")
         if region:
             if "pyobject" in self.options:
-                raise self.error(f"example {self.arguments[0]}: give a #region or a :pyobject:, not both")
+                raise self.error(
+                    f"example {self.arguments[0]}: give a #region or a :pyobject:, not both"
+                )
             start, end = f"[start:{region}]", f"[end:{region}]"
             if start not in text:
                 found = ", ".join(regions(text)) or "none"
-                raise self.error(f"example {path} has no region {region!r}: no line marks {start} "
-                                 f"(its regions: {found})")
+                raise self.error(
+                    f"example {path} has no region {region!r}: no line marks {start} "
+                    f"(its regions: {found})"
+                )
             if end not in text.split(start, 1)[1]:
-                raise self.error(f"example {path}: region {region!r} has no {end} line after its start")
+                raise self.error(
+                    f"example {path}: region {region!r} has no {end} line after its start"
+                )
             self.options["start-after"], self.options["end-before"] = start, end
         self.options["language"] = LANGUAGES.get(file.suffix, "text")
         self.options["caption"] = path
@@ -104,8 +131,9 @@ class Example(LiteralInclude):
         for container in result:
             for block in container.findall(nodes.literal_block):
                 block["handbook_example"] = path
-                block["handbook_first_line"] = first_line(text, block.astext(), text.find(f"[start:{region}]")
-                                                          if region else 0)
+                block["handbook_first_line"] = first_line(
+                    text, block.astext(), text.find(f"[start:{region}]") if region else 0
+                )
             for caption in container.findall(nodes.caption):
                 caption.children = []
                 caption += self.link(file, path)
@@ -114,11 +142,21 @@ class Example(LiteralInclude):
     def link(self, file: Path, path: str) -> addnodes.download_reference:
         """The caption's text, a link to the whole file (see :func:`link_source_pages`)."""
         page_dir = Path(self.env.doc2path(self.env.docname)).parent
-        ref = addnodes.download_reference(path, "", nodes.Text(path), refdoc=self.env.docname, refexplicit=True,
-                                          reftarget=os.path.relpath(file, page_dir), reftype="download",
-                                          refdomain="", classes=["example-source"])
+        ref = addnodes.download_reference(
+            path,
+            "",
+            nodes.Text(path),
+            refdoc=self.env.docname,
+            refexplicit=True,
+            reftarget=os.path.relpath(file, page_dir),
+            reftype="download",
+            refdomain="",
+            classes=["example-source"],
+        )
         if file.suffix == ".py":
-            ref["handbook_module"] = ".".join(Path(path).with_suffix("").parts).removesuffix(".__init__")
+            ref["handbook_module"] = ".".join(Path(path).with_suffix("").parts).removesuffix(
+                ".__init__"
+            )
         return ref
 
 
@@ -131,8 +169,17 @@ def link_source_pages(app: Sphinx, doctree: nodes.document, docname: str) -> Non
         module = ref.get("handbook_module")
         if module and modules.get(module):
             uri = app.builder.get_relative_uri(docname, "_modules/" + module.replace(".", "/"))
-            ref.replace_self(nodes.reference(ref.rawsource, "", *ref.children, internal=True, refuri=uri,
-                                             classes=["example-source"], reftitle="the whole file"))
+            ref.replace_self(
+                nodes.reference(
+                    ref.rawsource,
+                    "",
+                    *ref.children,
+                    internal=True,
+                    refuri=uri,
+                    classes=["example-source"],
+                    reftitle="the whole file",
+                )
+            )
 
 
 def setup(app: Sphinx) -> None:

@@ -50,10 +50,10 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from docutils import nodes
 from docutils.parsers.rst import directives
@@ -82,14 +82,18 @@ class Table:
     """
 
     header: Sequence[str]
-    rows: Sequence[Sequence[object]]  # each cell: inline Markdown (str() of it), a Code block, or a tuple of both
+    rows: Sequence[
+        Sequence[object]
+    ]  # each cell: inline Markdown (str() of it), a Code block, or a tuple of both
     title: str | None = None
     note: str | None = None
 
     def __post_init__(self) -> None:
         for row in self.rows:
             if len(row) != len(self.header):
-                raise ValueError(f"row {list(row)!r} has {len(row)} cells, the header has {len(self.header)}")
+                raise ValueError(
+                    f"row {list(row)!r} has {len(row)} cells, the header has {len(self.header)}"
+                )
 
 
 def call(target: str, args: tuple[Any, ...] = ()) -> Any:
@@ -106,8 +110,11 @@ def call(target: str, args: tuple[Any, ...] = ()) -> Any:
 class _Generated(SphinxDirective):
     required_arguments = 1
     has_content = False
-    option_spec = {"args": directives.unchanged, "caption": directives.unchanged,
-                   "data": directives.path}
+    option_spec: ClassVar[dict[str, Callable[[str], Any]]] = {
+        "args": directives.unchanged,
+        "caption": directives.unchanged,
+        "data": directives.path,
+    }
 
     def arguments_(self) -> tuple[Any, ...]:
         """The function's arguments; notes what the page now depends on."""
@@ -126,7 +133,9 @@ class _Generated(SphinxDirective):
         try:
             return call(self.arguments[0], args)
         except Exception as exc:  # fail the strict build with the page, the line and the cause
-            raise self.error(f"{self.arguments[0]}{tuple(map(str, args))!r} failed: {exc!r}") from exc
+            raise self.error(
+                f"{self.arguments[0]}{tuple(map(str, args))!r} failed: {exc!r}"
+            ) from exc
 
     def markdown(self, text: str) -> list[nodes.Node]:
         """Inline Markdown, parsed as the page's own text is."""
@@ -138,7 +147,10 @@ class GeneratedTable(_Generated):
     def run(self) -> list[nodes.Node]:
         table = self.generate(self.arguments_())
         if not isinstance(table, Table):
-            raise self.error(f"{self.arguments[0]} returned {type(table).__name__}, not a handbook_sphinx.generated.Table")
+            raise self.error(
+                f"{self.arguments[0]} returned {type(table).__name__}, "
+                "not a handbook_sphinx.generated.Table"
+            )
         node = nodes.table(classes=["generated-table"])
         self.set_source_info(node)
         if caption := self.options.get("caption") or table.title:
@@ -150,7 +162,11 @@ class GeneratedTable(_Generated):
         group += nodes.tbody("", *(self.row(cells) for cells in table.rows))
         out: list[nodes.Node] = [node]
         if table.note:
-            out.append(nodes.paragraph(table.note, "", *self.markdown(table.note), classes=["generated-table-note"]))
+            out.append(
+                nodes.paragraph(
+                    table.note, "", *self.markdown(table.note), classes=["generated-table-note"]
+                )
+            )
         return out
 
     def row(self, cells: Sequence[object]) -> nodes.row:
@@ -160,7 +176,9 @@ class GeneratedTable(_Generated):
             for part in cell if isinstance(cell, tuple) else (cell,):
                 if isinstance(part, Code):
                     block = nodes.literal_block(part.text, part.text, language=part.language)
-                    block["handbook_generated"] = True  # shown from tested data, not typed on the page
+                    block["handbook_generated"] = (
+                        True  # shown from tested data, not typed on the page
+                    )
                     self.set_source_info(block)
                     entry += block
                 else:
@@ -170,26 +188,33 @@ class GeneratedTable(_Generated):
 
 
 class GeneratedFigure(_Generated):
-    option_spec = {**_Generated.option_spec, "alt": directives.unchanged_required,
-                   "width": directives.length_or_percentage_or_unitless}
+    option_spec: ClassVar[dict[str, Callable[[str], Any]]] = {
+        **_Generated.option_spec,
+        "alt": directives.unchanged_required,
+        "width": directives.length_or_percentage_or_unitless,
+    }
 
     def run(self) -> list[nodes.Node]:
         if not self.options.get("alt"):
             raise self.error("generated-figure needs an :alt: text")
         args = self.arguments_()
-        stem = "-".join([self.arguments[0].replace(":", "."), *(a.stem if isinstance(a, Path) else a for a in args)])
+        stem = "-".join(
+            [
+                self.arguments[0].replace(":", "."),
+                *(a.stem if isinstance(a, Path) else a for a in args),
+            ]
+        )
         out_dir = Path(self.env.doctreedir) / "handbook_sphinx"
         out_dir.mkdir(parents=True, exist_ok=True)
         inputs = [*code_sources(self.config), *(a for a in args if isinstance(a, Path))]
         targets = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
-        fig = self.generate(args) if any(is_stale(t, *inputs) for t in targets) else None
-        for target in targets if fig is not None else ():  # PNG for HTML, vector PDF for LaTeX
-            fig.savefig(target, dpi=150, bbox_inches="tight",  # no label cut at the edge
-                        metadata={"Software": None} if target.suffix == ".png"
-                        else {"Creator": None, "Producer": None, "CreationDate": None})
+        if any(is_stale(t, *inputs) for t in targets):
+            save(self.generate(args), targets)
         # Image paths are relative to the page's folder; ".*" lets each builder pick its format.
         page_dir = Path(self.env.doc2path(self.env.docname)).parent
-        image = nodes.image(uri=os.path.relpath(out_dir / f"{stem}.*", page_dir), alt=self.options["alt"])
+        image = nodes.image(
+            uri=os.path.relpath(out_dir / f"{stem}.*", page_dir), alt=self.options["alt"]
+        )
         if "width" in self.options:
             image["width"] = self.options["width"]
         figure = nodes.figure("", image, classes=["generated-figure"])
@@ -197,6 +222,19 @@ class GeneratedFigure(_Generated):
         if caption := self.options.get("caption"):
             figure += nodes.caption(caption, "", *self.markdown(caption))
         return [figure]
+
+
+def save(fig: Any, targets: list[Path]) -> None:
+    """Save ``fig`` as each target: PNG for HTML, vector PDF for LaTeX, with no dates inside."""
+    for target in targets:
+        fig.savefig(
+            target,
+            dpi=150,
+            bbox_inches="tight",  # no label cut at the edge
+            metadata={"Software": None}
+            if target.suffix == ".png"
+            else {"Creator": None, "Producer": None, "CreationDate": None},
+        )
 
 
 def is_stale(target: Path, *inputs: Path) -> bool:

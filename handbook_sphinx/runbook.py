@@ -20,6 +20,7 @@ The data file is checked by :mod:`examples.observability.runbook.entries` when i
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import yaml
 from docutils import nodes
@@ -38,7 +39,9 @@ LANGUAGE = {"promql": "promql", "redis": "console", "shell": "console"}
 
 def alert_names() -> list[str]:
     rules = yaml.safe_load(ALERTS_YML.read_text(encoding="utf-8"))
-    return [rule["alert"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+    return [
+        rule["alert"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule
+    ]
 
 
 def command_line(step: rb.Step) -> str:
@@ -50,16 +53,20 @@ def command_line(step: rb.Step) -> str:
     return step.command
 
 
-def paragraphs(text: str) -> list[nodes.paragraph]:
+def paragraphs(text: str) -> list[nodes.Node]:
     """One paragraph per line of the data file (one sentence or a few per line)."""
-    return [nodes.paragraph("", "", *inline_code(" ".join(line.split()))) for line in text.splitlines() if line.strip()]
+    return [
+        nodes.paragraph("", "", *inline_code(" ".join(line.split())))
+        for line in text.splitlines()
+        if line.strip()
+    ]
 
 
 def item(term: str, *body: nodes.Node) -> nodes.definition_list_item:
     return nodes.definition_list_item("", nodes.term(term, term), nodes.definition("", *body))
 
 
-def bullets(items: list[list[nodes.Node]]) -> nodes.bullet_list:
+def bullets(items: Sequence[Sequence[nodes.Node]]) -> nodes.bullet_list:
     return nodes.bullet_list("", *(nodes.list_item("", nodes.paragraph("", "", *i)) for i in items))
 
 
@@ -67,8 +74,15 @@ class RunbookEntries(SphinxDirective):
     has_content = False
 
     def doc_link(self, target: str) -> addnodes.pending_xref:
-        ref = addnodes.pending_xref("", refdomain="std", reftype="doc", reftarget=target,
-                                    refexplicit=False, refwarn=True, refdoc=self.env.docname)
+        ref = addnodes.pending_xref(
+            "",
+            refdomain="std",
+            reftype="doc",
+            reftarget=target,
+            refexplicit=False,
+            refwarn=True,
+            refdoc=self.env.docname,
+        )
         ref += nodes.inline(target, target, classes=["xref", "std", "std-doc"])
         return ref
 
@@ -88,17 +102,35 @@ class RunbookEntries(SphinxDirective):
         found += item("Fix", *paragraphs(entry.fix))
         found += item("Read", bullets([[self.doc_link(p)] for p in entry.pages]))
         if entry.alerts:
-            alerts = [[nodes.reference("", "", nodes.literal(text=a), refid=nodes.make_id(a)), nodes.Text(" ("),
-                       self.doc_link("/observability/alerting"), nodes.Text(")")] for a in entry.alerts]
+            alerts = [
+                [
+                    nodes.reference("", "", nodes.literal(text=a), refid=nodes.make_id(a)),
+                    nodes.Text(" ("),
+                    self.doc_link("/observability/alerting"),
+                    nodes.Text(")"),
+                ]
+                for a in entry.alerts
+            ]
             found += item("Alert", bullets(alerts))
         else:
-            found += item("Alert", nodes.paragraph(
-                "", "None of the handbook's alert rules catches this directly; the confirm steps above find it."))
+            found += item(
+                "Alert",
+                nodes.paragraph(
+                    "",
+                    "None of the handbook's alert rules catches this directly; "
+                    "the confirm steps above find it.",
+                ),
+            )
         if entry.tests:
             found += item("Reproduced by", bullets([[nodes.literal(text=t)] for t in entry.tests]))
         else:
-            found += item("Reproduced by", nodes.paragraph("", "No test of the handbook reproduces it yet."))
-        found += item("Sources", bullets([[nodes.reference(u, short_source(u), refuri=u)] for u in entry.sources]))
+            found += item(
+                "Reproduced by", nodes.paragraph("", "No test of the handbook reproduces it yet.")
+            )
+        found += item(
+            "Sources",
+            bullets([[nodes.reference(u, short_source(u), refuri=u)] for u in entry.sources]),
+        )
         section += found
         return section
 
@@ -127,8 +159,12 @@ class RunbookAlert(SphinxDirective):
             return paragraphs(runbook.no_entry[alert])
         if not entries:
             raise self.error(f"no runbook entry names {alert}, and [no_entry] gives no reason")
-        lead = nodes.paragraph("", "Confirm this entry:" if len(entries) == 1
-                               else "One of these entries; confirm each in turn:")
+        lead = nodes.paragraph(
+            "",
+            "Confirm this entry:"
+            if len(entries) == 1
+            else "One of these entries; confirm each in turn:",
+        )
         links = [[nodes.reference("", e.symptom, refid=e.id)] for e in entries]
         return [lead, bullets(links)]
 

@@ -1,9 +1,10 @@
 """The ``settings-equivalence`` directive.
 
 It builds the settings-equivalence table of ``docs/frameworks/choosing-a-framework.md``
-at build time from the data files in ``examples/frameworks/choosing_a_framework/settings/`` (loaded and
-validated by :mod:`examples.frameworks.choosing_a_framework.settings_table`). A missing row or an unknown key
-in a data file stops the build with the loader's message. Usage in a MyST page::
+at build time from the data files in ``examples/frameworks/choosing_a_framework/settings/``
+(loaded and validated by :mod:`examples.frameworks.choosing_a_framework.settings_table`). A
+missing row or an unknown key in a data file stops the build with the loader's message. Usage
+in a MyST page::
 
     ```{settings-equivalence}
     ```
@@ -41,8 +42,12 @@ def _cell(cell: settings_table.Cell) -> nodes.entry:
         setting += nodes.emphasis(cell.setting, cell.setting)
     else:
         setting += nodes.strong("", "", nodes.literal(cell.setting, cell.setting))
-    return _entry(setting, nodes.paragraph("", "", *inline_code(cell.default)),
-                  nodes.paragraph("", "", *inline_code(cell.note)), _source(cell.source))
+    return _entry(
+        setting,
+        nodes.paragraph("", "", *inline_code(cell.default)),
+        nodes.paragraph("", "", *inline_code(cell.note)),
+        _source(cell.source),
+    )
 
 
 def build_table(directory=settings_table.SETTINGS_DIR) -> nodes.table:
@@ -104,7 +109,7 @@ class SettingsEquivalence(SphinxDirective):
     has_content = False
 
     def run(self) -> list[nodes.Node]:
-        for name in ("rows",) + settings_table.FRAMEWORKS:
+        for name in ("rows", *settings_table.FRAMEWORKS):
             self.env.note_dependency(str(settings_table.SETTINGS_DIR / f"{name}.toml"))
         try:
             wide = addnodes.only(expr="html")

@@ -29,6 +29,8 @@ from pathlib import Path
 
 from docutils import nodes
 
+from handbook_sphinx.contract import lines_of_code
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -46,12 +48,8 @@ def is_topic(docname: str) -> bool:
 
 def code_lines(doctree: nodes.Node) -> int:
     """Non-blank lines of every code block in ``doctree``, as shown."""
-    blocks = doctree.findall(lambda n: isinstance(n, (nodes.literal_block, nodes.doctest_block)))
+    blocks = [*doctree.findall(nodes.literal_block), *doctree.findall(nodes.doctest_block)]
     return sum(lines_of_code(block) for block in blocks)
-
-
-def lines_of_code(block: nodes.Node) -> int:
-    return sum(1 for line in block.astext().splitlines() if line.strip())
 
 
 def prose_words(doctree: nodes.Node) -> int:
@@ -73,12 +71,22 @@ def measure(srcdir: Path = ROOT / "docs", confdir: Path = ROOT) -> list[PageStat
     from sphinx.util.docutils import docutils_namespace
 
     with tempfile.TemporaryDirectory() as tmp, docutils_namespace():
-        app = Sphinx(str(srcdir), str(confdir), f"{tmp}/out", f"{tmp}/doctrees", "dummy",
-                     status=None, warning=io.StringIO(), freshenv=True)
+        app = Sphinx(
+            str(srcdir),
+            str(confdir),
+            f"{tmp}/out",
+            f"{tmp}/doctrees",
+            "dummy",
+            status=None,
+            warning=io.StringIO(),
+            freshenv=True,
+        )
         app.build()
-        return [PageStats(name, is_topic(name), code_lines(tree), prose_words(tree))
-                for name in sorted(app.env.found_docs)
-                for tree in [app.env.get_doctree(name)]]
+        return [
+            PageStats(name, is_topic(name), code_lines(tree), prose_words(tree))
+            for name in sorted(app.env.found_docs)
+            for tree in [app.env.get_doctree(name)]
+        ]
 
 
 def report(stats: list[PageStats]) -> str:
@@ -86,17 +94,23 @@ def report(stats: list[PageStats]) -> str:
     rows = sorted(stats, key=lambda s: (not s.topic, -s.code_lines, s.page))
     width = max(len(s.page) for s in stats)
     lines = [f"{'page':<{width}}  {'code lines':>10}  {'prose words':>11}"]
-    lines += [f"{s.page:<{width}}  {s.code_lines:>10}  {s.prose_words:>11}{'' if s.topic else '  (not a topic page)'}"
-              for s in rows]
+    lines += [
+        f"{s.page:<{width}}  {s.code_lines:>10}  {s.prose_words:>11}"
+        + ("" if s.topic else "  (not a topic page)")
+        for s in rows
+    ]
     lines.append(
         f"topic pages: {len(topic)}; code lines max {max(s.code_lines for s in topic)}, "
-        f"total {sum(s.code_lines for s in topic)}; prose words total {sum(s.prose_words for s in topic)}"
+        f"total {sum(s.code_lines for s in topic)}; "
+        f"prose words total {sum(s.prose_words for s in topic)}"
     )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m handbook_sphinx.stats", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m handbook_sphinx.stats", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     stats = measure()

@@ -1,4 +1,5 @@
-"""The handbook's computed tables: each function returns a :class:`~handbook_sphinx.generated.Table`.
+"""The handbook's computed tables: each function returns a
+:class:`~handbook_sphinx.generated.Table`.
 
 A page shows one with ``{generated-table} handbook_sphinx.tables:NAME`` (see
 ``handbook_sphinx/generated.py``). The functions only lay out results: the numbers come from
@@ -31,10 +32,10 @@ def example_envelope() -> Envelope:
             "amount": Decimal("1499.90"),
             "currency": "EUR",
             "items": ["sku-1042", "sku-2210", "sku-7781"],
-            "due": dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc),
+            "due": dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC),
             "receipt_pdf": bytes(range(256)) * 8,  # 2 KiB of binary data
         },
-        created_at=dt.datetime(2026, 2, 27, 9, 30, 15, 250000, tzinfo=dt.timezone.utc),
+        created_at=dt.datetime(2026, 2, 27, 9, 30, 15, 250000, tzinfo=dt.UTC),
         trace={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
     )
 
@@ -45,11 +46,16 @@ def size_table() -> Table:
 
     env = example_envelope()
     small = replace(env, args={**env.args, "receipt_pdf": b""})
-    rows = [[name, f"`{kind}`", str(len(encode(small, kind).body)), str(len(encode(env, kind).body))]
-            for name, kind in (("JSON", JSON), ("MessagePack", MSGPACK), ("Avro", AVRO))]
+    rows = [
+        [name, f"`{kind}`", str(len(encode(small, kind).body)), str(len(encode(env, kind).body))]
+        for name, kind in (("JSON", JSON), ("MessagePack", MSGPACK), ("Avro", AVRO))
+    ]
     refused = [pickle.dumps(asdict(e), protocol=pickle.HIGHEST_PROTOCOL) for e in (small, env)]
     rows.append(["pickle (refused)", f"`{PICKLE}`", str(len(refused[0])), str(len(refused[1]))])
-    return Table(["format", "content type", "job without the PDF (bytes)", "job with a 2 KiB PDF (bytes)"], rows)
+    return Table(
+        ["format", "content type", "job without the PDF (bytes)", "job with a 2 KiB PDF (bytes)"],
+        rows,
+    )
 
 
 # -- The failure lab: lost and duplicated jobs per queue design ----------------------------
@@ -64,15 +70,42 @@ def lab_table(which: str = "delivery") -> Table:
     results = lab_rows(which, connect=lambda: connect("fakeredis://"))
     rates = [f"{rate:.0%}" for _, rate, _ in TABLE_ROWS[which]]
     return Table(
-        ["design", "kill rate", "jobs", "workers killed", "runs", "lost", "duplicated", "dead-lettered"],
-        [[res.design, rate, res.jobs, res.kills, res.runs, res.lost, res.duplicated, res.dead_lettered]
-         for res, rate in zip(results, rates, strict=True)],
+        [
+            "design",
+            "kill rate",
+            "jobs",
+            "workers killed",
+            "runs",
+            "lost",
+            "duplicated",
+            "dead-lettered",
+        ],
+        [
+            [
+                res.design,
+                rate,
+                res.jobs,
+                res.kills,
+                res.runs,
+                res.lost,
+                res.duplicated,
+                res.dead_lettered,
+            ]
+            for res, rate in zip(results, rates, strict=True)
+        ],
     )
 
 
 # -- Throughput: the benchmark's results file ----------------------------------------------
-THROUGHPUT_COLUMNS = ["contender", "jobs per run", "enqueue, jobs/s", "drain, jobs/s",
-                      "drain, slowest–fastest run", "drain ÷ ceiling", "drain ÷ RQ"]
+THROUGHPUT_COLUMNS = [
+    "contender",
+    "jobs per run",
+    "enqueue, jobs/s",
+    "drain, jobs/s",
+    "drain, slowest–fastest run",
+    "drain ÷ ceiling",
+    "drain ÷ RQ",
+]
 
 
 def _rate(value: float) -> str:
@@ -94,16 +127,28 @@ def throughput_rows(data: dict) -> list[list[str]]:
     rows = []
     for c in data["contenders"]:
         drain = c["drain"]
-        ratios = [format_ratio(drain["median"] / by_id[ref]["drain"]["median"] if ref in by_id else None)
-                  for ref in (CEILING, BASELINE)]
-        rows.append([c["label"], f"{c['jobs_per_run']:,}", _rate(c["enqueue"]["median"]), _rate(drain["median"]),
-                     f"{_rate(drain['min'])}–{_rate(drain['max'])}", *ratios])
+        ratios = [
+            format_ratio(drain["median"] / by_id[ref]["drain"]["median"] if ref in by_id else None)
+            for ref in (CEILING, BASELINE)
+        ]
+        rows.append(
+            [
+                c["label"],
+                f"{c['jobs_per_run']:,}",
+                _rate(c["enqueue"]["median"]),
+                _rate(drain["median"]),
+                f"{_rate(drain['min'])}–{_rate(drain['max'])}",
+                *ratios,
+            ]
+        )
     return rows
 
 
 def throughput_table(results: Path) -> Table:
     """The benchmark's table, from the JSON file it wrote."""
-    return Table(THROUGHPUT_COLUMNS, throughput_rows(json.loads(results.read_text(encoding="utf-8"))))
+    return Table(
+        THROUGHPUT_COLUMNS, throughput_rows(json.loads(results.read_text(encoding="utf-8")))
+    )
 
 
 # -- Persistence: the experiment's results file --------------------------------------------
@@ -122,15 +167,33 @@ def persistence_table(results: Path) -> Table:
     rows = []
     for row in data["results"]:
         rate = row["acknowledged"] / row["seconds"] if row["seconds"] else float("nan")
-        rows.append([PERSISTENCE_MODES.get(row["mode"], row["mode"]), f"`{row['arguments']}`",
-                     str(row["acknowledged"]), f"**{row['lost']}**", f"{rate:,.0f}"])
+        rows.append(
+            [
+                PERSISTENCE_MODES.get(row["mode"], row["mode"]),
+                f"`{row['arguments']}`",
+                str(row["acknowledged"]),
+                f"**{row['lost']}**",
+                f"{rate:,.0f}",
+            ]
+        )
     machine = data["machine"]
-    note = (f"Measured on {data['date']} with Redis {data['redis_version']} on {machine['os']}, "
-            f"{machine['cpu']} ({machine['cpus']} CPUs), data directory on {machine['filesystem']}; "
-            f"{data['jobs_per_mode']} jobs per mode, one `LPUSH` at a time over loopback. "
-            f"Reproduce with `{data['command']}`.")
-    return Table(["mode", "redis-server arguments", "acknowledged", "lost after SIGKILL", "enqueue rate (jobs/s)"],
-                 rows, note=note)
+    note = (
+        f"Measured on {data['date']} with Redis {data['redis_version']} on {machine['os']}, "
+        f"{machine['cpu']} ({machine['cpus']} CPUs), data directory on {machine['filesystem']}; "
+        f"{data['jobs_per_mode']} jobs per mode, one `LPUSH` at a time over loopback. "
+        f"Reproduce with `{data['command']}`."
+    )
+    return Table(
+        [
+            "mode",
+            "redis-server arguments",
+            "acknowledged",
+            "lost after SIGKILL",
+            "enqueue rate (jobs/s)",
+        ],
+        rows,
+        note=note,
+    )
 
 
 # -- Observability: the metric contract and the dashboard ---------------------------------
@@ -138,9 +201,16 @@ def contract_metrics() -> Table:
     """Every metric of the contract: type, labels, producer and meaning."""
     from examples.observability import metric_contract as c
 
-    rows = [[f"`{m.name}`", m.kind, ", ".join(f"`{label}`" for label in m.labels) or "none",
-             "worker, as jobs run" if m.producer == "worker" else "collector, at scrape time", m.help]
-            for m in c.METRICS]
+    rows = [
+        [
+            f"`{m.name}`",
+            m.kind,
+            ", ".join(f"`{label}`" for label in m.labels) or "none",
+            "worker, as jobs run" if m.producer == "worker" else "collector, at scrape time",
+            m.help,
+        ]
+        for m in c.METRICS
+    ]
     return Table(["metric", "type", "labels", "produced by", "meaning"], rows)
 
 
@@ -165,8 +235,15 @@ def dashboard_panels() -> Table:
     """Each panel of the dashboard with its unit, and its queries in a code block below (one
     column: long PromQL needs the page's whole width)."""
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    return Table(["panel (unit) and its queries"], [
-        [(f"**{p['title']}** (unit `{p['fieldConfig']['defaults']['unit']}`)",
-          Code("\n".join(t["expr"] for t in p["targets"])))]
-        for p in dashboard["panels"]
-    ])
+    return Table(
+        ["panel (unit) and its queries"],
+        [
+            [
+                (
+                    f"**{p['title']}** (unit `{p['fieldConfig']['defaults']['unit']}`)",
+                    Code("\n".join(t["expr"] for t in p["targets"])),
+                )
+            ]
+            for p in dashboard["panels"]
+        ],
+    )

@@ -4,8 +4,8 @@ duplicated effects.
 This module backs the pages *Delivery guarantees* and *Visibility timeouts & leases*
 (``docs/fundamentals/delivery-guarantees.md``, ``docs/fundamentals/visibility-timeouts.md``).
 The tables of lost and duplicated jobs on those pages are generated from ``lab_rows``
-when the site is built (:func:`handbook_sphinx.tables.lab_table`), and the tests in ``tests/labs/test_failure_lab.py`` assert
-the same numbers.
+when the site is built (:func:`handbook_sphinx.tables.lab_table`), and the tests in
+``tests/labs/test_failure_lab.py`` assert the same numbers.
 
 A run puts ``jobs`` jobs into a queue *design* and lets one worker at a time process them.
 Before each job the *schedule* says where, if anywhere, the worker dies:

@@ -430,11 +430,16 @@ def summary(data: dict) -> str:
     (:func:`handbook_sphinx.tables.throughput_table`, :func:`handbook_sphinx.figures.throughput`).
     """
     runs = data["settings"]["runs"]
-    lines = [f"{c['label']}: enqueue {c['enqueue']['median']:,.0f} jobs/s, drain {c['drain']['median']:,.0f} jobs/s "
-             f"(median of {runs} runs)" for c in data["contenders"]]
+    lines = [
+        f"{c['label']}: enqueue {c['enqueue']['median']:,.0f} jobs/s, "
+        f"drain {c['drain']['median']:,.0f} jobs/s (median of {runs} runs)"
+        for c in data["contenders"]
+    ]
     m, v = data["machine"], data["versions"]
-    lines.append(f"{m['cores']} cores, {m['cpu']}; redis-server {v['redis-server']}, redis-py {v['redis-py']}, "
-                 f"Python {v['python']}; {data['date']}")
+    lines.append(
+        f"{m['cores']} cores, {m['cpu']}; redis-server {v['redis-server']}, "
+        f"redis-py {v['redis-py']}, Python {v['python']}; {data['date']}"
+    )
     return "\n".join(lines)
 
 

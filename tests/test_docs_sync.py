@@ -32,11 +32,19 @@ def pages() -> list[Path]:
 
 
 def example_modules() -> list[Path]:
-    return sorted(p for p in EXAMPLES.rglob("*.py") if p.name != "__init__.py" and "node_modules" not in p.parts)
+    return sorted(
+        p
+        for p in EXAMPLES.rglob("*.py")
+        if p.name != "__init__.py" and "node_modules" not in p.parts
+    )
 
 
 def test_every_example_module_is_shown_by_a_page():
-    shown = {ROOT / arg.split("#")[0] for page in pages() for arg in examples_in(page.read_text(encoding="utf-8"))}
+    shown = {
+        ROOT / arg.split("#")[0]
+        for page in pages()
+        for arg in examples_in(page.read_text(encoding="utf-8"))
+    }
     missing = [str(p.relative_to(ROOT)) for p in example_modules() if p not in shown | FLOOR]
     assert missing == []
 
@@ -45,7 +53,9 @@ def test_the_api_reference_documents_every_example_module():
     api = (DOCS / "reference" / "api.md").read_text(encoding="utf-8")
     for module in example_modules():
         dotted = ".".join(module.relative_to(ROOT).with_suffix("").parts)
-        assert f".. automodule:: {dotted}\n" in api, f"{dotted} is missing from docs/reference/api.md"
+        assert f".. automodule:: {dotted}\n" in api, (
+            f"{dotted} is missing from docs/reference/api.md"
+        )
 
 
 # -- the build-time checker reports what it claims to, where it is ------------------------
@@ -134,10 +144,14 @@ bare fence
 """
 
 
-def build(tmp_path: Path, pages: dict[str, str], *, budget: int = 400, wide: int = 80, extra: str = "") -> list[str]:
+def build(
+    tmp_path: Path, pages: dict[str, str], *, budget: int = 400, wide: int = 80, extra: str = ""
+) -> list[str]:
     """Build a scratch project of ``pages`` (and ``examples/mod.py``); its warnings, one per line."""
     (tmp_path / "examples").mkdir()
-    (tmp_path / "examples" / "mod.py").write_text(MODULE.format(wide="w" * wide) + extra, encoding="utf-8")
+    (tmp_path / "examples" / "mod.py").write_text(
+        MODULE.format(wide="w" * wide) + extra, encoding="utf-8"
+    )
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "conf.py").write_text(CONF.format(root=str(tmp_path), budget=budget), encoding="utf-8")
@@ -152,8 +166,16 @@ def sphinx_build(docs: Path, out: Path) -> list[str]:
     """Build ``docs`` (its own conf.py) as HTML into ``out``; the warnings, page paths relative."""
     warnings = io.StringIO()
     with docutils_namespace():  # a fresh docutils registry for each build in this process
-        Sphinx(str(docs), str(docs), str(out / "out"), str(out / "doctrees"), "html",
-               status=None, warning=warnings, freshenv=True).build()
+        Sphinx(
+            str(docs),
+            str(docs),
+            str(out / "out"),
+            str(out / "doctrees"),
+            "html",
+            status=None,
+            warning=warnings,
+            freshenv=True,
+        ).build()
     text = re.sub(r"\x1b\[[0-9;]*m", "", warnings.getvalue()).replace(str(docs) + "/", "")
     return [line for line in text.splitlines() if "WARNING" in line or "ERROR" in line]
 
@@ -169,15 +191,21 @@ def test_checker_reports_each_kind_of_mistake_at_its_line(tmp_path):
         (8, "yaml block is typed on the page"),
         (13, "literalinclude of mod.py: write ```{example} PATH#REGION``` instead"),
         (17, "example examples/missing.py: no such file"),
-        (20, "example examples/mod.py has no region 'nowhere': no line marks [start:nowhere] "
-             "(its regions: push, wide)"),
+        (
+            20,
+            "example examples/mod.py has no region 'nowhere': no line marks [start:nowhere] "
+            "(its regions: push, wide)",
+        ),
         (23, "listings come from examples/"),
         (26, "doctest block has no >>> example"),
         (33, "end this indented block with a bare '...' line"),
         (35, "doctest input line is 97 characters"),
         (38, "shell block should start with a '$ ' prompt"),
         (42, "code block has no language"),
-        (46, "listing line examples/mod.py:12 uses LIMIT, which no listing of examples/mod.py on this page defines"),
+        (
+            46,
+            "listing line examples/mod.py:12 uses LIMIT, which no listing of examples/mod.py on this page defines",
+        ),
         (46, "uses Full,"),
         (46, "uses json,"),
         (49, "listing line examples/mod.py:19 is 97 characters, over the PDF's 96"),
@@ -190,7 +218,9 @@ def test_checker_reports_each_kind_of_mistake_at_its_line(tmp_path):
 def test_a_missing_end_marker_is_one_clear_message(tmp_path):
     page = "# P\n\n```{example} examples/mod.py\n```\n\n```{example} examples/mod.py#push\n```\n"
     assert build(tmp_path, {"page": page}) == []
-    (tmp_path / "examples" / "mod.py").write_text(MODULE.replace("# [end:push]", ""), encoding="utf-8")
+    (tmp_path / "examples" / "mod.py").write_text(
+        MODULE.replace("# [end:push]", ""), encoding="utf-8"
+    )
     lines = sphinx_build(tmp_path / "docs", tmp_path)
     assert len(lines) == 1 and lines[0].startswith("page.md:6: "), lines
     assert "region 'push' has no [end:push] line after its start" in lines[0]
@@ -225,10 +255,17 @@ def test_checker_accepts_a_good_page_and_links_the_whole_file(tmp_path):
     captions = re.findall(r'<span class="caption-text">(.*?)</span>', html)
     assert len(captions) == 2
     for caption in captions:  # the caption names the file and downloads all of it
-        assert re.fullmatch(r'<a class="[^"]*download internal" download="" href="_downloads/\w+/mod\.py">'
-                            r"examples/mod\.py</a>", caption), caption
+        assert re.fullmatch(
+            r'<a class="[^"]*download internal" download="" href="_downloads/\w+/mod\.py">'
+            r"examples/mod\.py</a>",
+            caption,
+        ), caption
     assert not (tmp_path / "docs" / "_generated").exists()  # nothing written into the sources
-    assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == ["conf.py", "index.md", "page.md"]
+    assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == [
+        "conf.py",
+        "index.md",
+        "page.md",
+    ]
 
 
 def test_a_listing_that_needs_context_is_exempt_but_defines_names_for_the_others(tmp_path):
@@ -244,7 +281,11 @@ def test_a_listing_that_needs_context_is_exempt_but_defines_names_for_the_others
         ```{example} examples/mod.py#uses-push
         ```
         """)
-    found = build(tmp_path, {"page": page}, extra="# [start:uses-push]\nitems = []\npush(items, 1)\n# [end:uses-push]\n")
+    found = build(
+        tmp_path,
+        {"page": page},
+        extra="# [start:uses-push]\nitems = []\npush(items, 1)\n# [end:uses-push]\n",
+    )
     assert found == []
     assert "needs-context" in (tmp_path / "out" / "page.html").read_text(encoding="utf-8")
 
@@ -255,14 +296,20 @@ def test_python_captions_link_the_highlighted_source_when_the_reference_document
     docs.mkdir()
     (docs / "conf.py").write_text(
         'extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinx.ext.viewcode", "handbook_sphinx"]\n'
-        f"handbook_root = {str(ROOT)!r}\n", encoding="utf-8")
+        f"handbook_root = {str(ROOT)!r}\n",
+        encoding="utf-8",
+    )
     (docs / "index.md").write_text(
         "# Clock\n\n```{example} examples/clock.py\n:pyobject: FakeClock.now\n```\n\n```{eval-rst}\n.. automodule:: examples.clock\n   :members:\n```\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     assert sphinx_build(docs, tmp_path) == []
     html = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
-    assert re.search(r'<span class="caption-text"><a class="[^"]*reference internal[^"]*" '
-                     r'href="_modules/examples/clock.html"[^>]*>examples/clock.py</a></span>', html)
+    assert re.search(
+        r'<span class="caption-text"><a class="[^"]*reference internal[^"]*" '
+        r'href="_modules/examples/clock.html"[^>]*>examples/clock.py</a></span>',
+        html,
+    )
 
 
 def test_generated_tables_and_figures_say_what_is_wrong(tmp_path):
@@ -300,7 +347,9 @@ def test_stats_count_code_lines_and_prose_words(tmp_path):
     assert not measured["index"].topic
 
 
-@pytest.mark.parametrize("name", ["retry_storm", "autoscaling_spike", "throughput", "dashboard_layout"])
+@pytest.mark.parametrize(
+    "name", ["retry_storm", "autoscaling_spike", "throughput", "dashboard_layout"]
+)
 def test_every_figure_draws_the_same_picture_each_build(name):
     """Seeded and free of dates: two builds give byte-identical images (no churn, no surprises)."""
     args = (DOCS / "frameworks" / "_data" / "throughput.json",) if name == "throughput" else ()

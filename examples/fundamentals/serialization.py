@@ -238,7 +238,6 @@ def decode_msgpack(body: bytes) -> dict:
 # [end:msgpack-codec]
 
 
-# [start:avro-codec]
 # Avro needs a schema for the arguments of each task. Producers and consumers share these
 # (in production: a schema registry, with the schema's id in the message or its headers).
 ARG_SCHEMAS: dict[str, dict] = {
@@ -258,6 +257,7 @@ ARG_SCHEMAS: dict[str, dict] = {
 }
 
 
+# [start:avro-codec]
 def _avro_schema(task: str) -> Any:
     if task not in ARG_SCHEMAS:
         raise PayloadError(f"no Avro schema for task {task!r}; known: {sorted(ARG_SCHEMAS)}")
