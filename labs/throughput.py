@@ -341,7 +341,8 @@ def measure(
     try:
         info = r.info("server")
         # Valkey also reports redis_version (7.2.4, its Redis compatibility level): name it.
-        server_version = f"valkey {info['valkey_version']}" if info.get("valkey_version") else info["redis_version"]
+        valkey = info.get("valkey_version")
+        server_version = f"valkey {valkey}" if valkey else info["redis_version"]
     except redis.ResponseError:  # fakeredis has no INFO
         server_version = "unknown"
     r.flushdb()
@@ -408,7 +409,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name in ("n", "n_frameworks", "runs", "batch"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if (not args.only or "bullmq" in args.only) and not (shutil.which("node") and shutil.which("npm")):
+    wants_node = not args.only or "bullmq" in args.only
+    if wants_node and not (shutil.which("node") and shutil.which("npm")):
         parser.error("the bullmq contender needs Node.js 20+ and npm (Debian: nodejs, npm); "
                      "leave it out with --only and the other contenders' names")
 
