@@ -247,3 +247,27 @@ def dashboard_panels() -> Table:
             for p in dashboard["panels"]
         ],
     )
+
+
+# -- Tested against: the servers and libraries the suite last passed with (labs/versions.py) -
+def tested_servers() -> Table:
+    """One row per server: fakeredis (this build's environment), then each recorded run."""
+    from labs.versions import RESULTS, servers_table
+
+    return Table(*servers_table(RESULTS))
+
+
+def tested_libraries() -> Table:
+    """Each library's version in the default run (this build's environment) and in each
+    recorded run."""
+    from labs.versions import RESULTS, libraries_table
+
+    return Table(*libraries_table(RESULTS))
+
+
+def server_differences() -> Table:
+    """Where Redis 7.0 and Valkey 9.1 differ, as ``labs.versions.DIFFERENCES`` records it
+    (asserted against each server by tests/labs/test_versions.py)."""
+    from labs.versions import differences_table
+
+    return Table(*differences_table())

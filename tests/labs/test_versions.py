@@ -92,3 +92,12 @@ def test_the_differences_table_has_a_column_per_server_line():
 @pytest.mark.parametrize(("info", "line"), [(REDIS_INFO, "Redis 7.0"), (VALKEY_INFO, "Valkey 9.1")])
 def test_the_server_line_is_product_and_major_minor(info, line):
     assert versions.server_line(info) == line
+
+
+def test_the_tested_against_page_gets_toolkit_tables_from_these_functions():
+    from handbook_sphinx import tables
+    from handbook_sphinx.generated import Table
+
+    for make in (tables.tested_servers, tables.tested_libraries, tables.server_differences):
+        table = make()
+        assert isinstance(table, Table) and table.rows, make.__name__
