@@ -844,6 +844,45 @@ def shutdown_table(framework: str, path: str | None = None) -> tuple[list[str], 
     return header, rows
 
 
+#: Each framework's own shutdown limit, and what the grace period must cover (sources: page).
+OWN_TIMEOUTS: dict[str, tuple[str, str]] = {
+    "celery": ("warm shutdown: none, waits for every running task; soft shutdown: "
+               "`worker_soft_shutdown_timeout` (0 = off)",
+               "longest task (at most `task_time_limit`) + exit; with soft shutdown, "
+               "`worker_soft_shutdown_timeout` + exit"),
+    "rq": ("none: the worker waits for its work-horse; the job's `job_timeout` ({rq_timeout} s by "
+           "default) bounds the job", "`job_timeout` + exit"),
+    "bullmq": ("none: `close()` waits for the active jobs; the handbook's `closeOnSignals` "
+               "deadline", "deadline + exit (jobs past the deadline wait for the stalled check)"),
+    "sidekiq": ("`-t` / `timeout`, 25 s by default, then running jobs are pushed back",
+                "`-t` + push back + exit: at least 5 s more"),
+    "reliable": ("none: finishes the job in hand, gives back the rest",
+                 "`grace_period_needed(longest_job, poll_timeout, pre_stop)`"),
+}
+
+
+def grace_table(path: str | None = None) -> tuple[list[str], list[list[object]]]:
+    """Per framework: its own shutdown limit, the exit time the lab measured after the last
+    job (exec form, long grace), and what the grace period must cover."""
+    from rq import Queue
+
+    data = json.loads(Path(path or RESULTS).read_text(encoding="utf-8"))
+    longest = data["parameters"]["longest_job"]
+    rows: list[list[object]] = []
+    for name, framework in FRAMEWORKS.items():
+        drained = [c for c in data["cells"] if c["framework"] == name and c["stopped_by"] == "exit"
+                   and c["entry"] in ("exec", "sh-exec", "tini") and c["interrupted"] == 0]
+        if not drained:
+            raise ValueError(f"the results file has no clean drain for {name!r}")
+        exit_after = max(c["stopped_after"] for c in drained) - longest
+        own, grace = OWN_TIMEOUTS[name]
+        rows.append([framework.label, own.format(rq_timeout=Queue.DEFAULT_TIMEOUT),
+                     f"{max(exit_after, 0):.1f} s", grace])
+    header = ["framework", "its own shutdown limit", "exit after the last job (measured)",
+              "grace period must exceed"]
+    return header, rows
+
+
 def run_table(path: str | None = None) -> tuple[list[str], list[list[object]]]:
     """Where, when and with what the committed results were measured."""
     data = json.loads(Path(path or RESULTS).read_text(encoding="utf-8"))
