@@ -212,43 +212,57 @@ class FreezableProxy:
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.frozen, self.stopping = threading.Event(), threading.Event()
+        self.parked: set[threading.Thread] = set()
+        self.changed = threading.Condition()
+        self.pumps: list[threading.Thread] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.sockets: list[socket.socket] = [self.listener]
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
-        self.threads[0].start()
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+        self.acceptor.start()
 
     def _accept(self) -> None:
         while not self.stopping.is_set():
-            if not select.select([self.listener], [], [], 0.1)[0]:
+            if self.frozen.is_set() or not select.select([self.listener], [], [], 0.05)[0]:
                 continue
             client, _ = self.listener.accept()
             upstream = socket.create_connection(self.target)
             self.sockets += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):
-                thread = threading.Thread(target=self._pump, args=(source, sink), daemon=True)
-                self.threads.append(thread)
-                thread.start()
+                pump = threading.Thread(target=self._pump, args=(source, sink), daemon=True)
+                self.pumps.append(pump)
+                pump.start()
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         while not self.stopping.is_set():
-            if self.frozen.is_set() or not select.select([source], [], [], 0.1)[0]:
-                self.stopping.wait(0.05)  # frozen: leave the bytes unread
+            if self.frozen.is_set():  # park between two chunks, leave the bytes unread
+                with self.changed:
+                    self.parked.add(threading.current_thread())
+                    self.changed.notify_all()
+                self.stopping.wait(0.05)
+                continue
+            if not select.select([source], [], [], 0.05)[0]:
                 continue
             try:
                 data = source.recv(65536)
                 if not data:
-                    return
+                    break
                 sink.sendall(data)
             except OSError:
-                return
+                break
+        with self.changed:  # a finished pump counts as parked
+            self.parked.add(threading.current_thread())
+            self.changed.notify_all()
 
     def freeze(self) -> None:
+        """Stop forwarding; returns once no byte can pass any more."""
         self.frozen.set()
+        with self.changed:
+            assert self.changed.wait_for(lambda: self.parked >= set(self.pumps), timeout=5)
 
     def close(self) -> None:
         self.stopping.set()
-        for thread in self.threads:
+        for thread in [self.acceptor, *self.pumps]:
             thread.join(timeout=5)
         for sock in self.sockets:
             sock.close()
