@@ -31,13 +31,13 @@ set past the point where the dead worker's heartbeat expired. What is recovered,
 often it runs, is the framework's own code.
 """
 
-from __future__ import annotations
 
 import argparse
 import asyncio
 import datetime
 import json
 import os
+import pathlib
 import platform
 import random
 import secrets
@@ -49,9 +49,9 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = ROOT / "labs" / "shutdown_workers"
@@ -60,7 +60,8 @@ BULLMQ_DIR = ROOT / "examples" / "frameworks" / "bullmq"
 RESULTS = ROOT / "docs" / "frameworks" / "_data" / "shutdown.json"
 COMMAND = "python -m labs.shutdown_lab --out docs/frameworks/_data/shutdown.json"
 
-# Seconds, before scaling (--time-scale): the first jobs each worker starts run LONGEST_JOB;
+# [start:parameters]
+# Seconds, before scaling (time_scale): the first jobs each worker starts run LONGEST_JOB;
 # the long grace covers them plus the framework's shutdown, the short one does not.
 LONGEST_JOB = 3.0
 GRACE_LONG = 8.0
@@ -72,10 +73,11 @@ BULLMQ_LOCK_MS = 3000  # BullMQ lockDuration in the lab (30 000 in the handbook'
 BULLMQ_STALLED_MS = 1000  # BullMQ stalledInterval in the lab (30 000 in the handbook's config)
 RELIABLE_DEAD_AFTER = 30.0  # the reliable queue's sweeper: a worker silent this long is dead
 CELL_TIMEOUT = 90.0  # no wait inside a cell is longer than this
+# [end:parameters]
 
 STARTS, FINISHES, QUEUE = "lab:starts", "lab:finishes", "lab"
 
-#: Where a job can be once the pod is gone.
+# Where a job can be once the pod is gone.
 QUEUED = "queued"  # back in (or never left) the queue: the next worker runs it at once
 HELD = "held"  # in an in-flight structure: it comes back when a timeout expires
 FAILED = "failed"  # recorded as failed (dead letters, failed registry): a human must act
@@ -85,11 +87,8 @@ class LabError(RuntimeError):
     """A cell could not be measured (a worker did not start, a process survived its pod)."""
 
 
-T = TypeVar("T")
-
-
-def wait_for(what: str, check: Callable[[], T], timeout: float,
-             details: Callable[[], str] | None = None) -> T:
+def wait_for(what: str, check: Callable[[], Any], timeout: float,
+             details: Callable[[], str] | None = None) -> Any:
     """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     delay = 0.01
@@ -105,16 +104,14 @@ def wait_for(what: str, check: Callable[[], T], timeout: float,
 
 
 # -- entry points ------------------------------------------------------------------------------
-# [start:entry-points]
-#: How the container starts the worker: the argv placed before the worker's own command.
+# How the container starts the worker: the argv placed before the worker's own command.
 ENTRY_POINTS: dict[str, tuple[str, list[str]]] = {
     "exec": ("exec form", []),
-    "sh": ("shell script without exec", ["/bin/sh", str(PATTERNS / "entrypoint-no-exec.sh")]),
-    "sh-exec": ("shell script with exec", ["/bin/sh", str(PATTERNS / "entrypoint.sh")]),
+    "sh": ("sh, no exec", ["/bin/sh", str(PATTERNS / "entrypoint-no-exec.sh")]),
+    "sh-exec": ("sh + exec", ["/bin/sh", str(PATTERNS / "entrypoint.sh")]),
     "tini": ("tini", ["tini", "--"]),
     "dumb-init": ("dumb-init", ["dumb-init"]),
 }
-# [end:entry-points]
 
 
 # -- a pod: PID 1 of a fresh PID namespace --------------------------------------------------------
@@ -142,7 +139,7 @@ class Pod:
     (SIGKILL always), and kills every process of the namespace when PID 1 dies.
     """
 
-    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: pathlib.Path) -> None:
         unshare = shutil.which("unshare")
         if unshare is None:
             raise LabError("unshare not found (Debian: util-linux)")
@@ -235,7 +232,7 @@ class Pod:
 
 
 @contextmanager
-def pod(argv: list[str], env: dict[str, str], log_path: Path) -> Iterator[Pod]:
+def pod(argv: list[str], env: dict[str, str], log_path: pathlib.Path) -> Iterator[Pod]:
     started = Pod(argv, env, log_path)
     try:
         yield started
@@ -244,7 +241,7 @@ def pod(argv: list[str], env: dict[str, str], log_path: Path) -> Iterator[Pod]:
 
 
 @contextmanager
-def plain_process(argv: list[str], env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
+def plain_process(argv: list[str], env: dict[str, str], log_path: pathlib.Path) -> Iterator[subprocess.Popen]:
     """The next pod: an ordinary process in its own process group, killed with its group."""
     with log_path.open("wb") as log:
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
@@ -263,7 +260,7 @@ def plain_process(argv: list[str], env: dict[str, str], log_path: Path) -> Itera
 @dataclass(frozen=True)
 class Setting:
     label: str  # as the page's table shows it
-    env: dict[str, str] = field(default_factory=dict)
+    env: tuple[tuple[str, str], ...] = ()  # environment variables (name, value)
     timeout: float | None = None  # the framework's own shutdown timeout (Sidekiq -t, close())
 
 
@@ -310,11 +307,11 @@ def _python() -> str:
 class CeleryLab(Framework):
     name, label, running = "celery", "Celery (prefork, acks_late)", 2
     settings = {
-        "warm": Setting("warm shutdown (default)"),
-        "soft": Setting("REMAP_SIGTERM=SIGQUIT, worker_soft_shutdown_timeout",
-                        {"REMAP_SIGTERM": "SIGQUIT"}, TIMEOUT_SHORT),
-        "cold": Setting("REMAP_SIGTERM=SIGQUIT, no soft shutdown", {"REMAP_SIGTERM": "SIGQUIT"}),
-        "no-reject": Setting("task_reject_on_worker_lost=False", {"LAB_REJECT_ON_WORKER_LOST": "0"}),
+        "warm": Setting("warm (default)"),
+        "soft": Setting("soft",
+                        (("REMAP_SIGTERM", "SIGQUIT"),), TIMEOUT_SHORT),
+        "cold": Setting("cold", (("REMAP_SIGTERM", "SIGQUIT"),)),
+        "no-reject": Setting("no reject on lost", (("LAB_REJECT_ON_WORKER_LOST", "0"),)),
     }
     default_setting = "warm"
 
@@ -372,8 +369,8 @@ class CeleryLab(Framework):
 class RQLab(Framework):
     name, label, running = "rq", "RQ", 1
     settings = {
-        "retry": Setting("job with Retry(max=1)"),
-        "no-retry": Setting("job without Retry"),
+        "retry": Setting("Retry(max=1)"),
+        "no-retry": Setting("no Retry"),
     }
     default_setting = "retry"
 
@@ -431,7 +428,7 @@ class RQLab(Framework):
 
 class ReliableLab(Framework):
     name, label, running = "reliable", "handbook reliable queue (DrainingWorker)", 1
-    settings = {"default": Setting("finish the job in hand")}
+    settings = {"default": Setting("drain")}
     default_setting = "default"
     pods = 0
 
@@ -480,8 +477,8 @@ class ReliableLab(Framework):
 class BullMQLab(Framework):
     name, label, running = "bullmq", "BullMQ (Node.js)", 2
     settings = {
-        "deadline-long": Setting("closeOnSignals deadline above the job", timeout=TIMEOUT_LONG),
-        "deadline-short": Setting("closeOnSignals deadline below the job", timeout=TIMEOUT_SHORT),
+        "deadline-long": Setting("deadline", timeout=TIMEOUT_LONG),
+        "deadline-short": Setting("deadline", timeout=TIMEOUT_SHORT),
     }
     default_setting = "deadline-long"
     programs = (("node", "nodejs"),)
@@ -532,8 +529,8 @@ class BullMQLab(Framework):
 class SidekiqLab(Framework):
     name, label, running = "sidekiq", "Sidekiq (basic fetch)", 2
     settings = {
-        "t-long": Setting("-t above the job", timeout=TIMEOUT_LONG),
-        "t-short": Setting("-t below the job", timeout=TIMEOUT_SHORT),
+        "t-long": Setting("-t", timeout=TIMEOUT_LONG),
+        "t-short": Setting("-t", timeout=TIMEOUT_SHORT),
     }
     default_setting = "t-long"
     programs = (("sidekiq", "ruby-sidekiq"),)
@@ -663,7 +660,7 @@ def _counts(r: Any, key: str) -> dict[str, int]:
     return {k: int(v) for k, v in r.hgetall(key).items()}
 
 
-def run_cell(url: str, cell: Cell, *, seed: int = 17, scale: float = 1.0, workdir: Path) -> CellResult:
+def run_cell(url: str, cell: Cell, *, seed: int = 17, scale: float = 1.0, workdir: pathlib.Path) -> CellResult:
     """Measure one cell against the Redis at ``url`` (its database is flushed first)."""
     from examples.redis_client import connect
 
@@ -812,8 +809,21 @@ def run_lab(cells: list[Cell], *, url: str | None = None, seed: int = 17, scale:
 # -- the page's tables ---------------------------------------------------------------------------
 def _stopped(row: dict[str, Any]) -> str:
     if row["stopped_by"] == "SIGKILL":
-        return f"SIGKILL at {row['grace']:g} s"
-    return f"exited after {row['stopped_after']:.1f} s"
+        return "SIGKILL"
+    return f"exit, {row['stopped_after']:.1f} s"
+
+
+def _interrupted(row: dict[str, Any]) -> str:
+    """How many jobs were interrupted, where they were once the pod was gone, and how those
+    that never ran again ended: "2 held", "1 held, then 1 failed", "2 lost"."""
+    now = [f"{row[key]} {key}" for key in ("requeued", "held") if row[key]]
+    end = [f"{row[key]} {key}" for key in ("failed", "lost") if row[key]]
+    if not now and not end:
+        return str(row["interrupted"])
+    text = ", ".join(now) + (", then " if now and end else "") + ", ".join(end)
+    keys = ("requeued", "held") if now else ("failed", "lost")
+    accounted = sum(row[key] for key in keys)
+    return text if accounted == row["interrupted"] else f"{row['interrupted']}: {text}"
 
 
 def _setting_label(row: dict[str, Any], parameters: dict[str, Any]) -> str:
@@ -823,7 +833,7 @@ def _setting_label(row: dict[str, Any], parameters: dict[str, Any]) -> str:
     seconds = setting.timeout * (parameters["timeout_long"] / TIMEOUT_LONG)
     if row["framework"] == "sidekiq":
         return f"`-t {max(1, round(seconds))}`"
-    return f"{setting.label} ({seconds:g} s)"
+    return f"{setting.label} {seconds:g} s"
 
 
 def shutdown_table(framework: str, path: str | None = None) -> tuple[list[str], list[list[object]]]:
@@ -831,12 +841,12 @@ def shutdown_table(framework: str, path: str | None = None) -> tuple[list[str], 
     data = json.loads(Path(path or RESULTS).read_text(encoding="utf-8"))
     if framework not in FRAMEWORKS:
         raise ValueError(f"unknown framework {framework!r}; choose from {sorted(FRAMEWORKS)}")
-    header = ["entry point", "setting", "grace", "pod stopped", "done", "interrupted", "requeued",
-              "held", "run twice", "failed", "lost"]
+    header = ["entry point", "setting", "grace", "stopped", "done", "interrupted, then",
+              "run twice", "lost"]
     rows = [
         [ENTRY_POINTS[row["entry"]][0], _setting_label(row, data["parameters"]), f"{row['grace']:g} s",
-         _stopped(row), f"{row['completed']}/{row['jobs']}", row["interrupted"], row["requeued"],
-         row["held"], row["run_twice"], row["failed"], row["lost"]]
+         _stopped(row), f"{row['completed']}/{row['jobs']}", _interrupted(row), row["run_twice"],
+         row["lost"]]
         for row in data["cells"] if row["framework"] == framework
     ]
     if not rows:
@@ -844,20 +854,14 @@ def shutdown_table(framework: str, path: str | None = None) -> tuple[list[str], 
     return header, rows
 
 
-#: Each framework's own shutdown limit, and what the grace period must cover (sources: page).
+# Each framework's own shutdown limit, and what the grace period must cover (sources: page).
 OWN_TIMEOUTS: dict[str, tuple[str, str]] = {
-    "celery": ("warm shutdown: none, waits for every running task; soft shutdown: "
-               "`worker_soft_shutdown_timeout` (0 = off)",
-               "longest task (at most `task_time_limit`) + exit; with soft shutdown, "
-               "`worker_soft_shutdown_timeout` + exit"),
-    "rq": ("none: the worker waits for its work-horse; the job's `job_timeout` ({rq_timeout} s by "
-           "default) bounds the job", "`job_timeout` + exit"),
-    "bullmq": ("none: `close()` waits for the active jobs; the handbook's `closeOnSignals` "
-               "deadline", "deadline + exit (jobs past the deadline wait for the stalled check)"),
-    "sidekiq": ("`-t` / `timeout`, 25 s by default, then running jobs are pushed back",
-                "`-t` + push back + exit: at least 5 s more"),
-    "reliable": ("none: finishes the job in hand, gives back the rest",
-                 "`grace_period_needed(longest_job, poll_timeout, pre_stop)`"),
+    "celery": ("warm (default): none; soft: worker_soft_shutdown_timeout",
+               "longest task (at most task_time_limit) + exit, or soft timeout + exit"),
+    "rq": ("none; job_timeout ({rq_timeout} s by default) ends the job", "job_timeout + exit"),
+    "bullmq": ("none in close(); the closeOnSignals deadline", "deadline + exit"),
+    "sidekiq": ("-t, 25 s by default", "-t + 5 s or more"),
+    "reliable": ("none: drains the job in hand", "longest job + one fetch + preStop + margin"),
 }
 
 
@@ -878,8 +882,8 @@ def grace_table(path: str | None = None) -> tuple[list[str], list[list[object]]]
         own, grace = OWN_TIMEOUTS[name]
         rows.append([framework.label, own.format(rq_timeout=Queue.DEFAULT_TIMEOUT),
                      f"{max(exit_after, 0):.1f} s", grace])
-    header = ["framework", "its own shutdown limit", "exit after the last job (measured)",
-              "grace period must exceed"]
+    header = ["framework", "own shutdown limit", "exit after the last job (measured)",
+              "grace must exceed"]
     return header, rows
 
 

@@ -23,12 +23,12 @@ the worker of this host consumes every queue named, 1 otherwise.
 from __future__ import annotations
 
 import os
+import pathlib
 import socket
 import sys
 import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from examples.clock import Clock, SystemClock
@@ -58,8 +58,8 @@ def celery_consumes(app: Any, node: str, queues: Iterable[str], timeout: float =
 class HeartbeatFile:
     """A file whose modification time says when the consumer loop last went round."""
 
-    def __init__(self, path: str | Path, clock: Clock | None = None) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | pathlib.Path, clock: Clock | None = None) -> None:
+        self.path = pathlib.Path(path)
         self.clock = clock or SystemClock()
 
     def beat(self) -> None:

@@ -5,7 +5,8 @@ This module is code behind the page *Deploys, shutdowns and health checks*
 :class:`~examples.frameworks.horizontal_scaling.DrainingWorker` of the page *Horizontal
 scaling* with two additions:
 
-* a heartbeat file for the liveness and readiness probes (:class:`HeartbeatQueue`): stale
+* a heartbeat file for the liveness and readiness probes
+  (:class:`~examples.frameworks.deploys_and_shutdowns.health.HeartbeatQueue`): stale
   when the consumer is stuck, although the process lives;
 * the pod's ``controller.kubernetes.io/pod-deletion-cost`` annotation raised while a job runs
   (:func:`busy_while_running`), so that a scale-in deletes idle pods first.

@@ -110,6 +110,9 @@ def test_the_page_tables_are_rendered_from_the_results_file():
         ours = [c for c in DATA["cells"] if c["framework"] == framework]
         assert len(rows) == len(ours) and all(len(r) == len(header) for r in rows)
         assert [r[header.index("lost")] for r in rows] == [c["lost"] for c in ours]
+        assert [r[header.index("run twice")] for r in rows] == [c["run_twice"] for c in ours]
+        held = [r[header.index("interrupted, then")] for r in rows if r[0] == "sh, no exec"]
+        assert held == [lab._interrupted(c) for c in ours if c["entry"] == "sh"]
         assert [r[header.index("done")] for r in rows] == [f"{c['completed']}/{c['jobs']}" for c in ours]
     header, rows = lab.run_table()
     assert f"{DATA['wall_seconds']:.0f} s" in dict(rows)["wall time"]
