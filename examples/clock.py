@@ -47,7 +47,9 @@ class FakeClock:
     def advance(self, seconds: float) -> float:
         """Move the clock forward by ``seconds`` and return the new time."""
         if seconds < 0:
-            raise ValueError(f"a clock cannot move backwards (asked to advance by {seconds} seconds)")
+            raise ValueError(
+                f"a clock cannot move backwards (asked to advance by {seconds} seconds)"
+            )
         self._now += seconds
         return self._now
 

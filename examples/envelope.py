@@ -20,7 +20,8 @@ Bad input fails at once, with the reason, instead of deep inside a worker:
 >>> new_job("resize", {"image": b"raw bytes"})
 Traceback (most recent call last):
 ...
-examples.envelope.PayloadError: args of task 'resize' are not JSON-serialisable: Object of type bytes is not JSON serializable
+examples.envelope.PayloadError: args of task 'resize' are not JSON-serialisable:
+Object of type bytes is not JSON serializable
 >>> Job.from_json("not json")
 Traceback (most recent call last):
 ...
@@ -37,6 +38,10 @@ from typing import Any
 from examples.clock import Clock, SystemClock
 
 SCHEMA_VERSION = 1
+
+#: The largest message Amazon SQS accepts (body and attributes): 1 MiB, the default and the
+#: maximum of the queue attribute MaximumMessageSize (checked against botocore's model).
+SQS_MAX_MESSAGE_BYTES = 1_048_576
 
 
 class PayloadError(ValueError):
@@ -64,7 +69,9 @@ class Job:
         try:
             return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise PayloadError(f"args of task {self.task!r} are not JSON-serialisable: {exc}") from None
+            raise PayloadError(
+                f"args of task {self.task!r} are not JSON-serialisable: {exc}"
+            ) from None
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Job:
@@ -74,7 +81,9 @@ class Job:
                 raw.encode("utf-8")  # lone surrogates: bytes that were not UTF-8 (see connect())
             except UnicodeEncodeError as exc:
                 bad = ord(raw[exc.start]) - 0xDC00  # surrogateescape maps byte b to U+DC00 + b
-                raise MalformedJob(f"message is not valid UTF-8: byte {bad:#04x} at character {exc.start}") from None
+                raise MalformedJob(
+                    f"message is not valid UTF-8: byte {bad:#04x} at character {exc.start}"
+                ) from None
         try:
             data = json.loads(raw)
         except (TypeError, ValueError) as exc:
@@ -82,8 +91,13 @@ class Job:
         if not isinstance(data, dict):
             raise MalformedJob(f"message is a JSON {type(data).__name__}, not an object")
         if data.get("v") != SCHEMA_VERSION:
-            raise MalformedJob(f"unsupported envelope version {data.get('v')!r} (this code reads {SCHEMA_VERSION})")
-        expected = {"id": str, "task": str, "args": dict, "created_at": (int, float), "attempts": int, "headers": dict}
+            raise MalformedJob(
+                f"unsupported envelope version {data.get('v')!r} (this code reads {SCHEMA_VERSION})"
+            )
+        expected: dict[str, type | tuple[type, ...]] = {
+            "id": str, "task": str, "args": dict, "created_at": (int, float), "attempts": int,
+            "headers": dict,
+        }
         for name, kind in expected.items():
             if not isinstance(data.get(name), kind):
                 raise MalformedJob(f"field {name!r} is missing or has the wrong type")

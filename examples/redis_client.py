@@ -24,6 +24,7 @@ ValueError: unsupported Redis URL scheme 'http' (use redis://, rediss://, unix:/
 from __future__ import annotations
 
 import os
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
@@ -32,7 +33,7 @@ DEFAULT_URL = "redis://localhost:6379/0"
 _SCHEMES = {"redis", "rediss", "unix"}
 
 
-def connect(url: str | None = None, **options: object) -> redis.Redis:
+def connect(url: str | None = None, **options: Any) -> redis.Redis:
     """Return a client for ``url``, else ``$REDIS_URL``, else ``redis://localhost:6379/0``.
 
     Replies are decoded to ``str`` (``decode_responses=True``) unless ``options`` says
@@ -56,3 +57,30 @@ def connect(url: str | None = None, **options: object) -> redis.Redis:
             f"unsupported Redis URL scheme {scheme!r} (use redis://, rediss://, unix:// or fakeredis://)"
         )
     return redis.Redis.from_url(url, **options)
+
+
+def text(reply: object) -> str:
+    """One string reply of a client from :func:`connect`, typed as the ``str`` it is.
+
+    redis-py annotates replies as ``bytes | str`` (a client may or may not decode), and
+    some as lists (the same command with a count). A client from :func:`connect` decodes,
+    so this only tells the type checker; anything but a ``str`` is a setup error (a client
+    made without ``decode_responses=True``) and raises ``TypeError`` saying so.
+
+    >>> text(connect("fakeredis://").echo("hi"))
+    'hi'
+    >>> text(b"hi")
+    Traceback (most recent call last):
+    ...
+    TypeError: expected a str reply from a client made by connect(), got bytes
+    """
+    if isinstance(reply, str):
+        return reply
+    raise TypeError(
+        f"expected a str reply from a client made by connect(), got {type(reply).__name__}"
+    )
+
+
+def text_or_none(reply: object) -> str | None:
+    """:func:`text`, except that ``None`` (no such key, an empty list) stays ``None``."""
+    return None if reply is None else text(reply)

@@ -3,9 +3,9 @@ duplicated effects.
 
 This module backs the pages *Delivery guarantees* and *Visibility timeouts & leases*
 (``docs/fundamentals/delivery-guarantees.md``, ``docs/fundamentals/visibility-timeouts.md``).
-The tables of lost and duplicated jobs on those pages are generated from :func:`lab_table`
-when the site is built, and the tests in ``tests/labs/test_failure_lab.py`` assert
-the same numbers.
+The tables of lost and duplicated jobs on those pages are generated from ``lab_rows``
+when the site is built (:func:`handbook_sphinx.tables.lab_table`), and the tests in
+``tests/labs/test_failure_lab.py`` assert the same numbers.
 
 A run puts ``jobs`` jobs into a queue *design* and lets one worker at a time process them.
 Before each job the *schedule* says where, if anywhere, the worker dies:
@@ -40,10 +40,11 @@ design of its own, :class:`BatchedDesign`.
 # [start:imports]
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Generic, Protocol, TypedDict, TypeVar, Unpack, runtime_checkable
 
 import redis
 from redis.client import Pipeline
@@ -154,10 +155,14 @@ class AtMostOnceDesign:
         return len(self.queue.dead_letters())
 
 
-class ReliableDesign:
+#: The queue a :class:`ReliableDesign` drives: ReliableQueue or a subclass of it.
+Q = TypeVar("Q", bound=ReliableQueue)
+
+
+class ReliableDesign(Generic[Q]):
     """Any queue with ReliableQueue's API; with ``consumer``, effects are deduplicated."""
 
-    def __init__(self, queue: ReliableQueue, *, consumer: IdempotentConsumer | None = None,
+    def __init__(self, queue: Q, *, consumer: IdempotentConsumer | None = None,
                  dead_after: float = 30.0) -> None:
         self.queue, self.consumer, self.dead_after = queue, consumer, dead_after
         self.recovery_delay = dead_after + 1
@@ -212,11 +217,9 @@ class LeaseDesign:
         work.run(lease.job, beat=beat if self.heartbeat else lambda: None)
         _apply(self.queue.r, work, lease.job)
         work.point("after_work")
-        try:
+        # LeaseLost: the job outlived its lease and was handed out again; it will run twice
+        with contextlib.suppress(LeaseLost):
             self.queue.ack(beat.lease)
-        except LeaseLost:
-            # the job outlived its lease and was handed out again: it will run twice
-            pass
         work.point("after_ack")
         return True
 
@@ -227,7 +230,7 @@ class LeaseDesign:
         return len(self.queue.dead_letters())
 
 
-class BatchedDesign(ReliableDesign):
+class BatchedDesign(ReliableDesign[BatchedReliableQueue]):
     """The batched reliable queue: jobs are claimed and acknowledged a batch at a time, so a
     crash gives the whole unacknowledged batch to another worker, finished jobs included."""
 
@@ -334,31 +337,39 @@ def random_schedule(seed: int, *, crash_rate: float = 0.3) -> Iterator[str | Non
         yield rng.choice(CRASH_POINTS) if rng.random() < crash_rate else None
 
 
+class LabOptions(TypedDict, total=False):
+    """How a :class:`Lab` runs each job (its keyword arguments)."""
+
+    job_seconds: float
+    steps: int
+
+
 def run_many(
     connect: Callable[[], redis.Redis],
     design: str | Callable[[redis.Redis, FakeClock], Design],
-    *, schedules: int, jobs: int, seed: int = 0, crash_rate: float = 0.3, **lab_options: float,
+    *, schedules: int, jobs: int, seed: int = 0, crash_rate: float = 0.3,
+    **lab_options: Unpack[LabOptions],
 ) -> LabResult:
     """Sum the results of ``schedules`` seeded random schedules; ``connect()``
     gives an empty Redis."""
-    total = None
+    if schedules < 1:
+        raise ValueError(f"schedules must be >= 1, got {schedules}")
+    results = []
     for n in range(schedules):
-        r = connect()
         crash_schedule = (
             random_schedule(seed + n, crash_rate=crash_rate) if crash_rate else iter(())
         )
-        one = Lab(r, design, **lab_options).run(jobs, crash_schedule)
-        total = one if total is None else LabResult(one.design, *(
-            getattr(total, f) + getattr(one, f)
-            for f in ("jobs", "kills", "runs", "lost", "duplicated", "dead_lettered")))
-    return total
+        results.append(Lab(connect(), design, **lab_options).run(jobs, crash_schedule))
+    counts = ("jobs", "kills", "runs", "lost", "duplicated", "dead_lettered")
+    totals = (sum(getattr(res, field) for res in results) for field in counts)
+    return LabResult(results[0].design, *totals)
 # [end:lab]
 
 
 # [start:table]
 # Each row: design, crash rate, lab options. Long jobs (12 s) against a 5 s lease show the
 # lease bug without any crash; the other rows kill 30 % of the workers at random points.
-TABLE_ROWS: dict[str, list[tuple[str, float, dict]]] = {
+TABLE_ROWS: dict[str, list[tuple[str, float, LabOptions]]] = {
     "delivery": [
         ("at-most-once", 0.3, {}),
         ("at-least-once", 0.3, {}),
@@ -383,21 +394,4 @@ def lab_rows(
     return [run_many(connect, design, schedules=schedules, jobs=jobs, seed=seed,
                      crash_rate=rate, **options)
             for design, rate, options in TABLE_ROWS[which]]
-
-
-def lab_table(which: str = "delivery") -> tuple[list[str], list[list[object]]]:
-    """The lab's results as a table (header, rows), for the handbook's build-time tables."""
-    from examples.redis_client import connect
-
-    header = [
-        "design", "kill rate", "jobs", "workers killed", "runs", "lost", "duplicated",
-        "dead-lettered",
-    ]
-    rows = lab_rows(which, connect=lambda: connect("fakeredis://"))
-    rates = [f"{rate:.0%}" for _, rate, _ in TABLE_ROWS[which]]
-    return header, [
-        [res.design, rate, res.jobs, res.kills, res.runs, res.lost, res.duplicated,
-         res.dead_lettered]
-        for res, rate in zip(rows, rates, strict=True)
-    ]
 # [end:table]

@@ -121,12 +121,16 @@ def run_mode(mode: str, jobs: int, workdir: str) -> ModeResult:
 
 
 def _filesystem(path: str) -> str:
-    """The type of the file system holding ``path`` (fsync cost depends on it), from /proc/mounts."""
+    """The type of the file system holding ``path`` (fsync cost depends on it).
+
+    Read from /proc/mounts; ``"unknown"`` where that file does not exist.
+    """
     try:
         mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
     except OSError:
         return "unknown"
-    best = max((m for m in mounts if os.path.realpath(path).startswith(m[0])), key=lambda m: len(m[0]), default=None)
+    real = os.path.realpath(path)
+    best = max((m for m in mounts if real.startswith(m[0])), key=lambda m: len(m[0]), default=None)
     return best[1] if best else "unknown"
 
 
@@ -170,9 +174,15 @@ def run_experiment(jobs: int = 2000, modes: list[str] | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labs.persistence", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, help="write the results as JSON here (default: print them)")
-    parser.add_argument("--jobs", type=int, default=2000, help="jobs enqueued per mode (default 2000)")
+    parser = argparse.ArgumentParser(
+        prog="python -m labs.persistence", description=(__doc__ or "").split("\n")[0]
+    )
+    parser.add_argument(
+        "--out", type=Path, help="write the results as JSON here (default: print them)"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=2000, help="jobs enqueued per mode (default 2000)"
+    )
     args = parser.parse_args(argv)
     data = run_experiment(args.jobs)
     text = json.dumps(data, indent=2) + "\n"
@@ -182,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sys.stdout.write(text)
     for row in data["results"]:
-        print(f"{row['mode']:>13}: {row['lost']:>4} of {row['acknowledged']} acknowledged jobs lost", file=sys.stderr)
+        print(
+            f"{row['mode']:>13}: {row['lost']:>4} of {row['acknowledged']} acknowledged jobs lost",
+            file=sys.stderr,
+        )
     return 0
 
 

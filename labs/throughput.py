@@ -9,7 +9,8 @@ It starts its own ``redis-server`` on a loopback port (no persistence, a random 
 pushes the same jobs through every contender, run after run with the contenders
 interleaved so that a noisy neighbour slows them all alike, and prints and writes the
 enqueue and drain rates (median and spread), the machine, the versions and the date. It
-asserts nothing about speed; the page's table and figure are drawn from the JSON it writes.
+asserts nothing about speed; the page's table and figure are drawn from the JSON it writes
+(by :mod:`handbook_sphinx.tables` and :mod:`handbook_sphinx.figures`, at build time).
 """
 
 # [start:imports]
@@ -24,7 +25,6 @@ import secrets
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -302,7 +302,8 @@ CONTENDERS = [
     Contender("reliable-batched", "BatchedReliableQueue", reliable_batched),
     Contender("rq", "RQ, SimpleWorker", rq_simple_worker, framework=True),
     Contender("celery", "Celery, solo worker", celery_solo_worker, framework=True),
-    Contender("bullmq", "BullMQ (Node.js), one Worker, concurrency 1", bullmq_node_worker, framework=True),
+    Contender("bullmq", "BullMQ (Node.js), one Worker, concurrency 1", bullmq_node_worker,
+              framework=True),
 ]
 CEILING, BASELINE, FAST = "raw-multi", "rq", "reliable-batched"
 
@@ -315,10 +316,14 @@ def _version(package: str) -> str | None:
 
 
 def _stats(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
+    return {
+        "median": statistics.median(values), "min": min(values), "max": max(values), "runs": values
+    }
 
 
-def measure(url: str, *, n: int, n_frameworks: int, runs: int, batch: int, only: list[str] | None = None) -> dict:
+def measure(
+    url: str, *, n: int, n_frameworks: int, runs: int, batch: int, only: list[str] | None = None
+) -> dict:
     """Run every contender ``runs`` times, interleaved, and return the results document."""
     picked = [c for c in CONTENDERS if only is None or c.id in only]
     rates: dict[str, dict[str, list[float]]] = {c.id: {"enqueue": [], "drain": []} for c in picked}
@@ -340,7 +345,7 @@ def measure(url: str, *, n: int, n_frameworks: int, runs: int, batch: int, only:
     r.close()
     return {
         "schema": SCHEMA,
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {
             "cores": os.cpu_count(),
             "cpu": cpu_model(),
@@ -355,9 +360,13 @@ def measure(url: str, *, n: int, n_frameworks: int, runs: int, batch: int, only:
             "rq": _version("rq"),
             "celery": _version("celery"),
             "kombu": _version("kombu"),
-            "bullmq (npm)": json.loads((BULLMQ_DIR / "package.json").read_text(encoding="utf-8"))["dependencies"]["bullmq"],
-            "node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip() or None
-            if shutil.which("node") else None,
+            "bullmq (npm)": json.loads(
+                (BULLMQ_DIR / "package.json").read_text(encoding="utf-8")
+            )["dependencies"]["bullmq"],
+            "node": (
+                subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+                or None
+            ) if shutil.which("node") else None,
         },
         "settings": {"n": n, "n_frameworks": n_frameworks, "runs": runs, "batch": batch},
         "contenders": [
@@ -374,12 +383,23 @@ def measure(url: str, *, n: int, n_frameworks: int, runs: int, batch: int, only:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m labs.throughput", description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=20_000, help="jobs per run for Redis and the handbook's queues")
-    parser.add_argument("--n-frameworks", type=int, default=2_000, help="jobs per run for RQ and Celery (slow per job)")
+    parser = argparse.ArgumentParser(
+        prog="python -m labs.throughput", description=(__doc__ or "").split("\n")[0]
+    )
+    parser.add_argument(
+        "--n", type=int, default=20_000, help="jobs per run for Redis and the handbook's queues"
+    )
+    parser.add_argument(
+        "--n-frameworks", type=int, default=2_000,
+        help="jobs per run for RQ and Celery (slow per job)",
+    )
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=100, help="jobs per call for the batched contenders")
-    parser.add_argument("--only", nargs="*", choices=[c.id for c in CONTENDERS], help="run only these contenders")
+    parser.add_argument(
+        "--batch", type=int, default=100, help="jobs per call for the batched contenders"
+    )
+    parser.add_argument(
+        "--only", nargs="*", choices=[c.id for c in CONTENDERS], help="run only these contenders"
+    )
     parser.add_argument("--out", type=Path, help="write the results here as JSON")
     args = parser.parse_args(argv)
     for name in ("n", "n_frameworks", "runs", "batch"):
@@ -390,80 +410,37 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="throughput-redis-") as workdir:
         proc, url = start_redis(workdir, secrets.token_urlsafe(24))
         try:
-            data = measure(url, n=args.n, n_frameworks=args.n_frameworks, runs=args.runs, batch=args.batch, only=args.only)
+            data = measure(
+                url, n=args.n, n_frameworks=args.n_frameworks, runs=args.runs,
+                batch=args.batch, only=args.only,
+            )
         finally:
             stop(proc)
-    print(render_text(data))
+    print(summary(data))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return data
 
 
-# -- Rendering: the page's table and figure are drawn from the JSON at build time ---------
-COLUMNS = ["contender", "jobs per run", "enqueue, jobs/s", "drain, jobs/s", "drain, slowest–fastest run",
-           "drain ÷ ceiling", "drain ÷ RQ"]
+def summary(data: dict) -> str:
+    """What the command prints: each contender's median rates, then the machine and versions.
 
-
-def _rate(value: float) -> str:
-    return f"{value:,.0f}"
-
-
-def table_rows(data: dict) -> list[list[str]]:
-    """One row per contender; the ratios compare medians measured in the same run."""
-    by_id = {c["id"]: c for c in data["contenders"]}
-    rows = []
-    for c in data["contenders"]:
-        drain = c["drain"]
-        ratios = []
-        for ref in (CEILING, BASELINE):
-            ratio = drain["median"] / by_id[ref]["drain"]["median"] if ref in by_id else None
-            ratios.append("–" if ratio is None else f"{ratio:.1g}×" if ratio < 0.01 else f"{ratio:,.2f}×" if ratio < 10 else f"{ratio:,.0f}×")
-        rows.append([
-            c["label"], f"{c['jobs_per_run']:,}", _rate(c["enqueue"]["median"]), _rate(drain["median"]),
-            f"{_rate(drain['min'])}–{_rate(drain['max'])}", *ratios,
-        ])
-    return rows
-
-
-def render_text(data: dict) -> str:
-    """A plain-text table for the terminal."""
-    rows = [COLUMNS, *table_rows(data)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)) for row in rows]
+    The page's table and figure are drawn from the JSON file at build time
+    (:func:`handbook_sphinx.tables.throughput_table`, :func:`handbook_sphinx.figures.throughput`).
+    """
+    runs = data["settings"]["runs"]
+    lines = [
+        f"{c['label']}: enqueue {c['enqueue']['median']:,.0f} jobs/s, "
+        f"drain {c['drain']['median']:,.0f} jobs/s (median of {runs} runs)"
+        for c in data["contenders"]
+    ]
     m, v = data["machine"], data["versions"]
-    lines.append(f"{m['cores']} cores, {m['cpu']}; redis-server {v['redis-server']}, redis-py {v['redis-py']}, "
-                 f"Python {v['python']}; {data['date']}")
+    lines.append(
+        f"{m['cores']} cores, {m['cpu']}; redis-server {v['redis-server']}, "
+        f"redis-py {v['redis-py']}, Python {v['python']}; {data['date']}"
+    )
     return "\n".join(lines)
-
-
-def draw_figure(data: dict, path: Path) -> Path:
-    """A horizontal bar chart of median enqueue and drain rates on a log scale, with run spread."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    contenders = data["contenders"][::-1]  # first contender on top
-    labels = [c["label"] for c in contenders]
-    fig, ax = plt.subplots(figsize=(8, 0.55 * len(contenders) + 1.4), dpi=120)
-    height = 0.38
-    for offset, key, colour in ((height / 2, "enqueue", "#9bb7d4"), (-height / 2, "drain", "#1f4e79")):
-        medians = [c[key]["median"] for c in contenders]
-        errors = [[m - c[key]["min"] for m, c in zip(medians, contenders)],
-                  [c[key]["max"] - m for m, c in zip(medians, contenders)]]
-        ax.barh([i + offset for i in range(len(contenders))], medians, height, xerr=errors, color=colour,
-                label=key, error_kw={"elinewidth": 0.8, "capsize": 2})
-    ax.set_xscale("log")
-    ax.set_yticks(range(len(contenders)), labels)
-    ax.set_xlabel("jobs per second (median of runs; whiskers: slowest and fastest run)")
-    ax.grid(axis="x", which="major", alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None}, bbox_inches="tight")  # keep the long axis label
-    plt.close(fig)
-    return path
 
 
 if __name__ == "__main__":

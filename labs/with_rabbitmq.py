@@ -112,7 +112,9 @@ class RabbitServer:
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         log = open(work / "server.out", "wb")  # noqa: SIM115 - closed when the process ends
-        proc = subprocess.Popen([binary], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [binary], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         return cls(proc, epmd, port, user, password, work)
 
@@ -130,7 +132,9 @@ class RabbitServer:
             except OSError:
                 pass
             time.sleep(0.2)
-        raise TimeoutError(f"rabbitmq-server did not accept AMQP within {timeout} s:\n{self.output()}")
+        raise TimeoutError(
+            f"rabbitmq-server did not accept AMQP within {timeout} s:\n{self.output()}"
+        )
 
     def output(self) -> str:
         path = self.workdir / "server.out"

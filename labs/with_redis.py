@@ -21,8 +21,9 @@ import tempfile
 import time
 
 INSTALL_HINT = (
-    "redis-server is not installed. Install it (Debian/Ubuntu: `sudo apt-get install redis-server`; "
-    "macOS: `brew install redis`) or set REDIS_URL to a throwaway server you may flush."
+    "redis-server is not installed. Install it "
+    "(Debian/Ubuntu: `sudo apt-get install redis-server`; macOS: `brew install redis`) "
+    "or set REDIS_URL to a throwaway server you may flush."
 )
 
 
@@ -32,7 +33,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_redis(workdir: str, password: str, port: int | None = None, *extra: str) -> tuple[subprocess.Popen, str]:
+def start_redis(
+    workdir: str, password: str, port: int | None = None, *extra: str
+) -> tuple[subprocess.Popen[bytes], str]:
     """Start redis-server on loopback; return the process and its URL once it answers PING."""
     binary = shutil.which("redis-server")
     if binary is None:
@@ -48,7 +51,8 @@ def start_redis(workdir: str, password: str, port: int | None = None, *extra: st
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"redis-server exited at start: {proc.stderr.read().decode(errors='replace')}")
+            output = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise SystemExit(f"redis-server exited at start: {output}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
                 s.sendall(f"AUTH {password}\r\nPING\r\n".encode())

@@ -22,6 +22,7 @@ TRACKS = ("fundamentals", "frameworks", "observability")
 FLOOR = {
     "examples/__init__.py": "the package docstring: what the package holds",
     "examples/clock.py": "the injectable clock every design takes",
+    "examples/dead_letters.py": "the dead-letter list and key-name check every queue design shares",
     "examples/envelope.py": "the job envelope every design carries",
     "examples/redis_client.py": "one way to connect, used by every page",
 }

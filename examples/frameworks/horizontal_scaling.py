@@ -25,17 +25,24 @@ This module is the code behind the page *Horizontal scaling*
 # [start:imports]
 from __future__ import annotations
 
-import argparse
+import logging
 import math
+import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from examples.envelope import Job
-from examples.fundamentals.delivery_guarantees.queues import Delivery, ReliableQueue
+from examples.fundamentals.delivery_guarantees.queues import (
+    Delivery,
+    ReliableQueue,
+    new_worker_id,
+)
 from examples.redis_client import connect
+
+log = logging.getLogger(__name__)
 # [end:imports]
 
 
@@ -71,7 +78,8 @@ def jobs_in_system(arrival_rate: float, time_in_system: float) -> float:
     ...
     examples.frameworks.horizontal_scaling.CapacityError: arrival_rate must be >= 0, got -1
     """
-    return _rate("arrival_rate", arrival_rate, allow_zero=True) * _rate("time_in_system", time_in_system, allow_zero=True)
+    rate = _rate("arrival_rate", arrival_rate, allow_zero=True)
+    return rate * _rate("time_in_system", time_in_system, allow_zero=True)
 # [end:littles-law]
 
 
@@ -299,15 +307,9 @@ class DrainingWorker:
                     break
                 try:
                     self.handler(delivery.job)
-                except Exception as exc:
-                    # recorded with its reason, as ReliableQueue.work_one does
-                    with self.queue.r.pipeline(transaction=True) as tx:
-                        tx.lrem(self.queue.processing_key(self.worker_id), 1, delivery.raw)
-                        tx.lpush(
-                            self.queue.dead_key,
-                            self.queue._dead_letter_record(delivery.raw, repr(exc)),
-                        )
-                        tx.execute()
+                except Exception as exc:  # recorded with its reason, as work_one does
+                    log.exception("job %s failed; dead-lettering it", delivery.job.id)
+                    self.queue.fail(delivery, repr(exc))
                 else:
                     self.queue.ack(delivery)
                 summary.done += 1
@@ -319,31 +321,72 @@ class DrainingWorker:
 # [end:draining-worker]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m examples.frameworks.horizontal_scaling work --queue NAME --worker ID``.
+# [start:settings]
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What the worker process needs to know, read from environment variables.
 
-    Runs a :class:`DrainingWorker` whose handler only logs each job; a real service
-    passes its own handler. The Redis address comes from ``REDIS_URL``.
+    A container gets its configuration from its environment (the Deployment's ``env:``),
+    so the same image runs any queue:
+
+    ``WORKER_QUEUE``
+        the queue to work on (required);
+    ``WORKER_PREFETCH``
+        jobs reserved at a time, default 1;
+    ``WORKER_ID``
+        default: a new id for each process (host name, which is the pod's name on
+        Kubernetes, process id and a random suffix). A restarted container must not reuse
+        its predecessor's id: its heartbeats would keep the dead process's jobs from ever
+        being recovered.
     """
-    parser = argparse.ArgumentParser(prog="python -m examples.frameworks.horizontal_scaling")
-    parser.add_argument("command", choices=["work"])
-    parser.add_argument("--queue", required=True)
-    parser.add_argument("--worker", required=True)
-    parser.add_argument("--prefetch", type=int, default=1)
-    args = parser.parse_args(argv)
+
+    queue: str
+    worker_id: str
+    prefetch: int = 1
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
+        queue = environ.get("WORKER_QUEUE", "")
+        if not queue:
+            raise ValueError("WORKER_QUEUE is not set: name the queue this worker works on")
+        prefetch = environ.get("WORKER_PREFETCH", "1")
+        if not (prefetch.isdigit() and int(prefetch) >= 1):
+            raise ValueError(f"WORKER_PREFETCH must be a whole number >= 1, got {prefetch!r}")
+        worker_id = environ.get("WORKER_ID") or new_worker_id(queue)
+        return cls(queue, worker_id, int(prefetch))
+
+
+def main() -> int:
+    """Run a :class:`DrainingWorker` configured by :class:`WorkerSettings`.
+
+    ``WORKER_QUEUE=images python -m examples.frameworks.horizontal_scaling`` works on the
+    queue ``images`` until SIGTERM. The handler only prints each job's id; a real service
+    passes its own. The Redis address comes from ``REDIS_URL``.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = WorkerSettings.from_env(os.environ)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     worker = DrainingWorker(
-        ReliableQueue(connect(), args.queue),
-        args.worker,
+        ReliableQueue(connect(), settings.queue),
+        settings.worker_id,
         lambda job: print(f"done {job.id}", flush=True),
-        prefetch=args.prefetch,
+        prefetch=settings.prefetch,
     )
     restore = worker.install_signal_handlers()
     try:
         summary = worker.run()
     finally:
         restore()
-    print(f"stopped by {summary.stopped_by}: {summary.done} done, {summary.released} given back", flush=True)
+    print(
+        f"{settings.worker_id} stopped by {summary.stopped_by}: "
+        f"{summary.done} done, {summary.released} given back",
+        flush=True,
+    )
     return 0
+# [end:settings]
 
 
 if __name__ == "__main__":

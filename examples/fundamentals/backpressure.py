@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import redis
 
 from examples.clock import Clock, SystemClock
+from examples.dead_letters import check_key_part
 from examples.envelope import Job
-from examples.fundamentals.delivery_guarantees.queues import ReliableQueue, _check_name
+from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
 # [end:imports]
 
 
@@ -131,7 +132,7 @@ class TokenBucket:
             raise ValueError(
                 f"rate must be > 0 and capacity >= 1, got rate={rate}, capacity={capacity}"
             )
-        self.key = f"bucket:{{{_check_name('bucket name', name)}}}"
+        self.key = f"bucket:{{{check_key_part('bucket name', name)}}}"
         self.rate, self.capacity = rate, capacity
         self.clock = clock or SystemClock()
         self._script = r.register_script(TOKEN_BUCKET_LUA)

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 import redis
 
 from examples.clock import Clock, SystemClock
+from examples.dead_letters import DeadLetter, DeadLetterList, check_key_part
 from examples.envelope import Job, MalformedJob
-from examples.fundamentals.delivery_guarantees.queues import DeadLetters, _check_name
+from examples.redis_client import text_or_none
 # [end:imports]
 
 
@@ -57,7 +58,7 @@ def assign_partitions(partitions: int, workers: Sequence[str]) -> dict[str, list
     return owned
 
 
-class PartitionedQueue(DeadLetters):
+class PartitionedQueue:
     """One Redis list per partition; a job's key decides its partition."""
 
     def __init__(
@@ -66,13 +67,13 @@ class PartitionedQueue(DeadLetters):
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {partitions}")
         self.r = r
-        self.name = _check_name("queue name", name)
+        self.name = check_key_part("queue name", name)
         self.partitions = partitions
-        self.clock = clock or SystemClock()
         # One dead-letter list for all partitions, tagged with the queue name. It need not
         # share a slot with the partition lists: by the time a message turns out malformed
         # it has already been popped, so setting it aside is a separate command anyway.
-        self.dead_key = f"pq:{{{self.name}}}:partitions:dead"
+        dead_key = f"pq:{{{self.name}}}:partitions:dead"
+        self.dead = DeadLetterList(r, dead_key, clock=clock or SystemClock())
 
     def key_of(self, partition: int) -> str:
         # one hash tag per partition: partitions spread over a Redis Cluster's shards
@@ -85,12 +86,15 @@ class PartitionedQueue(DeadLetters):
 
     def take(self, partition: int) -> Job | None:
         """The partition's oldest job, or ``None``; malformed messages are set aside."""
-        while (raw := self.r.rpop(self.key_of(partition))) is not None:
+        while (raw := text_or_none(self.r.rpop(self.key_of(partition)))) is not None:
             try:
                 return Job.from_json(raw)
             except MalformedJob as exc:  # popped already: keep it with the reason, not lose it
-                self._set_aside(raw, str(exc))
+                self.dead.push(raw, str(exc))
         return None
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return self.dead.records()
 
     def depths(self) -> dict[int, int]:
         with self.r.pipeline(transaction=False) as pipe:
@@ -176,21 +180,20 @@ return {tenant, job}
 """
 
 
-class FairTenantQueue(DeadLetters):
+class FairTenantQueue:
     """Round-robin across tenants: each tenant with work gets one job per turn."""
 
     def __init__(self, r: redis.Redis, name: str, *, clock: Clock | None = None) -> None:
         self.r = r
-        self.name = _check_name("queue name", name)
-        self.clock = clock or SystemClock()
+        self.name = check_key_part("queue name", name)
         self.ring_key = f"fq:{{{name}}}:ring"
         self.prefix = f"fq:{{{name}}}:tenant:"
-        self.dead_key = f"fq:{{{name}}}:dead"
+        self.dead = DeadLetterList(r, f"fq:{{{name}}}:dead", clock=clock or SystemClock())
         self._enqueue = r.register_script(FAIR_ENQUEUE_LUA)
         self._take = r.register_script(FAIR_TAKE_LUA)
 
     def enqueue(self, tenant: str, job: Job) -> None:
-        tenant = _check_name("tenant", tenant)
+        tenant = check_key_part("tenant", tenant)
         self._enqueue(keys=[self.ring_key, self.prefix + tenant], args=[tenant, job.to_json()])
 
     def take(self) -> tuple[str, Job] | None:
@@ -202,9 +205,11 @@ class FairTenantQueue(DeadLetters):
             try:
                 return tenant, Job.from_json(raw)
             except MalformedJob as exc:  # popped by the script: keep it with the reason
-                self._set_aside(raw, str(exc))
+                self.dead.push(raw, str(exc))
         return None
 
+    def dead_letters(self) -> list[DeadLetter]:
+        return self.dead.records()
 # [end:fair-tenants]
 
 

@@ -7,7 +7,7 @@ This module is the code behind the page *Retries, backoff & dead letters*
   full, equal or decorrelated jitter (the variants of the AWS Architecture Blog article
   "Exponential Backoff And Jitter");
 * :func:`retry_times` simulates many clients retrying after the same outage; the page's
-  figure is drawn from it at build time;
+  figure is drawn from it at build time (:func:`handbook_sphinx.figures.retry_storm`);
 * :class:`RetryBudget` stops a worker from retrying when most calls fail (the token bucket
   of gRPC's retry throttling);
 * :class:`RetryQueue` extends the reliable queue of *Delivery guarantees*: a failed job
@@ -20,6 +20,7 @@ This module is the code behind the page *Retries, backoff & dead letters*
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -29,6 +30,9 @@ import redis
 from examples.clock import Clock
 from examples.envelope import Job, MalformedJob
 from examples.fundamentals.delivery_guarantees.queues import Delivery, ReliableQueue
+from examples.redis_client import text
+
+log = logging.getLogger(__name__)
 
 STRATEGIES = ("none", "full", "equal", "decorrelated")
 LABELS = {
@@ -195,22 +199,26 @@ class RetryQueue(ReliableQueue):
         try:
             handler(delivery.job)
         except Exception as exc:
-            self.fail(delivery, exc)
+            attempt = delivery.job.attempts + 1
+            log.exception("job %s failed on attempt %d", delivery.job.id, attempt)
+            self.retry_or_fail(delivery, exc)
             return True
         if self.budget:
             self.budget.record_success()
         self.ack(delivery)
         return True
 
-    def fail(self, delivery: Delivery, error: Exception) -> None:
-        """Schedule a retry, or dead-letter the job with the reason."""
+    def retry_or_fail(self, delivery: Delivery, error: Exception) -> None:
+        """Schedule a retry, or dead-letter the job with the reason and the attempts."""
         job = replace(delivery.job, attempts=delivery.job.attempts + 1)
         if self.budget:
             self.budget.record_failure()
         if isinstance(error, PermanentError):
-            return self._bury(delivery, job, "permanent error: not retried", error)
+            reason = f"permanent error, not retried: {error!r}"
+            return self.fail(delivery, reason, attempts=job.attempts)
         if job.attempts >= self.policy.max_attempts:
-            return self._bury(delivery, job, f"gave up after {job.attempts} attempts", error)
+            reason = f"gave up after {job.attempts} attempts: {error!r}"
+            return self.fail(delivery, reason, attempts=job.attempts)
         delay = self.policy.backoff.delay(job.attempts, self.rng)
         if self.budget and not self.budget.allows_retry():
             delay = self.policy.backoff.cap  # budget spent: park the retry as late as allowed
@@ -218,14 +226,6 @@ class RetryQueue(ReliableQueue):
         with self.r.pipeline(transaction=True) as tx:
             tx.lrem(self.processing_key(delivery.worker), 1, delivery.raw)
             tx.zadd(self.delayed_key, {job.to_json(): self.clock.now() + delay})
-            tx.execute()
-
-    def _bury(self, delivery: Delivery, job: Job, reason: str, error: Exception) -> None:
-        record = {"id": job.id, "task": job.task, "raw": job.to_json(), "reason": reason,
-                  "attempts": job.attempts, "last_error": repr(error), "at": self.clock.now()}
-        with self.r.pipeline(transaction=True) as tx:
-            tx.lrem(self.processing_key(delivery.worker), 1, delivery.raw)
-            tx.lpush(self.dead_key, json.dumps(record, sort_keys=True))
             tx.execute()
 # [end:retry-queue]
 
@@ -239,9 +239,10 @@ class RetryQueue(ReliableQueue):
         replayed = 0
         with self.r.pipeline() as pipe:
             while replayed < limit:
-                pipe.watch(self.dead_key)  # a concurrent replay or new dead letter: start over
+                pipe.watch(self.dead.key)  # a concurrent replay or new dead letter: start over
                 chosen = None
-                for entry in reversed(pipe.lrange(self.dead_key, 0, -1)):  # oldest first
+                entries = pipe.lrange(self.dead.key, 0, -1)
+                for entry in map(text, reversed(entries)):  # oldest first
                     try:
                         job = Job.from_json(json.loads(entry)["raw"])
                     except (MalformedJob, KeyError, TypeError, ValueError):
@@ -252,7 +253,7 @@ class RetryQueue(ReliableQueue):
                 if chosen is None:
                     break
                 pipe.multi()
-                pipe.lrem(self.dead_key, 1, chosen[0])
+                pipe.lrem(self.dead.key, 1, chosen[0])
                 pipe.lpush(self.pending_key, chosen[1].to_json())
                 try:
                     pipe.execute()
@@ -267,30 +268,3 @@ class RetryQueue(ReliableQueue):
             )
         return replayed
     # [end:replay]
-
-
-# [start:figure]
-def retry_storm_figure(*, clients: int = 200, retries: int = 6, seed: int = 7):
-    """Retries per second of ``clients`` after a shared outage, one panel per strategy."""
-    from matplotlib.figure import Figure  # only the docs build needs matplotlib
-
-    fig = Figure(figsize=(8, 6.4), layout="constrained")
-    axes = fig.subplots(len(STRATEGIES), 1, sharex=True)
-    backoffs = [Backoff(s, base=1.0, cap=64.0) for s in STRATEGIES]
-    horizon = max(
-        max(retry_times(b, clients=clients, retries=retries, seed=seed)) for b in backoffs
-    )
-    for ax, backoff in zip(axes, backoffs, strict=True):
-        times = retry_times(backoff, clients=clients, retries=retries, seed=seed)
-        ax.hist(times, bins=[i * 0.25 for i in range(int(horizon * 4) + 2)], color="#3b6ea8")
-        ax.set_title(
-            f"{LABELS[backoff.strategy]}: at most {peak_load(times)} retries in any 0.25 s",
-            fontsize=9, loc="left",
-        )
-        ax.set_ylabel("retries", fontsize=8)
-    axes[-1].set_xlabel(
-        f"seconds after the outage ({clients} clients, {retries} retries each, "
-        "base 1 s, cap 64 s)"
-    )
-    return fig
-# [end:figure]

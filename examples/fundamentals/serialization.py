@@ -27,8 +27,9 @@ import datetime as dt
 import hashlib
 import io
 import json
+import logging
 import math
-import pickle
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
@@ -38,9 +39,10 @@ import fastavro
 import msgpack
 import redis
 
+from examples.clock import Clock, SystemClock
+from examples.dead_letters import DeadLetter, DeadLetterList, check_key_part
 from examples.envelope import SCHEMA_VERSION as FLOOR_VERSION
-from examples.envelope import Job, MalformedJob, PayloadError
-from examples.fundamentals.broker_topology.sqs import SQS_MAX_MESSAGE_BYTES
+from examples.envelope import SQS_MAX_MESSAGE_BYTES, Job, MalformedJob, PayloadError
 # [end:imports]
 
 # [start:constants]
@@ -106,7 +108,7 @@ def _v1_to_v2(data: dict) -> dict:
     """The floor's Job (float timestamp, trace context in headers) -> version 2."""
     headers = dict(data.get("headers", {}))
     trace = {k: headers.pop(k) for k in ("traceparent", "tracestate") if k in headers}
-    created = dt.datetime.fromtimestamp(data["created_at"], tz=dt.timezone.utc)
+    created = dt.datetime.fromtimestamp(data["created_at"], tz=dt.UTC)
     return {**data, "v": 2, "created_at": created, "trace": trace, "headers": headers}
 
 
@@ -135,7 +137,10 @@ def upcast(data: dict) -> Envelope:
 
 def from_floor_job(job: Job) -> Envelope:
     """Read a version-1 job of :mod:`examples.envelope` as a version-2 envelope."""
-    assert job.v == FLOOR_VERSION == 1
+    if job.v != FLOOR_VERSION:
+        raise MalformedJob(
+            f"job {job.id!r} has envelope version {job.v!r}; this code reads {FLOOR_VERSION}"
+        )
     return upcast(asdict(job))
 # [end:upcast]
 
@@ -148,7 +153,7 @@ def _to_json_value(value: Any) -> Any:
             raise PayloadError(
                 f"naive datetime {value.isoformat()} is ambiguous; give it a timezone"
             )
-        return {"$datetime": value.astimezone(dt.timezone.utc).isoformat()}
+        return {"$datetime": value.astimezone(dt.UTC).isoformat()}
     if isinstance(value, Decimal):
         return {"$decimal": str(value)}
     if isinstance(value, bytes):
@@ -233,7 +238,6 @@ def decode_msgpack(body: bytes) -> dict:
 # [end:msgpack-codec]
 
 
-# [start:avro-codec]
 # Avro needs a schema for the arguments of each task. Producers and consumers share these
 # (in production: a schema registry, with the schema's id in the message or its headers).
 ARG_SCHEMAS: dict[str, dict] = {
@@ -253,6 +257,7 @@ ARG_SCHEMAS: dict[str, dict] = {
 }
 
 
+# [start:avro-codec]
 def _avro_schema(task: str) -> Any:
     if task not in ARG_SCHEMAS:
         raise PayloadError(f"no Avro schema for task {task!r}; known: {sorted(ARG_SCHEMAS)}")
@@ -284,8 +289,11 @@ def encode_avro(env: Envelope) -> bytes:
     return out.getvalue()
 
 
-def decode_avro(body: bytes, task: str) -> dict:
-    return fastavro.schemaless_reader(io.BytesIO(body), _avro_schema(task))
+def decode_avro(body: bytes, task: str) -> dict[str, Any]:
+    data = fastavro.schemaless_reader(io.BytesIO(body), _avro_schema(task))
+    if not isinstance(data, dict):  # the schema is a record: fastavro returns a dict
+        raise MalformedJob(f"Avro body of task {task!r} is not a record")
+    return data
 # [end:avro-codec]
 
 
@@ -359,42 +367,6 @@ def check_size(message: WireMessage, *, limit: int, where: str = "the queue") ->
             f"of {where}; store the payload elsewhere and enqueue a reference (claim check)"
         )
     return message
-
-
-def example_envelope() -> Envelope:
-    """The job the size table measures: a card charge with a decimal, a date and a PDF."""
-    return Envelope(
-        id="0f8fad5b-d9cb-469f-a165-70867728950e",
-        task="charge",
-        args={
-            "order_id": 918273645,
-            "amount": Decimal("1499.90"),
-            "currency": "EUR",
-            "items": ["sku-1042", "sku-2210", "sku-7781"],
-            "due": dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc),
-            "receipt_pdf": bytes(range(256)) * 8,  # 2 KiB of binary data
-        },
-        created_at=dt.datetime(2026, 2, 27, 9, 30, 15, 250000, tzinfo=dt.timezone.utc),
-        trace={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
-    )
-
-
-def size_table() -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the page's size comparison, computed from :func:`example_envelope`."""
-    env = example_envelope()
-    small = replace(env, args={**env.args, "receipt_pdf": b""})
-    header = [
-        "format", "content type", "job without the PDF (bytes)", "job with a 2 KiB PDF (bytes)"
-    ]
-    rows = []
-    for name, kind in (("JSON", JSON), ("MessagePack", MSGPACK), ("Avro", AVRO)):
-        rows.append([
-            name, f"`{kind}`",
-            str(len(encode(small, kind).body)), str(len(encode(env, kind).body)),
-        ])
-    refused = [pickle.dumps(asdict(e), protocol=pickle.HIGHEST_PROTOCOL) for e in (small, env)]
-    rows.append(["pickle (refused)", f"`{PICKLE}`", str(len(refused[0])), str(len(refused[1]))])
-    return header, rows
 # [end:sizes]
 
 
@@ -428,7 +400,7 @@ class ClaimCheck:
         ref = env.args.get("claim_check")
         if not isinstance(ref, dict) or set(env.args) != {"claim_check"}:
             return env
-        body = self.r.get(ref["key"])
+        body = bytes_or_none(self.r.get(ref["key"]))
         if body is None:
             raise MalformedJob(
                 f"claim check {ref['key']} of job {env.id!r} is gone (expired or deleted)"
@@ -442,13 +414,36 @@ class ClaimCheck:
 
 
 # [start:queue]
+log = logging.getLogger(__name__)
+
+# One bytes client per connection pool, made once: not a new pool per queue.
+_BINARY_CLIENTS: weakref.WeakKeyDictionary[redis.ConnectionPool, redis.Redis] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def binary_client(r: redis.Redis) -> redis.Redis:
-    """A client on the same server as ``r`` that returns bytes (MessagePack is not UTF-8)."""
+    """A client on the same server as ``r`` that returns bytes (MessagePack is not UTF-8).
+
+    ``r`` itself if it returns bytes already; otherwise one client per connection pool of
+    ``r``, shared by every queue and claim check built on ``r``.
+    """
     pool = r.connection_pool
-    kwargs = {**pool.connection_kwargs, "decode_responses": False}
-    return redis.Redis(
-        connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs)
-    )
+    if not pool.connection_kwargs.get("decode_responses"):
+        return r
+    if pool not in _BINARY_CLIENTS:
+        kwargs = {**pool.connection_kwargs, "decode_responses": False}
+        _BINARY_CLIENTS[pool] = redis.Redis(
+            connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs)
+        )
+    return _BINARY_CLIENTS[pool]
+
+
+def bytes_or_none(reply: object) -> bytes | None:
+    """A reply of a :func:`binary_client`, typed as the ``bytes`` it is (or ``None``)."""
+    if reply is None or isinstance(reply, bytes):
+        return reply
+    raise TypeError(f"expected bytes from binary_client(), got {type(reply).__name__}")
 
 
 def frame(message: WireMessage) -> bytes:
@@ -467,11 +462,15 @@ class EnvelopeQueue:
     """A Redis list of framed messages; undecodable ones go to a dead-letter list
     with the reason."""
 
-    def __init__(self, r: redis.Redis, name: str, *, limit: int = LIMITS["redis"]) -> None:
+    def __init__(
+        self, r: redis.Redis, name: str, *, limit: int = LIMITS["redis"],
+        clock: Clock | None = None,
+    ) -> None:
         self.r = binary_client(r)
+        check_key_part("queue name", name)
         self.pending_key = f"eq:{{{name}}}:pending"
         self.processing_key = f"eq:{{{name}}}:processing"
-        self.dead_key = f"eq:{{{name}}}:dead"
+        self.dead = DeadLetterList(self.r, f"eq:{{{name}}}:dead", clock=clock or SystemClock())
         self.limit = limit
 
     def enqueue(self, env: Envelope, content_type: str = JSON) -> None:
@@ -482,28 +481,28 @@ class EnvelopeQueue:
         self.r.lpush(self.pending_key, frame(message))
 
     def work_one(self, handler: Callable[[Envelope], None]) -> bool:
-        raw = self.r.lmove(self.pending_key, self.processing_key, "RIGHT", "LEFT")
+        reply = self.r.lmove(self.pending_key, self.processing_key, "RIGHT", "LEFT")
+        raw = bytes_or_none(reply)
         if raw is None:
             return False
         try:
             env = decode(unframe(raw))
         except PayloadError as exc:  # pickle and other refused payloads
-            self._dead_letter(raw, f"refused: {exc}")
+            self.dead.move(self.processing_key, raw, f"refused: {exc}")
             return True
         except MalformedJob as exc:  # unknown version, bad bytes, unknown content type
-            self._dead_letter(raw, str(exc))
+            self.dead.move(self.processing_key, raw, str(exc))
             return True
-        handler(env)  # a crash here leaves the message in the processing list
-        self.r.lrem(self.processing_key, 1, raw)
+        try:
+            handler(env)  # a process that dies here leaves the message in the processing list
+        except Exception as exc:
+            log.exception("job %s failed; moving it to the dead letters", env.id)
+            self.dead.move(self.processing_key, raw, repr(exc))
+            return True
+        self.r.lrem(self.processing_key, 1, raw)  # type: ignore[arg-type]  # bytes are fine
         return True
 
-    def _dead_letter(self, raw: bytes, reason: str) -> None:
-        record = json.dumps({"reason": reason, "raw_base64": base64.b64encode(raw).decode()})
-        with self.r.pipeline(transaction=True) as tx:
-            tx.lrem(self.processing_key, 1, raw)
-            tx.lpush(self.dead_key, record)
-            tx.execute()
-
-    def dead_letters(self) -> list[dict]:
-        return [json.loads(item) for item in self.r.lrange(self.dead_key, 0, -1)]
+    def dead_letters(self) -> list[DeadLetter]:
+        """Messages it could not read, newest first; the bytes: :func:`.raw_bytes`."""
+        return self.dead.records()
 # [end:queue]

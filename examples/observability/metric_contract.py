@@ -77,7 +77,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("jobqueue_queue_dead_letters", "gauge", ("queue",),
            "Messages in the dead-letter list.", "dead_letters", "collector"),
     Metric("jobqueue_jobs_in_progress", "gauge", ("queue",),
-           "Jobs a worker is running right now.", "in_flight", "worker", multiprocess_mode="livesum"),
+           "Jobs a worker is running right now.", "in_flight", "worker",
+           multiprocess_mode="livesum"),
     Metric("jobqueue_worker_slots", "gauge", ("queue",),
            "Jobs the live worker processes can run at once.", "saturation", "worker",
            multiprocess_mode="livesum"),
@@ -93,7 +94,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("jobqueue_job_run_duration_seconds", "histogram", ("queue", "task"),
            "Seconds a handler ran.", "run_time", "worker", buckets=RUN_TIME_BUCKETS),
     Metric("jobqueue_collector_up", "gauge", (),
-           "1 if the last scrape read every queue from Redis, else 0.", "collector_health", "collector"),
+           "1 if the last scrape read every queue from Redis, else 0.", "collector_health",
+           "collector"),
     Metric("jobqueue_collector_errors_total", "counter", ("error",),
            "Scrapes that could not read Redis, by kind of error.", "collector_health", "collector"),
 )
@@ -109,11 +111,13 @@ OTHER_TASK = "other"
 
 
 def metric(name: str) -> Metric:
-    """Look a metric up by its exposition name, with a clear error for a name not in the contract."""
+    """Look a metric up by its exposition name; a name not in the contract is a clear error."""
     try:
         return BY_NAME[name]
     except KeyError:
-        raise KeyError(f"{name!r} is not in the metric contract; known: {sorted(BY_NAME)}") from None
+        raise KeyError(
+            f"{name!r} is not in the metric contract; known: {sorted(BY_NAME)}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -130,8 +134,10 @@ SIGNALS: tuple[Signal, ...] = (
     Signal("oldest_age", "Age of the oldest waiting job",
            "How late work is: the number users feel, and the one to alert on."),
     Signal("in_flight", "Jobs in flight", "Work that a crash or a deploy would interrupt."),
-    Signal("outcomes", "Processed, failed, retried (counters)", "Throughput and error ratio, as rates."),
-    Signal("time_in_queue", "Time in queue (histogram)", "Wait before a job starts, as percentiles."),
+    Signal("outcomes", "Processed, failed, retried (counters)",
+           "Throughput and error ratio, as rates."),
+    Signal("time_in_queue", "Time in queue (histogram)",
+           "Wait before a job starts, as percentiles."),
     Signal("run_time", "Run time (histogram)", "How long handlers take, as percentiles."),
     Signal("saturation", "Busy versus idle workers", "Whether more workers would help."),
     Signal("dead_letters", "Dead-letter queue size", "Jobs that need a human."),
@@ -156,20 +162,22 @@ FRAMEWORKS = {
 
 PROVIDERS: dict[str, dict[str, Provider]] = {
     "depth": {
-        "celery": Provider("celery-exporter `celery_queue_length`; Flower exports none (flower#1173); "
-                           "or `LLEN` of the queue on a Redis broker", "celery_exporter"),
+        "celery": Provider("celery-exporter `celery_queue_length`; Flower exports none "
+                           "(flower#1173); or `LLEN` of the queue on a Redis broker",
+                           "celery_exporter"),
         "rq": Provider("`Queue.count`; rq-exporter `rq_jobs{status=\"queued\"}`", "rq_exporter"),
-        "bullmq": Provider("`bullmq_job_count{state=\"waiting\"}` from `Queue.exportPrometheusMetrics()`",
-                           "bullmq_export"),
-        "sidekiq": Provider("`Sidekiq::Queue#size`; yabeda `sidekiq_jobs_waiting_count`", "sidekiq_api"),
+        "bullmq": Provider("`bullmq_job_count{state=\"waiting\"}` from "
+                           "`Queue.exportPrometheusMetrics()`", "bullmq_export"),
+        "sidekiq": Provider("`Sidekiq::Queue#size`; yabeda `sidekiq_jobs_waiting_count`",
+                            "sidekiq_api"),
     },
     "oldest_age": {
         "celery": Provider("not exported by Flower or celery-exporter 0.12", "celery_exporter"),
         "rq": Provider("not exported; `enqueued_at` of the job at the head of the list "
                        "(RQ pushes right, pops left)", "rq_queue"),
         "bullmq": Provider("not exported; `timestamp` of the oldest waiting job", "bullmq_export"),
-        "sidekiq": Provider("`Sidekiq::Queue#latency` (reads the job at the tail with `LINDEX -1`); "
-                            "yabeda `sidekiq_queue_latency`", "sidekiq_api"),
+        "sidekiq": Provider("`Sidekiq::Queue#latency` (reads the job at the tail with "
+                            "`LINDEX -1`); yabeda `sidekiq_queue_latency`", "sidekiq_api"),
     },
     "in_flight": {
         "celery": Provider("Flower `flower_worker_number_of_currently_executing_tasks`; "
@@ -179,45 +187,55 @@ PROVIDERS: dict[str, dict[str, Provider]] = {
         "sidekiq": Provider("`Sidekiq::Stats#workers_size`", "sidekiq_api"),
     },
     "outcomes": {
-        "celery": Provider("Flower `flower_events_total` with `type` = `task-succeeded`, `task-failed` or `task-retried`; "
-                           "celery-exporter `celery_task_succeeded_total`, `_failed_total`, `_retried_total`",
+        "celery": Provider("Flower `flower_events_total` with `type` = `task-succeeded`, "
+                           "`task-failed` or `task-retried`; celery-exporter "
+                           "`celery_task_succeeded_total`, `_failed_total`, `_retried_total`",
                            "flower_metrics"),
-        "rq": Provider("rq-exporter `rq_workers_success_total`, `rq_workers_failed_total`; no retry counter",
-                       "rq_exporter"),
-        "bullmq": Provider("`bullmq_job_completed_total`, `bullmq_job_failed_total` (5.76.3 and later; "
-                           "workers need the `metrics` option); no retry counter", "bullmq_export"),
-        "sidekiq": Provider("`Sidekiq::Stats#processed`, `#failed`; yabeda `sidekiq_jobs_executed_total`, "
-                            "`sidekiq_jobs_success_total`, `sidekiq_jobs_failed_total`", "yabeda_sidekiq"),
+        "rq": Provider("rq-exporter `rq_workers_success_total`, `rq_workers_failed_total`; "
+                       "no retry counter", "rq_exporter"),
+        "bullmq": Provider("`bullmq_job_completed_total`, `bullmq_job_failed_total` (5.76.3 and "
+                           "later; workers need the `metrics` option); no retry counter",
+                           "bullmq_export"),
+        "sidekiq": Provider("`Sidekiq::Stats#processed`, `#failed`; yabeda "
+                            "`sidekiq_jobs_executed_total`, `sidekiq_jobs_success_total`, "
+                            "`sidekiq_jobs_failed_total`", "yabeda_sidekiq"),
     },
     "time_in_queue": {
-        "celery": Provider("Flower `flower_task_prefetch_time_seconds` (a gauge, and only the wait inside "
-                           "the worker); celery-exporter 0.12 has none", "flower_metrics"),
-        "rq": Provider("not exported; `enqueued_at` and `started_at` are stored on each job", "rq_queue"),
+        "celery": Provider("Flower `flower_task_prefetch_time_seconds` (a gauge, and only the "
+                           "wait inside the worker); celery-exporter 0.12 has none",
+                           "flower_metrics"),
+        "rq": Provider("not exported; `enqueued_at` and `started_at` are stored on each job",
+                       "rq_queue"),
         "bullmq": Provider("not exported; `processedOn - timestamp` on each job", "bullmq_export"),
         "sidekiq": Provider("yabeda `sidekiq_job_latency_seconds` (histogram)", "yabeda_sidekiq"),
     },
     "run_time": {
-        "celery": Provider("Flower `flower_task_runtime_seconds` (histogram, the client's default buckets); "
-                           "celery-exporter `celery_task_runtime`", "flower_metrics"),
-        "rq": Provider("rq-exporter `rq_workers_working_time_total` (a counter: a mean, no percentiles)",
-                       "rq_exporter"),
+        "celery": Provider("Flower `flower_task_runtime_seconds` (histogram, the client's "
+                           "default buckets); celery-exporter `celery_task_runtime`",
+                           "flower_metrics"),
+        "rq": Provider("rq-exporter `rq_workers_working_time_total` (a counter: a mean, "
+                       "no percentiles)", "rq_exporter"),
         "bullmq": Provider("not exported; `finishedOn - processedOn` on each job", "bullmq_export"),
         "sidekiq": Provider("yabeda `sidekiq_job_runtime_seconds` (histogram, buckets to 21 600 s)",
                             "yabeda_sidekiq"),
     },
     "saturation": {
-        "celery": Provider("executing tasks (above) against the pool size; the pool size is not exported",
-                           "flower_metrics"),
-        "rq": Provider("rq-exporter `rq_workers{state=\"busy\"}` against all `rq_workers`", "rq_exporter"),
-        "bullmq": Provider("not exported; `active` count against the workers' `concurrency`", "bullmq_export"),
-        "sidekiq": Provider("`Sidekiq::Stats#workers_size` against `Sidekiq::ProcessSet#total_concurrency`",
-                            "sidekiq_api"),
+        "celery": Provider("executing tasks (above) against the pool size; the pool size is "
+                           "not exported", "flower_metrics"),
+        "rq": Provider("rq-exporter `rq_workers{state=\"busy\"}` against all `rq_workers`",
+                       "rq_exporter"),
+        "bullmq": Provider("not exported; `active` count against the workers' `concurrency`",
+                           "bullmq_export"),
+        "sidekiq": Provider("`Sidekiq::Stats#workers_size` against "
+                            "`Sidekiq::ProcessSet#total_concurrency`", "sidekiq_api"),
     },
     "dead_letters": {
         "celery": Provider("none: Celery has no dead-letter queue of its own", "celery_exporter"),
-        "rq": Provider("rq-exporter `rq_jobs{status=\"failed\"}` (the `FailedJobRegistry`)", "rq_exporter"),
+        "rq": Provider("rq-exporter `rq_jobs{status=\"failed\"}` (the `FailedJobRegistry`)",
+                       "rq_exporter"),
         "bullmq": Provider("`bullmq_job_count{state=\"failed\"}`", "bullmq_export"),
-        "sidekiq": Provider("`Sidekiq::Stats#dead_size`; yabeda `sidekiq_jobs_dead_count`", "yabeda_sidekiq"),
+        "sidekiq": Provider("`Sidekiq::Stats#dead_size`; yabeda `sidekiq_jobs_dead_count`",
+                            "yabeda_sidekiq"),
     },
 }
 

@@ -19,6 +19,7 @@ This module is the code behind the page *Instrument a worker with Prometheus*
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from collections import Counter as Tally
@@ -36,6 +37,8 @@ from examples.clock import Clock, SystemClock
 from examples.envelope import Job, MalformedJob
 from examples.fundamentals.delivery_guarantees.queues import Handler, QueueBase, ReliableQueue
 from examples.observability import metric_contract as contract
+
+log = logging.getLogger(__name__)
 # [end:imports]
 
 # [start:queue-metrics]
@@ -123,6 +126,7 @@ class InstrumentedWorker:
             self._finished(queue, task, started)
             m.failed.labels(queue, task).inc()
             if job.attempts + 1 < self.max_attempts:
+                log.exception("job %s failed (attempt %d); retrying", job.id, job.attempts + 1)
                 self.queue.enqueue(dataclasses.replace(job, attempts=job.attempts + 1))
                 m.retried.labels(queue, task).inc()
                 return  # the retry is queued: this delivery is acknowledged
@@ -208,7 +212,7 @@ class QueueCollector(Collector):
             ok = self._count("response")
         else:
             now = self.clock.now()
-            for queue, (depth, oldest, dead) in zip(self.queues, replies):
+            for queue, (depth, oldest, dead) in zip(self.queues, replies, strict=True):
                 families["jobqueue_queue_depth"].add_metric([queue.name], depth)
                 families["jobqueue_queue_dead_letters"].add_metric([queue.name], dead)
                 if oldest is None:
@@ -238,7 +242,7 @@ class QueueCollector(Collector):
                 pipe.llen(queue.pending_key)
                 # workers take from the right: the oldest job
                 pipe.lindex(queue.pending_key, -1)
-                pipe.llen(queue.dead_key)
+                pipe.llen(queue.dead.key)
             flat = pipe.execute()
         return [tuple(flat[i:i + 3]) for i in range(0, len(flat), 3)]
 
@@ -249,7 +253,7 @@ class QueueCollector(Collector):
         return False
 
     @staticmethod
-    def _family(name: str) -> Metric:
+    def _family(name: str) -> CounterMetricFamily | GaugeMetricFamily:
         spec = contract.metric(name)
         kind = CounterMetricFamily if spec.kind == "counter" else GaugeMetricFamily
         return kind(spec.client_name, spec.help, labels=spec.labels)
@@ -289,5 +293,5 @@ def scrape(registry: CollectorRegistry, *families: str) -> list[str]:
     lines = generate_latest(registry).decode().splitlines()
     return [
         line for line in lines
-        if not line.startswith("#") and line.startswith(wanted) and "_created" not in line.split("{")[0]
+        if line.startswith(wanted) and "_created" not in line.split("{")[0]
     ]

@@ -32,7 +32,7 @@ from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, T
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from examples.envelope import Job
-from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
+from examples.fundamentals.delivery_guarantees.queues import Delivery, ReliableQueue
 # [end:imports]
 
 # [start:attributes]
@@ -172,7 +172,7 @@ class TracedQueue:
         """
         if max_jobs < 1:
             raise ValueError(f"max_jobs must be >= 1, got {max_jobs}")
-        deliveries = []
+        deliveries: list[Delivery] = []
         while len(deliveries) < max_jobs and (delivery := self.queue.reserve(worker)) is not None:
             deliveries.append(delivery)
         if not deliveries:
@@ -182,7 +182,7 @@ class TracedQueue:
             found = creation_context(delivery.job)
             if found:
                 links.append(Link(found, {MESSAGING_MESSAGE_ID: delivery.job.id}))
-        attributes = {
+        attributes: dict[str, str | int] = {
             **self._attributes("process", "process"),
             MESSAGING_BATCH_MESSAGE_COUNT: len(deliveries),
         }

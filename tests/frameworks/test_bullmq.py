@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -119,3 +120,25 @@ def test_command_line_reports_bad_input_without_a_traceback(r, redis_url, monkey
     monkeypatch.setenv("REDIS_URL", redis_url)
     assert bullmq_bridge.main(["add", "q", "resize", '{"image": NaN}']) == 1
     assert "not JSON-serialisable" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv", [[], ["add", "q", "t"], ["add", "q", "t", "{}", "id", "extra"], ["work"], ["work", "q", "1", "2", "3"], ["send", "q"]]
+)
+def test_command_line_prints_its_usage_for_a_wrong_command(argv, capsys):
+    assert bullmq_bridge.main(argv) == 2
+    assert capsys.readouterr().err == bullmq_bridge.USAGE + "\n"
+
+
+@pytest.mark.real_redis("BullMQ's Lua scripts need cmsgpack")
+def test_the_commands_the_page_shows_print_what_it_shows(r, redis_url, monkeypatch, capsys):
+    """Each ``$ python -m examples.frameworks.bullmq.bridge`` line of the page, run in order."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "frameworks" / "bullmq.md").read_text(encoding="utf-8")
+    session = page.split("```console\n", 1)[1].split("```", 1)[0].splitlines()
+    prefix = "$ python -m examples.frameworks.bullmq.bridge "
+    commands = [(line.removeprefix(prefix), session[i + 1]) for i, line in enumerate(session) if line.startswith(prefix)]
+    assert [shlex.split(args)[0] for args, _ in commands] == ["add", "work"]
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    for args, shown in commands:
+        assert bullmq_bridge.main(shlex.split(args)) == 0
+        assert capsys.readouterr().out == shown + "\n"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import heapq
-import math
 import os
 import random
 import signal
@@ -18,6 +17,8 @@ from examples.envelope import Job, new_job
 from examples.frameworks.horizontal_scaling import (
     CapacityError,
     DrainingWorker,
+    WorkerSettings,
+    main,
     grace_period_needed,
     jobs_in_system,
     mean_wait,
@@ -200,6 +201,55 @@ def test_sigterm_to_a_worker_process_mid_batch_loses_nothing(r, redis_url):
     assert r.lrange("test:summary", 0, -1) == ["SIGTERM 1 4"]
     assert r.llen(q.processing_key("pod-a")) == 0
     assert pending_ids(q) == [f"job-{i}" for i in range(1, 20)]  # every other job is back, in order
+
+
+def test_worker_settings_come_from_the_environment_with_a_new_id_per_process():
+    settings = WorkerSettings.from_env({"WORKER_QUEUE": "images", "WORKER_PREFETCH": "3"})
+    assert (settings.queue, settings.prefetch) == ("images", 3)
+    again = WorkerSettings.from_env({"WORKER_QUEUE": "images"})
+    assert again.prefetch == 1 and again.worker_id != settings.worker_id  # never reused
+    assert settings.worker_id.startswith("images-")
+    given = WorkerSettings.from_env({"WORKER_QUEUE": "images", "WORKER_ID": "pod-a"})
+    assert given.worker_id == "pod-a"
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({}, "WORKER_QUEUE is not set"),
+        ({"WORKER_QUEUE": "images", "WORKER_PREFETCH": "0"}, "WORKER_PREFETCH must be a whole number >= 1, got '0'"),
+        ({"WORKER_QUEUE": "images", "WORKER_PREFETCH": "two"}, "WORKER_PREFETCH must be a whole number >= 1, got 'two'"),
+    ],
+)
+def test_worker_settings_refuse_a_missing_queue_or_a_bad_prefetch(environ, message):
+    with pytest.raises(ValueError, match=message):
+        WorkerSettings.from_env(environ)
+
+
+def test_the_worker_process_exits_2_with_the_reason_when_unconfigured(monkeypatch, capsys):
+    monkeypatch.delenv("WORKER_QUEUE", raising=False)
+    assert main() == 2
+    assert capsys.readouterr().err == "error: WORKER_QUEUE is not set: name the queue this worker works on\n"
+
+
+@pytest.mark.real_redis("a worker in another process needs a real server to share")
+def test_the_worker_process_configured_by_its_environment_works_then_drains_on_sigterm(r, redis_url):
+    q = ReliableQueue(r, "images")
+    for job in jobs(2):
+        q.enqueue(job)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "REDIS_URL": redis_url,
+           "WORKER_QUEUE": "images", "WORKER_ID": "pod-b"}
+    worker = subprocess.Popen([sys.executable, "-m", "examples.frameworks.horizontal_scaling"],
+                              env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert [worker.stdout.readline() for _ in range(2)] == ["done job-0\n", "done job-1\n"]
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=10) == 0
+        assert worker.stdout.read() == "pod-b stopped by SIGTERM: 2 done, 0 given back\n"
+    finally:
+        worker.kill()
+        worker.wait()
+    assert q.pending() == 0 and r.llen(q.processing_key("pod-b")) == 0
 
 
 def test_kubernetes_grace_period_facts_match_the_installed_api_schema():

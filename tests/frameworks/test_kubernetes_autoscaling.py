@@ -26,7 +26,7 @@ from labs.autoscaling_sim import (
     replay_spike,
     simulate,
 )
-from examples.frameworks.horizontal_scaling import grace_period_needed
+from examples.frameworks.horizontal_scaling import WorkerSettings, grace_period_needed
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "examples" / "frameworks" / "kubernetes_autoscaling"
 KEDA_SCHEMA = Path(__file__).with_name("fixtures") / "keda-schema.json"
@@ -113,12 +113,21 @@ def test_the_scaled_object_points_at_the_deployment_and_its_queue():
     scaled, deployment = load("keda-scaledobject.yaml"), load("worker-deployment.yaml")
     assert scaled["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     trigger = scaled["spec"]["triggers"][0]
-    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    queue = args[args.index("--queue") + 1]
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    queue = env["WORKER_QUEUE"]
     assert trigger["metadata"]["listName"] == f"q:{{{queue}}}:pending"  # ReliableQueue's key
     auth = load("keda-triggerauthentication.yaml")
     assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
     assert [ref["parameter"] for ref in auth["spec"]["secretTargetRef"]] == ["password"]
+
+
+def test_the_worker_container_starts_the_module_with_settings_from_its_environment():
+    container = load("worker-deployment.yaml")["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["python", "-m", "examples.frameworks.horizontal_scaling"]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    assert "WORKER_ID" not in env  # each process makes a new id: a restart never reuses one
+    settings = WorkerSettings.from_env(env)
+    assert (settings.queue, settings.prefetch) == ("images", 1)
 
 
 def test_the_grace_period_covers_the_drain_budget():

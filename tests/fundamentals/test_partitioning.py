@@ -264,7 +264,7 @@ def test_a_queue_of_only_malformed_messages_returns_none_and_keeps_them_all(r, k
         "message is not valid UTF-8",
         "message is not valid JSON",
     ]
-    assert set(r.keys("*")) == {q.dead_key}  # no empty list or ring is left behind
+    assert set(r.keys("*")) == {q.dead.key}  # no empty list or ring is left behind
 
 
 def test_partitions_share_one_dead_letter_list(r):

@@ -31,12 +31,11 @@ from examples.fundamentals.serialization import (
     check_size,
     decode,
     encode,
-    example_envelope,
     frame,
     from_floor_job,
-    size_table,
     upcast,
 )
+from handbook_sphinx.tables import example_envelope, size_table
 
 FORMATS = [JSON, MSGPACK, AVRO]
 
@@ -102,6 +101,12 @@ def test_a_version_1_floor_job_is_upcast_to_version_2():
     assert from_floor_job(job) == env
 
 
+def test_a_floor_job_of_another_version_is_refused_with_the_reason_even_under_python_O():
+    job = replace(new_job("send_email", {}, clock=FakeClock(0), job_id="j-1"), v=2)
+    with pytest.raises(MalformedJob, match="^job 'j-1' has envelope version 2; this code reads 1$"):
+        from_floor_job(job)
+
+
 @pytest.mark.parametrize("content_type", [JSON, MSGPACK])
 def test_unknown_future_version_is_rejected_with_a_clear_error(content_type):
     data = asdict(example_envelope()) | {"v": 3, "priority": "high"}
@@ -133,7 +138,7 @@ def test_pickle_runs_code_on_load_which_is_why_it_is_refused():
 
     payload = pickle.dumps(Exploit())
     try:
-        pickle.loads(payload)  # noqa: S301 - the demonstration; a real payload calls os.system
+        pickle.loads(payload)  # the demonstration; a real payload would call os.system
         assert builtins.handbook_pwned is True  # the sender's code ran in this process
     finally:
         builtins.__dict__.pop("handbook_pwned", None)
@@ -184,7 +189,8 @@ def test_msgpack_defaults_this_recipe_relies_on():
 
 # -- sizes ----------------------------------------------------------------------------------
 def test_size_table_is_computed_and_ranks_the_formats():
-    header, rows = size_table()
+    table = size_table()
+    header, rows = table.header, table.rows
     assert header[0] == "format" and len(rows) == 4
     sizes = {row[0]: (int(row[2]), int(row[3])) for row in rows}
     assert sizes["Avro"][0] < sizes["MessagePack"][0] < sizes["JSON"][0]
@@ -217,6 +223,13 @@ def test_claim_check_keeps_large_args_out_of_the_queue(r):
 
 
 # -- the queue: dead letters with reasons ---------------------------------------------------
+def test_queues_and_claim_checks_on_one_client_share_one_bytes_client(r):
+    shared = binary_client(r)
+    assert shared is not r and shared.connection_pool is not r.connection_pool
+    assert EnvelopeQueue(r, "a").r is EnvelopeQueue(r, "b").r is ClaimCheck(r, threshold=1).r is shared
+    assert binary_client(shared) is shared  # a client that returns bytes is used as it is
+
+
 def test_unknown_version_and_pickle_go_to_the_dead_letter_list_with_the_reason(r):
     q = EnvelopeQueue(r, "jobs")
     raw = binary_client(r)

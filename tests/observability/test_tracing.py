@@ -259,7 +259,7 @@ def send_receipt(order: int) -> str:
 
 @pytest.fixture(scope="module")
 def worker():
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10) as running:
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         yield
         send_receipt.delay(0)  # one more message: the worker's loop wakes and stops sooner
 

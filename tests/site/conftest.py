@@ -41,7 +41,7 @@ def site_dir(pytestconfig: pytest.Config) -> Path:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:  # the stdlib's signature
         pass
 
 

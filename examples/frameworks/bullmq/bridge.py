@@ -10,16 +10,12 @@ letters) instead of being retried.
 
 The port needs a real Redis: BullMQ's Lua scripts use ``cmsgpack``, which fakeredis lacks.
 
-Command line (the Node tests use it to cross the language boundary)::
-
-    python -m examples.frameworks.bullmq.bridge add QUEUE TASK '{"user": 7}' [--job-id ID]
-    python -m examples.frameworks.bullmq.bridge work QUEUE --jobs N [--timeout SECONDS]
+Command line (the Node tests use it to cross the language boundary): see :data:`USAGE`.
 """
 
 # [start:imports]
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -40,7 +36,8 @@ def redis_url() -> str:
     url = os.environ.get("REDIS_URL", "")
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise RuntimeError(
-            f"BullMQ needs a real Redis (its scripts use cmsgpack): set REDIS_URL to a redis:// URL, got {url!r}"
+            "BullMQ needs a real Redis (its scripts use cmsgpack): "
+            f"set REDIS_URL to a redis:// URL, got {url!r}"
         )
     return url
 
@@ -83,7 +80,9 @@ async def send_welcome(args: dict[str, Any]) -> dict[str, Any]:
 DEMO_HANDLERS: dict[str, Handler] = {"send_welcome": send_welcome}
 
 
-async def add(queue_name: str, task: str, args: Any, *, job_id: str | None = None, raw: bool = False) -> str:
+async def add(
+    queue_name: str, task: str, args: Any, *, job_id: str | None = None, raw: bool = False
+) -> str:
     """Add one job and return its id; ``raw`` sends ``args`` as the data, without an envelope."""
     queue = Queue(queue_name, {"connection": redis_url()})
     try:
@@ -94,17 +93,20 @@ async def add(queue_name: str, task: str, args: Any, *, job_id: str | None = Non
         await queue.close()
 
 
-async def work(queue_name: str, jobs: int, timeout: float, handlers: Mapping[str, Handler] = DEMO_HANDLERS) -> list[dict]:
+async def work(
+    queue_name: str, jobs: int, timeout: float, handlers: Mapping[str, Handler] = DEMO_HANDLERS
+) -> list[dict[str, Any]]:
     """Run a worker until ``jobs`` jobs have finished (completed or failed), then close it.
 
     Returns one record per finished job; raises :class:`TimeoutError` after ``timeout`` s.
     """
-    finished: list[dict] = []
+    finished: list[dict[str, Any]] = []
     enough = asyncio.Event()
 
     def record(job: Any, outcome: Any, state: str) -> None:
         key = "result" if state == "completed" else "reason"
-        finished.append({"id": job.id, "state": state, key: outcome if state == "completed" else str(outcome)})
+        value = outcome if state == "completed" else str(outcome)
+        finished.append({"id": job.id, "state": state, key: value})
         if len(finished) >= jobs:
             enough.set()
 
@@ -118,26 +120,33 @@ async def work(queue_name: str, jobs: int, timeout: float, handlers: Mapping[str
     return finished
 
 
+#: What :func:`main` accepts; printed on standard error for any other command line.
+USAGE = """\
+usage: python -m examples.frameworks.bullmq.bridge add QUEUE TASK ARGS_JSON [JOB_ID]
+       python -m examples.frameworks.bullmq.bridge add-raw QUEUE TASK DATA_JSON [JOB_ID]
+       python -m examples.frameworks.bullmq.bridge work QUEUE [JOBS [TIMEOUT_SECONDS]]
+add: one job in the handbook's envelope; add-raw: DATA_JSON as the job's data, without the
+envelope (what a producer that ignores the contract sends); work: run a worker until JOBS
+jobs (default 1) have finished, or fail after TIMEOUT_SECONDS (default 20)."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m examples.frameworks.bullmq.bridge")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_add = sub.add_parser("add", help="add one job to a BullMQ queue")
-    p_add.add_argument("queue")
-    p_add.add_argument("task")
-    p_add.add_argument("args", help="the job's arguments as a JSON object")
-    p_add.add_argument("--job-id")
-    p_add.add_argument("--raw", action="store_true", help="send ARGS as the job data, without the envelope")
-    p_work = sub.add_parser("work", help="process jobs until N have finished")
-    p_work.add_argument("queue")
-    p_work.add_argument("--jobs", type=int, default=1)
-    p_work.add_argument("--timeout", type=float, default=20.0)
-    ns = parser.parse_args(argv)
+    """The command line of :data:`USAGE`: 0 on success, 1 on an error, 2 on bad usage."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        if ns.command == "add":
-            print(asyncio.run(add(ns.queue, ns.task, json.loads(ns.args), job_id=ns.job_id, raw=ns.raw)))
-        else:
-            for record in asyncio.run(work(ns.queue, ns.jobs, ns.timeout)):
-                print(json.dumps(record, sort_keys=True))
+        match args:
+            case ["add" | "add-raw" as command, queue, task, data, *rest] if len(rest) <= 1:
+                job_id = rest[0] if rest else None
+                added = add(queue, task, json.loads(data), job_id=job_id, raw=command == "add-raw")
+                print(asyncio.run(added))
+            case ["work", queue, *rest] if len(rest) <= 2:
+                jobs = int(rest[0]) if rest else 1
+                timeout = float(rest[1]) if len(rest) == 2 else 20.0
+                for record in asyncio.run(work(queue, jobs, timeout)):
+                    print(json.dumps(record, sort_keys=True))
+            case _:
+                print(USAGE, file=sys.stderr)
+                return 2
     except (PayloadError, ValueError, RuntimeError, TimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -23,7 +23,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from celery import Celery, Task
 
@@ -56,8 +56,8 @@ class ProductionTask(Task):
             if isinstance(eta, str):
                 eta = datetime.fromisoformat(eta)
             if eta.tzinfo is None:
-                eta = eta.replace(tzinfo=timezone.utc)
-            countdown = (eta - datetime.now(timezone.utc)).total_seconds()
+                eta = eta.replace(tzinfo=UTC)
+            countdown = (eta - datetime.now(UTC)).total_seconds()
         limit = self.app.conf.broker_transport_options.get("visibility_timeout", 3600)
         if countdown is not None and countdown > limit:
             raise EtaBeyondVisibilityTimeout(

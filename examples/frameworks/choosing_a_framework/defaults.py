@@ -78,11 +78,15 @@ SOURCES = {
     "lib/sidekiq/job_retry.rb",
 }
 
-#: Which row of the settings-equivalence table (examples/frameworks/choosing_a_framework/settings/rows.toml)
-#: each numeric default belongs to, and the knob's unit there.
+#: Which row of the settings-equivalence table
+#: (examples/frameworks/choosing_a_framework/settings/rows.toml) each numeric default belongs
+#: to, and the knob's unit there.
 ROWS = {
     "bullmq": {"lease": ("lockDuration", "ms"), "concurrency_model": ("concurrency", "")},
-    "sidekiq": {"retries": ("max_retries", ""), "shutdown_timeout": ("timeout", "s"), "concurrency_model": ("concurrency", "")},
+    "sidekiq": {
+        "retries": ("max_retries", ""), "shutdown_timeout": ("timeout", "s"),
+        "concurrency_model": ("concurrency", ""),
+    },
 }
 
 

@@ -2,8 +2,8 @@
 
 This module is the code behind the table on the page *Choosing a framework*
 (``docs/frameworks/choosing-a-framework.md``). The rows are fixed in
-``examples/frameworks/choosing_a_framework/settings/rows.toml``; each framework has one file beside it
-(``celery.toml``, ``rq.toml``, ``bullmq.toml``, ``sidekiq.toml``) with a
+``examples/frameworks/choosing_a_framework/settings/rows.toml``; each framework has one file
+beside it (``celery.toml``, ``rq.toml``, ``bullmq.toml``, ``sidekiq.toml``) with a
 ``[cells.<row id>]`` table per row, whose keys are exactly ``setting``, ``default``,
 ``note`` and ``source``. A missing row, an unknown row or key, or an empty value is an
 error that names the file and the row, so the build fails instead of printing a hole.
@@ -24,11 +24,13 @@ error that names the file and the row, so the build fails instead of printing a 
 >>> parse_framework(broken, "demo.toml", rows)
 Traceback (most recent call last):
 ...
-examples.frameworks.choosing_a_framework.settings_table.SettingsTableError: demo.toml, row 'prefetch': missing keys ['default', 'note', 'source']
+examples.frameworks.choosing_a_framework.settings_table.SettingsTableError: demo.toml,
+row 'prefetch': missing keys ['default', 'note', 'source']
 >>> parse_framework('framework = "Demo"\\nversion = "1.0"\\n[cells]', "demo.toml", rows)
 Traceback (most recent call last):
 ...
-examples.frameworks.choosing_a_framework.settings_table.SettingsTableError: demo.toml: no cell for rows ['prefetch']
+examples.frameworks.choosing_a_framework.settings_table.SettingsTableError: demo.toml:
+no cell for rows ['prefetch']
 """
 
 # [start:imports]

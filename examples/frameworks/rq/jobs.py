@@ -31,6 +31,7 @@ from redis import Redis
 from rq import Queue, Retry, SimpleWorker, Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.worker import BaseWorker
 
 from examples.envelope import PayloadError
 # [end:imports]
@@ -96,7 +97,7 @@ def enqueue(queue: Queue, func: Callable[..., Any], *args: Any,
 
 
 def make_worker(queues: Sequence[Queue], *, simple: bool = False,
-                name: str | None = None) -> Worker:
+                name: str | None = None) -> BaseWorker:
     """A worker reading JSON jobs. ``simple=True`` runs jobs in-process (no fork): for tests."""
     worker_class = SimpleWorker if simple else Worker
     return worker_class(list(queues), connection=queues[0].connection,

@@ -16,14 +16,16 @@ The ``schedule`` score is float seconds in all three. Pass the major version you
 >>> from examples.clock import FakeClock
 >>> clock = FakeClock(1_700_000_000.5)
 >>> build_payload("RecordSignupJob", [7, "pro"], jid="0" * 24, major=6, clock=clock)
-{'class': 'RecordSignupJob', 'args': [7, 'pro'], 'queue': 'default', 'jid': '000000000000000000000000', 'retry': True, 'created_at': 1700000000.5}
+{'class': 'RecordSignupJob', 'args': [7, 'pro'], 'queue': 'default',
+ 'jid': '000000000000000000000000', 'retry': True, 'created_at': 1700000000.5}
 >>> on_8 = build_payload("RecordSignupJob", [7, "pro"], jid="0" * 24, major=8, clock=clock)
 >>> on_8["created_at"]
 1700000000500
 >>> build_payload("RecordSignupJob", [{1: "a"}])
 Traceback (most recent call last):
 ...
-examples.envelope.PayloadError: args of RecordSignupJob must be native JSON types: 1 (a dict key) is a int, not a str
+examples.envelope.PayloadError: args of RecordSignupJob must be native JSON types:
+1 (a dict key) is a int, not a str
 """
 
 # [start:imports]
@@ -38,7 +40,9 @@ from typing import Any
 import redis
 
 from examples.clock import Clock, SystemClock
+from examples.dead_letters import DeadLetterList
 from examples.envelope import MalformedJob, PayloadError
+from examples.redis_client import text_or_none
 # [end:imports]
 
 
@@ -175,12 +179,12 @@ def take(r: redis.Redis, queue: str, *, clock: Clock | None = None) -> SidekiqJo
     Like Sidekiq's basic fetch this pops before the work (at-most-once); use the reliable
     queue of *Delivery guarantees* when losing a job on a crash matters.
     """
-    while (raw := r.rpop(f"queue:{queue}")) is not None:
+    dead = DeadLetterList(r, f"dead:python:{queue}", clock=clock or SystemClock())
+    while (raw := text_or_none(r.rpop(f"queue:{queue}"))) is not None:
         try:
             return parse_job(raw)
         except MalformedJob as exc:  # never dropped silently: kept with the reason
-            record = {"raw": raw, "reason": str(exc), "at": (clock or SystemClock()).now()}
-            r.lpush(f"dead:python:{queue}", json.dumps(record, sort_keys=True))
+            dead.push(raw, str(exc))
     return None
 # [end:parse]
 

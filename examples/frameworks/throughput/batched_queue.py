@@ -39,6 +39,7 @@ already done (up to one batch of duplicates per crash with ``work_batch``, two w
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -50,6 +51,7 @@ from redis.exceptions import NoScriptError
 from examples.clock import Clock
 from examples.envelope import SCHEMA_VERSION, Job, MalformedJob
 from examples.fundamentals.delivery_guarantees.queues import Handler, ReliableQueue
+from examples.redis_client import text
 # [end:imports]
 
 # [start:step-script]
@@ -156,6 +158,9 @@ def parse_batch(count: int, joined: str) -> list[Job] | None:
 
 
 # [start:batched-queue]
+log = logging.getLogger(__name__)
+
+
 @dataclass(frozen=True)
 class Batch:
     """The jobs a worker claimed in one step, oldest first, until it acknowledges them.
@@ -183,7 +188,7 @@ class _Sent(NamedTuple):
     worker: str
     holding: int
     keys: list[str]
-    args: list[object]
+    args: list[str | float]
 
 
 Reply = tuple[int, str]  # messages claimed, and the messages joined by newlines
@@ -248,7 +253,7 @@ class BatchedReliableQueue(ReliableQueue):
         the one on its way.
         """
         done = batches = 0
-        previous, failed = Batch(worker, ()), []
+        previous, failed = Batch(worker, ()), list[tuple[Job, str]]()
         with self._own_connection() as conn:
             reply = self._read(conn, self._send(conn, worker, claim=self.batch_size))
             while reply is not None:
@@ -279,6 +284,7 @@ class BatchedReliableQueue(ReliableQueue):
             try:
                 handler(job)
             except Exception as exc:  # recorded with the reason, never silently acknowledged
+                log.exception("job %s failed; it goes to the dead letters", job.id)
                 failures.append((job, repr(exc)))
         return failures
 
@@ -290,10 +296,10 @@ class BatchedReliableQueue(ReliableQueue):
         acked = acking.size if acking is not None else 0
         holding = acked if holding is None else holding
         rejected = acking.rejected if acking is not None else ()
-        dead = [self._dead_letter_record(job.to_json(), reason) for job, reason in failures]
-        dead += [self._dead_letter_record(raw, reason) for raw, reason in rejected]
-        keys = [self.pending_key, self.processing_key(worker), self.workers_key, self.dead_key]
-        args = [worker, self.clock.now(), claim, acked, holding, *dead]
+        dead = [self.dead.record(job.to_json(), reason) for job, reason in failures]
+        dead += [self.dead.record(raw, reason) for raw, reason in rejected]
+        keys = [self.pending_key, self.processing_key(worker), self.workers_key, self.dead.key]
+        args: list[str | float] = [worker, self.clock.now(), claim, acked, holding, *dead]
         conn.send_command("EVALSHA", self._step_script.sha, len(keys), *keys, *args)
         return _Sent(worker, holding, keys, args)
 
@@ -322,7 +328,7 @@ class BatchedReliableQueue(ReliableQueue):
         # (only a step in flight can add newer ones); read them one by one.
         good, rejected = [], []
         held = self.r.lrange(self.processing_key(worker), -count, -1)
-        for raw in reversed(held):  # oldest first
+        for raw in map(text, reversed(held)):  # oldest first
             try:
                 good.append(Job.from_json(raw))
             except MalformedJob as exc:

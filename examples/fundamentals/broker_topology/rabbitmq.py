@@ -17,6 +17,7 @@ or store it. Consumers acknowledge after the work (``auto_ack=False``).
 # [start:imports]
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 
@@ -24,6 +25,8 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 from examples.envelope import Job, MalformedJob
+
+log = logging.getLogger(__name__)
 # [end:imports]
 
 
@@ -92,12 +95,15 @@ def work_one(
         return False
     try:
         job = Job.from_json(body)
-    except MalformedJob:
+    except MalformedJob as exc:
+        log.warning("message %s rejected to the dead letters: %s", properties.message_id, exc)
         channel.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
         return True
     try:
         handler(job)
     except Exception:
+        log.exception("job %s failed; %s", job.id,
+                      "requeued" if requeue_on_error else "rejected to the dead letters")
         channel.basic_nack(delivery_tag=method.delivery_tag, requeue=requeue_on_error)
         return True
     channel.basic_ack(delivery_tag=method.delivery_tag)

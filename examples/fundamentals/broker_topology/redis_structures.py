@@ -20,19 +20,18 @@ Keys of one queue share a ``{hash tag}`` so that the scripts also run on a Redis
 # [start:imports]
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
 from examples.clock import Clock, SystemClock
+from examples.dead_letters import DeadLetter, DeadLetterList, check_key_part
 from examples.envelope import Job, MalformedJob
-from examples.fundamentals.delivery_guarantees.queues import (
-    DeadLetters,
-    ReliableQueue,
-    _check_name,
-)
+from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
+from examples.redis_client import text
 # [end:imports]
 
 
@@ -46,20 +45,21 @@ class StreamDelivery:
     deliveries: int = 1
 
 
-class StreamQueue(DeadLetters):
+class StreamQueue:
     """A job queue on a Redis Stream with one consumer group (Redis >= 6.2 for XAUTOCLAIM)."""
 
     def __init__(
-        self, r: redis.Redis, name: str, *, group: str = "workers", max_deliveries: int = 5
+        self, r: redis.Redis, name: str, *, group: str = "workers", max_deliveries: int = 5,
+        clock: Clock | None = None,
     ) -> None:
         if max_deliveries < 1:
             raise ValueError(f"max_deliveries must be >= 1, got {max_deliveries}")
         self.r = r
-        self.name = _check_name("queue name", name)
-        self.group = _check_name("group name", group)
+        self.name = check_key_part("queue name", name)
+        self.group = check_key_part("group name", group)
         self.max_deliveries = max_deliveries
         self.stream_key = f"stream:{{{name}}}:jobs"
-        self.dead_key = f"stream:{{{name}}}:dead"
+        self.dead = DeadLetterList(r, f"stream:{{{name}}}:dead", clock=clock or SystemClock())
         try:  # MKSTREAM creates the stream; id "0": the group also sees entries already there
             r.xgroup_create(self.stream_key, group, id="0", mkstream=True)
         except redis.ResponseError as exc:
@@ -68,16 +68,18 @@ class StreamQueue(DeadLetters):
 
     def enqueue(self, job: Job) -> str:
         """Append a job; returns the entry id Redis assigned."""
-        return self.r.xadd(self.stream_key, {"job": job.to_json()})
+        return text(self.r.xadd(self.stream_key, {"job": job.to_json()}))
 
     def read(
         self, consumer: str, *, count: int = 1, block_ms: int | None = None
     ) -> list[StreamDelivery]:
         """Take up to ``count`` new entries for ``consumer``; they stay pending until acked."""
         reply = self.r.xreadgroup(
-            self.group, _check_name("consumer", consumer), {self.stream_key: ">"},
+            self.group, check_key_part("consumer", consumer), {self.stream_key: ">"},
             count=count, block=block_ms,
         )
+        if isinstance(reply, dict):  # RESP3; a client from connect() speaks RESP2: a list
+            raise TypeError("StreamQueue reads RESP2 replies: make the client with connect()")
         entries = reply[0][1] if reply else []
         return self._parse(entries, deliveries={})
 
@@ -104,8 +106,8 @@ class StreamQueue(DeadLetters):
         """
         if min_idle_ms < 0:
             raise ValueError(f"min_idle_ms must be >= 0, got {min_idle_ms}")
-        _check_name("consumer", consumer)
-        claimed: list = []
+        check_key_part("consumer", consumer)
+        claimed: list[Any] = []
         cursor = "0-0"
         for _ in range(1000):  # bounded: each round scans up to `count` pending entries
             cursor, entries, *_deleted = self.r.xautoclaim(
@@ -120,20 +122,22 @@ class StreamQueue(DeadLetters):
         pending = self.r.xpending_range(
             self.stream_key, self.group, min=min(ids), max=max(ids), count=len(ids) * 2
         )
-        deliveries = {p["message_id"]: p["times_delivered"] for p in pending}
+        deliveries = {text(p["message_id"]): int(p["times_delivered"]) for p in pending}
         return self._parse(claimed, deliveries)
 
     def pending_count(self) -> int:
         """Entries delivered to some consumer and not yet acknowledged."""
-        return self.r.xpending(self.stream_key, self.group)["pending"]
+        return int(self.r.xpending(self.stream_key, self.group)["pending"])
 
-    def _parse(self, entries: list, deliveries: dict[str, int]) -> list[StreamDelivery]:
+    def _parse(
+        self, entries: Iterable[Any], deliveries: Mapping[str, int]
+    ) -> list[StreamDelivery]:
         out = []
         for entry_id, fields in entries:
             if fields is None:  # deleted from the stream while pending (Redis < 7 reply shape)
                 self.r.xack(self.stream_key, self.group, entry_id)
                 continue
-            raw = fields.get("job", "")
+            raw = text(fields.get("job", ""))
             times = deliveries.get(entry_id, 1)
             try:
                 job = Job.from_json(raw)
@@ -142,22 +146,30 @@ class StreamQueue(DeadLetters):
                         f"delivered {times} times (max_deliveries={self.max_deliveries})"
                     )
             except MalformedJob as exc:  # keep it with the reason, then drop it from the stream
-                record = json.dumps(
-                    {"entry_id": entry_id, "raw": raw, "reason": str(exc)}, sort_keys=True
-                )
-                with self.r.pipeline(transaction=True) as tx:
-                    tx.lpush(self.dead_key, record)
-                    tx.xack(self.stream_key, self.group, entry_id)
-                    tx.xdel(self.stream_key, entry_id)
-                    tx.execute()
+                self._set_aside(entry_id, raw, str(exc), times)
                 continue
             out.append(StreamDelivery(entry_id, job, times))
         return out
+
+    def fail(self, delivery: StreamDelivery, reason: str) -> None:
+        """Dead-letter a job whose work failed, and drop its entry from the stream."""
+        self._set_aside(delivery.entry_id, delivery.job.to_json(), reason, delivery.deliveries)
+
+    def _set_aside(self, entry_id: str, raw: str, reason: str, deliveries: int) -> None:
+        with self.r.pipeline(transaction=True) as tx:
+            tx.lpush(self.dead.key, self.dead.record(raw, reason, attempts=deliveries))
+            tx.xack(self.stream_key, self.group, entry_id)
+            tx.xdel(self.stream_key, entry_id)
+            tx.execute()
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """Entries that could not be processed, newest first, each with its reason."""
+        return self.dead.records()
 # [end:stream-queue]
 
 
 # [start:list-priority]
-class ListPriorityQueue(DeadLetters):
+class ListPriorityQueue:
     """One list per priority level, popped highest level first by a single ``LMPOP``.
 
     This is how Celery's Redis transport (kombu) emulates priorities, and how Sidekiq's
@@ -177,11 +189,10 @@ class ListPriorityQueue(DeadLetters):
         if "dead" in levels:
             raise ValueError("'dead' cannot be a priority level: it names the dead-letter list")
         self.r = r
-        self.name = _check_name("queue name", name)
+        self.name = check_key_part("queue name", name)
         self.levels = levels
-        self.clock = clock or SystemClock()
-        self.keys = [f"pq:{{{name}}}:{_check_name('level', level)}" for level in levels]
-        self.dead_key = f"pq:{{{name}}}:dead"
+        self.keys = [f"pq:{{{name}}}:{check_key_part('level', level)}" for level in levels]
+        self.dead = DeadLetterList(r, f"pq:{{{name}}}:dead", clock=clock or SystemClock())
 
     def enqueue(self, job: Job, level: str = "default") -> None:
         if level not in self.levels:
@@ -209,12 +220,15 @@ class ListPriorityQueue(DeadLetters):
                 reply = self.r.lmpop(len(self.keys), *self.keys, direction="RIGHT")
             if not reply:
                 return None
-            key, (raw,) = reply
+            key, values = reply  # the list it popped from, and [the job]
+            raw = text(values[0])
             try:
-                return self.levels[self.keys.index(key)], Job.from_json(raw)
+                return self.levels[self.keys.index(text(key))], Job.from_json(raw)
             except MalformedJob as exc:  # popped already: keep it with the reason, not lose it
-                self._set_aside(raw, str(exc))
+                self.dead.push(raw, str(exc))
 
+    def dead_letters(self) -> list[DeadLetter]:
+        return self.dead.records()
 # [end:list-priority]
 
 
@@ -228,18 +242,17 @@ return seq
 """
 
 
-class SortedSetPriorityQueue(DeadLetters):
+class SortedSetPriorityQueue:
     """Any number of integer priorities in one sorted set; 0 is the most urgent."""
 
     MAX_PRIORITY = 2**20
 
     def __init__(self, r: redis.Redis, name: str, *, clock: Clock | None = None) -> None:
         self.r = r
-        self.name = _check_name("queue name", name)
-        self.clock = clock or SystemClock()
+        self.name = check_key_part("queue name", name)
         self.key = f"zq:{{{name}}}:jobs"
         self.seq_key = f"zq:{{{name}}}:seq"
-        self.dead_key = f"zq:{{{name}}}:dead"
+        self.dead = DeadLetterList(r, f"zq:{{{name}}}:dead", clock=clock or SystemClock())
         self._enqueue = r.register_script(ZENQUEUE_LUA)
 
     def enqueue(self, job: Job, priority: int) -> None:
@@ -255,17 +268,19 @@ class SortedSetPriorityQueue(DeadLetters):
         A malformed message goes to the dead-letter list, and the next one is tried.
         """
         while popped := self.r.zpopmin(self.key):
-            raw, score = popped[0]
+            raw, score = text(popped[0][0]), popped[0][1]
             try:
                 return int(score) >> 32, Job.from_json(raw)
             except MalformedJob as exc:  # popped already: keep it with the reason, not lose it
-                self._set_aside(raw, str(exc))
+                self.dead.push(raw, str(exc))
         return None
 
+    def dead_letters(self) -> list[DeadLetter]:
+        return self.dead.records()
 # [end:zset-priority]
 
 
-# [start:delayed-jobs]
+# [start:promote-script]
 # Move every job due at or before ARGV[1] (at most ARGV[2] of them) from the delayed
 # sorted set KEYS[1] to the pending list KEYS[2] of a ReliableQueue. One script, so a job
 # is never in both places or in neither, and two promoters cannot both move it.
@@ -278,6 +293,7 @@ for _, job in ipairs(due) do
 end
 return #due
 """
+# [end:promote-script]
 
 
 class DelayedJobs:
@@ -305,4 +321,3 @@ class DelayedJobs:
 
     def waiting(self) -> int:
         return self.queue.r.zcard(self.key)
-# [end:delayed-jobs]

@@ -18,15 +18,14 @@ the same boto3 calls a production worker makes.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from examples.envelope import Job, MalformedJob, PayloadError
+from examples.envelope import SQS_MAX_MESSAGE_BYTES, Job, MalformedJob, PayloadError
 
-# The SQS limit on one message (body and attributes): 1 MiB, the default and maximum of the
-# queue attribute MaximumMessageSize. Asserted against botocore's service model in the tests.
-SQS_MAX_MESSAGE_BYTES = 1_048_576
+log = logging.getLogger(__name__)
 # [end:imports]
 
 
@@ -151,6 +150,10 @@ class SqsWorker:
         try:
             handler(delivery.job)
         except Exception:
+            log.exception(
+                "job %s failed on receive %d; releasing it for a retry",
+                delivery.job.id, delivery.receive_count,
+            )
             self.release(delivery)  # retried; the redrive policy caps the attempts
             return True
         self.ack(delivery)

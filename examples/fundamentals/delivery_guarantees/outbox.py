@@ -66,6 +66,8 @@ def place_order(
         order_id = db.execute(
             "INSERT INTO orders (customer, total_cents) VALUES (?, ?)", (customer, total_cents)
         ).lastrowid
+        if order_id is None:  # only if nothing was inserted
+            raise sqlite3.DatabaseError("INSERT INTO orders gave no row id")
         job = new_job(
             "send_receipt", {"order": order_id}, clock=clock, job_id=f"receipt-{order_id}"
         )

@@ -17,7 +17,7 @@ Redis Cluster.
 # [start:imports]
 from __future__ import annotations
 
-import json
+import logging
 import os
 import secrets
 import socket
@@ -27,61 +27,41 @@ from dataclasses import dataclass
 import redis
 
 from examples.clock import Clock, SystemClock
+from examples.dead_letters import DeadLetter, DeadLetterList, check_key_part
 from examples.envelope import Job, MalformedJob
+from examples.redis_client import text, text_or_none
 # [end:imports]
 
 # [start:queue-base]
+log = logging.getLogger(__name__)
+
 Handler = Callable[[Job], None]
 
 
-def _check_name(kind: str, value: str) -> str:
-    if not isinstance(value, str) or not value or any(c.isspace() or c in "{}" for c in value):
-        raise ValueError(
-            f"{kind} must be a non-empty string without spaces or braces, got {value!r}"
-        )
-    return value
-
-
-class DeadLetters:
-    """A dead-letter list, for a queue that has ``r``, ``dead_key`` and ``clock``."""
-
-    r: redis.Redis
-    dead_key: str
-    clock: Clock
-
-    def dead_letters(self) -> list[dict]:
-        """Messages that could not be processed, newest first, each with its reason."""
-        return [json.loads(item) for item in self.r.lrange(self.dead_key, 0, -1)]
-
-    def _dead_letter_record(self, raw: str | bytes, reason: str) -> str:
-        """The message exactly as taken, why it was set aside, and when."""
-        if isinstance(raw, bytes):  # a client made without decode_responses
-            raw = raw.decode("utf-8", "surrogateescape")
-        record = {"raw": raw, "reason": reason, "at": self.clock.now()}
-        return json.dumps(record, sort_keys=True)
-
-    def _set_aside(self, raw: str | bytes, reason: str) -> None:
-        """Keep a message that was already taken off the queue, with the reason."""
-        self.r.lpush(self.dead_key, self._dead_letter_record(raw, reason))
-
-
-class QueueBase(DeadLetters):
+class QueueBase:
     """What both queues share: a pending list, a dead-letter list, enqueue and inspection."""
 
     def __init__(self, r: redis.Redis, name: str, *, clock: Clock | None = None) -> None:
         self.r = r
-        self.name = _check_name("queue name", name)
+        self.name = check_key_part("queue name", name)
         self.clock = clock or SystemClock()
         self.pending_key = f"q:{{{name}}}:pending"
-        self.dead_key = f"q:{{{name}}}:dead"
+        self.dead = DeadLetterList(r, f"q:{{{name}}}:dead", clock=self.clock)
 
-    def enqueue(self, job: Job) -> None:
-        """Add a job at the tail of the queue (``LPUSH``; workers take from the right)."""
-        self.r.lpush(self.pending_key, job.to_json())
+    def enqueue(self, job: Job) -> int:
+        """Add a job at the tail of the queue (``LPUSH``; workers take from the right).
+
+        Returns the number of jobs waiting, this one included.
+        """
+        return self.r.lpush(self.pending_key, job.to_json())
 
     def pending(self) -> int:
         """Number of jobs waiting (``LLEN``)."""
         return self.r.llen(self.pending_key)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """Messages that could not be processed, newest first, each with its reason."""
+        return self.dead.records()
 
 # [end:queue-base]
 
@@ -92,11 +72,11 @@ class AtMostOnceQueue(QueueBase):
 
     def take(self) -> Job | None:
         """Remove the oldest job and return it, or ``None`` if the queue is empty."""
-        while (raw := self.r.rpop(self.pending_key)) is not None:
+        while (raw := text_or_none(self.r.rpop(self.pending_key))) is not None:
             try:
                 return Job.from_json(raw)
             except MalformedJob as exc:  # never drop silently: keep it with the reason
-                self.r.lpush(self.dead_key, self._dead_letter_record(raw, str(exc)))
+                self.dead.push(raw, str(exc))
         return None
 
     def work_one(self, handler: Handler) -> bool:
@@ -107,7 +87,8 @@ class AtMostOnceQueue(QueueBase):
         try:
             handler(job)
         except Exception as exc:
-            self.r.lpush(self.dead_key, self._dead_letter_record(job.to_json(), repr(exc)))
+            log.exception("job %s failed; moving it to the dead letters", job.id)
+            self.dead.push(job.to_json(), repr(exc))
         return True
 # [end:at-most-once]
 
@@ -121,7 +102,7 @@ def new_worker_id(prefix: str = "worker") -> str:
     process was holding.
     """
     host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())
-    return _check_name("worker id", f"{prefix}-{host}-{os.getpid()}-{secrets.token_hex(3)}")
+    return check_key_part("worker id", f"{prefix}-{host}-{os.getpid()}-{secrets.token_hex(3)}")
 # [end:worker-id]
 
 
@@ -164,11 +145,11 @@ class ReliableQueue(QueueBase):
         self._recover = r.register_script(RECOVER_LUA)
 
     def processing_key(self, worker: str) -> str:
-        return f"q:{{{self.name}}}:processing:{_check_name('worker id', worker)}"
+        return f"q:{{{self.name}}}:processing:{check_key_part('worker id', worker)}"
 
     def heartbeat(self, worker: str) -> None:
         """Record that ``worker`` is alive. Call it between jobs and during long ones."""
-        self.r.zadd(self.workers_key, {_check_name("worker id", worker): self.clock.now()})
+        self.r.zadd(self.workers_key, {check_key_part("worker id", worker): self.clock.now()})
 
     def reserve(self, worker: str, *, timeout: float = 0) -> Delivery | None:
         """Atomically move the oldest job into ``worker``'s processing list and return it.
@@ -180,19 +161,21 @@ class ReliableQueue(QueueBase):
         self.heartbeat(worker)
         processing = self.processing_key(worker)
         while True:
-            if timeout:
-                raw = self.r.blmove(self.pending_key, processing, timeout, "RIGHT", "LEFT")
+            if timeout:  # redis-py annotates this timeout as int; BLMOVE takes float seconds
+                reply = self.r.blmove(
+                    self.pending_key, processing,
+                    timeout,  # type: ignore[arg-type]
+                    "RIGHT", "LEFT",
+                )
             else:
-                raw = self.r.lmove(self.pending_key, processing, "RIGHT", "LEFT")
+                reply = self.r.lmove(self.pending_key, processing, "RIGHT", "LEFT")
+            raw = text_or_none(reply)
             if raw is None:
                 return None
             try:
                 return Delivery(Job.from_json(raw), raw, worker)
-            except MalformedJob as exc:
-                with self.r.pipeline(transaction=True) as tx:  # move it aside with the reason
-                    tx.lrem(processing, 1, raw)
-                    tx.lpush(self.dead_key, self._dead_letter_record(raw, str(exc)))
-                    tx.execute()
+            except MalformedJob as exc:  # move it aside with the reason
+                self.dead.move(processing, raw, str(exc))
 
     def ack(self, delivery: Delivery) -> None:
         """Delete the finished job from the worker's processing list."""
@@ -210,7 +193,7 @@ class ReliableQueue(QueueBase):
             raise ValueError(f"dead_after must be > 0 seconds, got {dead_after}")
         cutoff = self.clock.now() - dead_after
         moved = 0
-        for worker in self.r.zrangebyscore(self.workers_key, "-inf", cutoff):
+        for worker in map(text, self.r.zrangebyscore(self.workers_key, "-inf", cutoff)):
             keys = [self.processing_key(worker), self.pending_key, self.workers_key]
             moved += max(0, self._recover(keys=keys, args=[worker, cutoff]))
         return moved
@@ -223,11 +206,14 @@ class ReliableQueue(QueueBase):
         try:
             handler(delivery.job)
         except Exception as exc:  # a failed job is recorded, not silently acknowledged
-            with self.r.pipeline(transaction=True) as tx:
-                tx.lrem(self.processing_key(worker), 1, delivery.raw)
-                tx.lpush(self.dead_key, self._dead_letter_record(delivery.raw, repr(exc)))
-                tx.execute()
+            log.exception("job %s failed; moving it to the dead letters", delivery.job.id)
+            self.fail(delivery, repr(exc))
             return True
         self.ack(delivery)
         return True
+
+    def fail(self, delivery: Delivery, reason: str, *, attempts: int | None = None) -> None:
+        """Move a job whose work failed from the processing list to the dead letters."""
+        processing = self.processing_key(delivery.worker)
+        self.dead.move(processing, delivery.raw, reason, attempts=attempts)
 # [end:reliable-queue]

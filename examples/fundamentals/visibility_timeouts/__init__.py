@@ -1,3 +1,4 @@
-"""The code of the page *Visibility timeouts & leases* (``docs/fundamentals/visibility-timeouts.md``):
-a lease queue with heartbeats, its Lua scripts beside it.
+"""The code of the page *Visibility timeouts & leases*
+(``docs/fundamentals/visibility-timeouts.md``): a lease queue with heartbeats, its Lua scripts
+beside it.
 """

@@ -21,17 +21,18 @@ it with :class:`~examples.clock.FakeClock`.
 # [start:imports]
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import redis
 
 from examples.clock import Clock, SystemClock
+from examples.dead_letters import DeadLetter, DeadLetterList, check_key_part
 from examples.envelope import Job, MalformedJob
 # [end:imports]
 
@@ -45,11 +46,12 @@ SCRIPTS_FILE = Path(__file__).with_suffix(".lua")
 def load_scripts(path: Path = SCRIPTS_FILE) -> dict[str, str]:
     """Read the ``-- [start:NAME]`` ... ``-- [end:NAME]`` sections of a Lua file."""
     scripts: dict[str, str] = {}
-    name, lines = None, []
+    name: str | None = None
+    lines: list[str] = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("-- [start:"):
             name, lines = line[len("-- [start:"):-1], []
-        elif line.startswith("-- [end:"):
+        elif line.startswith("-- [end:") and name is not None:
             scripts[name] = "\n".join(lines) + "\n"
             name = None
         elif name is not None:
@@ -103,11 +105,7 @@ class LeaseQueue:
         max_deliveries: int = 5,
         clock: Clock | None = None,
     ) -> None:
-        if not isinstance(name, str) or not name or any(c.isspace() or c in "{}" for c in name):
-            raise ValueError(
-                "queue name must be a non-empty string without spaces or braces, "
-                f"got {name!r}"
-            )
+        check_key_part("queue name", name)
         if not isinstance(max_deliveries, int) or max_deliveries < 1:
             raise ValueError(f"max_deliveries must be an integer >= 1, got {max_deliveries!r}")
         self.r, self.name = r, name
@@ -119,10 +117,11 @@ class LeaseQueue:
             f"{prefix}:{part}"
             for part in ("ready", "leases", "jobs", "tokens", "deliveries", "dead")
         ]
-        self.ready_key, self.leases_key, self.jobs_key, _, _, self.dead_key = self.keys
+        self.ready_key, self.leases_key, self.jobs_key = self.keys[:3]
+        self.dead = DeadLetterList(r, self.keys[5], clock=self.clock)
         self._scripts = {name: r.register_script(body) for name, body in load_scripts().items()}
 
-    def _run(self, script: str, *args: object):
+    def _run(self, script: str, *args: str | float) -> Any:
         return self._scripts[script](keys=self.keys, args=list(args))
 
     def enqueue(self, job: Job) -> None:
@@ -142,7 +141,8 @@ class LeaseQueue:
             try:
                 return Lease(Job.from_json(raw), token, now + seconds, int(deliveries))
             except MalformedJob as exc:  # keep it, with the reason, and take the next one
-                self._dead_letter(job_id, token, raw, str(exc), int(deliveries))
+                record = self.dead.record(raw, str(exc), attempts=int(deliveries))
+                self._run("ack", job_id, token, record)
 
     def extend(self, lease: Lease, *, lease_seconds: float | None = None) -> Lease:
         """Push the deadline to ``now + lease_seconds``; raise
@@ -169,17 +169,15 @@ class LeaseQueue:
         requeued, dead = self._run("reap", self.clock.now(), self.max_deliveries, batch)
         return Reaped(int(requeued), int(dead))
 
-    def _dead_letter(
-        self, job_id: str, token: str, raw: str, reason: str, attempts: int
-    ) -> None:
-        record = json.dumps(
-            {"raw": raw, "reason": reason, "attempts": attempts, "at": self.clock.now()}
-        )
-        self._run("ack", job_id, token, record)
+    def fail(self, lease: Lease, reason: str) -> None:
+        """Dead-letter a job whose work failed; raise :class:`LeaseLost` if too late."""
+        record = self.dead.record(lease.job.to_json(), reason, attempts=lease.deliveries)
+        if not self._run("ack", lease.job.id, lease.token, record):
+            raise LeaseLost(f"job {lease.job.id!r} is not held by this lease any more")
 
-    def dead_letters(self) -> list[dict]:
+    def dead_letters(self) -> list[DeadLetter]:
         """Dead-lettered jobs, newest first, each with its reason and delivery count."""
-        return [json.loads(item) for item in self.r.lrange(self.dead_key, 0, -1)]
+        return self.dead.records()
 # [end:lease-queue]
 
 
@@ -219,9 +217,11 @@ def work_one(queue: LeaseQueue, handler: Callable[[Job, Heartbeat], None]) -> bo
         log.warning("lease on job %s lost mid-job; another worker will run it", lease.job.id)
         return True
     except Exception as exc:
-        queue._dead_letter(
-            lease.job.id, beat.lease.token, lease.job.to_json(), repr(exc), lease.deliveries
-        )
+        log.exception("job %s failed; moving it to the dead letters", lease.job.id)
+        try:
+            queue.fail(beat.lease, repr(exc))
+        except LeaseLost:
+            log.warning("job %s failed after its lease ran out; it runs again", lease.job.id)
         return True
     try:
         queue.ack(beat.lease)

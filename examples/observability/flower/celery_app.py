@@ -12,7 +12,8 @@ else Flower needs is set here:
 Start a worker and Flower with::
 
     celery -A examples.observability.flower.celery_app worker --loglevel=INFO
-    celery -A examples.observability.flower.celery_app flower --conf=examples/observability/flower/flowerconfig.py
+    celery -A examples.observability.flower.celery_app flower \\
+        --conf=examples/observability/flower/flowerconfig.py
 """
 
 # [start:app]

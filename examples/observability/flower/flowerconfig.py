@@ -1,4 +1,5 @@
-"""Flower configuration for production, shown on the page *Flower* (``docs/observability/flower.md``).
+"""Flower configuration for production, shown on the page *Flower*
+(``docs/observability/flower.md``).
 
 Flower executes this file as Python at start-up (``--conf=PATH``; the default is
 ``flowerconfig.py`` in the working directory) and takes every top-level name that matches

@@ -106,10 +106,10 @@ def dashboard() -> dict:
     datasource = {"type": "prometheus", "uid": "${datasource}"}
     panels = []
     for number, panel in enumerate(PANELS, 1):
-        steps = [{"color": "green", "value": None}]
+        steps: list[dict[str, str | float | None]] = [{"color": "green", "value": None}]
         steps += [
             {"color": color, "value": value}
-            for color, value in zip(("orange", "red"), panel.thresholds)
+            for color, value in zip(("orange", "red"), panel.thresholds, strict=False)  # 0-2
         ]
         panels.append({
             "id": number,
@@ -160,7 +160,8 @@ def main(argv: list[str]) -> int:
         print("usage: python -m examples.observability.grafana.panels [--check]", file=sys.stderr)
         return 2
     if argv == ["--check"]:
-        stale = not DASHBOARD_PATH.exists() or DASHBOARD_PATH.read_text(encoding="utf-8") != render()
+        current = DASHBOARD_PATH.read_text(encoding="utf-8") if DASHBOARD_PATH.exists() else ""
+        stale = current != render()
         print(f"{DASHBOARD_PATH.name} is {'stale: regenerate it' if stale else 'up to date'}")
         return int(stale)
     DASHBOARD_PATH.write_text(render(), encoding="utf-8")

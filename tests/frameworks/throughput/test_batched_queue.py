@@ -37,8 +37,8 @@ def test_it_is_the_reliable_queue_with_the_same_keys(r):
     q = BatchedReliableQueue(r, "img")
     plain = ReliableQueue(r, "img")
     assert isinstance(q, ReliableQueue)
-    assert (q.pending_key, q.dead_key, q.workers_key, q.processing_key("w")) == (
-        plain.pending_key, plain.dead_key, plain.workers_key, plain.processing_key("w"))
+    assert (q.pending_key, q.dead.key, q.workers_key, q.processing_key("w")) == (
+        plain.pending_key, plain.dead.key, plain.workers_key, plain.processing_key("w"))
 
 
 def test_drain_runs_every_job_once_in_order_and_leaves_only_the_heartbeat(r):
@@ -330,14 +330,15 @@ def run_schedule(r, seed: int, *, drain: bool = False) -> tuple[int, int, Counte
     generation = 0
     worker = "w0"
     for _ in range(60):  # bounded: a schedule ends well before this
-        if q.pending() == 0 and not r.keys(f"q:{{lab}}:processing:*"):
+        if q.pending() == 0 and not r.keys("q:{lab}:processing:*"):
             break
         plan = rng.choice(["healthy", "healthy", "crash-before", "crash-after", "lost-reply", "declared-dead"])
         batches = rng.randint(1, 3) if drain else 1
         victim = rng.randrange(size * batches)
         seen = []
 
-        def handler(job: Job) -> None:
+        # this iteration's plan, victim and list, bound now (the handler runs in this iteration)
+        def handler(job: Job, plan: str = plan, seen: list[str] = seen, victim: int = victim) -> None:
             seen.append(job.id)
             if plan == "crash-before" and len(seen) - 1 == victim:
                 raise SimulatedCrash

@@ -156,10 +156,10 @@ def test_sorted_set_priority_queue_dead_letters_a_malformed_message_and_takes_th
 def test_a_priority_queue_of_only_malformed_messages_returns_none_and_keeps_them_all(r, kind):
     if kind == "lists":
         q = ListPriorityQueue(r, "q")
-        push = lambda raw: r.lpush(q.keys[1], raw)  # noqa: E731
+        push = lambda raw: r.lpush(q.keys[1], raw)
     else:
         q = SortedSetPriorityQueue(r, "q")
-        push = lambda raw: r.zadd(q.key, {raw: r.zcard(q.key)})  # noqa: E731
+        push = lambda raw: r.zadd(q.key, {raw: r.zcard(q.key)})
     for raw in (NOT_JSON, NOT_UTF8, '{"v": 99}'):
         push(raw)
     assert q.take() is None

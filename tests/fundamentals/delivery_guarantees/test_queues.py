@@ -158,7 +158,7 @@ def test_bad_arguments_are_refused_with_a_clear_message(r, call, message):
 
 def test_all_keys_of_a_queue_share_one_hash_slot(r):
     q = ReliableQueue(r, "emails")
-    keys = [q.pending_key, q.dead_key, q.workers_key, q.processing_key("w1")]
+    keys = [q.pending_key, q.dead.key, q.workers_key, q.processing_key("w1")]
     assert {key.split("}")[0] + "}" for key in keys} == {"q:{emails}"}
 
 

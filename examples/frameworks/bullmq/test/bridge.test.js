@@ -15,8 +15,8 @@ test('a job added from Python is processed by a Node worker; a non-envelope one 
   const queue = createQueue(name);
   const worker = createWorker(name, demoHandlers);
   try {
-    const goodId = (await python(['add', name, 'send_welcome', '{"user": 7}', '--job-id', 'welcome-7'])).trim();
-    const badId = (await python(['add', name, 'send_welcome', '{"user": 8}', '--raw'])).trim();
+    const goodId = (await python(['add', name, 'send_welcome', '{"user": 7}', 'welcome-7'])).trim();
+    const badId = (await python(['add-raw', name, 'send_welcome', '{"user": 8}'])).trim();
     assert.equal(goodId, 'welcome-7');
     const good = await waitFor('the Python job to complete', async () => {
       const job = await queue.getJob(goodId);
@@ -41,7 +41,7 @@ test('a job added from Node is processed by a Python worker; a non-envelope one 
   try {
     const good = await enqueue(queue, 'send_welcome', { user: 9 }, { id: 'welcome-9' });
     const bad = await queue.add('send_welcome', { user: 10 }); // no envelope
-    const lines = (await python(['work', name, '--jobs', '2', '--timeout', '20'])).trim().split('\n');
+    const lines = (await python(['work', name, '2', '20'])).trim().split('\n');
     const byId = Object.fromEntries(lines.map((line) => JSON.parse(line)).map((r) => [r.id, r]));
     assert.deepEqual(byId[good.id], { id: 'welcome-9', state: 'completed', result: { handledBy: 'python', user: 9 } });
     assert.equal(byId[bad.id].state, 'failed');
