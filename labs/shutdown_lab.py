@@ -31,7 +31,6 @@ set past the point where the dead worker's heartbeat expired. What is recovered,
 often it runs, is the framework's own code.
 """
 
-
 import argparse
 import asyncio
 import datetime
@@ -48,10 +47,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = ROOT / "labs" / "shutdown_workers"
@@ -87,8 +86,9 @@ class LabError(RuntimeError):
     """A cell could not be measured (a worker did not start, a process survived its pod)."""
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float,
-             details: Callable[[], str] | None = None) -> Any:
+def wait_for(
+    what: str, check: Callable[[], Any], timeout: float, details: Callable[[], str] | None = None
+) -> Any:
     """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     delay = 0.01
@@ -98,7 +98,9 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float,
             return seen
         if time.monotonic() >= deadline:
             extra = f"\n{details()}" if details else ""
-            raise LabError(f"timed out after {timeout:g} s waiting for {what} (last: {seen!r}){extra}")
+            raise LabError(
+                f"timed out after {timeout:g} s waiting for {what} (last: {seen!r}){extra}"
+            )
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
 
@@ -146,8 +148,12 @@ class Pod:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [unshare, "--pid", "--fork", "--mount-proc", *argv], cwd=ROOT, env=env,
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            [unshare, "--pid", "--fork", "--mount-proc", *argv],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.init_pid = 0
@@ -214,18 +220,14 @@ class Pod:
         """Kill whatever is left (PID 1 first: the kernel takes the namespace down with it)."""
         try:
             if self.init_pid and self.proc.poll() is None:
-                try:
+                with suppress(ProcessLookupError):
                     os.kill(self.init_pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             if self.proc.poll() is None:
                 self.proc.kill()
             self.proc.wait(timeout=10)
             for pid in self.members():  # only possible if PID 1 was never found
-                try:
+                with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             wait_for("the pod's PID namespace to empty", lambda: not self.members(), 10)
         finally:
             self._log.close()
@@ -241,18 +243,25 @@ def pod(argv: list[str], env: dict[str, str], log_path: pathlib.Path) -> Iterato
 
 
 @contextmanager
-def plain_process(argv: list[str], env: dict[str, str], log_path: pathlib.Path) -> Iterator[subprocess.Popen]:
+def plain_process(
+    argv: list[str], env: dict[str, str], log_path: pathlib.Path
+) -> Iterator[subprocess.Popen]:
     """The next pod: an ordinary process in its own process group, killed with its group."""
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             yield proc
         finally:
-            try:
+            with suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait(timeout=10)
 
 
@@ -270,7 +279,7 @@ class Framework:
     name = ""
     label = ""
     running = 1  # jobs one worker runs at once
-    settings: dict[str, Setting] = {}
+    settings: ClassVar[dict[str, Setting]] = {}
     default_setting = ""
     programs: tuple[tuple[str, str], ...] = ()  # (program, Debian package) it needs
 
@@ -306,10 +315,9 @@ def _python() -> str:
 
 class CeleryLab(Framework):
     name, label, running = "celery", "Celery (prefork, acks_late)", 2
-    settings = {
+    settings: ClassVar[dict[str, Setting]] = {
         "warm": Setting("warm (default)"),
-        "soft": Setting("soft",
-                        (("REMAP_SIGTERM", "SIGQUIT"),), TIMEOUT_SHORT),
+        "soft": Setting("soft", (("REMAP_SIGTERM", "SIGQUIT"),), TIMEOUT_SHORT),
         "cold": Setting("cold", (("REMAP_SIGTERM", "SIGQUIT"),)),
         "no-reject": Setting("no reject on lost", (("LAB_REJECT_ON_WORKER_LOST", "0"),)),
     }
@@ -337,8 +345,13 @@ class CeleryLab(Framework):
             with client.connection_for_write() as conn:
                 Queue(QUEUE)(conn.default_channel).declare()  # the binding publishes route by
                 for job_id, seconds in jobs:
-                    client.send_task("lab.job", args=[job_id, seconds], queue=QUEUE,
-                                     task_id=job_id, connection=conn)
+                    client.send_task(
+                        "lab.job",
+                        args=[job_id, seconds],
+                        queue=QUEUE,
+                        task_id=job_id,
+                        connection=conn,
+                    )
         finally:
             client.close()
 
@@ -368,7 +381,7 @@ class CeleryLab(Framework):
 
 class RQLab(Framework):
     name, label, running = "rq", "RQ", 1
-    settings = {
+    settings: ClassVar[dict[str, Setting]] = {
         "retry": Setting("Retry(max=1)"),
         "no-retry": Setting("no Retry"),
     }
@@ -388,7 +401,9 @@ class RQLab(Framework):
         from labs.shutdown_workers.python_job import run_lab_job
 
         # retry at once (interval 0): a retry with a delay waits for RQ's scheduler
-        policy = JobPolicy(job_timeout=60, retry_intervals=(0,) if setting is self.settings["retry"] else ())
+        policy = JobPolicy(
+            job_timeout=60, retry_intervals=(0,) if setting is self.settings["retry"] else ()
+        )
         queue = self._queue(url)
         for job_id, seconds in jobs:
             enqueue(queue, run_lab_job, job_id, seconds, policy=policy, job_id=job_id)
@@ -428,7 +443,7 @@ class RQLab(Framework):
 
 class ReliableLab(Framework):
     name, label, running = "reliable", "handbook reliable queue (DrainingWorker)", 1
-    settings = {"default": Setting("drain")}
+    settings: ClassVar[dict[str, Setting]] = {"default": Setting("drain")}
     default_setting = "default"
     pods = 0
 
@@ -476,7 +491,7 @@ class ReliableLab(Framework):
 
 class BullMQLab(Framework):
     name, label, running = "bullmq", "BullMQ (Node.js)", 2
-    settings = {
+    settings: ClassVar[dict[str, Setting]] = {
         "deadline-long": Setting("deadline", timeout=TIMEOUT_LONG),
         "deadline-short": Setting("deadline", timeout=TIMEOUT_SHORT),
     }
@@ -491,8 +506,13 @@ class BullMQLab(Framework):
             "SHUTDOWN_DEADLINE_MS": str(round((setting.timeout or TIMEOUT_LONG) * scale * 1000)),
             # Every worker of the queue checks for stalled jobs at most once per stalledInterval
             # (the "stalled-check" key): short here too, or the next pod's checks are skipped.
-            "WORKER_OPTIONS": json.dumps({"concurrency": self.running, "lockDuration": BULLMQ_LOCK_MS,
-                                          "stalledInterval": BULLMQ_STALLED_MS}),
+            "WORKER_OPTIONS": json.dumps(
+                {
+                    "concurrency": self.running,
+                    "lockDuration": BULLMQ_LOCK_MS,
+                    "stalledInterval": BULLMQ_STALLED_MS,
+                }
+            ),
         }
 
     def enqueue(self, url: str, jobs: list[tuple[str, float]], setting: Setting) -> None:
@@ -505,7 +525,9 @@ class BullMQLab(Framework):
             queue = Queue(QUEUE, {"connection": url})
             try:
                 for job_id, seconds in jobs:
-                    await enqueue(queue, new_job("lab", {"id": job_id, "seconds": seconds}, job_id=job_id))
+                    await enqueue(
+                        queue, new_job("lab", {"id": job_id, "seconds": seconds}, job_id=job_id)
+                    )
             finally:
                 await queue.close()
 
@@ -522,13 +544,15 @@ class BullMQLab(Framework):
 
     def version(self) -> str:
         package = BULLMQ_DIR / "node_modules" / "bullmq" / "package.json"
-        node = subprocess.run([shutil.which("node") or "node", "--version"], capture_output=True, text=True)
+        node = subprocess.run(
+            [shutil.which("node") or "node", "--version"], capture_output=True, text=True
+        )
         return f"bullmq {json.loads(package.read_text())['version']}, Node.js {node.stdout.strip()}"
 
 
 class SidekiqLab(Framework):
     name, label, running = "sidekiq", "Sidekiq (basic fetch)", 2
-    settings = {
+    settings: ClassVar[dict[str, Setting]] = {
         "t-long": Setting("-t", timeout=TIMEOUT_LONG),
         "t-short": Setting("-t", timeout=TIMEOUT_SHORT),
     }
@@ -537,8 +561,17 @@ class SidekiqLab(Framework):
 
     def command(self, setting: Setting, scale: float) -> list[str]:
         timeout = max(1, round((setting.timeout or TIMEOUT_LONG) * scale))  # -t takes whole seconds
-        return [shutil.which("sidekiq") or "sidekiq", "-r", str(WORKERS / "sidekiq_job.rb"),
-                "-q", QUEUE, "-c", str(self.running), "-t", str(timeout)]
+        return [
+            shutil.which("sidekiq") or "sidekiq",
+            "-r",
+            str(WORKERS / "sidekiq_job.rb"),
+            "-q",
+            QUEUE,
+            "-c",
+            str(self.running),
+            "-t",
+            str(timeout),
+        ]
 
     def env(self, setting: Setting, scale: float) -> dict[str, str]:
         return {"RUBYOPT": "-W0"}
@@ -564,8 +597,11 @@ class SidekiqLab(Framework):
         return r.llen(f"queue:{QUEUE}") == 0
 
     def version(self) -> str:
-        done = subprocess.run(["ruby", "-W0", "-rsidekiq", "-e", "print Sidekiq::VERSION, ' ', RUBY_VERSION"],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            ["ruby", "-W0", "-rsidekiq", "-e", "print Sidekiq::VERSION, ' ', RUBY_VERSION"],
+            capture_output=True,
+            text=True,
+        )
         sidekiq_version, _, ruby_version = done.stdout.partition(" ")
         return f"Sidekiq {sidekiq_version} (Debian ruby-sidekiq), Ruby {ruby_version}"
 
@@ -591,12 +627,18 @@ class Cell:
 
     def check(self) -> None:
         if self.framework not in FRAMEWORKS:
-            raise ValueError(f"unknown framework {self.framework!r}; choose from {sorted(FRAMEWORKS)}")
+            raise ValueError(
+                f"unknown framework {self.framework!r}; choose from {sorted(FRAMEWORKS)}"
+            )
         if self.entry not in ENTRY_POINTS:
-            raise ValueError(f"unknown entry point {self.entry!r}; choose from {sorted(ENTRY_POINTS)}")
+            raise ValueError(
+                f"unknown entry point {self.entry!r}; choose from {sorted(ENTRY_POINTS)}"
+            )
         if self.setting not in FRAMEWORKS[self.framework].settings:
             known = sorted(FRAMEWORKS[self.framework].settings)
-            raise ValueError(f"unknown {self.framework} setting {self.setting!r}; choose from {known}")
+            raise ValueError(
+                f"unknown {self.framework} setting {self.setting!r}; choose from {known}"
+            )
         if not (isinstance(self.grace, (int, float)) and self.grace > 0):
             raise ValueError(f"grace must be a positive number of seconds, got {self.grace!r}")
 
@@ -604,8 +646,11 @@ class Cell:
 def full_matrix() -> list[Cell]:
     """Every entry point with each framework's default settings and the long grace, then the
     settings that matter for each framework with the exec form."""
-    cells = [Cell(fw.name, entry, GRACE_LONG, fw.default_setting)
-             for fw in FRAMEWORKS.values() for entry in ENTRY_POINTS]
+    cells = [
+        Cell(fw.name, entry, GRACE_LONG, fw.default_setting)
+        for fw in FRAMEWORKS.values()
+        for entry in ENTRY_POINTS
+    ]
     cells += [
         Cell("celery", "exec", GRACE_SHORT, "warm"),
         Cell("celery", "exec", GRACE_SHORT, "soft"),
@@ -660,14 +705,16 @@ def _counts(r: Any, key: str) -> dict[str, int]:
     return {k: int(v) for k, v in r.hgetall(key).items()}
 
 
-def run_cell(url: str, cell: Cell, *, seed: int = 17, scale: float = 1.0, workdir: pathlib.Path) -> CellResult:
+def run_cell(
+    url: str, cell: Cell, *, seed: int = 17, scale: float = 1.0, workdir: pathlib.Path
+) -> CellResult:
     """Measure one cell against the Redis at ``url`` (its database is flushed first)."""
     from examples.redis_client import connect
 
     cell.check()
     framework = FRAMEWORKS[cell.framework]
     setting = framework.settings[cell.setting]
-    label, prefix = ENTRY_POINTS[cell.entry]
+    prefix = ENTRY_POINTS[cell.entry][1]
     grace = cell.grace * scale
     started = time.monotonic()
     r = connect(url)
@@ -675,50 +722,78 @@ def run_cell(url: str, cell: Cell, *, seed: int = 17, scale: float = 1.0, workdi
         r.flushdb()
         plan = job_plan(framework, seed, scale)
         framework.enqueue(url, plan, setting)
-        base_env = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        base_env = {
+            **os.environ,
+            "REDIS_URL": url,
+            "PYTHONPATH": str(ROOT),
+            "PYTHONUNBUFFERED": "1",
+        }
         env = {**base_env, **framework.env(setting, scale), "LAB_TIME_SCALE": "1"}
         argv = [*prefix, *framework.command(setting, scale)]
         log = workdir / f"{cell.framework}-{cell.entry}-{cell.setting}-{cell.grace:g}.log"
         with pod(argv, env, log) as worker:
+
             def first_jobs_started() -> bool:
                 if not worker.alive():
-                    raise LabError(f"the {framework.label} pod exited before its jobs started:\n{worker.tail()}")
+                    why = f"the {framework.label} pod exited before its jobs started"
+                    raise LabError(f"{why}:\n{worker.tail()}")
                 return r.hlen(STARTS) >= framework.running
 
-            wait_for(f"{framework.running} jobs to start", first_jobs_started, CELL_TIMEOUT, worker.tail)
+            what = f"{framework.running} jobs to start"
+            wait_for(what, first_jobs_started, CELL_TIMEOUT, worker.tail)
             stopped_by, stopped_after = worker.terminate(grace)
         starts, finishes = _counts(r, STARTS), _counts(r, FINISHES)
         places = framework.places(r)
         interrupted = [j for j in starts if j not in finishes]
-        unfinished_places = {job_id: places.get(job_id, "absent") for job_id, _ in plan if job_id not in finishes}
+        unfinished_places = {
+            job_id: places.get(job_id, "absent") for job_id, _ in plan if job_id not in finishes
+        }
 
         # The next pod: the framework's recovery, then a worker whose jobs take no time.
         framework.recover(url, r)
         expected = {j for j, where in framework.places(r).items() if where in (QUEUED, HELD)}
         before = _counts(r, FINISHES)
-        next_env = {**base_env, **framework.env(setting, scale), **framework.next_pod_env(), "LAB_TIME_SCALE": "0"}
-        with plain_process(framework.command(framework.settings[framework.default_setting], scale),
-                           next_env, workdir / f"{log.stem}-next.log") as next_pod:
+        next_env = {
+            **base_env,
+            **framework.env(setting, scale),
+            **framework.next_pod_env(),
+            "LAB_TIME_SCALE": "0",
+        }
+        with plain_process(
+            framework.command(framework.settings[framework.default_setting], scale),
+            next_env,
+            workdir / f"{log.stem}-next.log",
+        ) as next_pod:
+
             def all_recovered() -> bool:
                 if next_pod.poll() is not None:
                     raise LabError(f"the next {framework.label} pod exited early")
                 done = _counts(r, FINISHES)
-                return all(done.get(j, 0) > before.get(j, 0) for j in expected) and framework.drained(r)
+                return all(
+                    done.get(j, 0) > before.get(j, 0) for j in expected
+                ) and framework.drained(r)
 
             wait_for("the next pod to run every recoverable job", all_recovered, CELL_TIMEOUT)
         final_starts, final_finishes = _counts(r, STARTS), _counts(r, FINISHES)
         final_places = framework.places(r)
         never = [job_id for job_id, _ in plan if final_finishes.get(job_id, 0) == 0]
         return CellResult(
-            framework=cell.framework, entry=cell.entry, setting=cell.setting, grace=grace,
-            jobs=len(plan), stopped_by=stopped_by, stopped_after=round(stopped_after, 2),
-            completed=len(finishes), interrupted=len(interrupted),
+            framework=cell.framework,
+            entry=cell.entry,
+            setting=cell.setting,
+            grace=grace,
+            jobs=len(plan),
+            stopped_by=stopped_by,
+            stopped_after=round(stopped_after, 2),
+            completed=len(finishes),
+            interrupted=len(interrupted),
             requeued=sum(1 for j in interrupted if places.get(j) == QUEUED),
             held=sum(1 for j in interrupted if places.get(j) == HELD),
             run_twice=sum(1 for n in final_starts.values() if n > 1),
             failed=sum(1 for job_id in never if final_places.get(job_id) == FAILED),
             lost=sum(1 for job_id in never if final_places.get(job_id) != FAILED),
-            seconds=round(time.monotonic() - started, 2), places=unfinished_places,
+            seconds=round(time.monotonic() - started, 2),
+            places=unfinished_places,
         )
     finally:
         r.close()
@@ -730,11 +805,19 @@ def missing_requirements(frameworks: list[str]) -> list[str]:
     problems = []
     if os.geteuid() != 0:
         problems.append("root (unshare --pid needs it; CI runs as root)")
-    needed = [("unshare", "util-linux"), ("tini", "tini"), ("dumb-init", "dumb-init"),
-              ("redis-server", "redis-server")]
+    needed = [
+        ("unshare", "util-linux"),
+        ("tini", "tini"),
+        ("dumb-init", "dumb-init"),
+        ("redis-server", "redis-server"),
+    ]
     for name in frameworks:
         needed += FRAMEWORKS[name].programs
-    problems += [f"{program} (Debian: {package})" for program, package in needed if shutil.which(program) is None]
+    problems += [
+        f"{program} (Debian: {package})"
+        for program, package in needed
+        if shutil.which(program) is None
+    ]
     if "bullmq" in frameworks and not (BULLMQ_DIR / "node_modules" / "bullmq").is_dir():
         problems.append("the BullMQ example's packages (`npm ci` in examples/frameworks/bullmq)")
     return problems
@@ -743,7 +826,11 @@ def missing_requirements(frameworks: list[str]) -> list[str]:
 def _machine() -> dict[str, Any]:
     from labs.persistence import cpu_model
 
-    return {"os": f"{platform.system()} {platform.release()}", "cpu": cpu_model(), "cpus": os.cpu_count()}
+    return {
+        "os": f"{platform.system()} {platform.release()}",
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+    }
 
 
 def _tool_versions() -> dict[str, str]:
@@ -758,7 +845,9 @@ def _tool_versions() -> dict[str, str]:
     }
 
 
-def run_lab(cells: list[Cell], *, url: str | None = None, seed: int = 17, scale: float = 1.0) -> dict[str, Any]:
+def run_lab(
+    cells: list[Cell], *, url: str | None = None, seed: int = 17, scale: float = 1.0
+) -> dict[str, Any]:
     """Run ``cells`` one after another (against a throwaway redis-server unless ``url`` names
     one that may be flushed) and describe where and with what they ran."""
     from examples.redis_client import connect
@@ -780,7 +869,9 @@ def run_lab(cells: list[Cell], *, url: str | None = None, seed: int = 17, scale:
         if url is None:
             server, url = launcher.start_redis(tmp, secrets.token_urlsafe(16))
         try:
-            results = [run_cell(url, cell, seed=seed, scale=scale, workdir=workdir) for cell in cells]
+            results = [
+                run_cell(url, cell, seed=seed, scale=scale, workdir=workdir) for cell in cells
+            ]
             redis_version = connect(url).info("server")["redis_version"]
         finally:
             if server is not None:
@@ -793,12 +884,18 @@ def run_lab(cells: list[Cell], *, url: str | None = None, seed: int = 17, scale:
         "time_scale": scale,
         "wall_seconds": round(time.monotonic() - started, 1),
         "machine": _machine(),
-        "versions": {"redis": redis_version, **{n: FRAMEWORKS[n].version() for n in frameworks},
-                     **_tool_versions()},
+        "versions": {
+            "redis": redis_version,
+            **{n: FRAMEWORKS[n].version() for n in frameworks},
+            **_tool_versions(),
+        },
         "parameters": {
-            "longest_job": LONGEST_JOB * scale, "grace_long": GRACE_LONG * scale,
-            "grace_short": GRACE_SHORT * scale, "timeout_long": TIMEOUT_LONG * scale,
-            "timeout_short": TIMEOUT_SHORT * scale, "bullmq_lock_ms": BULLMQ_LOCK_MS,
+            "longest_job": LONGEST_JOB * scale,
+            "grace_long": GRACE_LONG * scale,
+            "grace_short": GRACE_SHORT * scale,
+            "timeout_long": TIMEOUT_LONG * scale,
+            "timeout_short": TIMEOUT_SHORT * scale,
+            "bullmq_lock_ms": BULLMQ_LOCK_MS,
             "bullmq_stalled_ms": BULLMQ_STALLED_MS,
             "celery_next_pod_visibility_timeout": NEXT_POD_VISIBILITY_TIMEOUT,
         },
@@ -806,105 +903,19 @@ def run_lab(cells: list[Cell], *, url: str | None = None, seed: int = 17, scale:
     }
 
 
-# -- the page's tables ---------------------------------------------------------------------------
-def _stopped(row: dict[str, Any]) -> str:
-    if row["stopped_by"] == "SIGKILL":
-        return "SIGKILL"
-    return f"exit, {row['stopped_after']:.1f} s"
-
-
-def _interrupted(row: dict[str, Any]) -> str:
-    """How many jobs were interrupted, where they were once the pod was gone, and how those
-    that never ran again ended: "2 held", "1 held, then 1 failed", "2 lost"."""
-    now = [f"{row[key]} {key}" for key in ("requeued", "held") if row[key]]
-    end = [f"{row[key]} {key}" for key in ("failed", "lost") if row[key]]
-    if not now and not end:
-        return str(row["interrupted"])
-    text = ", ".join(now) + (", then " if now and end else "") + ", ".join(end)
-    keys = ("requeued", "held") if now else ("failed", "lost")
-    accounted = sum(row[key] for key in keys)
-    return text if accounted == row["interrupted"] else f"{row['interrupted']}: {text}"
-
-
-def _setting_label(row: dict[str, Any], parameters: dict[str, Any]) -> str:
-    setting = FRAMEWORKS[row["framework"]].settings[row["setting"]]
-    if setting.timeout is None:
-        return setting.label
-    seconds = setting.timeout * (parameters["timeout_long"] / TIMEOUT_LONG)
-    if row["framework"] == "sidekiq":
-        return f"`-t {max(1, round(seconds))}`"
-    return f"{setting.label} {seconds:g} s"
-
-
-def shutdown_table(framework: str, path: str | None = None) -> tuple[list[str], list[list[object]]]:
-    """One framework's cells from the committed results file, for the page's generated table."""
-    data = json.loads(Path(path or RESULTS).read_text(encoding="utf-8"))
-    if framework not in FRAMEWORKS:
-        raise ValueError(f"unknown framework {framework!r}; choose from {sorted(FRAMEWORKS)}")
-    header = ["entry point", "setting", "grace", "stopped", "done", "interrupted, then",
-              "run twice", "lost"]
-    rows = [
-        [ENTRY_POINTS[row["entry"]][0], _setting_label(row, data["parameters"]), f"{row['grace']:g} s",
-         _stopped(row), f"{row['completed']}/{row['jobs']}", _interrupted(row), row["run_twice"],
-         row["lost"]]
-        for row in data["cells"] if row["framework"] == framework
-    ]
-    if not rows:
-        raise ValueError(f"the results file has no cell for {framework!r}")
-    return header, rows
-
-
-# Each framework's own shutdown limit, and what the grace period must cover (sources: page).
-OWN_TIMEOUTS: dict[str, tuple[str, str]] = {
-    "celery": ("warm (default): none; soft: worker_soft_shutdown_timeout",
-               "longest task (at most task_time_limit) + exit, or soft timeout + exit"),
-    "rq": ("none; job_timeout ({rq_timeout} s by default) ends the job", "job_timeout + exit"),
-    "bullmq": ("none in close(); the closeOnSignals deadline", "deadline + exit"),
-    "sidekiq": ("-t, 25 s by default", "-t + 5 s or more"),
-    "reliable": ("none: drains the job in hand", "longest job + one fetch + preStop + margin"),
-}
-
-
-def grace_table(path: str | None = None) -> tuple[list[str], list[list[object]]]:
-    """Per framework: its own shutdown limit, the exit time the lab measured after the last
-    job (exec form, long grace), and what the grace period must cover."""
-    from rq import Queue
-
-    data = json.loads(Path(path or RESULTS).read_text(encoding="utf-8"))
-    longest = data["parameters"]["longest_job"]
-    rows: list[list[object]] = []
-    for name, framework in FRAMEWORKS.items():
-        drained = [c for c in data["cells"] if c["framework"] == name and c["stopped_by"] == "exit"
-                   and c["entry"] in ("exec", "sh-exec", "tini") and c["interrupted"] == 0]
-        if not drained:
-            raise ValueError(f"the results file has no clean drain for {name!r}")
-        exit_after = max(c["stopped_after"] for c in drained) - longest
-        own, grace = OWN_TIMEOUTS[name]
-        rows.append([framework.label, own.format(rq_timeout=Queue.DEFAULT_TIMEOUT),
-                     f"{max(exit_after, 0):.1f} s", grace])
-    header = ["framework", "own shutdown limit", "exit after the last job (measured)",
-              "grace must exceed"]
-    return header, rows
-
-
-def run_table(path: str | None = None) -> tuple[list[str], list[list[object]]]:
-    """Where, when and with what the committed results were measured."""
-    data = json.loads(Path(path or RESULTS).read_text(encoding="utf-8"))
-    machine = data["machine"]
-    rows: list[list[object]] = [
-        ["measured", f"{data['date']}, {machine['os']}, {machine['cpu']} ({machine['cpus']} CPUs)"],
-        ["wall time", f"{data['wall_seconds']:.0f} s for {len(data['cells'])} cells, one after another"],
-    ]
-    rows += [[name, value] for name, value in data["versions"].items()]
-    rows.append(["command", f"`{data['command']}`"])
-    return ["", "value"], rows
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labs.shutdown_lab", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, help="write the results as JSON here (default: print them)")
-    parser.add_argument("--framework", action="append", choices=sorted(FRAMEWORKS),
-                        help="only this framework's cells (repeatable; default: all)")
+    parser = argparse.ArgumentParser(
+        prog="python -m labs.shutdown_lab", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--out", type=Path, help="write the results as JSON here (default: print them)"
+    )
+    parser.add_argument(
+        "--framework",
+        action="append",
+        choices=sorted(FRAMEWORKS),
+        help="only this framework's cells (repeatable; default: all)",
+    )
     parser.add_argument("--seed", type=int, default=17)
     args = parser.parse_args(argv)
     cells = [c for c in full_matrix() if not args.framework or c.framework in args.framework]
@@ -920,11 +931,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sys.stdout.write(text)
     for row in data["cells"]:
-        print(f"{row['framework']:>9} {row['entry']:>9} {row['setting']:>14} {row['grace']:>4g}s: "
-              f"{row['stopped_by']:>7} done {row['completed']} interrupted {row['interrupted']} "
-              f"requeued {row['requeued']} held {row['held']} twice {row['run_twice']} "
-              f"failed {row['failed']} lost {row['lost']}",
-              file=sys.stderr)
+        print(
+            f"{row['framework']:>9} {row['entry']:>9} {row['setting']:>14} {row['grace']:>4g}s: "
+            f"{row['stopped_by']:>7} done {row['completed']} interrupted {row['interrupted']} "
+            f"requeued {row['requeued']} held {row['held']} twice {row['run_twice']} "
+            f"failed {row['failed']} lost {row['lost']}",
+            file=sys.stderr,
+        )
     print(f"wall time {data['wall_seconds']} s", file=sys.stderr)
     return 0
 

@@ -34,11 +34,24 @@ def main() -> None:
             "unacked_restore_interval": 1,
             "unacked_restore_throttle": 1,
         }
-    app.worker_main([
-        "worker", "--pool", "prefork", "--concurrency", os.environ.get("LAB_CONCURRENCY", "2"),
-        "-Q", QUEUE, "-n", "lab@%h", "--loglevel", os.environ.get("LAB_LOGLEVEL", "WARNING"),
-        "--without-mingle", "--without-gossip", "--without-heartbeat",
-    ])
+    app.worker_main(
+        [
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            os.environ.get("LAB_CONCURRENCY", "2"),
+            "-Q",
+            QUEUE,
+            "-n",
+            "lab@%h",
+            "--loglevel",
+            os.environ.get("LAB_LOGLEVEL", "WARNING"),
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ def handler(job: Job) -> None:
 
 
 def main(worker_id: str) -> int:
-    worker = DrainingWorker(ReliableQueue(connect(), QUEUE), worker_id, handler,
-                            prefetch=1, poll_timeout=0.5)
+    worker = DrainingWorker(
+        ReliableQueue(connect(), QUEUE), worker_id, handler, prefetch=1, poll_timeout=0.5
+    )
     restore = worker.install_signal_handlers()
     try:
         worker.run()

@@ -28,7 +28,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from examples.clock import Clock, SystemClock
@@ -134,7 +134,7 @@ def rq_worker_ok(r: Any, name: str, max_age: float, clock: Clock | None = None) 
     text = raw.decode() if isinstance(raw, bytes) else raw
     beat = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if beat.tzinfo is None:
-        beat = beat.replace(tzinfo=timezone.utc)
+        beat = beat.replace(tzinfo=UTC)
     return (clock or SystemClock()).now() - beat.timestamp() <= max_age
 # [end:rq-worker]
 

@@ -100,7 +100,7 @@ class FakeApiServer:
         recorded = self.requests
 
         class Handler(BaseHTTPRequestHandler):
-            def do_PATCH(self):  # noqa: N802 - the name http.server calls
+            def do_PATCH(self):  # the name http.server calls
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 recorded.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
                 self.send_response(200)

@@ -26,6 +26,7 @@ import yaml
 
 from examples.frameworks.deploys_and_shutdowns import celery_worker, health, worker
 from examples.frameworks.horizontal_scaling import DrainingWorker, grace_period_needed
+from handbook_sphinx.tables import shutdown_exit_seconds
 from labs import shutdown_lab
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -84,9 +85,7 @@ def test_the_scaled_job_lets_running_jobs_finish_when_it_is_updated():
 # -- grace periods ---------------------------------------------------------------------------
 def measured_celery_exit() -> float:
     """The longest time the lab's Celery workers took to exit after their last task finished."""
-    header, rows = shutdown_lab.grace_table()
-    [celery] = [r for r in rows if r[0] == shutdown_lab.FRAMEWORKS["celery"].label]
-    return float(celery[2].removesuffix(" s"))
+    return shutdown_exit_seconds(shutdown_lab.RESULTS)["celery"]
 
 
 def test_the_celery_grace_covers_the_soft_shutdown_and_the_measured_exit():

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -105,19 +104,28 @@ def test_a_grace_shorter_than_the_job_interrupts_it_and_the_frameworks_own_timeo
 
 
 def test_the_page_tables_are_rendered_from_the_results_file():
+    """handbook_sphinx.tables lays the committed results out as the page's tables."""
+    from handbook_sphinx import tables
+
     for framework in lab.FRAMEWORKS:
-        header, rows = lab.shutdown_table(framework)
+        table = tables.shutdown_table(lab.RESULTS, framework)
         ours = [c for c in DATA["cells"] if c["framework"] == framework]
-        assert len(rows) == len(ours) and all(len(r) == len(header) for r in rows)
-        assert [r[header.index("lost")] for r in rows] == [c["lost"] for c in ours]
-        assert [r[header.index("run twice")] for r in rows] == [c["run_twice"] for c in ours]
-        held = [r[header.index("interrupted, then")] for r in rows if r[0] == "sh, no exec"]
-        assert held == [lab._interrupted(c) for c in ours if c["entry"] == "sh"]
-        assert [r[header.index("done")] for r in rows] == [f"{c['completed']}/{c['jobs']}" for c in ours]
-    header, rows = lab.run_table()
-    assert f"{DATA['wall_seconds']:.0f} s" in dict(rows)["wall time"]
-    header, rows = lab.grace_table()
-    assert [r[0] for r in rows] == [lab.FRAMEWORKS[f].label for f in lab.FRAMEWORKS]
+        column = {name: [row[i] for row in table.rows] for i, name in enumerate(table.header)}
+        assert column["lost"] == [f"**{c['lost']}**" if c["lost"] else "0" for c in ours]
+        assert column["run twice"] == [str(c["run_twice"]) for c in ours]
+        assert column["done"] == [f"{c['completed']}/{c['jobs']}" for c in ours]
+    sidekiq = tables.shutdown_table(lab.RESULTS, "sidekiq")
+    assert sidekiq.rows[1][:2] == ["sh, no exec", "`-t 4`"] and sidekiq.rows[1][5] == "2 lost"
+    rq = tables.shutdown_table(lab.RESULTS, "rq")
+    assert rq.rows[-1][5] == "1 held, then 1 failed"  # held at the stop, failed by the sweep
+    run = tables.shutdown_run(lab.RESULTS)
+    assert f"in {DATA['wall_seconds']:.0f} s" in run.note and DATA["command"] in run.note
+    grace = tables.shutdown_grace(lab.RESULTS)
+    assert [r[0] for r in grace.rows] == [fw.label for fw in lab.FRAMEWORKS.values()]
+    exits = tables.shutdown_exit_seconds(lab.RESULTS)
+    assert exits["celery"] > exits["sidekiq"]  # Celery stops its pool after the last task
+    with pytest.raises(ValueError, match="unknown framework 'resque'"):
+        tables.shutdown_table(lab.RESULTS, "resque")
 
 
 def test_unknown_cells_are_refused_with_the_choices():
@@ -133,8 +141,6 @@ def test_unknown_cells_are_refused_with_the_choices():
         lab.run_lab([])
     with pytest.raises(ValueError, match="scale must be between 0.2 and 10, got 0"):
         lab.run_lab([lab.Cell("reliable", "exec", 8.0, "default")], scale=0)
-    with pytest.raises(ValueError, match="unknown framework 'resque'"):
-        lab.shutdown_table("resque")
 
 
 # -- the entry points -----------------------------------------------------------------------
