@@ -20,6 +20,11 @@ const handlers = {
     await recorder.hincrby('lab:finishes', args.id, 1);
     return { id: args.id };
   },
+  // takes its process down on every attempt, as the kernel's OOM killer would
+  async poison(args) {
+    await recorder.hincrby('lab:starts', args.id, 1);
+    process.kill(process.pid, 'SIGKILL');
+  },
 };
 
 const worker = createWorker('lab', handlers, JSON.parse(process.env.WORKER_OPTIONS || '{}'));

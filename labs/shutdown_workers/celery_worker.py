@@ -2,6 +2,7 @@
 
 ``python -m labs.shutdown_workers.celery_worker`` with ``REDIS_URL`` set. Settings the lab
 varies come from the environment: ``LAB_REJECT_ON_WORKER_LOST`` (0 or 1),
+``LAB_RETRY_ON_WORKER_LOST`` (0 or 1), ``LAB_MAX_RETRIES`` (of the poison task),
 ``LAB_SOFT_SHUTDOWN_TIMEOUT`` (seconds, ``worker_soft_shutdown_timeout``),
 ``LAB_VISIBILITY_TIMEOUT`` (seconds; the next pod uses a short one so that it restores what
 the killed pod left in ``unacked`` without waiting the production hour). ``REMAP_SIGTERM``
@@ -14,7 +15,7 @@ import os
 
 from examples.frameworks.celery.app import app
 from labs.shutdown_workers import QUEUE
-from labs.shutdown_workers.python_job import run_lab_job
+from labs.shutdown_workers.python_job import run_lab_job, run_poison_job
 
 
 @app.task(name="lab.job")
@@ -22,10 +23,19 @@ def lab_job(job_id: str, seconds: float) -> str:
     return run_lab_job(job_id, seconds)
 
 
+# retried at once (no delay) when task_retry_on_worker_lost applies; max_retries from the lab
+@app.task(name="lab.poison", default_retry_delay=0,
+          max_retries=int(os.environ.get("LAB_MAX_RETRIES", "3")))
+def poison_job(job_id: str, how: str) -> str:
+    return run_poison_job(job_id, how)
+
+
 def main() -> None:
     conf = app.conf
     if "LAB_REJECT_ON_WORKER_LOST" in os.environ:
         conf.task_reject_on_worker_lost = os.environ["LAB_REJECT_ON_WORKER_LOST"] == "1"
+    if "LAB_RETRY_ON_WORKER_LOST" in os.environ:
+        conf.task_retry_on_worker_lost = os.environ["LAB_RETRY_ON_WORKER_LOST"] == "1"
     conf.worker_soft_shutdown_timeout = float(os.environ.get("LAB_SOFT_SHUTDOWN_TIMEOUT", "0"))
     if "LAB_VISIBILITY_TIMEOUT" in os.environ:
         conf.broker_transport_options = {

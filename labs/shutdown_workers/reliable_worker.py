@@ -14,10 +14,12 @@ from examples.frameworks.horizontal_scaling import DrainingWorker
 from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
 from examples.redis_client import connect
 from labs.shutdown_workers import QUEUE
-from labs.shutdown_workers.python_job import run_lab_job
+from labs.shutdown_workers.python_job import run_lab_job, run_poison_job
 
 
 def handler(job: Job) -> None:
+    if job.task == "poison":
+        run_poison_job(job.args["id"], job.args["how"])
     run_lab_job(job.args["id"], job.args["seconds"])
 
 

@@ -12,3 +12,13 @@ class LabJob
     Sidekiq.redis { |conn| conn.hincrby("lab:finishes", id, 1) }
   end
 end
+
+# Takes its process down on every attempt, as the kernel's OOM killer would.
+class PoisonJob
+  include Sidekiq::Job
+
+  def perform(id)
+    Sidekiq.redis { |conn| conn.hincrby("lab:starts", id, 1) }
+    Process.kill("KILL", Process.pid)
+  end
+end
