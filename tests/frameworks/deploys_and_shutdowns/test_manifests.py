@@ -1,8 +1,7 @@
 """Tests for the Kubernetes manifests and the Dockerfile of docs/frameworks/deploys-and-shutdowns.md.
 
-Core objects are validated offline against the Kubernetes 1.33 schemas in strict mode, the
-ScaledJob against the KEDA schema kept with the tests (as tests/frameworks/
-test_kubernetes_autoscaling.py does); then what the page claims about them: grace periods
+The objects are validated offline against the Kubernetes 1.33 schemas in strict mode (as
+tests/frameworks/test_kubernetes_autoscaling.py does); then what the page claims about them: grace periods
 that cover each worker's shutdown (the Celery one from the shutdown lab's measurement),
 probes that run and fail on a stuck consumer, annotations, the Pod Security Standards'
 restricted profile, no secret values, and an image whose PID 1 gets SIGTERM.
@@ -10,7 +9,6 @@ restricted profile, no secret values, and an image whose PID 1 gets SIGTERM.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -19,7 +17,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -31,10 +28,8 @@ from labs import shutdown_lab
 
 ROOT = Path(__file__).resolve().parents[3]
 MANIFESTS = ROOT / "examples" / "frameworks" / "deploys_and_shutdowns"
-KEDA_SCHEMA = ROOT / "tests" / "frameworks" / "fixtures" / "keda-schema.json"
 K8S_VERSION = "1.33.0"
 CORE = ["celery-worker.yaml", "draining-worker.yaml"]
-KEDA = ["long-jobs-scaledjob.yaml"]
 
 
 def documents(name: str) -> list[dict]:
@@ -46,40 +41,18 @@ def one(name: str, kind: str) -> dict:
     return found
 
 
-def keda_errors(document: dict) -> list[str]:
-    validator = jsonschema.Draft202012Validator(json.loads(KEDA_SCHEMA.read_text(encoding="utf-8")))
-    return sorted(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document))
-
-
 def pod_specs() -> list[tuple[str, dict]]:
-    specs = [(name, one(name, "Deployment")["spec"]["template"]) for name in CORE]
-    specs.append(("long-jobs-scaledjob.yaml", one("long-jobs-scaledjob.yaml", "ScaledJob")["spec"]["jobTargetRef"]["template"]))
-    return specs
+    return [(name, one(name, "Deployment")["spec"]["template"]) for name in CORE]
 
 
 def test_every_manifest_in_the_folder_is_checked_here():
-    assert sorted(p.name for p in MANIFESTS.glob("*.yaml")) == sorted(CORE + KEDA)
+    assert sorted(p.name for p in MANIFESTS.glob("*.yaml")) == sorted(CORE)
 
 
 @pytest.mark.parametrize("name", CORE)
 def test_core_objects_pass_the_strict_kubernetes_schema(name):
     for document in documents(name):
         kubernetes_validate.validate(document, K8S_VERSION, strict=True)
-
-
-def test_the_scaled_job_passes_the_keda_schema_and_its_job_the_batch_schema():
-    scaled = one("long-jobs-scaledjob.yaml", "ScaledJob")
-    assert keda_errors(scaled) == []
-    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"}, "spec": scaled["spec"]["jobTargetRef"]}
-    kubernetes_validate.validate(job, K8S_VERSION, strict=True)
-
-
-def test_the_scaled_job_lets_running_jobs_finish_when_it_is_updated():
-    scaled = one("long-jobs-scaledjob.yaml", "ScaledJob")
-    assert scaled["spec"]["rollout"] == {"strategy": "gradual"}
-    wrong = copy.deepcopy(scaled)
-    wrong["spec"]["rollout"]["strategy"] = "gradually"
-    assert keda_errors(wrong) == ["spec/rollout/strategy: 'gradually' is not one of ['default', 'gradual']"]
 
 
 # -- grace periods ---------------------------------------------------------------------------
@@ -210,7 +183,7 @@ def test_pods_fit_the_restricted_pod_security_standard(name, template):
 
 
 def test_no_manifest_carries_a_secret_value():
-    for name in CORE + KEDA:
+    for name in CORE:
         text = (MANIFESTS / name).read_text(encoding="utf-8")
         assert not re.search(r"^\s*(password|requirepass)\s*:", text, re.MULTILINE), name
         for match in re.finditer(r"redis://([^@\"]*)@", text):
