@@ -14,5 +14,6 @@ from examples.frameworks.celery.app import app
 # soft shutdown), then cancels the rest; with task_acks_late their messages go back to the
 # queue at once instead of waiting in `unacked` for the visibility timeout (two hours here).
 # The pod's grace period must cover it plus the worker's own exit.
-app.conf.worker_soft_shutdown_timeout = 60.0
+SOFT_SHUTDOWN_TIMEOUT = 60.0
+app.conf.worker_soft_shutdown_timeout = SOFT_SHUTDOWN_TIMEOUT
 # [end:soft-shutdown]

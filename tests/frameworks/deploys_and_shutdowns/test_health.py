@@ -167,40 +167,55 @@ def test_a_busy_worker_raises_its_cost_for_the_job_and_lowers_it_after_even_on_f
 
 
 # -- a stuck Celery consumer ------------------------------------------------------------------
-@REAL
-@pytest.mark.timeout(120)
-def test_a_celery_worker_that_stopped_consuming_still_answers_ping(r, redis_url, processes):
-    from examples.frameworks.celery.app import app
+CHECK_QUEUE, NODE = "health-check", f"probe@{socket.gethostname()}"
 
-    queue, node = "health-check", f"probe@{socket.gethostname()}"
+
+def start_probe_worker(processes, redis_url: str) -> None:
     processes.start(
         ["-m", "celery", "-A", "examples.frameworks.deploys_and_shutdowns.celery_worker", "worker",
-         "--pool", "solo", "-Q", queue, "-n", "probe@%h", "--loglevel", "WARNING",
+         "--pool", "solo", "-Q", CHECK_QUEUE, "-n", "probe@%h", "--loglevel", "WARNING",
          "--without-mingle", "--without-gossip", "--without-heartbeat"],
         env={"REDIS_URL": redis_url},
     )
+
+
+@REAL
+@pytest.mark.timeout(120)
+def test_a_celery_worker_whose_consumer_connection_is_killed_reconnects(r, redis_url, processes):
+    from examples.frameworks.celery.app import app
+
+    start_probe_worker(processes, redis_url)
 
     def consumer_connections():
         return [c["id"] for c in r.client_list() if c["cmd"] == "brpop"]
 
     # Before anything else connects, the only client blocked in BRPOP is the worker's consumer.
     [consumer] = eventually("the worker's consumer in BRPOP", consumer_connections, 60)
-
-    # 1. Its connection killed (CLIENT KILL): kombu reconnects and the worker consumes again.
     r.execute_command("CLIENT", "KILL", "ID", consumer)
-    assert app.send_task("examples.frameworks.celery.app.add", args=[2, 3], queue=queue).get(timeout=30) == 5
-    assert health.celery_consumes(app, node, [queue])
+    task = app.send_task("examples.frameworks.celery.app.add", args=[2, 3], queue=CHECK_QUEUE)
+    assert task.get(timeout=30) == 5
+    assert health.celery_consumes(app, NODE, [CHECK_QUEUE])
 
-    # 2. Its consumer cancelled: alive, answers ping, takes nothing; only active_queues shows it.
-    app.control.cancel_consumer(queue, destination=[node], reply=True, timeout=5)
-    assert app.control.ping(destination=[node], timeout=5) == [{node: {"ok": "pong"}}]
-    assert not health.celery_consumes(app, node, [queue])
-    waiting = app.send_task("examples.frameworks.celery.app.add", args=[1, 1], queue=queue)
+
+@REAL
+@pytest.mark.timeout(120)
+def test_a_celery_worker_that_stopped_consuming_still_answers_ping(r, redis_url, processes):
+    from examples.frameworks.celery.app import app
+
+    start_probe_worker(processes, redis_url)
+    eventually("the worker to answer", lambda: app.control.ping(destination=[NODE], timeout=1), 60)
+    assert health.celery_consumes(app, NODE, [CHECK_QUEUE])
+    replies = app.control.cancel_consumer(CHECK_QUEUE, destination=[NODE], reply=True, timeout=5)
+    assert replies == [{NODE: {"ok": f"no longer consuming from {CHECK_QUEUE}"}}]
+    # Alive, answers ping, takes nothing; only active_queues shows it.
+    assert app.control.ping(destination=[NODE], timeout=5) == [{NODE: {"ok": "pong"}}]
+    assert not health.celery_consumes(app, NODE, [CHECK_QUEUE])
+    waiting = app.send_task("examples.frameworks.celery.app.add", args=[1, 1], queue=CHECK_QUEUE)
     # A BRPOP sent before the cancel may take the message; kombu then puts it back.
-    eventually("the task's message in the queue", lambda: r.llen(queue), 10, until=lambda n: n == 1)
+    eventually("the task's message in the queue", lambda: r.llen(CHECK_QUEUE), 10, until=lambda n: n == 1)
     watch_until = time.monotonic() + 2  # watched for 2 s: nobody runs it
     while time.monotonic() < watch_until:
-        assert waiting.state == "PENDING" and r.llen(queue) == 1
+        assert waiting.state == "PENDING" and r.llen(CHECK_QUEUE) == 1
         time.sleep(0.1)
 
 

@@ -9,6 +9,7 @@ restricted profile, no secret values, and an image whose PID 1 gets SIGTERM.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -67,8 +68,8 @@ def test_the_celery_grace_covers_the_soft_shutdown_and_the_measured_exit():
     [container] = pod["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["REMAP_SIGTERM"] == "SIGQUIT"  # without it SIGTERM is a warm shutdown, unbounded
-    soft = celery_worker.app.conf.worker_soft_shutdown_timeout
-    assert soft == 60.0
+    soft = importlib.reload(celery_worker).app.conf.worker_soft_shutdown_timeout  # set on import
+    assert soft == celery_worker.SOFT_SHUTDOWN_TIMEOUT == 60.0
     needed = grace_period_needed(longest_job=soft, poll_timeout=0, margin=math.ceil(measured_celery_exit()) + 5)
     assert needed <= pod["terminationGracePeriodSeconds"] <= needed + 15
 
