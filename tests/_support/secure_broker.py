@@ -13,14 +13,12 @@ one); :func:`make_signing` makes RSA identities for Celery's ``auth`` serializer
 from __future__ import annotations
 
 import datetime
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import redis
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -28,15 +26,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from labs.with_redis import stop
+from tests._support.tools import require_tool
 from tests._support.waiting import eventually
 
 
 @contextmanager
 def redis_server(workdir: Path, ready: Callable[[], object], *args: str) -> Iterator[None]:
     """Run ``redis-server ARGS`` on 127.0.0.1 until the block ends, also if it fails."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
+    binary = require_tool("redis-server")  # Debian's, built with TLS (the tests use it)
     proc = subprocess.Popen(
         [binary, *args, "--bind", "127.0.0.1", "--dir", str(workdir), "--save", "",
          "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"],

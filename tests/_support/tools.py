@@ -41,10 +41,13 @@ TOOLS = {
         Tool("npm", "npm", "installing the BullMQ example's packages"),
         Tool("ruby", "ruby-sidekiq", "Sidekiq tests"),
         Tool("sidekiq", "ruby-sidekiq", "Sidekiq tests"),
-        Tool("rabbitmq-server", "rabbitmq-server", "RabbitMQ topology tests"),
+        Tool("rabbitmq-server", "rabbitmq-server", "RabbitMQ tests (topology, access rules)"),
         Tool("redis-server", "redis-server", "tests that start their own redis-server"),
         Tool("chromium", "chromium", "browser tests (tox -e browser)"),
         Tool("pdftotext", "poppler-utils", "PDF checks (tox -e pdf)"),
+        Tool("tini", "tini", "the shutdown lab's entry points"),
+        Tool("dumb-init", "dumb-init", "the shutdown lab's entry points"),
+        Tool("unshare", "util-linux", "the shutdown lab's PID namespaces"),
     )
 }
 REASON = re.compile(re.escape(PREFIX) + r"(?P<name>\S+) \(Debian package (?P<package>[^)]+)\)")

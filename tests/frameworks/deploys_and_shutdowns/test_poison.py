@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -27,6 +26,7 @@ from examples.redis_client import connect
 from labs.shutdown_lab import BULLMQ_DIR, WORKERS
 from labs.shutdown_workers import QUEUE, STARTS
 from labs.shutdown_workers.python_job import run_poison_job
+from tests._support.tools import require_tool
 from tests._support.waiting import eventually
 
 pytestmark = pytest.mark.real_redis("worker processes need a real server to share")
@@ -111,9 +111,7 @@ def test_rq_fails_the_job_when_its_work_horse_dies_and_retries_only_as_told(r, r
 def test_sidekiq_basic_fetch_loses_a_job_that_kills_its_process(r, redis_url, tmp_path):
     from examples.frameworks.sidekiq import client as sk
 
-    sidekiq = shutil.which("sidekiq")
-    if sidekiq is None:
-        pytest.fail("sidekiq not found (Debian: ruby-sidekiq)", pytrace=False)
+    sidekiq = require_tool("sidekiq")
     sk.push(r, sk.build_payload("PoisonJob", ["p5"], queue=QUEUE))
     with (tmp_path / "sidekiq.log").open("wb") as log:
         proc = subprocess.Popen(
@@ -152,7 +150,7 @@ def test_bullmq_fails_a_job_that_stalls_more_than_max_stalled_count(r, redis_url
     # stalled-job check of the next worker (maxStalledCount 1 in the handbook's config).
     while r.zscore(f"bull:{QUEUE}:failed", "p6") is None and deaths < 5:
         with (tmp_path / f"node-{deaths}.log").open("wb") as log:
-            proc = subprocess.Popen([shutil.which("node"), str(WORKERS / "bullmq_worker.js")], cwd=BULLMQ_DIR,
+            proc = subprocess.Popen([require_tool("node"), str(WORKERS / "bullmq_worker.js")], cwd=BULLMQ_DIR,
                                     env=env, stdout=log, stderr=subprocess.STDOUT)
             def settled(proc=proc) -> bool:
                 return proc.poll() is not None or r.zscore(f"bull:{QUEUE}:failed", "p6") is not None

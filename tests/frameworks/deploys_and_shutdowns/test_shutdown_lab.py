@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from labs import shutdown_lab as lab
+from tests._support.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[3]
 PATTERNS = ROOT / "examples" / "frameworks" / "deploys_and_shutdowns"
@@ -32,7 +32,10 @@ def cell(framework: str, entry: str, grace: float, setting: str | None = None) -
 
 
 def need_namespaces() -> None:
-    """The lab's own requirements, with what to install (CI runs as root with them)."""
+    """The lab's own requirements, with what to install (CI runs as root with them): missing
+    programs skip (strict: fail) through tests/_support/tools.py, naming their packages."""
+    for program in ("unshare", "tini", "dumb-init"):
+        require_tool(program)
     problems = [p for p in lab.missing_requirements([]) if "redis-server" not in p]
     if problems:
         pytest.skip("needs " + "; ".join(problems))
@@ -212,8 +215,7 @@ TINY = [
 @pytest.mark.timeout(180)
 def test_a_tiny_run_of_the_lab_repeats_the_findings(redis_url):
     need_namespaces()
-    if shutil.which("sidekiq") is None:
-        pytest.skip("sidekiq not found (Debian: ruby-sidekiq)")
+    require_tool("sidekiq")
     data = lab.run_lab(TINY, url=redis_url, scale=0.5)
     rows = {(c["framework"], c["entry"]): c for c in data["cells"]}
     exec_form, no_exec = rows[("reliable", "exec")], rows[("reliable", "sh")]

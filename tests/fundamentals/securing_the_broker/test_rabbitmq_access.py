@@ -32,8 +32,9 @@ from examples.fundamentals.securing_the_broker.rabbitmq_access import (
     password_hash,
     tls_parameters,
 )
-from labs.with_rabbitmq import INSTALL_HINT, RabbitServer, find_server
+from labs.with_rabbitmq import RabbitServer, find_server
 from labs.with_redis import free_port
+from tests._support.tools import require_tool
 
 pika = pytest.importorskip("pika")
 
@@ -98,8 +99,7 @@ class Node:
 def node(pki):
     """The node loads the definitions at boot and listens for TLS too, with the test CA's
     server certificate for ``localhost`` (conftest.py), both through ``advanced.config``."""
-    if not find_server():
-        pytest.skip(INSTALL_HINT)
+    require_tool("rabbitmq-server", finder=find_server)
     workdir = Path(tempfile.mkdtemp(prefix="handbook-rabbitmq-acl-"))
     tls_port = free_port()
     try:

@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests._support.tools import require_tool
 
 HERE = Path(__file__).resolve().parents[3] / "examples" / "fundamentals" / "securing_the_broker"
 
@@ -37,9 +38,7 @@ puts JSON.dump(
 
 
 def run_web(env: dict[str, str], *, without: str | None = None) -> subprocess.CompletedProcess:
-    ruby = shutil.which("ruby")
-    if ruby is None:
-        pytest.skip("ruby is not installed (Debian: apt-get install ruby-sidekiq)")
+    ruby = require_tool("ruby")
     env = {k: v for k, v in {**os.environ, **env}.items() if k != without}
     return subprocess.run(
         [ruby, "-W0", "-e", DRIVER], cwd=HERE, capture_output=True, text=True, timeout=60,
