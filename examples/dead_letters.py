@@ -19,6 +19,13 @@ the same record, :class:`DeadLetter`:
     How many times the message was delivered or tried: the lease queue, the retry queue and
     the stream queue count; a plain list does not know.
 
+The list is capped (:data:`MAX_RECORDS` by default): each push trims it to the newest records
+in the same transaction, so a producer that floods the queue with malformed messages cannot
+fill Redis (with ``noeviction`` that would stop every enqueue). Alert on the dead-letter count
+long before the cap; records beyond it are lost. ``raw`` keeps the whole message, arguments
+included, for replay: if arguments carry personal data or tokens, keep them out of the job
+(pass an id and look the data up) or give the list a short retention, as for any log.
+
 >>> from examples.clock import FakeClock
 >>> from examples.redis_client import connect
 >>> dead = DeadLetterList(connect("fakeredis://"), "q:{emails}:dead", clock=FakeClock(60))
@@ -28,6 +35,12 @@ the same record, :class:`DeadLetter`:
 ('message is not valid UTF-8: byte 0xff at character 8', 60.0, 1)
 >>> raw_bytes(record)
 b'{"id": "\xff"}'
+>>> capped = DeadLetterList(connect("fakeredis://"), "q:{x}:dead", clock=FakeClock(0),
+...                         max_records=2)
+>>> for n in range(3):
+...     capped.push(f"message {n}", "malformed")
+>>> [r["raw"] for r in capped.records()]
+['message 2', 'message 1']
 >>> check_key_part("queue name", "emails {eu}")
 Traceback (most recent call last):
 ...
@@ -74,11 +87,18 @@ def raw_bytes(record: DeadLetter) -> bytes:
     return record["raw"].encode("utf-8", "surrogateescape")
 
 
-class DeadLetterList:
-    """A Redis list of :class:`DeadLetter` records, newest first."""
+#: How many records a dead-letter list keeps by default: the newest ones.
+MAX_RECORDS = 10_000
 
-    def __init__(self, r: redis.Redis, key: str, *, clock: Clock) -> None:
-        self.r, self.key, self.clock = r, key, clock
+
+class DeadLetterList:
+    """A Redis list of :class:`DeadLetter` records, newest first, at most ``max_records``."""
+
+    def __init__(self, r: redis.Redis, key: str, *, clock: Clock,
+                 max_records: int = MAX_RECORDS) -> None:
+        if not isinstance(max_records, int) or max_records < 1:
+            raise ValueError(f"max_records must be a positive int, got {max_records!r}")
+        self.r, self.key, self.clock, self.max_records = r, key, clock, max_records
 
     def record(self, raw: str | bytes, reason: str, *, attempts: int | None = None) -> str:
         """One record as JSON, for a transaction or a script that pushes it."""
@@ -91,7 +111,14 @@ class DeadLetterList:
 
     def push(self, raw: str | bytes, reason: str, *, attempts: int | None = None) -> None:
         """Keep a message that was already taken off its queue, with the reason."""
-        self.r.lpush(self.key, self.record(raw, reason, attempts=attempts))
+        with self.r.pipeline(transaction=True) as tx:
+            tx.lpush(self.key, self.record(raw, reason, attempts=attempts))
+            self.trim(tx)
+            tx.execute()
+
+    def trim(self, pipe: redis.client.Pipeline) -> None:
+        """Queue the LTRIM that keeps the newest ``max_records``, after an LPUSH in ``pipe``."""
+        pipe.ltrim(self.key, 0, self.max_records - 1)
 
     def move(
         self, source: str, raw: str | bytes, reason: str, *, attempts: int | None = None
@@ -102,6 +129,7 @@ class DeadLetterList:
             # such as the binary one of the serialization page) are sent as they are.
             tx.lrem(source, 1, raw)  # type: ignore[arg-type]
             tx.lpush(self.key, self.record(raw, reason, attempts=attempts))
+            self.trim(tx)
             tx.execute()
 
     def records(self) -> list[DeadLetter]:
