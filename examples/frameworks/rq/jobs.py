@@ -25,8 +25,10 @@ allowlist of :class:`HandbookJob`:
 >>> crafted = q.enqueue("os.system", "echo this never runs")
 >>> make_worker([q], simple=True).work(burst=True, logging_level="CRITICAL")
 True
->>> crafted.get_status(refresh=True).value, crafted.latest_result().exc_string.splitlines()[-1]
-('failed', "...FunctionNotAllowed: job ...: function 'os.system' is not on the allowlist of HandbookJob")
+>>> crafted.get_status(refresh=True).value
+'failed'
+>>> print(crafted.latest_result().exc_string.splitlines()[-1])
+examples...FunctionNotAllowed: job ...: function 'os.system' is not on the allowlist of HandbookJob
 """
 
 # [start:imports]
