@@ -80,7 +80,8 @@ class ProductionTask(Task):
             "error": repr(exc), "retries": self.request.retries, "at": time.time(),
         }
         # The backend's TLS options (the CA) are redis-py's own keyword arguments.
-        client = connect(self.app.conf.broker_url, **(self.app.conf.redis_backend_use_ssl or {}))
+        tls = self.app.conf.redis_backend_use_ssl or {}
+        client = connect(self.app.conf.broker_url, **tls)
         try:
             with client.pipeline(transaction=True) as tx:
                 tx.lpush(DEAD_LETTER_KEY, json.dumps(record, default=repr))
@@ -182,10 +183,10 @@ class Egress:
         try:
             addresses = self.resolve(parts.hostname, port)
         except OSError as exc:
-            raise TransientError(f"cannot resolve webhook host {parts.hostname}: {exc}") from exc
+            raise TransientError(f"cannot resolve {parts.hostname}: {exc}") from exc
         if not addresses:
             raise TransientError(f"webhook host {parts.hostname} has no address")
-        for address in addresses:  # every one: a host may answer with a public and a private one
+        for address in addresses:  # all: a host may answer with a public and a private one
             ip = ipaddress.ip_address(address.split("%")[0])
             if not self.allowed(ip):
                 raise UnsafeUrl(

@@ -28,7 +28,7 @@ True
 >>> crafted.get_status(refresh=True).value
 'failed'
 >>> print(crafted.latest_result().exc_string.splitlines()[-1])
-examples...FunctionNotAllowed: job ...: function 'os.system' is not on the allowlist of HandbookJob
+...FunctionNotAllowed: job ...: function 'os.system' is not on the allowlist of HandbookJob
 """
 
 # [start:imports]
