@@ -37,6 +37,7 @@ from examples.envelope import new_job
 from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
 from examples.observability.runbook.entries import REDIS_CLI
 from labs.with_redis import free_port
+from tests._support.processes import arguments
 from tests._support.secure_broker import redis_server
 from tests._support.waiting import eventually
 
@@ -86,36 +87,6 @@ def console_commands(page: str, program: str) -> list[str]:
     found = [line for line in lines if re.match(rf"(\w+=\S+ )*{re.escape(program)}\b", line)]
     assert found, f"{page} shows no `$ {program} ...` command"
     return found
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and every process below it."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry.name))
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(children.get(current, []))
-    return tree
-
-
-def arguments(pid: int) -> list[str]:
-    """What ``ps`` shows of each process in the tree below ``pid``."""
-    seen = []
-    for each in process_tree(pid):
-        try:
-            seen.append(Path(f"/proc/{each}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-        except OSError:  # it ended meanwhile
-            pass
-    return seen
 
 
 @pytest.fixture
