@@ -27,8 +27,9 @@ allowlist of :class:`HandbookJob`:
 True
 >>> crafted.get_status(refresh=True).value
 'failed'
->>> print(crafted.latest_result().exc_string.splitlines()[-1])
-...FunctionNotAllowed: job ...: function 'os.system' is not on the allowlist of HandbookJob
+>>> error, reason = crafted.latest_result().exc_string.splitlines()[-1].split(": ", 1)
+>>> error.rsplit(".", 1)[-1], reason
+('FunctionNotAllowed', "job ...: function 'os.system' is not on the allowlist of HandbookJob")
 """
 
 # [start:imports]
