@@ -72,6 +72,9 @@ def test_retry_schedule_spans_about_three_weeks():
         ({"job_class": "RecordSignupJob", "args": [float("nan")]}, "nan is not a JSON number"),
         ({"job_class": "RecordSignupJob", "args": [b"bytes"]}, "b'bytes' is a bytes"),
         ({"job_class": "RecordSignupJob", "args": [], "queue": "a b"}, "queue must be"),
+        # `$` matches before a final newline: these passed the old `^...$` patterns
+        ({"job_class": "Billing::ChargeJob\n", "args": [1]}, "job class must be a constant name"),
+        ({"job_class": "Billing::ChargeJob", "args": [1], "queue": "default\n"}, "queue must be"),
     ],
 )
 def test_python_refuses_a_payload_sidekiq_could_not_read(kwargs, message):
@@ -84,6 +87,10 @@ def test_parse_job_names_what_is_wrong():
         sk.parse_job("{oops")
     with pytest.raises(sk.MalformedJob, match="field 'args' is missing or not a list"):
         sk.parse_job('{"class": "X", "args": {}, "queue": "q", "jid": "1"}')
+    with pytest.raises(sk.MalformedJob, match="field 'jid' is not printable"):
+        sk.parse_job('{"class": "X", "args": [], "queue": "q", "jid": "1\\nforged log line"}')
+    with pytest.raises(sk.MalformedJob, match="nests JSON deeper than 32 levels"):
+        sk.parse_job('{"class": "X", "args": ' + "[" * 2000 + "]" * 2000 + "}")
 
 
 def test_take_parks_unreadable_payloads_with_the_reason(r):

@@ -41,15 +41,16 @@ import redis
 
 from examples.clock import Clock, SystemClock
 from examples.dead_letters import DeadLetterList
-from examples.envelope import MalformedJob, PayloadError
+from examples.envelope import MalformedJob, PayloadError, loads_untrusted, printable_name
 from examples.redis_client import text_or_none
 # [end:imports]
 
 
 # [start:build-payload]
 SUPPORTED_MAJORS = (6, 7, 8)
-_CLASS_NAME = re.compile(r"^[A-Za-z_][\w.]*(::[A-Z]\w*)*$")
-_QUEUE_NAME = re.compile(r"^[\w.-]+$")
+# Used with fullmatch: `$` would also match before a final newline ("default\n").
+_CLASS_NAME = re.compile(r"[A-Za-z_][\w.]*(::[A-Z]\w*)*")
+_QUEUE_NAME = re.compile(r"[\w.-]+")
 
 
 def _check_native(value: Any, where: str) -> None:
@@ -94,12 +95,12 @@ def build_payload(
         raise ValueError(
             f"Sidekiq major version must be one of {SUPPORTED_MAJORS}, got {major!r}"
         )
-    if not isinstance(job_class, str) or not _CLASS_NAME.match(job_class):
+    if not isinstance(job_class, str) or not _CLASS_NAME.fullmatch(job_class):
         raise PayloadError(
             f"job class must be a constant name such as 'Billing::ChargeJob', "
             f"got {job_class!r}"
         )
-    if not isinstance(queue, str) or not _QUEUE_NAME.match(queue):
+    if not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue):
         raise PayloadError(
             f"queue must be a non-empty name of letters, digits, '_', '.', '-', got {queue!r}"
         )
@@ -159,16 +160,18 @@ def parse_job(raw: str | bytes) -> SidekiqJob:
 
     Raises :class:`~examples.envelope.MalformedJob` with the reason.
     """
-    try:
-        data = json.loads(raw)
-    except (TypeError, ValueError) as exc:
-        raise MalformedJob(f"Sidekiq payload is not valid JSON: {exc}") from None
+    data = loads_untrusted(raw, "Sidekiq payload")  # size, UTF-8, JSON, nesting
     if not isinstance(data, dict):
         raise MalformedJob(f"Sidekiq payload is a JSON {type(data).__name__}, not an object")
     for name, kind in (("class", str), ("args", list), ("queue", str), ("jid", str)):
         if not isinstance(data.get(name), kind):
             raise MalformedJob(
                 f"Sidekiq payload field {name!r} is missing or not a {kind.__name__}"
+            )
+    for name in ("class", "jid"):  # both end up in log lines
+        if not printable_name(data[name]):
+            raise MalformedJob(
+                f"Sidekiq payload field {name!r} is not printable: {data[name][:60]!r}"
             )
     return SidekiqJob(data["class"], data["args"], data["queue"], data["jid"], data)
 

@@ -158,6 +158,7 @@ class StreamQueue:
     def _set_aside(self, entry_id: str, raw: str, reason: str, deliveries: int) -> None:
         with self.r.pipeline(transaction=True) as tx:
             tx.lpush(self.dead.key, self.dead.record(raw, reason, attempts=deliveries))
+            tx.ltrim(self.dead.key, 0, self.dead.max_records - 1)
             tx.xack(self.stream_key, self.group, entry_id)
             tx.xdel(self.stream_key, entry_id)
             tx.execute()
