@@ -74,11 +74,21 @@ def raw_bytes(record: DeadLetter) -> bytes:
     return record["raw"].encode("utf-8", "surrogateescape")
 
 
+# LREM from the source, LPUSH the record: one step, like MULTI/EXEC, but a script also runs
+# when Redis is at maxmemory with noeviction, which refuses every command queued in a MULTI.
+# LREM is allowed there, and once a script has run a write command Redis lets it finish.
+MOVE_LUA = """
+redis.call('LREM', KEYS[1], 1, ARGV[1])
+redis.call('LPUSH', KEYS[2], ARGV[2])
+"""
+
+
 class DeadLetterList:
     """A Redis list of :class:`DeadLetter` records, newest first."""
 
     def __init__(self, r: redis.Redis, key: str, *, clock: Clock) -> None:
         self.r, self.key, self.clock = r, key, clock
+        self._move = r.register_script(MOVE_LUA)
 
     def record(self, raw: str | bytes, reason: str, *, attempts: int | None = None) -> str:
         """One record as JSON, for a transaction or a script that pushes it."""
@@ -96,13 +106,9 @@ class DeadLetterList:
     def move(
         self, source: str, raw: str | bytes, reason: str, *, attempts: int | None = None
     ) -> None:
-        """Move ``raw`` from the list ``source`` to the dead letters, in one transaction."""
-        with self.r.pipeline(transaction=True) as tx:
-            # redis-py annotates LREM's value as str; bytes (a client that does not decode,
-            # such as the binary one of the serialization page) are sent as they are.
-            tx.lrem(source, 1, raw)  # type: ignore[arg-type]
-            tx.lpush(self.key, self.record(raw, reason, attempts=attempts))
-            tx.execute()
+        """Move ``raw`` from the list ``source`` to the dead letters, in one step."""
+        record = self.record(raw, reason, attempts=attempts)
+        self._move(keys=[source, self.key], args=[raw, record])
 
     def records(self) -> list[DeadLetter]:
         """Every record, newest first."""

@@ -110,20 +110,54 @@ def new_worker_id(prefix: str = "worker") -> str:
 # Give a dead worker's jobs back to the queue, unless it has sent a heartbeat since the
 # caller decided it was dead. KEYS: the worker's processing list, the pending list, the
 # heartbeat sorted set. ARGV: worker id, cutoff time. Returns the number of jobs moved,
-# or -1 if the worker turned out to be alive.
+# or -1 if the worker turned out to be alive. LPOP then RPUSH does what LMOVE LEFT RIGHT
+# does, but starts with a command that Redis allows at maxmemory (see CLAIM_LUA below).
 RECOVER_LUA = """
 local beat = redis.call('ZSCORE', KEYS[3], ARGV[1])
 if beat and tonumber(beat) > tonumber(ARGV[2]) then
   return -1
 end
 local moved = 0
-while redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') do
+local raw = redis.call('LPOP', KEYS[1])
+while raw do
+  redis.call('RPUSH', KEYS[2], raw)
   moved = moved + 1
+  raw = redis.call('LPOP', KEYS[1])
 end
 redis.call('ZREM', KEYS[3], ARGV[1])
 return moved
 """
 # [end:recover-script]
+
+
+# [start:claim-script]
+# Take the oldest job into the worker's processing list and record the worker's heartbeat,
+# in one step. KEYS: pending list, processing list, heartbeat sorted set. ARGV: worker id,
+# now. Returns the job, or nil if the queue is empty.
+# Why not LMOVE: at maxmemory with noeviction, Redis refuses every command that may add
+# data (LMOVE, LPUSH, ZADD, and anything queued in MULTI), so workers could no longer take
+# jobs from a full Redis. RPOP can only free memory and is always allowed, and once a script
+# has run a write command Redis lets the rest of it run, so the LPUSH and ZADD after it go
+# through: a full Redis can still be drained. The move needs no new memory: the bytes leave
+# one list for the other.
+CLAIM_LUA = """
+local raw = redis.call('RPOP', KEYS[1])
+if not raw then
+  return false
+end
+redis.call('LPUSH', KEYS[2], raw)
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+return raw
+"""
+
+# Record a heartbeat. KEYS: heartbeat sorted set. ARGV: worker id, now. ZREM first, for the
+# same reason, so that a worker in a long job can still report at maxmemory: updating its
+# entry needs no new memory, and a worker's first entry only a few bytes.
+HEARTBEAT_LUA = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+return redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+"""
+# [end:claim-script]
 
 
 # [start:reliable-queue]
@@ -143,33 +177,40 @@ class ReliableQueue(QueueBase):
         super().__init__(r, name, clock=clock)
         self.workers_key = f"q:{{{name}}}:workers"  # sorted set: worker id -> last heartbeat
         self._recover = r.register_script(RECOVER_LUA)
+        self._claim = r.register_script(CLAIM_LUA)
+        self._heartbeat = r.register_script(HEARTBEAT_LUA)
 
     def processing_key(self, worker: str) -> str:
         return f"q:{{{self.name}}}:processing:{check_key_part('worker id', worker)}"
 
     def heartbeat(self, worker: str) -> None:
         """Record that ``worker`` is alive. Call it between jobs and during long ones."""
-        self.r.zadd(self.workers_key, {check_key_part("worker id", worker): self.clock.now()})
+        worker = check_key_part("worker id", worker)
+        self._heartbeat(keys=[self.workers_key], args=[worker, self.clock.now()])
 
     def reserve(self, worker: str, *, timeout: float = 0) -> Delivery | None:
         """Atomically move the oldest job into ``worker``'s processing list and return it.
 
-        With ``timeout > 0`` wait up to that many seconds for a job (``BLMOVE``).
+        With ``timeout > 0`` wait up to that many seconds for a job (``BLMOVE``) when the
+        queue is empty.
         """
         if timeout < 0:
             raise ValueError(f"timeout must be >= 0 seconds, got {timeout}")
-        self.heartbeat(worker)
         processing = self.processing_key(worker)
+        keys = [self.pending_key, processing, self.workers_key]
         while True:
-            if timeout:  # redis-py annotates this timeout as int; BLMOVE takes float seconds
+            raw = text_or_none(self._claim(keys=keys, args=[worker, self.clock.now()]))
+            if raw is None and timeout:
+                self.heartbeat(worker)  # waiting is being alive too
+                # redis-py annotates this timeout as int; BLMOVE takes float seconds
                 reply = self.r.blmove(
                     self.pending_key, processing,
                     timeout,  # type: ignore[arg-type]
                     "RIGHT", "LEFT",
                 )
-            else:
-                reply = self.r.lmove(self.pending_key, processing, "RIGHT", "LEFT")
-            raw = text_or_none(reply)
+                raw = text_or_none(reply)
+                if raw is not None:
+                    self.heartbeat(worker)
             if raw is None:
                 return None
             try:

@@ -54,12 +54,13 @@ ROLES: dict[str, Role] = {
         commands=("+ping", "+lpush", "+evalsha", "+script|load", "+hsetnx"),
     ),
     # Workers: take, acknowledge, heartbeat, recover and dead-letter, in their own queues.
+    # No MULTI: every multi-key step of the queues is a script, which also runs at maxmemory.
     "worker": Role(
         keys=("~q:{QUEUE}:*", "~lq:{QUEUE}:*"),
         commands=(
-            "+ping", "+lpush", "+rpush", "+rpop", "+lmove", "+blmove", "+lrem", "+llen",
+            "+ping", "+lpush", "+rpush", "+lpop", "+rpop", "+blmove", "+lrem", "+llen",
             "+lrange", "+ltrim", "+del", "+zadd", "+zscore", "+zrem", "+zrangebyscore",
-            "+hset", "+hget", "+hdel", "+hincrby", "+multi", "+exec",
+            "+hset", "+hget", "+hdel", "+hincrby",
             "+evalsha", "+script|load",
         ),
     ),
