@@ -3,23 +3,25 @@
 Build from the repository root with ``-c .``::
 
     sphinx-build -n -W --keep-going -b html -c . docs _build/html
-    python tools/build_pdf.py            # LaTeX + xelatex -> _build/handbook.pdf
+    python -m handbook_sphinx.build_pdf  # LaTeX + xelatex -> _build/handbook.pdf
 """
 
 from __future__ import annotations
 
-import sys
-from importlib.metadata import version as _version
+import tomllib
+from importlib.metadata import PackageNotFoundError, version as _version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT / "tools"))  # the handbook's own small Sphinx extensions
 
 # -- Project -----------------------------------------------------------------------------
 project = "Task Queues & Async Job Processing"
 author = "The handbook's authors"
 copyright = "2026, the handbook's authors"
-release = _version("task-queues-handbook")  # one version, read from the installed package
+try:
+    release = _version("task-queues-handbook")  # one version, read from the installed package
+except PackageNotFoundError:  # a checkout on PYTHONPATH, not installed: the same number, from its source
+    release = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
 version = release
 
 # -- General -----------------------------------------------------------------------------
@@ -31,19 +33,16 @@ extensions = [
     "sphinx.ext.doctest",  # renders {doctest} blocks; Sybil (docs/conftest.py) runs them
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
-    "bench_results",  # tools/bench_results.py: benchmark tables and figures from committed JSON
-    "observability_pages",  # tools/: tables and the dashboard figure of Track 3, built from code
-    "frameworks_generated",  # tools/: the autoscaling figure and the persistence table (Track 2)
-    "handbook_generated",  # tools/handbook_generated.py: tables and figures computed at build time
-    "settings_table_ext",  # tools/: the settings-equivalence table, built from data files
-    "runbook_ext",  # tools/: the on-call runbook page, rendered from examples/observability/runbook/runbook.toml
+    # The handbook's toolkit: {example} listings, generated tables and figures, the
+    # page<->code contract (warnings at page.md:LINE), the settings table and the runbook.
+    "handbook_sphinx",
 ]
 root_doc = "index"
 numfig = True  # "Figure 3", "Listing 2": numbered in HTML and PDF
 numfig_format = {"figure": "Figure %s", "table": "Table %s", "code-block": "Listing %s"}
 # The PDF starts at parts, so depth 2 numbers figures and listings per chapter ("Figure 11.1").
 numfig_secnum_depth = 2
-exclude_patterns = ["_build", "conftest.py", "**/.pytest_cache", "_generated"]
+exclude_patterns = ["_build", "conftest.py", "**/.pytest_cache"]
 templates_path = ["docs/_templates"]
 pygments_style = "a11y-high-contrast-light"  # accessible-pygments: WCAG AA contrast
 pygments_dark_style = "a11y-high-contrast-dark"
@@ -67,6 +66,7 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(datetime|decimal|pika|msgpack|fastavro)(\..*)?"),
     # Track 2: the frameworks' own types and the standard library's (no inventories either).
     (r"py:.*", r"(celery|kombu|rq|pathlib|datetime)(\..*)?"),
+    (r"py:class", r"matplotlib\..*"),  # the docs toolkit's figures (handbook_sphinx.figures)
 ]
 # No network at build time: intersphinx has no inventories to fetch, so it is only kept for
 # explicit :external: roles that would fail loudly. Mapping stays empty on purpose.
@@ -124,7 +124,7 @@ html_sidebars = {
 }
 html_theme_options = {"navigation_with_keys": True}
 
-# -- LaTeX / PDF (xelatex via latexmk; see tools/build_pdf.py) ----------------------------
+# -- LaTeX / PDF (xelatex via latexmk; see handbook_sphinx/build_pdf.py) ------------------
 latex_engine = "xelatex"
 latex_use_xindy = False  # Sphinx turns xindy on for xelatex; Debian's TeX lacks it
 latex_documents = [(root_doc, "handbook.tex", project.replace("&", r"\&"), author, "manual")]

@@ -247,33 +247,3 @@ def replay_spike(keda: KedaSettings = SPIKE_KEDA, hpa: HpaSettings = HpaSettings
         load_spike, SPIKE_WORKLOAD, duration=SPIKE_DURATION, keda=keda, hpa=hpa, seed=SPIKE_SEED
     )
 # [end:scenario]
-
-
-def draw_figure(path: str) -> None:
-    """Draw arrival rate, queue depth and replicas of :func:`replay_spike` into ``path`` (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    timeline = replay_spike()
-    minutes = [t / 60 for t in timeline.t]
-    fig, axes = plt.subplots(3, 1, figsize=(8, 6.4), sharex=True, constrained_layout=True)
-    axes[0].plot(minutes, timeline.arrival_rate, color="#555", lw=1, label="mean rate")
-    window = 15
-    smoothed = [sum(timeline.arrivals[max(0, i - window + 1):i + 1]) / min(window, i + 1) for i in range(len(minutes))]
-    axes[0].plot(minutes, smoothed, color="#1f77b4", lw=1, alpha=0.8, label="arrivals (15 s mean)")
-    axes[0].set_ylabel("jobs / s")
-    axes[0].legend(loc="upper right", fontsize=8)
-    axes[1].plot(minutes, timeline.depth, color="#d62728", lw=1.2)
-    axes[1].set_ylabel("queue depth")
-    axes[2].step(minutes, timeline.replicas, where="post", color="#2ca02c", lw=1.2, label="replicas (desired)")
-    axes[2].step(minutes, timeline.ready, where="post", color="#9467bd", lw=1, ls="--", label="replicas ready")
-    axes[2].set_ylabel("replicas")
-    axes[2].set_xlabel("minutes")
-    axes[2].legend(loc="upper right", fontsize=8)
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    fig.suptitle("KEDA redis trigger (listLength 10, max 30) + HPA defaults, seeded load spike", fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

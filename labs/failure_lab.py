@@ -3,9 +3,9 @@ duplicated effects.
 
 This module backs the pages *Delivery guarantees* and *Visibility timeouts & leases*
 (``docs/fundamentals/delivery-guarantees.md``, ``docs/fundamentals/visibility-timeouts.md``).
-The tables of lost and duplicated jobs on those pages are generated from :func:`lab_table`
-when the site is built, and the tests in ``tests/labs/test_failure_lab.py`` assert
-the same numbers.
+The tables of lost and duplicated jobs on those pages are generated from ``lab_rows``
+when the site is built (:func:`handbook_sphinx.tables.lab_table`), and the tests in
+``tests/labs/test_failure_lab.py`` assert the same numbers.
 
 A run puts ``jobs`` jobs into a queue *design* and lets one worker at a time process them.
 Before each job the *schedule* says where, if anywhere, the worker dies:
@@ -394,21 +394,4 @@ def lab_rows(
     return [run_many(connect, design, schedules=schedules, jobs=jobs, seed=seed,
                      crash_rate=rate, **options)
             for design, rate, options in TABLE_ROWS[which]]
-
-
-def lab_table(which: str = "delivery") -> tuple[list[str], list[list[object]]]:
-    """The lab's results as a table (header, rows), for the handbook's build-time tables."""
-    from examples.redis_client import connect
-
-    header = [
-        "design", "kill rate", "jobs", "workers killed", "runs", "lost", "duplicated",
-        "dead-lettered",
-    ]
-    rows = lab_rows(which, connect=lambda: connect("fakeredis://"))
-    rates = [f"{rate:.0%}" for _, rate, _ in TABLE_ROWS[which]]
-    return header, [
-        [res.design, rate, res.jobs, res.kills, res.runs, res.lost, res.duplicated,
-         res.dead_lettered]
-        for res, rate in zip(rows, rates, strict=True)
-    ]
 # [end:table]

@@ -9,7 +9,8 @@ It starts its own ``redis-server`` on a loopback port (no persistence, a random 
 pushes the same jobs through every contender, run after run with the contenders
 interleaved so that a noisy neighbour slows them all alike, and prints and writes the
 enqueue and drain rates (median and spread), the machine, the versions and the date. It
-asserts nothing about speed; the page's table and figure are drawn from the JSON it writes.
+asserts nothing about speed; the page's table and figure are drawn from the JSON it writes
+(by :mod:`handbook_sphinx.tables` and :mod:`handbook_sphinx.figures`, at build time).
 """
 
 # [start:imports]
@@ -415,77 +416,31 @@ def main(argv: list[str] | None = None) -> dict:
             )
         finally:
             stop(proc)
-    print(render_text(data))
+    print(summary(data))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return data
 
 
-# -- Rendering: the page's table and figure are drawn from the JSON at build time ---------
-COLUMNS = ["contender", "jobs per run", "enqueue, jobs/s", "drain, jobs/s", "drain, slowest–fastest run",
-           "drain ÷ ceiling", "drain ÷ RQ"]
+def summary(data: dict) -> str:
+    """What the command prints: each contender's median rates, then the machine and versions.
 
-
-def _rate(value: float) -> str:
-    return f"{value:,.0f}"
-
-
-def table_rows(data: dict) -> list[list[str]]:
-    """One row per contender; the ratios compare medians measured in the same run."""
-    by_id = {c["id"]: c for c in data["contenders"]}
-    rows = []
-    for c in data["contenders"]:
-        drain = c["drain"]
-        ratios = []
-        for ref in (CEILING, BASELINE):
-            ratio = drain["median"] / by_id[ref]["drain"]["median"] if ref in by_id else None
-            ratios.append("–" if ratio is None else f"{ratio:.1g}×" if ratio < 0.01 else f"{ratio:,.2f}×" if ratio < 10 else f"{ratio:,.0f}×")
-        rows.append([
-            c["label"], f"{c['jobs_per_run']:,}", _rate(c["enqueue"]["median"]), _rate(drain["median"]),
-            f"{_rate(drain['min'])}–{_rate(drain['max'])}", *ratios,
-        ])
-    return rows
-
-
-def render_text(data: dict) -> str:
-    """A plain-text table for the terminal."""
-    rows = [COLUMNS, *table_rows(data)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)) for row in rows]
+    The page's table and figure are drawn from the JSON file at build time
+    (:func:`handbook_sphinx.tables.throughput_table`, :func:`handbook_sphinx.figures.throughput`).
+    """
+    runs = data["settings"]["runs"]
+    lines = [
+        f"{c['label']}: enqueue {c['enqueue']['median']:,.0f} jobs/s, "
+        f"drain {c['drain']['median']:,.0f} jobs/s (median of {runs} runs)"
+        for c in data["contenders"]
+    ]
     m, v = data["machine"], data["versions"]
-    lines.append(f"{m['cores']} cores, {m['cpu']}; redis-server {v['redis-server']}, redis-py {v['redis-py']}, "
-                 f"Python {v['python']}; {data['date']}")
+    lines.append(
+        f"{m['cores']} cores, {m['cpu']}; redis-server {v['redis-server']}, "
+        f"redis-py {v['redis-py']}, Python {v['python']}; {data['date']}"
+    )
     return "\n".join(lines)
-
-
-def draw_figure(data: dict, path: Path) -> Path:
-    """A horizontal bar chart of median enqueue and drain rates on a log scale, with run spread."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    contenders = data["contenders"][::-1]  # first contender on top
-    labels = [c["label"] for c in contenders]
-    fig, ax = plt.subplots(figsize=(8, 0.55 * len(contenders) + 1.4), dpi=120)
-    height = 0.38
-    for offset, key, colour in ((height / 2, "enqueue", "#9bb7d4"), (-height / 2, "drain", "#1f4e79")):
-        medians = [c[key]["median"] for c in contenders]
-        errors = [[m - c[key]["min"] for m, c in zip(medians, contenders)],
-                  [c[key]["max"] - m for m, c in zip(medians, contenders)]]
-        ax.barh([i + offset for i in range(len(contenders))], medians, height, xerr=errors, color=colour,
-                label=key, error_kw={"elinewidth": 0.8, "capsize": 2})
-    ax.set_xscale("log")
-    ax.set_yticks(range(len(contenders)), labels)
-    ax.set_xlabel("jobs per second (median of runs; whiskers: slowest and fastest run)")
-    ax.grid(axis="x", which="major", alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None}, bbox_inches="tight")  # keep the long axis label
-    plt.close(fig)
-    return path
 
 
 if __name__ == "__main__":

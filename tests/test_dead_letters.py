@@ -40,11 +40,11 @@ from examples.fundamentals.serialization import (
     EnvelopeQueue,
     WireMessage,
     binary_client,
-    example_envelope,
     frame,
 )
 from examples.fundamentals.visibility_timeouts.lease_queue import LeaseQueue, work_one
 from examples.observability.prometheus import InstrumentedWorker, QueueMetrics
+from handbook_sphinx.tables import example_envelope  # the sample job of the serialization page
 
 NOT_UTF8 = b'{"id": "\xff"}'  # malformed twice over: not UTF-8, and not an envelope
 GOOD = new_job("resize", {"image": 1}, clock=FakeClock(0), job_id="job-1")

@@ -1,281 +1,30 @@
-"""Keeps pages and code in step (see docs/reference/testing.md).
+"""Pages and code stay in step (see docs/reference/testing.md).
 
-* every ``literalinclude`` names an existing file under ``examples/``, has a caption, and
-  its markers or ``:pyobject:`` exist (``:lines:`` is refused: line numbers drift);
-* every module of ``examples/`` is shown by at least one page;
-* no code block escapes testing: Python is included or a ``{doctest}``; other languages
-  are included from ``examples/``; shell sessions use a ``$ `` prompt;
-* the listings a page shows from one Python file, pasted together in page order, define
-  every module-level name they use: a reader who copies them gets no ``NameError``;
-* no line a listing shows, and no doctest input line, is wider than the PDF's code width.
+The per-page rules run inside the Sphinx build (:mod:`handbook_sphinx.contract`): a violation
+is a warning at ``page.md:LINE`` and fails the strict build. This file keeps the checks that
+span the whole repository, and tests that the build-time checker reports each kind of mistake
+where it is, on a scratch project built here.
 """
 
 from __future__ import annotations
 
-import ast
-import builtins
-import inspect
+import io
 import re
-import symtable
 import textwrap
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from sphinx.application import Sphinx
+from sphinx.util.docutils import docutils_namespace
+
+from handbook_sphinx import figures, stats
+from handbook_sphinx.example import examples_in
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 EXAMPLES = ROOT / "examples"
-
-FENCE = re.compile(r"^\s*(?P<mark>`{3,}|~{3,}|:{3,})\s*(?P<info>.*?)\s*$")
-DIRECTIVE = re.compile(r"^\{(?P<name>[\w:-]+)\}\s*(?P<arg>.*)$")
-OPTION = re.compile(r"^\s*:(?P<key>[\w-]+):\s*(?P<value>.*)$")
-# Directives whose body is Markdown that may hold further code blocks.
-CONTAINERS = {
-    "only", "tab-set", "tab-item", "grid", "grid-item", "grid-item-card", "card", "admonition",
-    "note", "tip", "hint", "important", "warning", "caution", "attention", "danger", "error",
-    "seealso", "dropdown", "div", "figure", "margin", "sidebar", "topic", "table",
-}
-PYTHON = {"python", "py", "python3", "pycon", "ipython", "ipython3"}
-SHELL = {"console", "shell-session"}
-TEXT = {"text", "none"}
-CODE_DIRECTIVES = {"code-block", "code", "sourcecode"}
-
-
-@dataclass
-class Block:
-    path: Path
-    line: int
-    info: str
-    body: list[str] = field(default_factory=list)
-
-    @property
-    def directive(self) -> str | None:
-        m = DIRECTIVE.match(self.info)
-        return m.group("name") if m else None
-
-    @property
-    def argument(self) -> str:
-        m = DIRECTIVE.match(self.info)
-        return m.group("arg").strip() if m else ""
-
-    @property
-    def language(self) -> str:
-        if self.directive in CODE_DIRECTIVES:
-            return self.argument.lower()
-        return "" if self.directive else self.info.split()[0].lower() if self.info else ""
-
-    def options(self) -> dict[str, str]:
-        found = {}
-        for line in self.body:
-            m = OPTION.match(line)
-            if not m:
-                break
-            found[m.group("key")] = m.group("value").strip().strip('"')
-        return found
-
-
-def parse_blocks(path: Path, text: str) -> list[Block]:
-    """All fenced blocks of a MyST page, descending into container directives."""
-    blocks: list[Block] = []
-    stack: list[tuple[str, Block | None]] = []  # (fence mark, block) ; block None for containers
-    for number, line in enumerate(text.splitlines(), 1):
-        m = FENCE.match(line)
-        top = stack[-1] if stack else None
-        if top and top[1] is not None:  # inside a literal block: only its closing fence counts
-            if m and not m.group("info") and m.group("mark")[0] == top[0][0] and len(m.group("mark")) >= len(top[0]):
-                stack.pop()
-            else:
-                top[1].body.append(line)
-            continue
-        if not m:
-            continue
-        mark, info = m.group("mark"), m.group("info")
-        if top and not info and mark[0] == top[0][0] and len(mark) >= len(top[0]):
-            stack.pop()  # end of a container
-            continue
-        block = Block(path, number, info)
-        if block.directive in CONTAINERS:
-            stack.append((mark, None))
-        else:
-            blocks.append(block)
-            stack.append((mark, block))
-    return blocks
-
-
-def unterminated_compound_statements(body: list[str]) -> list[int]:
-    """Offsets of ``>>>`` lines that follow a compound statement with no bare ``...`` between.
-
-    Pasted into the standard Python prompt, an indented block (after a line ending in ``:``)
-    only ends at an empty line; the copy button turns a bare ``...`` into that empty line.
-    """
-    found, open_block = [], False
-    for offset, line in enumerate(body, 1):
-        stripped = line.strip()
-        code = stripped[4:].split("#", 1)[0].rstrip()
-        if stripped.startswith(">>>"):
-            if open_block:
-                found.append(offset)
-            open_block = code.endswith(":")
-        elif stripped.startswith("... ") and code.endswith(":"):
-            open_block = True
-        elif stripped == "...":
-            open_block = False
-    return found
-
-
-def resolve_include(block: Block) -> Path:
-    target = block.argument
-    if target.startswith("/"):
-        return (DOCS / target.lstrip("/")).resolve()
-    return (block.path.parent / target).resolve()
-
-
-def defines(source: str, dotted: str) -> bool:
-    """Whether ``source`` defines a class or function named by ``dotted`` (Class.method)."""
-    scope: list[ast.stmt] = ast.parse(source).body
-    for part in dotted.split("."):
-        match = [n for n in scope if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == part]
-        if not match:
-            return False
-        scope = match[0].body
-    return True
-
-
-def problems_in(path: Path, text: str) -> tuple[list[str], set[Path]]:
-    """Problems found in one page, and the example files it includes."""
-    problems: list[str] = []
-    shown: set[Path] = set()
-    rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
-    for block in parse_blocks(path, text):
-        where = f"{rel}:{block.line}"
-        if block.directive == "literalinclude":
-            target = resolve_include(block)
-            opts = block.options()
-            if not target.is_file():
-                problems.append(f"{where}: included file {block.argument} does not exist")
-                continue
-            if not (target.is_relative_to(EXAMPLES) or target.is_relative_to(ROOT / "labs")):
-                problems.append(f"{where}: included file {block.argument} is not under examples/")
-            shown.add(target)
-            if "caption" not in opts:
-                problems.append(f"{where}: include of {target.name} has no :caption: naming its file")
-            if "lines" in opts:
-                problems.append(f"{where}: include by :lines: drifts silently; use markers or :pyobject:")
-            source = target.read_text(encoding="utf-8")
-            for key in ("start-after", "end-before"):
-                if key in opts and opts[key] not in source:
-                    problems.append(f"{where}: marker {opts[key]!r} not found in {target.name}")
-            if "pyobject" in opts and not defines(source, opts["pyobject"]):
-                problems.append(f"{where}: {opts['pyobject']} is not defined in {target.name}")
-        elif block.directive == "doctest":
-            if not any(line.lstrip().startswith(">>>") for line in block.body):
-                problems.append(f"{where}: doctest block has no >>> example")
-            for offset in unterminated_compound_statements(block.body):
-                problems.append(
-                    f"{rel}:{block.line + offset}: end this indented block with a bare '...' line, "
-                    f"or it will not paste into a Python prompt"
-                )
-        elif block.directive in CODE_DIRECTIVES or block.directive is None:
-            lang = block.language
-            if lang in PYTHON:
-                problems.append(f"{where}: Python block is neither included from examples/ nor a {{doctest}}")
-            elif lang in SHELL:
-                first = next((line for line in block.body if line.strip()), "")
-                if not first.startswith("$ "):
-                    problems.append(f"{where}: shell block should start with a '$ ' prompt")
-            elif lang == "":
-                problems.append(f"{where}: code block has no language")
-            elif lang not in TEXT:
-                problems.append(f"{where}: {lang} block is not included from a file under examples/")
-    return problems, shown
-
-
-def shown_source(block: Block, source: str, *, dedent: bool = True) -> str:
-    """The text of ``source`` that a ``literalinclude`` block shows, as Sphinx selects it.
-
-    Sphinx keeps the indentation; ``dedent`` removes the common part, so that a method or
-    an indented region parses as Python.
-    """
-    opts = block.options()
-    if dedent or opts.get("dedent") == "":
-        tidy = textwrap.dedent
-    elif opts.get("dedent"):  # as the page asks: that many columns off every line
-        tidy = lambda text: "\n".join(line[int(opts["dedent"]):] for line in text.splitlines())
-    else:
-        tidy = str
-    if "pyobject" in opts:
-        scope: list[ast.stmt] = ast.parse(source).body
-        node: ast.AST | None = None
-        for part in opts["pyobject"].split("."):
-            node = next(n for n in scope if getattr(n, "name", None) == part)
-            scope = node.body
-        first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-        return tidy("\n".join(source.splitlines()[first - 1:node.end_lineno]))
-    text = source
-    if "start-after" in opts:
-        text = text.split(opts["start-after"], 1)[1].split("\n", 1)[1]
-    if "end-before" in opts:
-        text = text.split(opts["end-before"], 1)[0].rsplit("\n", 1)[0]
-    return tidy(text)
-
-
-def undefined_globals(code: str) -> list[str]:
-    """Module-level names that ``code`` reads, at import time or in a body, but never binds."""
-    top = symtable.symtable(code, "listing", "exec")
-    bound = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported() or s.is_namespace()}
-    used: set[str] = set()
-    tables = [top]
-    while tables:
-        table = tables.pop()
-        used |= {s.get_name() for s in table.get_symbols()
-                 if s.is_referenced() and (table is top or s.is_global())}
-        tables += table.get_children()
-    return sorted(used - bound - set(dir(builtins)) - {"__file__", "__name__"})
-
-
-def names_missing_from_listings(path: Path, text: str) -> list[str]:
-    """For each Python file a page includes: names its listings use but the page never shows."""
-    listings: dict[Path, list[str]] = {}
-    for block in parse_blocks(path, text):
-        target = resolve_include(block) if block.directive == "literalinclude" else None
-        if target is not None and target.suffix == ".py" and target.is_file():
-            listings.setdefault(target, []).append(shown_source(block, target.read_text(encoding="utf-8")))
-    problems = []
-    for target, parts in listings.items():
-        missing = undefined_globals("\n\n".join(parts))
-        if missing:
-            rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
-            problems.append(f"{rel}: the listings of {target.name} use {missing} but never show them")
-    return problems
-
-
-#: Characters of code that fit on one line of the PDF (conf.py: DejaVu Sans Mono at 0.77 of
-#: 10 pt on A4 fits 97; one spare). Longer lines wrap mid-word there and scroll in HTML.
-CODE_WIDTH = 96
-
-
-def lines_too_wide(path: Path, text: str) -> list[str]:
-    """Shown listing lines, and doctest input lines, longer than :data:`CODE_WIDTH`."""
-    rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
-    found = []
-    for block in parse_blocks(path, text):
-        if block.directive == "literalinclude":
-            target = resolve_include(block)
-            if not target.is_file():
-                continue
-            shown = shown_source(block, target.read_text(encoding="utf-8"), dedent=False)
-            for line in shown.splitlines():
-                if len(line) > CODE_WIDTH:
-                    found.append(f"{rel}:{block.line}: {target.name}: {len(line)} characters: {line.strip()[:50]}")
-        elif block.directive == "doctest":
-            body = [line for line in block.body if line.strip()]
-            indent = min(len(line) - len(line.lstrip()) for line in body) if body else 0
-            for offset, line in enumerate(block.body, 1):
-                code = line[indent:]
-                if code.startswith((">>> ", "... ")) and len(code) > CODE_WIDTH:
-                    found.append(f"{rel}:{block.line + offset}: {len(code)} characters: {code.strip()[:50]}")
-    return found
+#: The floor: shown on the API reference page, imported by every track.
+FLOOR = {EXAMPLES / "clock.py", EXAMPLES / "envelope.py", EXAMPLES / "redis_client.py"}
 
 
 def pages() -> list[Path]:
@@ -283,61 +32,64 @@ def pages() -> list[Path]:
 
 
 def example_modules() -> list[Path]:
-    return sorted(p for p in EXAMPLES.rglob("*.py") if p.name != "__init__.py" and "node_modules" not in p.parts)
-
-
-def test_every_page_block_is_tested_and_every_include_resolves():
-    problems: list[str] = []
-    for page in pages():
-        problems += problems_in(page, page.read_text(encoding="utf-8"))[0]
-    assert problems == []
-
-
-def test_listings_copied_from_a_page_define_every_name_they_use():
-    problems: list[str] = []
-    for page in pages():
-        problems += names_missing_from_listings(page, page.read_text(encoding="utf-8"))
-    assert problems == []
-
-
-def docstring_examples_too_wide(module: Path) -> list[str]:
-    """Doctest input lines in ``module``'s docstrings (the API reference shows them) over the width."""
-    found = []
-    for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            for line in inspect.cleandoc(ast.get_docstring(node, clean=False) or "").splitlines():
-                if line.startswith((">>> ", "... ")) and len(line) > CODE_WIDTH:
-                    found.append(f"{module.relative_to(ROOT)}: {len(line)} characters: {line[:50]}")
-    return found
-
-
-def test_shown_code_fits_the_pdf_code_width():
-    problems: list[str] = []
-    for page in pages():
-        problems += lines_too_wide(page, page.read_text(encoding="utf-8"))
-    for module in example_modules():
-        problems += docstring_examples_too_wide(module)
-    assert problems == []
+    return sorted(
+        p
+        for p in EXAMPLES.rglob("*.py")
+        if p.name != "__init__.py" and "node_modules" not in p.parts
+    )
 
 
 def test_every_example_module_is_shown_by_a_page():
-    shown: set[Path] = set()
-    for page in pages():
-        if "reference" not in page.relative_to(DOCS).parts:  # the API reference shows everything
-            shown |= problems_in(page, page.read_text(encoding="utf-8"))[1]
-    floor = {EXAMPLES / "clock.py", EXAMPLES / "envelope.py", EXAMPLES / "redis_client.py"}
-    missing = [str(p.relative_to(ROOT)) for p in example_modules() if p not in shown and p not in floor]
+    shown = {
+        ROOT / arg.split("#")[0]
+        for page in pages()
+        for arg in examples_in(page.read_text(encoding="utf-8"))
+    }
+    missing = [str(p.relative_to(ROOT)) for p in example_modules() if p not in shown | FLOOR]
     assert missing == []
 
 
-def test_the_floor_is_documented_in_the_api_reference():
+def test_the_api_reference_documents_every_example_module():
     api = (DOCS / "reference" / "api.md").read_text(encoding="utf-8")
     for module in example_modules():
         dotted = ".".join(module.relative_to(ROOT).with_suffix("").parts)
-        assert f".. automodule:: {dotted}\n" in api, f"{dotted} is missing from docs/reference/api.md"
+        assert f".. automodule:: {dotted}\n" in api, (
+            f"{dotted} is missing from docs/reference/api.md"
+        )
 
 
-# -- the checker checks what it claims to -------------------------------------------------
+# -- the build-time checker reports what it claims to, where it is ------------------------
+CONF = """\
+extensions = ["myst_parser", "sphinx.ext.doctest", "handbook_sphinx"]
+myst_enable_extensions = ["colon_fence"]
+handbook_root = {root!r}
+handbook_listing_roots = ["examples"]
+handbook_code_line_budget = {budget}
+"""
+
+MODULE = """\
+import json
+
+LIMIT = 3
+
+
+class Full(Exception):
+    pass
+
+
+# [start:push]
+def push(items, item):
+    if len(items) >= LIMIT:
+        raise Full(json.dumps(item))
+    items.append(item)
+# [end:push]
+
+
+# [start:wide]
+WIDE = "{wide}"
+# [end:wide]
+"""
+
 BAD_PAGE = """\
 # A page with every mistake
 
@@ -351,18 +103,17 @@ apiVersion: v1
 ```
 ::::
 
-```{literalinclude} ../examples/missing.py
-:caption: examples/missing.py
+```{literalinclude} ../examples/mod.py
+:lines: 1-3
 ```
 
-```{literalinclude} ../examples/clock.py
-:lines: 1-5
+```{example} examples/missing.py#x
 ```
 
-```{literalinclude} ../examples/clock.py
-:caption: examples/clock.py
-:start-after: "# [start:nowhere]"
-:pyobject: FakeClock.rewind
+```{example} examples/mod.py#nowhere
+```
+
+```{example} elsewhere/mod.py
 ```
 
 ```{doctest}
@@ -374,6 +125,7 @@ print("no prompt")
 ...     pass
 >>> i
 1
+>>> {long_input}
 ```
 
 ```console
@@ -383,75 +135,227 @@ tox -e redis
 ```
 bare fence
 ```
+
+```{example} examples/mod.py#push
+```
+
+```{example} examples/mod.py#wide
+```
 """
 
 
-def test_checker_reports_each_kind_of_problem():
-    problems, shown = problems_in(DOCS / "page.md", BAD_PAGE)
-    messages = [p.split(": ", 1)[1] for p in problems]
-    assert messages == [
-        "Python block is neither included from examples/ nor a {doctest}",
-        "yaml block is not included from a file under examples/",
-        "included file ../examples/missing.py does not exist",
-        "include of clock.py has no :caption: naming its file",
-        "include by :lines: drifts silently; use markers or :pyobject:",
-        "marker '# [start:nowhere]' not found in clock.py",
-        "FakeClock.rewind is not defined in clock.py",
-        "doctest block has no >>> example",
-        "end this indented block with a bare '...' line, or it will not paste into a Python prompt",
-        "shell block should start with a '$ ' prompt",
-        "code block has no language",
-    ]
-    assert shown == {EXAMPLES / "clock.py"}
-
-
-def test_checker_accepts_a_good_page():
-    good = (
-        "```{literalinclude} ../examples/clock.py\n:caption: examples/clock.py\n:pyobject: FakeClock.advance\n```\n\n"
-        "```{doctest}\n>>> 1 + 1\n2\n```\n\n```console\n$ tox\n```\n"
+def build(
+    tmp_path: Path, pages: dict[str, str], *, budget: int = 400, wide: int = 80, extra: str = ""
+) -> list[str]:
+    """Build a scratch project of ``pages`` (and ``examples/mod.py``); its warnings, one per line."""
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "mod.py").write_text(
+        MODULE.format(wide="w" * wide) + extra, encoding="utf-8"
     )
-    assert problems_in(DOCS / "page.md", good) == ([], {EXAMPLES / "clock.py"})
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "conf.py").write_text(CONF.format(root=str(tmp_path), budget=budget), encoding="utf-8")
+    toctree = "\n".join(name for name in pages if name != "index")
+    for name, text in {"index": f"# Scratch\n\n```{{toctree}}\n{toctree}\n```\n", **pages}.items():
+        (docs / f"{name}.md").parent.mkdir(parents=True, exist_ok=True)
+        (docs / f"{name}.md").write_text(text, encoding="utf-8")
+    return sphinx_build(docs, tmp_path)
 
 
-def test_name_checker_finds_what_a_page_leaves_out(tmp_path):
-    (tmp_path / "mod.py").write_text(
-        "import json\n\nLIMIT = 3\n\n\nclass Full(Exception):\n    pass\n\n\n"
-        "# [start:push]\ndef push(items, item):\n    if len(items) >= LIMIT:\n        raise Full(json.dumps(item))\n"
-        "    items.append(item)\n# [end:push]\n",
+def sphinx_build(docs: Path, out: Path) -> list[str]:
+    """Build ``docs`` (its own conf.py) as HTML into ``out``; the warnings, page paths relative."""
+    warnings = io.StringIO()
+    with docutils_namespace():  # a fresh docutils registry for each build in this process
+        Sphinx(
+            str(docs),
+            str(docs),
+            str(out / "out"),
+            str(out / "doctrees"),
+            "html",
+            status=None,
+            warning=warnings,
+            freshenv=True,
+        ).build()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", warnings.getvalue()).replace(str(docs) + "/", "")
+    return [line for line in text.splitlines() if "WARNING" in line or "ERROR" in line]
+
+
+def test_checker_reports_each_kind_of_mistake_at_its_line(tmp_path):
+    found = build(tmp_path, {"page": BAD_PAGE.replace("{long_input}", "1 + " * 23 + "1")}, wide=88)
+
+    def at(line: int, message: str) -> bool:
+        return any(w.startswith(f"page.md:{line}: ") and message in w for w in found)
+
+    expected = [
+        (3, "Python block is neither an {example} nor a {doctest}"),
+        (8, "yaml block is typed on the page"),
+        (13, "literalinclude of mod.py: write ```{example} PATH#REGION``` instead"),
+        (17, "example examples/missing.py: no such file"),
+        (
+            20,
+            "example examples/mod.py has no region 'nowhere': no line marks [start:nowhere] "
+            "(its regions: push, wide)",
+        ),
+        (23, "listings come from examples/"),
+        (26, "doctest block has no >>> example"),
+        (33, "end this indented block with a bare '...' line"),
+        (35, "doctest input line is 97 characters"),
+        (38, "shell block should start with a '$ ' prompt"),
+        (42, "code block has no language"),
+        (
+            46,
+            "listing line examples/mod.py:12 uses LIMIT, which no listing of examples/mod.py on this page defines",
+        ),
+        (46, "uses Full,"),
+        (46, "uses json,"),
+        (49, "listing line examples/mod.py:19 is 97 characters, over the PDF's 96"),
+    ]
+    missing = [f"{line}: {message}" for line, message in expected if not at(line, message)]
+    assert missing == [], "\n".join(found)
+    assert len(found) == len(expected), "\n".join(found)  # one message per mistake, no tracebacks
+
+
+def test_a_missing_end_marker_is_one_clear_message(tmp_path):
+    page = "# P\n\n```{example} examples/mod.py\n```\n\n```{example} examples/mod.py#push\n```\n"
+    assert build(tmp_path, {"page": page}) == []
+    (tmp_path / "examples" / "mod.py").write_text(
+        MODULE.replace("# [end:push]", ""), encoding="utf-8"
+    )
+    lines = sphinx_build(tmp_path / "docs", tmp_path)
+    assert len(lines) == 1 and lines[0].startswith("page.md:6: "), lines
+    assert "region 'push' has no [end:push] line after its start" in lines[0]
+
+
+def test_checker_accepts_a_good_page_and_links_the_whole_file(tmp_path):
+    good = textwrap.dedent("""\
+        # Good
+
+        ```{example} examples/mod.py#push
+        ```
+
+        Shown whole:
+
+        ```{example} examples/mod.py
+        ```
+
+        ```{doctest}
+        >>> for i in range(2):
+        ...     pass
+        ...
+        >>> i
+        1
+        ```
+
+        ```console
+        $ tox
+        ```
+        """)
+    assert build(tmp_path, {"page": good}) == []
+    html = (tmp_path / "out" / "page.html").read_text(encoding="utf-8")
+    captions = re.findall(r'<span class="caption-text">(.*?)</span>', html)
+    assert len(captions) == 2
+    for caption in captions:  # the caption names the file and downloads all of it
+        assert re.fullmatch(
+            r'<a class="[^"]*download internal" download="" href="_downloads/\w+/mod\.py">'
+            r"examples/mod\.py</a>",
+            caption,
+        ), caption
+    assert not (tmp_path / "docs" / "_generated").exists()  # nothing written into the sources
+    assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == [
+        "conf.py",
+        "index.md",
+        "page.md",
+    ]
+
+
+def test_a_listing_that_needs_context_is_exempt_but_defines_names_for_the_others(tmp_path):
+    page = textwrap.dedent("""\
+        # Context
+
+        The region below needs `LIMIT`, `Full` and `json` from the rest of the file:
+
+        ```{example} examples/mod.py#push
+        :class: needs-context
+        ```
+
+        ```{example} examples/mod.py#uses-push
+        ```
+        """)
+    found = build(
+        tmp_path,
+        {"page": page},
+        extra="# [start:uses-push]\nitems = []\npush(items, 1)\n# [end:uses-push]\n",
+    )
+    assert found == []
+    assert "needs-context" in (tmp_path / "out" / "page.html").read_text(encoding="utf-8")
+
+
+def test_python_captions_link_the_highlighted_source_when_the_reference_documents_it(tmp_path):
+    """On the real repository: a floor module documented by autodoc gets its viewcode page."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "conf.py").write_text(
+        'extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinx.ext.viewcode", "handbook_sphinx"]\n'
+        f"handbook_root = {str(ROOT)!r}\n",
         encoding="utf-8",
     )
-    include = "```{{literalinclude}} mod.py\n:caption: mod.py\n{}\n```\n\n"
-    region = include.format(':start-after: "# [start:push]"\n:end-before: "# [end:push]"')
-    page = tmp_path / "page.md"
-    assert names_missing_from_listings(page, region) == [
-        "page.md: the listings of mod.py use ['Full', 'LIMIT', 'json'] but never show them"
-    ]
-    assert names_missing_from_listings(page, include.format(":pyobject: Full") + region) == [
-        "page.md: the listings of mod.py use ['LIMIT', 'json'] but never show them"
-    ]
-    assert names_missing_from_listings(page, include.format("")) == []  # the whole file
-
-
-def test_width_checker_measures_listings_and_doctest_input(tmp_path):
-    (tmp_path / "mod.py").write_text(
-        "# [start:x]\nok = 1\nwide = '" + "w" * 95 + "'\n# [end:x]\n", encoding="utf-8"
+    (docs / "index.md").write_text(
+        "# Clock\n\n```{example} examples/clock.py\n:pyobject: FakeClock.now\n```\n\n```{eval-rst}\n.. automodule:: examples.clock\n   :members:\n```\n",
+        encoding="utf-8",
     )
-    page = tmp_path / "page.md"
-    text = (
-        '```{literalinclude} mod.py\n:caption: mod.py\n:start-after: "# [start:x]"\n'
-        ':end-before: "# [end:x]"\n```\n\n'
-        "```{doctest}\n>>> " + "1 + " * 23 + "1\n" + "9" * 120 + "\n```\n"
+    assert sphinx_build(docs, tmp_path) == []
+    html = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert re.search(
+        r'<span class="caption-text"><a class="[^"]*reference internal[^"]*" '
+        r'href="_modules/examples/clock.html"[^>]*>examples/clock.py</a></span>',
+        html,
     )
-    widths = [problem.split(": ")[-2] for problem in lines_too_wide(page, text)]
-    assert widths == ["104 characters", "97 characters"]  # the long output line is allowed
 
 
-@pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(DOCS)))
-def test_page_exists_in_a_toctree_or_is_the_root(page):
-    if page.name == "index.md" and page.parent == DOCS:
-        return
-    name = page.stem
-    parent_index = page.parent / "index.md"
-    if page.name == "index.md":
-        parent_index, name = DOCS / "index.md", f"{page.parent.name}/index"
-    assert name in parent_index.read_text(encoding="utf-8"), f"{page} is not listed in {parent_index}"
+def test_generated_tables_and_figures_say_what_is_wrong(tmp_path):
+    page = textwrap.dedent("""\
+        # Generated
+
+        ```{generated-table} json:dumps
+        :args: x
+        ```
+
+        ```{generated-figure} handbook_sphinx.figures:retry_storm
+        ```
+
+        ```{generated-table} handbook_sphinx.tables:nothing
+        ```
+        """)
+    found = build(tmp_path, {"page": page})
+    assert [w.split(": ", 1)[0] for w in found] == ["page.md:3", "page.md:7", "page.md:10"], found
+    assert "json:dumps returned str, not a handbook_sphinx.generated.Table" in found[0]
+    assert "generated-figure needs an :alt: text" in found[1]
+    assert "AttributeError" in found[2]
+
+
+def test_a_topic_page_over_its_code_budget_fails(tmp_path):
+    long = "# Long\n\n```text\n" + "x\n" * 30 + "```\n\n```console\n$ ls\n```\n"
+    found = build(tmp_path, {"long": long, "reference/long": long}, budget=30)
+    assert len(found) == 1 and found[0].startswith("long.md:1: "), found
+    assert "shows 31 lines of code (not counting blank lines), over the budget of 30" in found[0]
+
+
+def test_stats_count_code_lines_and_prose_words(tmp_path):
+    build(tmp_path, {"page": "# P\n\nThree short words.\n\n```console\n$ ls\n$ pwd\n```\n"})
+    measured = {s.page: s for s in stats.measure(tmp_path / "docs", tmp_path / "docs")}
+    assert measured["page"] == stats.PageStats("page", topic=True, code_lines=2, prose_words=3)
+    assert not measured["index"].topic
+
+
+@pytest.mark.parametrize(
+    "name", ["retry_storm", "autoscaling_spike", "throughput", "dashboard_layout"]
+)
+def test_every_figure_draws_the_same_picture_each_build(name):
+    """Seeded and free of dates: two builds give byte-identical images (no churn, no surprises)."""
+    args = (DOCS / "frameworks" / "_data" / "throughput.json",) if name == "throughput" else ()
+    pictures = []
+    for _ in range(2):
+        out = io.BytesIO()
+        getattr(figures, name)(*args).savefig(out, format="png", metadata={"Software": None})
+        pictures.append(out.getvalue())
+    assert pictures[0] == pictures[1] and pictures[0][:8] == b"\x89PNG\r\n\x1a\n"

@@ -7,7 +7,7 @@ This module is the code behind the page *Retries, backoff & dead letters*
   full, equal or decorrelated jitter (the variants of the AWS Architecture Blog article
   "Exponential Backoff And Jitter");
 * :func:`retry_times` simulates many clients retrying after the same outage; the page's
-  figure is drawn from it at build time;
+  figure is drawn from it at build time (:func:`handbook_sphinx.figures.retry_storm`);
 * :class:`RetryBudget` stops a worker from retrying when most calls fail (the token bucket
   of gRPC's retry throttling);
 * :class:`RetryQueue` extends the reliable queue of *Delivery guarantees*: a failed job
@@ -296,30 +296,3 @@ class RetryQueue(ReliableQueue):
             )
         return replayed
     # [end:replay]
-
-
-# [start:figure]
-def retry_storm_figure(*, clients: int = 200, retries: int = 6, seed: int = 7):
-    """Retries per second of ``clients`` after a shared outage, one panel per strategy."""
-    from matplotlib.figure import Figure  # only the docs build needs matplotlib
-
-    fig = Figure(figsize=(8, 6.4), layout="constrained")
-    axes = fig.subplots(len(STRATEGIES), 1, sharex=True)
-    backoffs = [Backoff(s, base=1.0, cap=64.0) for s in STRATEGIES]
-    horizon = max(
-        max(retry_times(b, clients=clients, retries=retries, seed=seed)) for b in backoffs
-    )
-    for ax, backoff in zip(axes, backoffs, strict=True):
-        times = retry_times(backoff, clients=clients, retries=retries, seed=seed)
-        ax.hist(times, bins=[i * 0.25 for i in range(int(horizon * 4) + 2)], color="#3b6ea8")
-        ax.set_title(
-            f"{LABELS[backoff.strategy]}: at most {peak_load(times)} retries in any 0.25 s",
-            fontsize=9, loc="left",
-        )
-        ax.set_ylabel("retries", fontsize=8)
-    axes[-1].set_xlabel(
-        f"seconds after the outage ({clients} clients, {retries} retries each, "
-        "base 1 s, cap 64 s)"
-    )
-    return fig
-# [end:figure]

@@ -29,7 +29,6 @@ import io
 import json
 import logging
 import math
-import pickle
 import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -239,7 +238,6 @@ def decode_msgpack(body: bytes) -> dict:
 # [end:msgpack-codec]
 
 
-# [start:avro-codec]
 # Avro needs a schema for the arguments of each task. Producers and consumers share these
 # (in production: a schema registry, with the schema's id in the message or its headers).
 ARG_SCHEMAS: dict[str, dict] = {
@@ -259,6 +257,7 @@ ARG_SCHEMAS: dict[str, dict] = {
 }
 
 
+# [start:avro-codec]
 def _avro_schema(task: str) -> Any:
     if task not in ARG_SCHEMAS:
         raise PayloadError(f"no Avro schema for task {task!r}; known: {sorted(ARG_SCHEMAS)}")
@@ -368,42 +367,6 @@ def check_size(message: WireMessage, *, limit: int, where: str = "the queue") ->
             f"of {where}; store the payload elsewhere and enqueue a reference (claim check)"
         )
     return message
-
-
-def example_envelope() -> Envelope:
-    """The job the size table measures: a card charge with a decimal, a date and a PDF."""
-    return Envelope(
-        id="0f8fad5b-d9cb-469f-a165-70867728950e",
-        task="charge",
-        args={
-            "order_id": 918273645,
-            "amount": Decimal("1499.90"),
-            "currency": "EUR",
-            "items": ["sku-1042", "sku-2210", "sku-7781"],
-            "due": dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC),
-            "receipt_pdf": bytes(range(256)) * 8,  # 2 KiB of binary data
-        },
-        created_at=dt.datetime(2026, 2, 27, 9, 30, 15, 250000, tzinfo=dt.UTC),
-        trace={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
-    )
-
-
-def size_table() -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the page's size comparison, computed from :func:`example_envelope`."""
-    env = example_envelope()
-    small = replace(env, args={**env.args, "receipt_pdf": b""})
-    header = [
-        "format", "content type", "job without the PDF (bytes)", "job with a 2 KiB PDF (bytes)"
-    ]
-    rows = []
-    for name, kind in (("JSON", JSON), ("MessagePack", MSGPACK), ("Avro", AVRO)):
-        rows.append([
-            name, f"`{kind}`",
-            str(len(encode(small, kind).body)), str(len(encode(env, kind).body)),
-        ])
-    refused = [pickle.dumps(asdict(e), protocol=pickle.HIGHEST_PROTOCOL) for e in (small, env)]
-    rows.append(["pickle (refused)", f"`{PICKLE}`", str(len(refused[0])), str(len(refused[1]))])
-    return header, rows
 # [end:sizes]
 
 

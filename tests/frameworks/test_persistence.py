@@ -75,18 +75,13 @@ def test_bad_arguments_are_refused_before_any_server_starts(tmp_path, mode, jobs
 
 
 def test_the_page_table_is_rendered_from_the_results_file():
-    """tools/frameworks_generated.py turns the JSON into the table the page includes."""
-    import importlib.util
+    """handbook_sphinx.tables.persistence_table turns the JSON into the table the page shows."""
+    from handbook_sphinx.tables import persistence_table
 
-    path = RESULTS.parents[3] / "tools" / "frameworks_generated.py"
-    spec = importlib.util.spec_from_file_location("frameworks_generated", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     data = json.loads(RESULTS.read_text(encoding="utf-8"))
-    table = module.persistence_table(data)
-    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert [row.split(" | ")[3] for row in rows] == [f"**{r['lost']}**" for r in data["results"]]
-    assert f"Redis {data['redis_version']}" in table and data["date"] in table
+    table = persistence_table(RESULTS)
+    assert [row[3] for row in table.rows] == [f"**{r['lost']}**" for r in data["results"]]
+    assert f"Redis {data['redis_version']}" in table.note and data["date"] in table.note
 
 
 CONF = Path(__file__).resolve().parents[2] / "examples" / "frameworks" / "persistence" / "redis-queue.conf"

@@ -59,9 +59,9 @@ def test_jitter_spreads_a_retry_storm():
 
 
 def test_the_figure_is_drawn_from_the_tested_code():
-    from examples.fundamentals.retries import retry_storm_figure
+    from handbook_sphinx.figures import retry_storm
 
-    fig = retry_storm_figure(clients=50, retries=3, seed=1)
+    fig = retry_storm(clients=50, retries=3, seed=1)
     titles = [ax.get_title(loc="left") for ax in fig.axes]
     assert titles[0] == "no jitter: at most 50 retries in any 0.25 s" and len(titles) == len(STRATEGIES)
 

@@ -31,12 +31,11 @@ from examples.fundamentals.serialization import (
     check_size,
     decode,
     encode,
-    example_envelope,
     frame,
     from_floor_job,
-    size_table,
     upcast,
 )
+from handbook_sphinx.tables import example_envelope, size_table
 
 FORMATS = [JSON, MSGPACK, AVRO]
 
@@ -190,7 +189,8 @@ def test_msgpack_defaults_this_recipe_relies_on():
 
 # -- sizes ----------------------------------------------------------------------------------
 def test_size_table_is_computed_and_ranks_the_formats():
-    header, rows = size_table()
+    table = size_table()
+    header, rows = table.header, table.rows
     assert header[0] == "format" and len(rows) == 4
     sizes = {row[0]: (int(row[2]), int(row[3])) for row in rows}
     assert sizes["Avro"][0] < sizes["MessagePack"][0] < sizes["JSON"][0]

@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
+from handbook_sphinx.tables import lab_table
 from labs.failure_lab import (
-    CRASH_POINTS, DESIGNS, Design, Lab, ReliableDesign, lab_rows, lab_table, random_schedule, run_many,
+    CRASH_POINTS, DESIGNS, Design, Lab, ReliableDesign, lab_rows, random_schedule, run_many,
 )
 
 AT_LEAST_ONCE = ["at-least-once", "idempotent", "lease-heartbeat"]
@@ -116,7 +117,8 @@ def test_a_thousand_random_schedules_lose_nothing(fresh, design):
 
 # -- the table on the pages is the one these tests assert -----------------------------------------
 def test_the_generated_tables_show_what_the_tests_assert(fresh):
-    header, rows = lab_table("delivery")
+    table = lab_table("delivery")
+    header, rows = table.header, table.rows
     assert header == ["design", "kill rate", "jobs", "workers killed", "runs", "lost", "duplicated", "dead-lettered"]
     by_name = {row[0]: dict(zip(header, row, strict=True)) for row in rows}
     most, least, idem = (by_name[DESIGNS[n](fresh(), None).name] for n in ("at-most-once", "at-least-once", "idempotent"))
@@ -134,7 +136,7 @@ def test_the_generated_tables_show_what_the_tests_assert(fresh):
 @pytest.mark.real_redis("on fakeredis this would compare fakeredis with itself")
 def test_the_table_runs_on_the_redis_under_test_too(fresh):
     """lab_table() uses fakeredis (the docs build has no server); lab_rows gives the same counts on r."""
-    _, rows = lab_table("delivery")
+    rows = lab_table("delivery").rows
     assert [[res.design, res.jobs, res.kills, res.runs, res.lost, res.duplicated, res.dead_lettered]
             for res in lab_rows("delivery", connect=fresh)] == [row[:1] + row[2:] for row in rows]
 

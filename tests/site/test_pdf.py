@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_docs_sync import DOCS, parse_blocks, resolve_include
+from handbook_sphinx import ROOT
+from handbook_sphinx.example import examples_in, region_text
+
+DOCS = ROOT / "docs"
 
 A4_WIDTH_PT = 595.28
 RIGHT_MARGIN_PT = 72  # Sphinx's LaTeX default hmargin is 1 inch
@@ -31,7 +34,7 @@ def pdf(pytestconfig) -> Path:
         pytest.skip("no --pdf given")
     path = Path(option).resolve()
     if not path.is_file():
-        pytest.fail(f"{path} does not exist: run `python tools/build_pdf.py` first")
+        pytest.fail(f"{path} does not exist: run `python -m handbook_sphinx.build_pdf` first")
     return path
 
 
@@ -140,14 +143,11 @@ def test_every_line_of_every_listing_is_in_the_pdf(pdf):
     joined = "\n".join(squashed)
     missing = []
     for page in sorted(DOCS.rglob("*.md")):
-        for block in parse_blocks(page, page.read_text(encoding="utf-8")):
-            if block.directive != "literalinclude" or not block.options().get("start-after"):
+        for example in examples_in(page.read_text(encoding="utf-8")):
+            path, _, region = example.partition("#")
+            if not region:
                 continue
-            source = resolve_include(block).read_text(encoding="utf-8")
-            start, end = block.options()["start-after"], block.options().get("end-before")
-            body = source.split(start, 1)[1].split("\n", 1)[1]
-            body = body.split(end, 1)[0] if end else body
-            for line in body.splitlines():
+            for line in region_text((ROOT / path).read_text(encoding="utf-8"), region).splitlines():
                 wanted = re.sub(r"\s+", "", line)
                 if wanted and wanted not in squashed and wanted not in joined:
                     missing.append(f"{page.name}: {line.strip()[:60]}")

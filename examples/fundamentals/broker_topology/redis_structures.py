@@ -280,7 +280,7 @@ class SortedSetPriorityQueue:
 # [end:zset-priority]
 
 
-# [start:delayed-jobs]
+# [start:promote-script]
 # Move every job due at or before ARGV[1] (at most ARGV[2] of them) from the delayed
 # sorted set KEYS[1] to the pending list KEYS[2] of a ReliableQueue. One script, so a job
 # is never in both places or in neither, and two promoters cannot both move it.
@@ -293,6 +293,7 @@ for _, job in ipairs(due) do
 end
 return #due
 """
+# [end:promote-script]
 
 
 class DelayedJobs:
@@ -320,4 +321,3 @@ class DelayedJobs:
 
     def waiting(self) -> int:
         return self.queue.r.zcard(self.key)
-# [end:delayed-jobs]

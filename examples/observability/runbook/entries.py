@@ -3,7 +3,7 @@
 This module is the code behind the page *Runbook: symptom → cause → fix*
 (``docs/observability/runbook.md``).
 The entries live in ``examples/observability/runbook/runbook.toml``, one source of truth: the
-page is rendered from it when the handbook is built (``tools/runbook_ext.py``), and
+page is rendered from it when the handbook is built (``handbook_sphinx/runbook.py``), and
 ``tests/observability/test_runbook.py`` checks that every page, alert rule and test it names
 exists, that every PromQL query parses with promtool, and that every Redis command runs.
 

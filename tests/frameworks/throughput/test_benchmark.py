@@ -18,6 +18,7 @@ from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
 from examples.redis_client import connect
+from handbook_sphinx import figures, tables
 from labs import throughput
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -43,7 +44,7 @@ def check_schema(data: dict, ids: list[str]) -> None:
 def test_contenders_run_on_fakeredis_and_every_job_is_drained():
     data = throughput.measure("fakeredis://", n=40, n_frameworks=5, runs=2, batch=7, only=REDIS_ONLY)
     check_schema(data, REDIS_ONLY)
-    rows = throughput.table_rows(data)
+    rows = tables.throughput_rows(data)
     assert [row[0] for row in rows] == [c.label for c in throughput.CONTENDERS if c.id in REDIS_ONLY]
     assert rows[2][5] == "1.00×"  # the ceiling against itself
     assert rows[0][6] == "–"  # no RQ in this run: no ratio to show
@@ -66,14 +67,16 @@ def test_the_committed_results_come_from_the_benchmark_with_every_contender():
     check_schema(data, [c.id for c in throughput.CONTENDERS])
     assert data["settings"]["n"] >= 20_000 and data["settings"]["runs"] >= 5
     assert data["versions"]["redis-server"] != "unknown"  # measured on a real server
-    text = throughput.render_text(data)
-    assert text.splitlines()[0].split()[0] == "contender"
-    assert len(text.splitlines()) == len(data["contenders"]) + 2
+    text = throughput.summary(data)
+    assert text.splitlines()[0].startswith(f"{data['contenders'][0]['label']}: enqueue ")
+    assert len(text.splitlines()) == len(data["contenders"]) + 1
+    table = tables.throughput_table(RESULTS)
+    assert table.header[0] == "contender" and len(table.rows) == len(data["contenders"])
 
 
 def test_the_figure_is_drawn_from_the_results(tmp_path):
-    data = json.loads(RESULTS.read_text(encoding="utf-8"))
-    path = throughput.draw_figure(data, tmp_path / "figure.png")
+    path = tmp_path / "figure.png"
+    figures.throughput(RESULTS).savefig(path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

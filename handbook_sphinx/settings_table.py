@@ -1,9 +1,10 @@
-"""Sphinx extension: the ``settings-equivalence`` directive.
+"""The ``settings-equivalence`` directive.
 
 It builds the settings-equivalence table of ``docs/frameworks/choosing-a-framework.md``
-at build time from the data files in ``examples/frameworks/choosing_a_framework/settings/`` (loaded and
-validated by :mod:`examples.frameworks.choosing_a_framework.settings_table`). A missing row or an unknown key
-in a data file stops the build with the loader's message. Usage in a MyST page::
+at build time from the data files in ``examples/frameworks/choosing_a_framework/settings/``
+(loaded and validated by :mod:`examples.frameworks.choosing_a_framework.settings_table`). A
+missing row or an unknown key in a data file stops the build with the loader's message. Usage
+in a MyST page::
 
     ```{settings-equivalence}
     ```
@@ -11,23 +12,13 @@ in a data file stops the build with the loader's message. Usage in a MyST page::
 
 from __future__ import annotations
 
-import re
-
 from docutils import nodes
 from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
 from examples.frameworks.choosing_a_framework import settings_table
-
-
-def _text(text: str) -> list[nodes.Node]:
-    """Plain text with `code` spans (single backticks in the data files) as literals."""
-    parts: list[nodes.Node] = []
-    for i, piece in enumerate(re.split(r"`([^`]+)`", text)):
-        if piece:
-            parts.append(nodes.literal(piece, piece) if i % 2 else nodes.Text(piece))
-    return parts
+from handbook_sphinx.inline import inline_code
 
 
 def _source(source: str) -> nodes.paragraph:
@@ -51,8 +42,12 @@ def _cell(cell: settings_table.Cell) -> nodes.entry:
         setting += nodes.emphasis(cell.setting, cell.setting)
     else:
         setting += nodes.strong("", "", nodes.literal(cell.setting, cell.setting))
-    return _entry(setting, nodes.paragraph("", "", *_text(cell.default)),
-                  nodes.paragraph("", "", *_text(cell.note)), _source(cell.source))
+    return _entry(
+        setting,
+        nodes.paragraph("", "", *inline_code(cell.default)),
+        nodes.paragraph("", "", *inline_code(cell.note)),
+        _source(cell.source),
+    )
 
 
 def build_table(directory=settings_table.SETTINGS_DIR) -> nodes.table:
@@ -114,7 +109,7 @@ class SettingsEquivalence(SphinxDirective):
     has_content = False
 
     def run(self) -> list[nodes.Node]:
-        for name in ("rows",) + settings_table.FRAMEWORKS:
+        for name in ("rows", *settings_table.FRAMEWORKS):
             self.env.note_dependency(str(settings_table.SETTINGS_DIR / f"{name}.toml"))
         try:
             wide = addnodes.only(expr="html")
@@ -128,6 +123,5 @@ class SettingsEquivalence(SphinxDirective):
             raise self.error(f"settings-equivalence: {exc}") from None
 
 
-def setup(app: Sphinx) -> dict:
+def setup(app: Sphinx) -> None:
     app.add_directive("settings-equivalence", SettingsEquivalence)
-    return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,4 +1,4 @@
-"""Sphinx extension: renders the on-call runbook from ``examples/observability/runbook/runbook.toml``.
+"""The on-call runbook page, rendered from ``examples/observability/runbook/runbook.toml``.
 
 Two directives, used by ``docs/observability/runbook.md``:
 
@@ -20,8 +20,7 @@ The data file is checked by :mod:`examples.observability.runbook.entries` when i
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
 import yaml
 from docutils import nodes
@@ -30,8 +29,9 @@ from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
 from examples.observability.runbook import entries as rb
+from handbook_sphinx import ROOT
+from handbook_sphinx.inline import inline_code
 
-ROOT = Path(__file__).resolve().parents[1]
 ALERTS_YML = ROOT / "examples" / "observability" / "alerting" / "alerts.yml"
 REDIS_CLI = 'redis-cli -u "$REDIS_URL"'
 LANGUAGE = {"promql": "promql", "redis": "console", "shell": "console"}
@@ -39,7 +39,9 @@ LANGUAGE = {"promql": "promql", "redis": "console", "shell": "console"}
 
 def alert_names() -> list[str]:
     rules = yaml.safe_load(ALERTS_YML.read_text(encoding="utf-8"))
-    return [rule["alert"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+    return [
+        rule["alert"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule
+    ]
 
 
 def command_line(step: rb.Step) -> str:
@@ -51,22 +53,20 @@ def command_line(step: rb.Step) -> str:
     return step.command
 
 
-def inline(text: str) -> list[nodes.Node]:
-    """Text with `code` spans turned into literals."""
-    parts = re.split(r"`([^`]+)`", " ".join(text.split()))
-    return [nodes.literal(text=p) if i % 2 else nodes.Text(p) for i, p in enumerate(parts) if p]
-
-
-def paragraphs(text: str) -> list[nodes.paragraph]:
+def paragraphs(text: str) -> list[nodes.Node]:
     """One paragraph per line of the data file (one sentence or a few per line)."""
-    return [nodes.paragraph("", "", *inline(line)) for line in text.splitlines() if line.strip()]
+    return [
+        nodes.paragraph("", "", *inline_code(" ".join(line.split())))
+        for line in text.splitlines()
+        if line.strip()
+    ]
 
 
 def item(term: str, *body: nodes.Node) -> nodes.definition_list_item:
     return nodes.definition_list_item("", nodes.term(term, term), nodes.definition("", *body))
 
 
-def bullets(items: list[list[nodes.Node]]) -> nodes.bullet_list:
+def bullets(items: Sequence[Sequence[nodes.Node]]) -> nodes.bullet_list:
     return nodes.bullet_list("", *(nodes.list_item("", nodes.paragraph("", "", *i)) for i in items))
 
 
@@ -74,8 +74,15 @@ class RunbookEntries(SphinxDirective):
     has_content = False
 
     def doc_link(self, target: str) -> addnodes.pending_xref:
-        ref = addnodes.pending_xref("", refdomain="std", reftype="doc", reftarget=target,
-                                    refexplicit=False, refwarn=True, refdoc=self.env.docname)
+        ref = addnodes.pending_xref(
+            "",
+            refdomain="std",
+            reftype="doc",
+            reftarget=target,
+            refexplicit=False,
+            refwarn=True,
+            refdoc=self.env.docname,
+        )
         ref += nodes.inline(target, target, classes=["xref", "std", "std-doc"])
         return ref
 
@@ -87,6 +94,7 @@ class RunbookEntries(SphinxDirective):
             steps += paragraphs(step.says)
             code = command_line(step)
             block = nodes.literal_block(code, code, language=LANGUAGE[step.kind])
+            block["handbook_generated"] = True  # from the checked data file, not typed on the page
             steps.append(block)
         found = nodes.definition_list(classes=["runbook-entry"])
         found += item("Confirm", *steps)
@@ -94,17 +102,35 @@ class RunbookEntries(SphinxDirective):
         found += item("Fix", *paragraphs(entry.fix))
         found += item("Read", bullets([[self.doc_link(p)] for p in entry.pages]))
         if entry.alerts:
-            alerts = [[nodes.reference("", "", nodes.literal(text=a), refid=nodes.make_id(a)), nodes.Text(" ("),
-                       self.doc_link("/observability/alerting"), nodes.Text(")")] for a in entry.alerts]
+            alerts = [
+                [
+                    nodes.reference("", "", nodes.literal(text=a), refid=nodes.make_id(a)),
+                    nodes.Text(" ("),
+                    self.doc_link("/observability/alerting"),
+                    nodes.Text(")"),
+                ]
+                for a in entry.alerts
+            ]
             found += item("Alert", bullets(alerts))
         else:
-            found += item("Alert", nodes.paragraph(
-                "", "None of the handbook's alert rules catches this directly; the confirm steps above find it."))
+            found += item(
+                "Alert",
+                nodes.paragraph(
+                    "",
+                    "None of the handbook's alert rules catches this directly; "
+                    "the confirm steps above find it.",
+                ),
+            )
         if entry.tests:
             found += item("Reproduced by", bullets([[nodes.literal(text=t)] for t in entry.tests]))
         else:
-            found += item("Reproduced by", nodes.paragraph("", "No test of the handbook reproduces it yet."))
-        found += item("Sources", bullets([[nodes.reference(u, short_source(u), refuri=u)] for u in entry.sources]))
+            found += item(
+                "Reproduced by", nodes.paragraph("", "No test of the handbook reproduces it yet.")
+            )
+        found += item(
+            "Sources",
+            bullets([[nodes.reference(u, short_source(u), refuri=u)] for u in entry.sources]),
+        )
         section += found
         return section
 
@@ -133,8 +159,12 @@ class RunbookAlert(SphinxDirective):
             return paragraphs(runbook.no_entry[alert])
         if not entries:
             raise self.error(f"no runbook entry names {alert}, and [no_entry] gives no reason")
-        lead = nodes.paragraph("", "Confirm this entry:" if len(entries) == 1
-                               else "One of these entries; confirm each in turn:")
+        lead = nodes.paragraph(
+            "",
+            "Confirm this entry:"
+            if len(entries) == 1
+            else "One of these entries; confirm each in turn:",
+        )
         links = [[nodes.reference("", e.symptom, refid=e.id)] for e in entries]
         return [lead, bullets(links)]
 
@@ -145,7 +175,6 @@ def short_source(url: str) -> str:
     return f"{m.group(1)}#{m.group(2)}" if m else url
 
 
-def setup(app: Sphinx) -> dict[str, Any]:
+def setup(app: Sphinx) -> None:
     app.add_directive("runbook-entries", RunbookEntries)
     app.add_directive("runbook-alert", RunbookAlert)
-    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
