@@ -74,9 +74,7 @@ def raw_bytes(record: DeadLetter) -> bytes:
     return record["raw"].encode("utf-8", "surrogateescape")
 
 
-# LREM from the source, LPUSH the record: one step, like MULTI/EXEC, but a script also runs
-# when Redis is at maxmemory with noeviction, which refuses every command queued in a MULTI.
-# LREM is allowed there, and once a script has run a write command Redis lets it finish.
+# LREM, then LPUSH the record: a script, not MULTI, which Redis refuses at maxmemory.
 MOVE_LUA = """
 redis.call('LREM', KEYS[1], 1, ARGV[1])
 redis.call('LPUSH', KEYS[2], ARGV[2])

@@ -39,15 +39,14 @@ log = logging.getLogger(__name__)
 
 # [start:declare]
 def retry_queue(name: str, retry: int) -> str:
-    """The queue where a job waits before retry number ``retry`` (bound with that key)."""
-    return f"{name}.retry.{retry}"
+    return f"{name}.retry.{retry}"  # where a job waits before retry number `retry`
 
 
 def declare_job_queue(
     channel: BlockingChannel, name: str, *, delivery_limit: int = 5, retries: int = 3
 ) -> None:
     """Declare the exchanges and quorum queues of one job queue (idempotent)."""
-    dlx = f"{name}.dlx"
+    dlx, retry_exchange = f"{name}.dlx", f"{name}.retry"
     channel.exchange_declare(exchange=dlx, exchange_type="fanout", durable=True)
     channel.queue_declare(
         queue=f"{name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
@@ -65,32 +64,20 @@ def declare_job_queue(
         },
     )
     channel.queue_bind(queue=name, exchange=name, routing_key=name)
-    # One retry queue per retry, so that the jobs waiting in one queue have delays drawn
-    # from the same range: RabbitMQ expires messages only at the head of a queue, and a long
-    # delay ahead of a short one holds it back (at most to that retry's ceiling).
-    channel.exchange_declare(exchange=f"{name}.retry", exchange_type="direct", durable=True)
-    for retry in range(1, retries + 1):
-        channel.queue_declare(
-            queue=retry_queue(name, retry),
-            durable=True,
-            arguments={
-                "x-queue-type": "quorum",
-                "x-dead-letter-exchange": name,  # when the TTL runs out: back to the queue
-                "x-dead-letter-routing-key": name,
-                "x-dead-letter-strategy": "at-least-once",  # not lost on the way back
-                "x-overflow": "reject-publish",  # required by at-least-once dead-lettering
-            },
-        )
-        channel.queue_bind(
-            queue=retry_queue(name, retry), exchange=f"{name}.retry", routing_key=str(retry)
-        )
+    channel.exchange_declare(exchange=retry_exchange, exchange_type="direct", durable=True)
+    for retry in range(1, retries + 1):  # when a job's TTL runs out: back to `name`
+        channel.queue_declare(queue=retry_queue(name, retry), durable=True, arguments={
+            "x-queue-type": "quorum", "x-overflow": "reject-publish",
+            "x-dead-letter-exchange": name, "x-dead-letter-routing-key": name,
+            "x-dead-letter-strategy": "at-least-once",  # not lost on the way back
+        })
+        channel.queue_bind(retry_queue(name, retry), retry_exchange, routing_key=str(retry))
 # [end:declare]
 
 
 # [start:publish]
 def open_channel(connection: pika.BlockingConnection) -> BlockingChannel:
-    """A channel with publisher confirms on (turn them on once: pika logs an error on
-    every further call)."""
+    """A channel with publisher confirms on (once: pika logs an error on a second call)."""
     channel = connection.channel()
     channel.confirm_delivery()
     return channel
@@ -119,24 +106,18 @@ def publish(channel: BlockingChannel, exchange: str, routing_key: str, job: Job,
 
 
 # [start:consume]
-#: Full jitter, 1 s doubling to a 5-minute cap (the retries page's default).
 RETRY_BACKOFF = Backoff("full", base=1.0, cap=300.0)
 
 
 def work_one(
-    channel: BlockingChannel,
-    queue: str,
-    handler: Callable[[Job], None],
-    *,
-    retries: int = 3,
-    backoff: Backoff = RETRY_BACKOFF,
-    rng: random.Random | None = None,
+    channel: BlockingChannel, queue: str, handler: Callable[[Job], None], *,
+    retries: int = 3, backoff: Backoff = RETRY_BACKOFF, rng: random.Random | None = None,
 ) -> bool:
     """Run one job if there is one; ack after the work.
 
-    A handler error sends the job to the retry queue of its attempt, to come back after the
-    backoff; after ``retries`` retries it is rejected to the dead-letter queue. A malformed
-    message is rejected at once. ``channel`` must come from :func:`open_channel`.
+    A failed job waits in the retry queue of its attempt for the backoff, then comes back;
+    after ``retries`` retries, or if it is malformed, it is rejected to the dead letters.
+    ``channel`` must come from :func:`open_channel`.
     """
     method, properties, body = channel.basic_get(queue=queue, auto_ack=False)
     if method is None:
@@ -160,8 +141,6 @@ def work_one(
         # confirmed before the ack: a crash in between runs the job twice, never zero times
         publish(channel, f"{queue}.retry", str(retry), replace(job, attempts=retry),
                 expiration_ms=max(1, round(delay * 1000)))
-        channel.basic_ack(delivery_tag=method.delivery_tag)
-        return True
     channel.basic_ack(delivery_tag=method.delivery_tag)
     return True
 # [end:consume]

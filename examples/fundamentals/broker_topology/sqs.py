@@ -101,25 +101,17 @@ class SqsDelivery:
     receive_count: int
 
 
-#: The most a message can be hidden by one ChangeMessageVisibility: 12 hours. (SQS also
-#: caps the total at 12 hours from the first receive.)
-MAX_VISIBILITY_TIMEOUT = 43_200
-#: Full jitter, 10 s doubling to a 15-minute cap: how long a failed job stays hidden.
-RETRY_BACKOFF = Backoff("full", base=10, cap=900)
+RETRY_BACKOFF = Backoff("full", base=10, cap=900)  # how long a failed job stays hidden
 
 
 class SqsWorker:
     """Receive, work, delete: at-least-once delivery
     with the visibility timeout as the lease."""
 
-    def __init__(
-        self, sqs: Any, url: str, *, backoff: Backoff = RETRY_BACKOFF,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.sqs = sqs
-        self.url = url
-        self.backoff = backoff  # for failed jobs, by receive count
-        self.rng = rng or random.Random()
+    def __init__(self, sqs: Any, url: str, *, backoff: Backoff = RETRY_BACKOFF,
+                 rng: random.Random | None = None) -> None:
+        self.sqs, self.url = sqs, url
+        self.backoff, self.rng = backoff, rng or random.Random()
 
     def receive(self, *, max_messages: int = 1, wait_seconds: int = 0) -> list[SqsDelivery]:
         """Receive up to ``max_messages`` (1..10); long-poll up to ``wait_seconds`` (0..20)."""
@@ -157,8 +149,8 @@ class SqsWorker:
     def retry_later(self, delivery: SqsDelivery) -> int:
         """Hide a failed job for a backoff that grows with its receive count; return the
         seconds. The redrive policy's maxReceiveCount still caps the attempts."""
-        delay = self.backoff.delay(delivery.receive_count, self.rng)
-        seconds = min(MAX_VISIBILITY_TIMEOUT, math.ceil(delay))
+        delay = math.ceil(self.backoff.delay(delivery.receive_count, self.rng))
+        seconds = min(delay, 43_200)  # 12 hours, the most SQS allows
         self.extend(delivery, seconds)
         return seconds
 

@@ -107,16 +107,12 @@ def new_worker_id(prefix: str = "worker") -> str:
 
 
 # [start:recover-script]
-# Give a dead worker's jobs back to the queue, unless it has sent a heartbeat since the
-# caller decided it was dead. KEYS: the worker's processing list, the pending list, the
-# heartbeat sorted set. ARGV: worker id, cutoff time. Returns the number of jobs moved,
-# or -1 if the worker turned out to be alive. LPOP then RPUSH does what LMOVE LEFT RIGHT
-# does, but starts with a command that Redis allows at maxmemory (see CLAIM_LUA below).
+# Give a dead worker's jobs back (LPOP, RPUSH: LMOVE, but also at maxmemory) unless it beat
+# since the cutoff. KEYS: its processing list, pending list, heartbeats. ARGV: worker id,
+# cutoff. Returns the number of jobs moved, or -1 if the worker turned out to be alive.
 RECOVER_LUA = """
 local beat = redis.call('ZSCORE', KEYS[3], ARGV[1])
-if beat and tonumber(beat) > tonumber(ARGV[2]) then
-  return -1
-end
+if beat and tonumber(beat) > tonumber(ARGV[2]) then return -1 end
 local moved = 0
 local raw = redis.call('LPOP', KEYS[1])
 while raw do
@@ -131,15 +127,10 @@ return moved
 
 
 # [start:claim-script]
-# Take the oldest job into the worker's processing list and record the worker's heartbeat,
-# in one step. KEYS: pending list, processing list, heartbeat sorted set. ARGV: worker id,
-# now. Returns the job, or nil if the queue is empty.
-# Why not LMOVE: at maxmemory with noeviction, Redis refuses every command that may add
-# data (LMOVE, LPUSH, ZADD, and anything queued in MULTI), so workers could no longer take
-# jobs from a full Redis. RPOP can only free memory and is always allowed, and once a script
-# has run a write command Redis lets the rest of it run, so the LPUSH and ZADD after it go
-# through: a full Redis can still be drained. The move needs no new memory: the bytes leave
-# one list for the other.
+# Take the oldest job into the worker's processing list and record its heartbeat. KEYS:
+# pending list, processing list, heartbeat sorted set. ARGV: worker id, now. Not LMOVE:
+# at maxmemory Redis refuses it (it may add data) but allows RPOP, and lets a script finish
+# once it has run a write, so the take still works on a full Redis.
 CLAIM_LUA = """
 local raw = redis.call('RPOP', KEYS[1])
 if not raw then
@@ -150,9 +141,8 @@ redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 return raw
 """
 
-# Record a heartbeat. KEYS: heartbeat sorted set. ARGV: worker id, now. ZREM first, for the
-# same reason, so that a worker in a long job can still report at maxmemory: updating its
-# entry needs no new memory, and a worker's first entry only a few bytes.
+# Record a heartbeat (KEYS: heartbeat sorted set; ARGV: worker id, now). ZREM first, for the
+# same reason: a worker in a long job can still report when Redis is full.
 HEARTBEAT_LUA = """
 redis.call('ZREM', KEYS[1], ARGV[1])
 return redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
@@ -185,32 +175,25 @@ class ReliableQueue(QueueBase):
 
     def heartbeat(self, worker: str) -> None:
         """Record that ``worker`` is alive. Call it between jobs and during long ones."""
-        worker = check_key_part("worker id", worker)
-        self._heartbeat(keys=[self.workers_key], args=[worker, self.clock.now()])
+        worker_id = check_key_part("worker id", worker)
+        self._heartbeat(keys=[self.workers_key], args=[worker_id, self.clock.now()])
 
     def reserve(self, worker: str, *, timeout: float = 0) -> Delivery | None:
-        """Atomically move the oldest job into ``worker``'s processing list and return it.
-
-        With ``timeout > 0`` wait up to that many seconds for a job (``BLMOVE``) when the
-        queue is empty.
-        """
+        """Move the oldest job into ``worker``'s processing list and return it; with
+        ``timeout > 0``, wait up to that many seconds for one (``BLMOVE``)."""
         if timeout < 0:
             raise ValueError(f"timeout must be >= 0 seconds, got {timeout}")
         processing = self.processing_key(worker)
         keys = [self.pending_key, processing, self.workers_key]
         while True:
             raw = text_or_none(self._claim(keys=keys, args=[worker, self.clock.now()]))
-            if raw is None and timeout:
-                self.heartbeat(worker)  # waiting is being alive too
-                # redis-py annotates this timeout as int; BLMOVE takes float seconds
-                reply = self.r.blmove(
+            if raw is None and timeout:  # empty: wait (redis-py types the timeout as int)
+                raw = text_or_none(self.r.blmove(
                     self.pending_key, processing,
                     timeout,  # type: ignore[arg-type]
                     "RIGHT", "LEFT",
-                )
-                raw = text_or_none(reply)
-                if raw is not None:
-                    self.heartbeat(worker)
+                ))
+                self.heartbeat(worker)
             if raw is None:
                 return None
             try:
@@ -228,8 +211,7 @@ class ReliableQueue(QueueBase):
             )
 
     def recover(self, dead_after: float) -> int:
-        """Requeue the jobs of every worker whose last heartbeat is older than
-        ``dead_after`` seconds."""
+        """Requeue the jobs of every worker silent for more than ``dead_after`` seconds."""
         if dead_after <= 0:
             raise ValueError(f"dead_after must be > 0 seconds, got {dead_after}")
         cutoff = self.clock.now() - dead_after

@@ -65,10 +65,12 @@ ROLES: dict[str, Role] = {
         ),
     ),
     # KEDA's redis scaler (an EVAL of TYPE then LLEN, so ~ on the list it reads) and the
-    # Prometheus QueueCollector (LLEN, LINDEX): reads only, whatever script it sends.
+    # Prometheus QueueCollector (LLEN, LINDEX, and ZRANGEBYSCORE of the heartbeats to find
+    # jobs stranded with dead workers): reads only, whatever script it sends.
     "scaler": Role(
-        keys=("~q:{QUEUE}:pending", "%R~q:{QUEUE}:dead"),
-        commands=("+ping", "+eval", "+type", "+llen", "+lindex"),
+        keys=("~q:{QUEUE}:pending", "%R~q:{QUEUE}:dead", "%R~q:{QUEUE}:workers",
+              "%R~q:{QUEUE}:processing:*"),
+        commands=("+ping", "+eval", "+type", "+llen", "+lindex", "+zrangebyscore"),
     ),
     # People on call: read and repair any key (replay dead letters, requeue), read the
     # server's state; no FLUSHALL, KEYS, CONFIG SET, ACL, SHUTDOWN, DEBUG or MONITOR.
