@@ -100,6 +100,14 @@ def test_the_keda_schema_rejects_misspellings_and_wrong_types(name, mutate, erro
     assert keda_errors(document) == [error]
 
 
+def test_the_scaled_job_survives_its_own_updates():
+    """KEDA's default rollout strategy deletes running Jobs when the ScaledJob changes."""
+    spec = load("keda-scaledjob.yaml")["spec"]
+    assert spec["rollout"] == {"strategy": "gradual"}
+    rollout = json.loads(KEDA_SCHEMA.read_text(encoding="utf-8"))["$defs"]["scaledJobSpec"]["properties"]["rollout"]
+    assert rollout["properties"]["strategy"]["default"] == "default"  # what KEDA does without it
+
+
 def test_nested_kubernetes_types_in_keda_objects_are_validated_too():
     job_spec = load("keda-scaledjob.yaml")["spec"]["jobTargetRef"]
     k8s_validate({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"}, "spec": job_spec})

@@ -208,3 +208,15 @@ def test_max_message_size_quoted_on_the_serialization_page_is_the_installed_defa
         pytest.skip("rabbitmq-server's rabbit.app not found (Debian path)")
     [default] = re.findall(r"\{max_message_size,\s*(\d+)\}", open(files[0], encoding="utf-8").read())
     assert int(default) == LIMITS["rabbitmq"] == 128 * 1024 * 1024
+
+
+def test_consumer_timeout_quoted_on_the_page_is_the_installed_default():
+    """The delivery-acknowledgement timeout: a channel that holds a delivery longer is closed."""
+    import glob
+    import re
+
+    files = glob.glob("/usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins/rabbit-*/ebin/rabbit.app")
+    if not files:
+        pytest.skip("rabbitmq-server's rabbit.app not found (Debian path)")
+    [default] = re.findall(r"\{consumer_timeout,\s*(\d+)\}", open(files[0], encoding="utf-8").read())
+    assert int(default) == 30 * 60 * 1000  # milliseconds: the page's "30 min"
