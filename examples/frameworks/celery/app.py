@@ -13,7 +13,8 @@ What it adds to the settings:
   and keeps a dead-letter record of every task that fails for good, since Celery
   acknowledges failed tasks and Redis has no dead-letter queue of its own;
 * tasks that retry on transient errors with exponential backoff and full jitter;
-* :func:`broker_reachable` and :func:`worker_responds`, liveness of the broker and the worker process.
+* :func:`broker_reachable` and :func:`worker_responds`: is the broker up, is the worker process
+  alive (not: is it still consuming).
 """
 
 # [start:imports]
