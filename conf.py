@@ -153,6 +153,8 @@ latex_elements = {
 \newcommand{\handbookbreakableunderscore}{\textunderscore\hspace{0pt}}
 \let\handbook@upquote\sphinxupquote
 \DeclareRobustCommand{\sphinxupquote}[1]{{\let\_\handbookbreakableunderscore\handbook@upquote{#1}}}
+% A long URL in a footnote may break after a hyphen too, not only after / . and the like.
+\g@addto@macro{\UrlBreaks}{\do\-}
 % A term of a definition list (a failure mode, a glossary entry) starts a page rather than
 % end one with its definition on the next: ask for room for the term and two lines.
 \usepackage{needspace}

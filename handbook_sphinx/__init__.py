@@ -32,6 +32,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from docutils import nodes
+from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.config import Config
 
@@ -47,7 +49,16 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("handbook_listing_roots", ["examples", "labs"], "env", list)
     for module in (example, generated, contract, settings_table, runbook):
         module.setup(app)
+    app.connect("doctree-read", api_objects_out_of_the_index)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
+
+
+def api_objects_out_of_the_index(app: Sphinx, doctree: nodes.document) -> None:
+    """The general index (and the PDF's) lists concepts, not the API reference's functions
+    and classes; the API page and the site search still find every one of them."""
+    if app.env.docname == "reference/api":
+        for node in list(doctree.findall(addnodes.index)):
+            node.parent.remove(node)
 
 
 def root(config: Config) -> Path:

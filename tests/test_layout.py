@@ -11,6 +11,7 @@ with their reason. Instruments (labs, benchmarks, simulators, experiment runners
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,35 @@ def test_every_exception_still_exists():
     for table in (FLOOR, NOT_SHOWN_BY_ITS_PAGE, CROSS_PAGE_TESTS):
         for name in table:
             assert (ROOT / name).exists(), f"{name} is listed as an exception but does not exist"
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_examples_import_no_tooling():
+    """What a reader copies is the pattern: figures, tables and command-line harnesses live
+    in the docs toolkit and in labs/, and nothing under examples/ reaches into them."""
+    tooling = {"matplotlib", "argparse", "labs", "handbook_sphinx", "tools", "tests"}
+    problems = []
+    for path in sorted((ROOT / "examples").rglob("*.py")):
+        if IGNORED_NAMES & set(path.parts[:-1]):
+            continue
+        found = imported_modules(path) & tooling
+        if found:
+            problems.append(f"{rel(path)} imports {sorted(found)}")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_import_check_sees_tooling(tmp_path):
+    """The check above would pass vacuously if it missed an import form."""
+    sample = tmp_path / "sample.py"
+    sample.write_text("import argparse\nfrom matplotlib.figure import Figure\nimport labs.throughput\n")
+    assert imported_modules(sample) >= {"argparse", "matplotlib", "labs"}

@@ -86,7 +86,7 @@ SOURCES = {
 }
 
 #: Which row of the settings-equivalence table
-#: (examples/frameworks/choosing_a_framework/settings/rows.toml) each numeric default belongs
+#: (``settings/rows.toml`` beside this module) each numeric default belongs
 #: to, and the knob's unit there.
 ROWS = {
     "bullmq": {"lease": ("lockDuration", "ms"), "concurrency_model": ("concurrency", "")},
