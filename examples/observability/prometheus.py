@@ -222,7 +222,8 @@ class QueueCollector(Collector):
             ok = self._count("response")
         else:
             now = self.clock.now()
-            for queue, (depth, oldest, dead, stranded) in zip(self.queues, replies, strict=True):
+            for queue, reply in zip(self.queues, replies, strict=True):
+                depth, oldest, dead, stranded = reply
                 families["jobqueue_queue_depth"].add_metric([queue.name], depth)
                 families["jobqueue_queue_dead_letters"].add_metric([queue.name], dead)
                 families["jobqueue_queue_stranded_jobs"].add_metric([queue.name], stranded)

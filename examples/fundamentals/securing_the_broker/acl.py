@@ -53,8 +53,7 @@ ROLES: dict[str, Role] = {
         keys=("%W~q:{QUEUE}:pending", "~lq:{QUEUE}:*"),
         commands=("+ping", "+lpush", "+evalsha", "+script|load", "+hsetnx"),
     ),
-    # Workers: take, acknowledge, heartbeat, recover and dead-letter, in their own queues.
-    # No MULTI: every multi-key step of the queues is a script, which also runs at maxmemory.
+    # Workers: take, acknowledge, heartbeat, recover and dead-letter (scripts, no MULTI).
     "worker": Role(
         keys=("~q:{QUEUE}:*", "~lq:{QUEUE}:*"),
         commands=(
