@@ -247,3 +247,119 @@ def dashboard_panels() -> Table:
             for p in dashboard["panels"]
         ],
     )
+
+
+# -- Deploys: the shutdown lab (labs/shutdown_lab.py, docs/frameworks/_data/shutdown.json) ----
+def _shutdown_stopped(row: dict) -> str:
+    return "SIGKILL" if row["stopped_by"] == "SIGKILL" else f"exit, {row['stopped_after']:.1f} s"
+
+
+def _shutdown_interrupted(row: dict) -> str:
+    """How many jobs were interrupted, where they were once the pod was gone, and how those
+    that never ran again ended: "2 held", "1 held, then 1 failed", "2 lost"."""
+    now = [f"{row[key]} {key}" for key in ("requeued", "held") if row[key]]
+    end = [f"{row[key]} {key}" for key in ("failed", "lost") if row[key]]
+    if not now and not end:
+        return str(row["interrupted"])
+    text = ", ".join(now) + (", then " if now and end else "") + ", ".join(end)
+    accounted = sum(row[key] for key in (("requeued", "held") if now else ("failed", "lost")))
+    return text if accounted == row["interrupted"] else f"{row['interrupted']}: {text}"
+
+
+def _shutdown_setting(row: dict, parameters: dict) -> str:
+    from labs.shutdown_lab import FRAMEWORKS, TIMEOUT_LONG
+
+    setting = FRAMEWORKS[row["framework"]].settings[row["setting"]]
+    if setting.timeout is None:
+        return setting.label
+    seconds = setting.timeout * (parameters["timeout_long"] / TIMEOUT_LONG)
+    if row["framework"] == "sidekiq":
+        return f"`-t {max(1, round(seconds))}`"
+    return f"{setting.label} {seconds:g} s"
+
+
+def shutdown_table(results: Path, framework: str) -> Table:
+    """One framework's cells of the shutdown lab: how the pod stopped and where its jobs went."""
+    from labs.shutdown_lab import ENTRY_POINTS, FRAMEWORKS
+
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"unknown framework {framework!r}; choose from {sorted(FRAMEWORKS)}")
+    data = json.loads(results.read_text(encoding="utf-8"))
+    rows = [
+        [
+            ENTRY_POINTS[row["entry"]][0],
+            _shutdown_setting(row, data["parameters"]),
+            f"{row['grace']:g} s",
+            _shutdown_stopped(row),
+            f"{row['completed']}/{row['jobs']}",
+            _shutdown_interrupted(row),
+            str(row["run_twice"]),
+            f"**{row['lost']}**" if row["lost"] else "0",
+        ]
+        for row in data["cells"]
+        if row["framework"] == framework
+    ]
+    if not rows:
+        raise ValueError(f"{results.name} has no cell for {framework!r}")
+    header = ["entry point", "setting", "grace", "stopped", "done", "interrupted, then",
+              "run twice", "lost"]
+    return Table(header, rows)
+
+
+#: Each framework's own shutdown limit, and what the grace period must cover (the page cites
+#: the sources).
+SHUTDOWN_LIMITS = {
+    "celery": ("warm (default): none; soft: `worker_soft_shutdown_timeout`",
+               "longest task (at most `task_time_limit`) + exit, or the soft timeout + exit"),
+    "rq": ("none; `job_timeout` ({rq_timeout} s by default) ends the job", "`job_timeout` + exit"),
+    "bullmq": ("none in `close()`; the `closeOnSignals` deadline", "deadline + exit"),
+    "sidekiq": ("`-t`, 25 s by default", "`-t` + 5 s or more"),
+    "reliable": ("none: drains the job in hand", "longest job + one fetch + `preStop` + margin"),
+}
+
+
+def shutdown_exit_seconds(results: Path) -> dict[str, float]:
+    """Per framework, the most time a worker took to exit after its last job finished
+    (clean drains only: exec form, shell with exec or tini, nothing interrupted)."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    longest = data["parameters"]["longest_job"]
+    seconds: dict[str, float] = {}
+    for row in data["cells"]:
+        clean = (row["stopped_by"] == "exit" and row["interrupted"] == 0
+                 and row["entry"] in ("exec", "sh-exec", "tini"))
+        if clean:
+            exit_after = max(row["stopped_after"] - longest, 0.0)
+            seconds[row["framework"]] = max(seconds.get(row["framework"], 0.0), exit_after)
+    return seconds
+
+
+def shutdown_grace(results: Path) -> Table:
+    """Per framework: its own shutdown limit, the exit time the lab measured after the last
+    job, and what the grace period must cover."""
+    from rq import Queue
+
+    from labs.shutdown_lab import FRAMEWORKS
+
+    exits = shutdown_exit_seconds(results)
+    rows = []
+    for name, framework in FRAMEWORKS.items():
+        if name not in exits:
+            raise ValueError(f"{results.name} has no clean drain for {name!r}")
+        own, grace = SHUTDOWN_LIMITS[name]
+        rows.append([framework.label, own.format(rq_timeout=Queue.DEFAULT_TIMEOUT),
+                     f"{exits[name]:.1f} s", grace])
+    return Table(["framework", "own shutdown limit", "exit after the last job (measured)",
+                  "grace must exceed"], rows)
+
+
+def shutdown_run(results: Path) -> Table:
+    """Where, when and with what the shutdown lab ran."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    machine = data["machine"]
+    rows = [[name, str(value)] for name, value in data["versions"].items()]
+    note = (
+        f"Measured on {data['date']} on {machine['os']}, {machine['cpu']} ({machine['cpus']} "
+        f"CPUs): {len(data['cells'])} cells, one after another, in {data['wall_seconds']:.0f} s. "
+        f"Reproduce with `{data['command']}` (as root), or `tox -e shutdown-lab`."
+    )
+    return Table(["component", "version"], rows, note=note)

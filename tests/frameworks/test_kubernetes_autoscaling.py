@@ -100,12 +100,12 @@ def test_the_keda_schema_rejects_misspellings_and_wrong_types(name, mutate, erro
     assert keda_errors(document) == [error]
 
 
-def test_the_scaled_job_survives_its_own_updates():
-    """KEDA's default rollout strategy deletes running Jobs when the ScaledJob changes."""
-    spec = load("keda-scaledjob.yaml")["spec"]
-    assert spec["rollout"] == {"strategy": "gradual"}
-    rollout = json.loads(KEDA_SCHEMA.read_text(encoding="utf-8"))["$defs"]["scaledJobSpec"]["properties"]["rollout"]
-    assert rollout["properties"]["strategy"]["default"] == "default"  # what KEDA does without it
+def test_the_scaled_job_lets_running_jobs_finish_when_it_is_updated():
+    """The default rollout strategy terminates running Jobs when the ScaledJob changes (a deploy)."""
+    scaled = load("keda-scaledjob.yaml")
+    assert scaled["spec"]["rollout"] == {"strategy": "gradual"}
+    scaled["spec"]["rollout"]["strategy"] = "gradually"
+    assert keda_errors(scaled) == ["spec/rollout/strategy: 'gradually' is not one of ['default', 'gradual']"]
 
 
 def test_nested_kubernetes_types_in_keda_objects_are_validated_too():
