@@ -185,6 +185,7 @@ class ReliableQueue(QueueBase):
             raise ValueError(f"timeout must be >= 0 seconds, got {timeout}")
         processing = self.processing_key(worker)
         keys = [self.pending_key, processing, self.workers_key]
+        self.heartbeat(worker)  # before each fetch: a worker waiting for jobs is alive too
         while True:
             raw = text_or_none(self._claim(keys=keys, args=[worker, self.clock.now()]))
             if raw is None and timeout:  # empty: wait (redis-py types the timeout as int)
@@ -193,7 +194,6 @@ class ReliableQueue(QueueBase):
                     timeout,  # type: ignore[arg-type]
                     "RIGHT", "LEFT",
                 ))
-                self.heartbeat(worker)
             if raw is None:
                 return None
             try:
