@@ -76,6 +76,14 @@ def raw_bytes(record: DeadLetter) -> bytes:
 
 MAX_RECORDS = 10_000  # how many records a list keeps by default: the newest ones
 
+# LREM from the source list (when there is one), LPUSH the record, LTRIM to the cap: a script,
+# not MULTI, which Redis refuses at maxmemory. KEYS: the dead-letter list, then the source.
+MOVE_LUA = """
+if #KEYS == 2 then redis.call('LREM', KEYS[2], 1, ARGV[1]) end
+redis.call('LPUSH', KEYS[1], ARGV[2])
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+"""
+
 
 class DeadLetterList:
     """A Redis list of :class:`DeadLetter` records, newest first, at most ``max_records``."""
@@ -85,6 +93,7 @@ class DeadLetterList:
         if max_records < 1:
             raise ValueError(f"max_records must be a positive int, got {max_records!r}")
         self.r, self.key, self.clock, self.max_records = r, key, clock, max_records
+        self._move = r.register_script(MOVE_LUA)
 
     def record(self, raw: str | bytes, reason: str, *, attempts: int | None = None) -> str:
         """One record as JSON, for a transaction or a script that pushes it."""
@@ -102,15 +111,10 @@ class DeadLetterList:
     def move(
         self, source: str | None, raw: str | bytes, reason: str, *, attempts: int | None = None
     ) -> None:
-        """Move ``raw`` from ``source`` (if any) to the capped dead letters, atomically."""
-        with self.r.pipeline(transaction=True) as tx:
-            if source is not None:
-                # redis-py annotates LREM's value as str; bytes (the serialization page's
-                # binary client) are sent as they are.
-                tx.lrem(source, 1, raw)  # type: ignore[arg-type]
-            tx.lpush(self.key, self.record(raw, reason, attempts=attempts))
-            tx.ltrim(self.key, 0, self.max_records - 1)  # keep the newest max_records
-            tx.execute()
+        """Move ``raw`` from ``source`` (if any) to the capped dead letters, in one step."""
+        record = self.record(raw, reason, attempts=attempts)
+        keys = [self.key] if source is None else [self.key, source]
+        self._move(keys=keys, args=[raw, record, self.max_records])
 
     def records(self) -> list[DeadLetter]:
         """Every record, newest first."""

@@ -394,30 +394,31 @@ def test_the_instrumented_worker_logs_a_failure_before_retrying_it(r, caplog):
     assert logged.exc_info[1] is ERROR
 
 
-def test_the_sqs_worker_logs_a_failure_before_releasing_the_job(monkeypatch, caplog):
+def test_the_sqs_worker_logs_a_failure_before_hiding_it_for_its_backoff(monkeypatch, caplog):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # moto's fake credentials, not secrets
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with moto.mock_aws():
         sqs = boto3.client("sqs", region_name="eu-west-1")
         url, _ = create_job_queue(sqs, "images")
         send_job(sqs, url, GOOD)
-        assert SqsWorker(sqs, url).work_one(fails) is True
+        assert SqsWorker(sqs, url, backoff=Backoff("none", base=10, cap=900)).work_one(fails) is True
     [logged] = caplog.records
-    assert logged.getMessage() == "job job-1 failed on receive 1; releasing it for a retry"
+    assert logged.getMessage() == "job job-1 failed on receive 1; retry in 10 s"
     assert logged.exc_info[1] is ERROR
 
 
-def test_the_rabbitmq_consumer_logs_a_failure_before_requeueing_it(caplog):
+def test_the_rabbitmq_consumer_logs_a_failure_before_sending_it_to_its_retry_queue(caplog):
     """A stand-in channel: what matters here is the log line, not the broker."""
     calls = []
     channel = SimpleNamespace(
         basic_get=lambda queue, auto_ack: (SimpleNamespace(delivery_tag=7), None, GOOD.to_json().encode()),
-        basic_nack=lambda delivery_tag, requeue: calls.append(("nack", delivery_tag, requeue)),
+        basic_publish=lambda exchange, routing_key, **kw: calls.append(("publish", exchange, routing_key)),
+        basic_ack=lambda delivery_tag: calls.append(("ack", delivery_tag)),
     )
-    assert rabbitmq.work_one(channel, "images", fails) is True
-    assert calls == [("nack", 7, True)]
+    assert rabbitmq.work_one(channel, "images", fails, backoff=Backoff("none", base=1, cap=9)) is True
+    assert calls == [("publish", "images.retry", "1"), ("ack", 7)]
     [logged] = caplog.records
-    assert logged.getMessage() == "job job-1 failed; requeued" and logged.exc_info[1] is ERROR
+    assert logged.getMessage() == "job job-1 failed; retry 1 in 1.0 s" and logged.exc_info[1] is ERROR
 
 
 def test_key_parts_and_raw_bytes():

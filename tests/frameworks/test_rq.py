@@ -266,6 +266,33 @@ def test_the_abandoned_job_grace_period_the_page_explains():
     assert rq.defaults.DEFAULT_JOB_MONITORING_INTERVAL + 60 == 90
 
 
+def test_registries_beyond_the_five_and_cron_as_its_own_command(queue):
+    """What the page adds to its table: canceled and rate-limited jobs live elsewhere, and
+    periodic (cron) jobs need `rq cron`, not `--with-scheduler`."""
+    from rq.cli.cli import main as rq_cli
+    from rq.rate_limit import RateLimitRegistry
+    from rq.registry import CanceledJobRegistry
+
+    job = queue.enqueue("builtins.len", "abc")
+    job.cancel()
+    five = (queue.started_job_registry, queue.finished_job_registry, queue.failed_job_registry,
+            queue.scheduled_job_registry, queue.deferred_job_registry)
+    assert all(job.id not in registry.get_job_ids() for registry in five)
+    assert job.id in CanceledJobRegistry(queue=queue).get_job_ids()
+    assert RateLimitRegistry.__module__ == "rq.rate_limit"
+    assert "cron" in rq_cli.commands and "worker" in rq_cli.commands
+
+
+def test_only_a_worker_started_with_the_scheduler_has_one(queue):
+    """So only such workers can take a dead scheduler's lock over (RQScheduler.acquire_locks)."""
+    worker = rq.Worker([queue], connection=queue.connection)
+    worker.work(burst=True)
+    assert worker.scheduler is None
+    with_scheduler = rq.Worker([queue], connection=queue.connection)
+    with_scheduler.work(burst=True, with_scheduler=True)
+    assert with_scheduler.scheduler is not None
+
+
 # -- a forking worker process, on a real Redis ----------------------------------------------
 LAB = Path(__file__).parent / "workers" / "rq_lab_worker.py"
 

@@ -165,6 +165,28 @@ def test_a_job_ruby_pushes_for_python_is_read_by_the_python_side(r, redis_url):
     assert (job.job_class, job.args, job.jid, job.queue) == ("resize", [{"w": 3}], jid, "python")
 
 
+def _commands_seen_by_monitor(r, push) -> list[str]:
+    """The commands Redis receives while ``push()`` runs, up to its LPUSH."""
+    with r.monitor() as monitor:
+        push()
+        seen = []
+        for event in monitor.listen():
+            seen.append(event["command"].split()[0].upper())
+            if seen[-1] == "LPUSH":
+                return seen
+    return seen
+
+
+@REAL
+def test_sidekiq_client_and_the_python_push_pipeline_without_multi(r, redis_url):
+    """Sidekiq::Client (6.3.0 and later) sends SADD and LPUSH in one pipeline, not in MULTI/EXEC;
+    the Python push does the same."""
+    ruby_side = _commands_seen_by_monitor(r, lambda: _enqueue_rb(redis_url, "for-python", "resize", '{"w": 1}'))
+    assert ruby_side[-2:] == ["SADD", "LPUSH"] and "MULTI" not in ruby_side
+    python_side = _commands_seen_by_monitor(r, lambda: sk.push(r, sk.build_payload("resize", [{"w": 2}], queue="python")))
+    assert python_side[-2:] == ["SADD", "LPUSH"] and "MULTI" not in python_side
+
+
 def _enqueue_rb(redis_url: str, *args: str) -> str:
     done = subprocess.run(
         [require_ruby(), "-W0", "enqueue.rb", *args], cwd=SIDEKIQ_DIR, capture_output=True, text=True, timeout=30,

@@ -13,7 +13,8 @@ What it adds to the settings:
   and keeps a dead-letter record of every task that fails for good, since Celery
   acknowledges failed tasks and Redis has no dead-letter queue of its own;
 * tasks that retry on transient errors with exponential backoff and full jitter;
-* :func:`broker_reachable` and :func:`worker_responds`, the two halves of a liveness check.
+* :func:`broker_reachable` and :func:`worker_responds`: is the broker up, is the worker process
+  alive (not: is it still consuming).
 """
 
 # [start:imports]
@@ -292,7 +293,8 @@ def broker_reachable(app: Celery = app, timeout: float = 5.0) -> bool:
 def worker_responds(hostname: str, app: Celery = app, timeout: float = 2.0) -> bool:
     """Whether the worker ``hostname`` (``celery@HOST``) answers a ping over the broker.
 
-    A worker that answers is running its event loop and reading from Redis. Use it as a
+    A worker that answers runs its event loop and its remote-control channel; it may still
+    have stopped consuming its task queue (alert on queue age for that). Use it as a
     Kubernetes liveness probe (``celery inspect ping -d celery@$HOSTNAME`` does the same
     from the shell), with a timeout and failure threshold generous enough for a busy worker.
     """

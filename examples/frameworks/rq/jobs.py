@@ -55,7 +55,7 @@ from examples.envelope import PayloadError
 class JobPolicy:
     """How long a job may run, how long its outcome is kept, and when it is retried."""
 
-    job_timeout: int = 5 * 60  # seconds; the work-horse is killed after this
+    job_timeout: int = 5 * 60  # s: then JobTimeoutException; the horse is killed 60 s later
     result_ttl: int = 24 * 60 * 60  # keep a finished job (and its result) for a day
     failure_ttl: int = 7 * 24 * 60 * 60  # keep a failed job a week: long enough to look at it
     retry_intervals: tuple[int, ...] = (10, 60, 300)  # one retry per entry, seconds apart

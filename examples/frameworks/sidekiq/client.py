@@ -4,8 +4,9 @@ This module is the Python side of the page *Sidekiq* (``docs/frameworks/sidekiq.
 Ruby side is ``examples/frameworks/sidekiq/``. A Sidekiq job is a JSON object in a Redis
 list, so Python can enqueue one without Ruby by doing what ``Sidekiq::Client`` does:
 
-* an immediate job: ``SADD queues NAME`` and ``LPUSH queue:NAME <json>``, in one
-  transaction (the ``queues`` set is how the Web UI and the API find queues);
+* an immediate job: ``SADD queues NAME`` and ``LPUSH queue:NAME <json>``, sent together in
+  one pipeline, not a transaction, as ``Sidekiq::Client#raw_push`` has done since 6.3.0 (the
+  ``queues`` set is how the Web UI and the API find queues);
 * a scheduled job: ``ZADD schedule <epoch seconds> <json>``; Sidekiq's poller moves it to
   its queue when it is due.
 
@@ -129,7 +130,9 @@ def push(r: redis.Redis, payload: dict[str, Any], *, major: int = 6,
          clock: Clock | None = None) -> str:
     """Enqueue for immediate execution, as ``Sidekiq::Client`` does; return the jid."""
     message = {**payload, "enqueued_at": _timestamp(clock or SystemClock(), major)}
-    with r.pipeline(transaction=True) as pipe:  # MULTI/EXEC: both or neither
+    # One round trip, no MULTI, like Sidekiq::Client: if only the SADD lands, the queue is
+    # listed and empty, which is harmless.
+    with r.pipeline(transaction=False) as pipe:
         pipe.sadd("queues", payload["queue"])
         pipe.lpush(f"queue:{payload['queue']}", json.dumps(message, separators=(",", ":")))
         pipe.execute()

@@ -129,6 +129,9 @@ class StreamQueue:
         """Entries delivered to some consumer and not yet acknowledged."""
         return int(self.r.xpending(self.stream_key, self.group)["pending"])
 
+# [end:stream-queue]
+
+    # [start:stream-helpers]
     def _parse(
         self, entries: Iterable[Any], deliveries: Mapping[str, int]
     ) -> list[StreamDelivery]:
@@ -166,7 +169,7 @@ class StreamQueue:
     def dead_letters(self) -> list[DeadLetter]:
         """Entries that could not be processed, newest first, each with its reason."""
         return self.dead.records()
-# [end:stream-queue]
+    # [end:stream-helpers]
 
 
 # [start:list-priority]
