@@ -184,13 +184,16 @@ def start_probe_worker(processes, redis_url: str) -> None:
 def test_a_celery_worker_whose_consumer_connection_is_killed_reconnects(r, redis_url, processes):
     from examples.frameworks.celery.app import app
 
-    start_probe_worker(processes, redis_url)
-
     def consumer_connections():
-        return [c["id"] for c in r.client_list() if c["cmd"] == "brpop"]
+        return {c["id"] for c in r.client_list() if c["cmd"] == "brpop"}
 
-    # Before anything else connects, the only client blocked in BRPOP is the worker's consumer.
-    [consumer] = eventually("the worker's consumer in BRPOP", consumer_connections, 60)
+    # Clients already blocked in BRPOP (an earlier module's worker, say) are not this worker's:
+    # its consumer is the one BRPOP connection that appears after it starts.
+    before = consumer_connections()
+    start_probe_worker(processes, redis_url)
+    [consumer] = eventually(
+        "the worker's consumer in BRPOP", lambda: sorted(consumer_connections() - before), 60
+    )
     r.execute_command("CLIENT", "KILL", "ID", consumer)
     task = app.send_task("examples.frameworks.celery.app.add", args=[2, 3], queue=CHECK_QUEUE)
     assert task.get(timeout=30) == 5
