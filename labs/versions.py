@@ -85,12 +85,21 @@ def server_line(info: dict) -> str:
     return f"{key} {'.'.join(version.split('.')[:2])}"
 
 
+def _shown(value: str) -> str:
+    """A byte count that is a whole number of MiB reads as such: 10485760 is "10 MiB"."""
+    if value.isdigit() and int(value) >= 1024**2 and int(value) % 1024**2 == 0:
+        return f"{int(value) // 1024**2} MiB"
+    return value
+
+
 def differences_table() -> tuple[list[str], list[list[str]]]:
     """What :data:`DIFFERENCES` says, one row each, for the "Tested against" page."""
     lines = sorted({line for d in DIFFERENCES for line in d.values})
     header = ["command or setting (kind)", "what it does", *lines]
-    rows = [[f"`{d.name}` ({d.kind})", d.meaning, *[d.values.get(line, "-") for line in lines]]
-            for d in DIFFERENCES]
+    rows = [
+        [f"`{d.name}` ({d.kind})", d.meaning, *[_shown(d.values.get(line, "-")) for line in lines]]
+        for d in DIFFERENCES
+    ]
     return header, rows
 
 
