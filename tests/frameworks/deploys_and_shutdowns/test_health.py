@@ -184,13 +184,17 @@ def start_probe_worker(processes, redis_url: str) -> None:
 def test_a_celery_worker_whose_consumer_connection_is_killed_reconnects(r, redis_url, processes):
     from examples.frameworks.celery.app import app
 
-    start_probe_worker(processes, redis_url)
-
     def consumer_connections():
         return [c["id"] for c in r.client_list() if c["cmd"] == "brpop"]
 
-    # Before anything else connects, the only client blocked in BRPOP is the worker's consumer.
-    [consumer] = eventually("the worker's consumer in BRPOP", consumer_connections, 60)
+    # Connections of this test process whose last command was a BRPOP (earlier Celery tests'
+    # reply consumers) are not the worker's: the consumer is the BRPOP client that is new.
+    earlier = set(consumer_connections())
+    start_probe_worker(processes, redis_url)
+    [consumer] = eventually(
+        "the worker's consumer in BRPOP",
+        lambda: [c for c in consumer_connections() if c not in earlier], 60,
+    )
     r.execute_command("CLIENT", "KILL", "ID", consumer)
     task = app.send_task("examples.frameworks.celery.app.add", args=[2, 3], queue=CHECK_QUEUE)
     assert task.get(timeout=30) == 5
