@@ -19,6 +19,13 @@ the same record, :class:`DeadLetter`:
     How many times the message was delivered or tried: the lease queue, the retry queue and
     the stream queue count; a plain list does not know.
 
+The list is capped (``MAX_RECORDS`` by default): each push trims it to the newest records
+in the same transaction, so a producer that floods the queue with malformed messages cannot
+fill Redis (with ``noeviction`` that would stop every enqueue). Alert on the dead-letter count
+long before the cap; records beyond it are lost. ``raw`` keeps the whole message, arguments
+included, for replay: if arguments carry personal data or tokens, keep them out of the job
+(pass an id and look the data up) or give the list a short retention, as for any log.
+
 >>> from examples.clock import FakeClock
 >>> from examples.redis_client import connect
 >>> dead = DeadLetterList(connect("fakeredis://"), "q:{emails}:dead", clock=FakeClock(60))
@@ -28,6 +35,12 @@ the same record, :class:`DeadLetter`:
 ('message is not valid UTF-8: byte 0xff at character 8', 60.0, 1)
 >>> raw_bytes(record)
 b'{"id": "\xff"}'
+>>> capped = DeadLetterList(connect("fakeredis://"), "q:{x}:dead", clock=FakeClock(0),
+...                         max_records=2)
+>>> for n in range(3):
+...     capped.push(f"message {n}", "malformed")
+>>> [r["raw"] for r in capped.records()]
+['message 2', 'message 1']
 >>> check_key_part("queue name", "emails {eu}")
 Traceback (most recent call last):
 ...
@@ -56,29 +69,31 @@ class DeadLetter(TypedDict):
     attempts: NotRequired[int]
 
 
-def check_key_part(kind: str, value: str) -> str:
-    """Return ``value`` if it may be part of a key name: not empty, no spaces, no braces.
-
-    Braces would change the key's ``{hash tag}``, which keeps a queue's keys in one slot of
-    a Redis Cluster.
-    """
-    if not isinstance(value, str) or not value or any(c.isspace() or c in "{}" for c in value):
-        raise ValueError(
-            f"{kind} must be a non-empty string without spaces or braces, got {value!r}"
-        )
-    return value
-
-
 def raw_bytes(record: DeadLetter) -> bytes:
     """The message of a dead-letter record, as the bytes that were on the queue."""
     return record["raw"].encode("utf-8", "surrogateescape")
 
 
-class DeadLetterList:
-    """A Redis list of :class:`DeadLetter` records, newest first."""
+MAX_RECORDS = 10_000  # how many records a list keeps by default: the newest ones
 
-    def __init__(self, r: redis.Redis, key: str, *, clock: Clock) -> None:
-        self.r, self.key, self.clock = r, key, clock
+# LREM from the source list (when there is one), LPUSH the record, LTRIM to the cap: a script,
+# not MULTI, which Redis refuses at maxmemory. KEYS: the dead-letter list, then the source.
+MOVE_LUA = """
+if #KEYS == 2 then redis.call('LREM', KEYS[2], 1, ARGV[1]) end
+redis.call('LPUSH', KEYS[1], ARGV[2])
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+"""
+
+
+class DeadLetterList:
+    """A Redis list of :class:`DeadLetter` records, newest first, at most ``max_records``."""
+
+    def __init__(self, r: redis.Redis, key: str, *, clock: Clock,
+                 max_records: int = MAX_RECORDS) -> None:
+        if max_records < 1:
+            raise ValueError(f"max_records must be a positive int, got {max_records!r}")
+        self.r, self.key, self.clock, self.max_records = r, key, clock, max_records
+        self._move = r.register_script(MOVE_LUA)
 
     def record(self, raw: str | bytes, reason: str, *, attempts: int | None = None) -> str:
         """One record as JSON, for a transaction or a script that pushes it."""
@@ -91,18 +106,15 @@ class DeadLetterList:
 
     def push(self, raw: str | bytes, reason: str, *, attempts: int | None = None) -> None:
         """Keep a message that was already taken off its queue, with the reason."""
-        self.r.lpush(self.key, self.record(raw, reason, attempts=attempts))
+        self.move(None, raw, reason, attempts=attempts)
 
     def move(
-        self, source: str, raw: str | bytes, reason: str, *, attempts: int | None = None
+        self, source: str | None, raw: str | bytes, reason: str, *, attempts: int | None = None
     ) -> None:
-        """Move ``raw`` from the list ``source`` to the dead letters, in one transaction."""
-        with self.r.pipeline(transaction=True) as tx:
-            # redis-py annotates LREM's value as str; bytes (a client that does not decode,
-            # such as the binary one of the serialization page) are sent as they are.
-            tx.lrem(source, 1, raw)  # type: ignore[arg-type]
-            tx.lpush(self.key, self.record(raw, reason, attempts=attempts))
-            tx.execute()
+        """Move ``raw`` from ``source`` (if any) to the capped dead letters, in one step."""
+        record = self.record(raw, reason, attempts=attempts)
+        keys = [self.key] if source is None else [self.key, source]
+        self._move(keys=keys, args=[raw, record, self.max_records])
 
     def records(self) -> list[DeadLetter]:
         """Every record, newest first."""
@@ -114,3 +126,18 @@ class DeadLetterList:
     def __len__(self) -> int:
         return self.r.llen(self.key)
 # [end:dead-letter-list]
+
+
+# [start:key-names]
+def check_key_part(kind: str, value: str) -> str:
+    """Return ``value`` if it may be part of a key name: not empty, no spaces, no braces.
+
+    Braces would change the key's ``{hash tag}``, which keeps a queue's keys in one slot of
+    a Redis Cluster.
+    """
+    if not isinstance(value, str) or not value or any(c.isspace() or c in "{}" for c in value):
+        raise ValueError(
+            f"{kind} must be a non-empty string without spaces or braces, got {value!r}"
+        )
+    return value
+# [end:key-names]

@@ -33,7 +33,7 @@ from handbook_sphinx import ROOT
 from handbook_sphinx.inline import inline_code
 
 ALERTS_YML = ROOT / "examples" / "observability" / "alerting" / "alerts.yml"
-REDIS_CLI = 'redis-cli -u "$REDIS_URL"'
+REDIS_CLI = rb.REDIS_CLI  # the prefix of every redis step, defined beside the data
 LANGUAGE = {"promql": "promql", "redis": "console", "shell": "console"}
 
 

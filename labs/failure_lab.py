@@ -47,13 +47,12 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypedDict, TypeVar, Unpack, runtime_checkable
 
 import redis
-from redis.client import Pipeline
 
 from examples.clock import FakeClock
 from examples.envelope import Job, new_job
 from examples.frameworks.throughput.batched_queue import BatchedReliableQueue
 from examples.fundamentals.delivery_guarantees.queues import AtMostOnceQueue, ReliableQueue
-from examples.fundamentals.delivery_guarantees.idempotency import IdempotentConsumer
+from examples.fundamentals.delivery_guarantees.idempotency import Effects, IdempotentConsumer
 from examples.fundamentals.visibility_timeouts.lease_queue import (
     Heartbeat,
     LeaseLost,
@@ -95,9 +94,10 @@ class Work:
             beat()
             self.lab.design.recover()  # the rest of the fleet keeps recovering meanwhile
 
-    def effect(self, pipe: Pipeline, job: Job) -> None:
-        """The job's effect on the world, queued on a pipeline so it can join a transaction."""
-        pipe.hincrby(EFFECTS_KEY, job.id, 1)
+    def effect(self, effects: Effects, job: Job) -> None:
+        """The job's effect on the world: collected, so that it can run in one step with
+        the idempotent consumer's record, or on its own."""
+        effects.call("HINCRBY", EFFECTS_KEY, job.id, 1)
 
 
 @runtime_checkable
@@ -123,8 +123,11 @@ class Design(Protocol):
 
 # [start:designs]
 def _apply(r: redis.Redis, work: Work, job: Job) -> None:
+    effects = Effects()
+    work.effect(effects, job)
     with r.pipeline(transaction=True) as pipe:
-        work.effect(pipe, job)
+        for command, key, args in effects.commands:
+            pipe.execute_command(command, key, *args)
         pipe.execute()
 
 

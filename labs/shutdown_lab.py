@@ -393,8 +393,9 @@ class RQLab(Framework):
     def _queue(self, url: str) -> Any:
         from examples.frameworks.rq.jobs import make_queue
         from examples.redis_client import connect
+        from labs.shutdown_workers.rq_worker import LabJob
 
-        return make_queue(connect(url, decode_responses=False), QUEUE)
+        return make_queue(connect(url, decode_responses=False), QUEUE, job_class=LabJob)
 
     def enqueue(self, url: str, jobs: list[tuple[str, float]], setting: Setting) -> None:
         from examples.frameworks.rq.jobs import JobPolicy, enqueue

@@ -88,8 +88,8 @@ def server_line(info: dict) -> str:
 def differences_table() -> tuple[list[str], list[list[str]]]:
     """What :data:`DIFFERENCES` says, one row each, for the "Tested against" page."""
     lines = sorted({line for d in DIFFERENCES for line in d.values})
-    header = ["command or setting", "kind", "what it does", *lines]
-    rows = [[f"`{d.name}`", d.kind, d.meaning, *[d.values.get(line, "-") for line in lines]]
+    header = ["command or setting (kind)", "what it does", *lines]
+    rows = [[f"`{d.name}` ({d.kind})", d.meaning, *[d.values.get(line, "-") for line in lines]]
             for d in DIFFERENCES]
     return header, rows
 

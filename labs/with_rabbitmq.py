@@ -101,6 +101,9 @@ class RabbitServer:
             "RABBITMQ_DIST_PORT": str(dist_port),
             "ERL_EPMD_PORT": str(epmd_port),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
+            # The Erlang distribution port listens on every interface unless told otherwise;
+            # whoever reaches it with the cookie controls the node.
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
             "RABBITMQ_MNESIA_BASE": str(work / "mnesia"),
             "RABBITMQ_LOG_BASE": str(work / "log"),
             "RABBITMQ_CONFIG_FILE": str(work / "rabbitmq.conf"),

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from examples.clock import FakeClock
 from examples.dead_letters import DeadLetter, DeadLetterList, check_key_part, raw_bytes
-from examples.envelope import Job, new_job
+from examples.envelope import MAX_MESSAGE_BYTES, Job, new_job
 from examples.frameworks.horizontal_scaling import DrainingWorker
 from examples.frameworks.sidekiq.client import take as sidekiq_take
 from examples.frameworks.throughput.batched_queue import BatchedReliableQueue
@@ -47,6 +47,12 @@ from examples.observability.prometheus import InstrumentedWorker, QueueMetrics
 from handbook_sphinx.tables import example_envelope  # the sample job of the serialization page
 
 NOT_UTF8 = b'{"id": "\xff"}'  # malformed twice over: not UTF-8, and not an envelope
+# An envelope whose args nest 1,100 lists (2.3 KB): Python's json raises RecursionError, not
+# ValueError, so before the floor mapped it to MalformedJob it escaped every queue's handling.
+DEEP = (b'{"v":1,"id":"deep","task":"t","created_at":0,"attempts":0,"headers":{},"args":{"a":'
+        + b"[" * 1100 + b"]" * 1100 + b"}}")
+# A valid envelope one argument over the size a consumer reads (1 MiB): refused before parsing.
+HUGE = new_job("resize", {"blob": "x" * MAX_MESSAGE_BYTES}, clock=FakeClock(0), job_id="huge").to_json().encode()
 GOOD = new_job("resize", {"image": 1}, clock=FakeClock(0), job_id="job-1")
 ERROR = RuntimeError("disk full")
 
@@ -60,9 +66,9 @@ def clock() -> FakeClock:
 
 
 # -- one scenario per design and path: each returns the design's dead letters ----------------
-def reliable_malformed(r):
+def reliable_malformed(r, bad: bytes = NOT_UTF8):
     q = ReliableQueue(r, "q", clock=clock())
-    r.lpush(q.pending_key, NOT_UTF8)
+    r.lpush(q.pending_key, bad)
     assert q.work_one("w", fails) is False
     return q.dead_letters()
 
@@ -74,9 +80,9 @@ def reliable_failure(r):
     return q.dead_letters()
 
 
-def at_most_once_malformed(r):
+def at_most_once_malformed(r, bad: bytes = NOT_UTF8):
     q = AtMostOnceQueue(r, "q", clock=clock())
-    r.lpush(q.pending_key, NOT_UTF8)
+    r.lpush(q.pending_key, bad)
     assert q.work_one(fails) is False
     return q.dead_letters()
 
@@ -93,9 +99,9 @@ def retry(r) -> RetryQueue:
     return RetryQueue(r, "q", policy=policy, clock=clock(), rng=random.Random(0))
 
 
-def retry_malformed(r):
+def retry_malformed(r, bad: bytes = NOT_UTF8):
     q = retry(r)
-    r.lpush(q.pending_key, NOT_UTF8)
+    r.lpush(q.pending_key, bad)
     assert q.work_one("w", fails) is False
     return q.dead_letters()
 
@@ -134,9 +140,9 @@ def batched(r) -> BatchedReliableQueue:
     return BatchedReliableQueue(r, "q", batch_size=10, clock=clock())
 
 
-def batched_malformed(r):
+def batched_malformed(r, bad: bytes = NOT_UTF8):
     q = batched(r)
-    r.lpush(q.pending_key, NOT_UTF8)
+    r.lpush(q.pending_key, bad)
     q.drain("w", fails)
     return q.dead_letters()
 
@@ -152,9 +158,9 @@ def lease(r, max_deliveries: int = 3) -> LeaseQueue:
     return LeaseQueue(r, "q", lease_seconds=10, max_deliveries=max_deliveries, clock=clock())
 
 
-def lease_malformed(r):
+def lease_malformed(r, bad: bytes = NOT_UTF8):
     q = lease(r)
-    r.hset(q.jobs_key, "bad", NOT_UTF8)
+    r.hset(q.jobs_key, "bad", bad)
     r.lpush(q.ready_key, "bad")
     assert q.claim() is None
     return q.dead_letters()
@@ -176,9 +182,9 @@ def lease_exhausted(r):
     return q.dead_letters()
 
 
-def stream_malformed(r):
+def stream_malformed(r, bad: bytes = NOT_UTF8):
     q = StreamQueue(r, "q", clock=clock())
-    r.xadd(q.stream_key, {"job": NOT_UTF8})
+    r.xadd(q.stream_key, {"job": bad})
     assert q.read("c") == []
     return q.dead_letters()
 
@@ -207,9 +213,9 @@ def taken_then_failed(q, job: Job | None) -> list[DeadLetter]:
     return q.dead_letters()
 
 
-def list_priority_malformed(r):
+def list_priority_malformed(r, bad: bytes = NOT_UTF8):
     q = ListPriorityQueue(r, "q", clock=clock())
-    r.lpush(q.keys[0], NOT_UTF8)
+    r.lpush(q.keys[0], bad)
     assert q.take() is None
     return q.dead_letters()
 
@@ -221,9 +227,9 @@ def list_priority_failure(r):
     return taken_then_failed(q, taken[1] if taken else None)
 
 
-def sorted_set_priority_malformed(r):
+def sorted_set_priority_malformed(r, bad: bytes = NOT_UTF8):
     q = SortedSetPriorityQueue(r, "q", clock=clock())
-    r.zadd(q.key, {NOT_UTF8: 0})
+    r.zadd(q.key, {bad: 0})
     assert q.take() is None
     return q.dead_letters()
 
@@ -235,9 +241,9 @@ def sorted_set_priority_failure(r):
     return taken_then_failed(q, taken[1] if taken else None)
 
 
-def partitioned_malformed(r):
+def partitioned_malformed(r, bad: bytes = NOT_UTF8):
     q = PartitionedQueue(r, "q", 2, clock=clock())
-    r.lpush(q.key_of(0), NOT_UTF8)
+    r.lpush(q.key_of(0), bad)
     assert q.take(0) is None
     return q.dead_letters()
 
@@ -248,9 +254,9 @@ def partitioned_failure(r):
     return taken_then_failed(q, q.take(0))
 
 
-def fair_tenant_malformed(r):
+def fair_tenant_malformed(r, bad: bytes = NOT_UTF8):
     q = FairTenantQueue(r, "q", clock=clock())
-    r.lpush(q.prefix + "acme", NOT_UTF8)
+    r.lpush(q.prefix + "acme", bad)
     r.lpush(q.ring_key, "acme")
     assert q.take() is None
     return q.dead_letters()
@@ -263,9 +269,10 @@ def fair_tenant_failure(r):
     return taken_then_failed(q, taken[1] if taken else None)
 
 
-def envelope_malformed(r):
+def envelope_malformed(r, bad: bytes | None = None):
     q = EnvelopeQueue(r, "q", clock=clock())
-    binary_client(r).lpush(q.pending_key, frame(WireMessage("application/x-msgpack", b"\xc1")))
+    message = WireMessage("application/x-msgpack", b"\xc1") if bad is None else WireMessage("application/json", bad)
+    binary_client(r).lpush(q.pending_key, frame(message))
     assert q.work_one(fails) is True
     return q.dead_letters()
 
@@ -277,8 +284,8 @@ def envelope_failure(r):
     return q.dead_letters()
 
 
-def sidekiq_malformed(r):
-    r.lpush("queue:default", NOT_UTF8)
+def sidekiq_malformed(r, bad: bytes = NOT_UTF8):
+    r.lpush("queue:default", bad)
     assert sidekiq_take(r, "default", clock=clock()) is None
     return DeadLetterList(r, "dead:python:default", clock=clock()).records()
 
@@ -320,6 +327,43 @@ def test_every_queue_design_writes_the_same_dead_letter_record(r, scenario, coun
         assert raw_bytes(record)  # the job itself, JSON or MessagePack, kept byte for byte
 
 
+MALFORMED = [scenario for scenario, _ in SCENARIOS if scenario.__name__.endswith("_malformed")]
+
+
+@pytest.mark.parametrize(("bad", "reason"), [(DEEP, "nests JSON deeper than 32 levels"),
+                                             (HUGE, f"bytes, over the limit of {MAX_MESSAGE_BYTES}")],
+                         ids=["deeply-nested", "oversized"])
+@pytest.mark.parametrize("scenario", MALFORMED, ids=[s.__name__.replace("_", "-") for s in MALFORMED])
+def test_every_queue_design_dead_letters_deep_and_oversized_messages_with_the_reason(r, scenario, bad, reason):
+    """The poison messages of the security review: before, DEEP crashed the worker with a
+    RecursionError (and the reliable queue handed it to the next worker forever), and HUGE was
+    parsed and run."""
+    [record] = scenario(r, bad)
+    assert raw_bytes(record).endswith(bad)  # kept byte for byte (the envelope queue's behind its frame)
+    if scenario is envelope_malformed:  # the serialization page's decoder words it its own way
+        reason = {DEEP: "body does not decode: maximum recursion depth", HUGE: "bytes, over the limit"}[bad]
+    assert reason in record["reason"] and repr(ERROR) not in record["reason"], record["reason"]
+
+
+def test_the_broker_queues_refuse_deep_and_oversized_messages_without_crashing(monkeypatch):
+    """RabbitMQ rejects them to its dead-letter exchange; SQS leaves them for its redrive policy."""
+    calls = []
+    for bad in (DEEP, HUGE):
+        channel = SimpleNamespace(
+            basic_get=lambda queue, auto_ack, body=bad: (SimpleNamespace(delivery_tag=7), SimpleNamespace(message_id="m"), body),
+            basic_reject=lambda delivery_tag, requeue: calls.append(("reject", delivery_tag, requeue)),
+        )
+        assert rabbitmq.work_one(channel, "images", fails) is True
+    assert calls == [("reject", 7, False)] * 2
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # moto's fake credentials, not secrets
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with moto.mock_aws():
+        sqs = boto3.client("sqs", region_name="eu-west-1")
+        url, _ = create_job_queue(sqs, "images")
+        sqs.send_message(QueueUrl=url, MessageBody=DEEP.decode())
+        assert SqsWorker(sqs, url).receive() == []  # left invisible: the redrive policy moves it
+
+
 #: The designs that run the handler themselves (the others hand the job to the caller).
 HANDLER_FAILURES = [
     reliable_failure, at_most_once_failure, retry_failure, bounded_failure,
@@ -350,30 +394,31 @@ def test_the_instrumented_worker_logs_a_failure_before_retrying_it(r, caplog):
     assert logged.exc_info[1] is ERROR
 
 
-def test_the_sqs_worker_logs_a_failure_before_releasing_the_job(monkeypatch, caplog):
+def test_the_sqs_worker_logs_a_failure_before_hiding_it_for_its_backoff(monkeypatch, caplog):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # moto's fake credentials, not secrets
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with moto.mock_aws():
         sqs = boto3.client("sqs", region_name="eu-west-1")
         url, _ = create_job_queue(sqs, "images")
         send_job(sqs, url, GOOD)
-        assert SqsWorker(sqs, url).work_one(fails) is True
+        assert SqsWorker(sqs, url, backoff=Backoff("none", base=10, cap=900)).work_one(fails) is True
     [logged] = caplog.records
-    assert logged.getMessage() == "job job-1 failed on receive 1; releasing it for a retry"
+    assert logged.getMessage() == "job job-1 failed on receive 1; retry in 10 s"
     assert logged.exc_info[1] is ERROR
 
 
-def test_the_rabbitmq_consumer_logs_a_failure_before_requeueing_it(caplog):
+def test_the_rabbitmq_consumer_logs_a_failure_before_sending_it_to_its_retry_queue(caplog):
     """A stand-in channel: what matters here is the log line, not the broker."""
     calls = []
     channel = SimpleNamespace(
         basic_get=lambda queue, auto_ack: (SimpleNamespace(delivery_tag=7), None, GOOD.to_json().encode()),
-        basic_nack=lambda delivery_tag, requeue: calls.append(("nack", delivery_tag, requeue)),
+        basic_publish=lambda exchange, routing_key, **kw: calls.append(("publish", exchange, routing_key)),
+        basic_ack=lambda delivery_tag: calls.append(("ack", delivery_tag)),
     )
-    assert rabbitmq.work_one(channel, "images", fails) is True
-    assert calls == [("nack", 7, True)]
+    assert rabbitmq.work_one(channel, "images", fails, backoff=Backoff("none", base=1, cap=9)) is True
+    assert calls == [("publish", "images.retry", "1"), ("ack", 7)]
     [logged] = caplog.records
-    assert logged.getMessage() == "job job-1 failed; requeued" and logged.exc_info[1] is ERROR
+    assert logged.getMessage() == "job job-1 failed; retry 1 in 1.0 s" and logged.exc_info[1] is ERROR
 
 
 def test_key_parts_and_raw_bytes():
@@ -383,3 +428,20 @@ def test_key_parts_and_raw_bytes():
             check_key_part("tenant", bad)  # type: ignore[arg-type]
     record: DeadLetter = {"raw": NOT_UTF8.decode("utf-8", "surrogateescape"), "reason": "x", "at": 0.0}
     assert raw_bytes(record) == NOT_UTF8
+
+
+def test_a_flood_of_malformed_messages_is_capped_at_the_newest_records(r):
+    """Before, the list grew without bound: one producer sending garbage could fill Redis."""
+    dead = DeadLetterList(r, "q:{flood}:dead", clock=clock(), max_records=10)
+    for n in range(25):
+        dead.push(f"garbage {n}", "malformed")
+    r.lpush("q:{flood}:processing", "garbage 25")
+    dead.move("q:{flood}:processing", "garbage 25", "malformed")
+    assert len(dead) == 10 and [rec["raw"] for rec in dead.records()][:2] == ["garbage 25", "garbage 24"]
+    stream = StreamQueue(r, "flood", clock=clock())
+    stream.dead.max_records = 3
+    for _ in range(5):
+        r.xadd(stream.stream_key, {"job": NOT_UTF8})
+    assert stream.read("c", count=10) == [] and len(stream.dead) == 3
+    with pytest.raises(ValueError, match="max_records must be a positive int, got 0"):
+        DeadLetterList(r, "k", clock=clock(), max_records=0)

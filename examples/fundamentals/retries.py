@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -164,6 +165,32 @@ end
 return #due
 """
 
+# KEYS: the worker's processing list, delayed sorted set. ARGV: the message as taken, the
+# message for the retry, when it is due. Out of processing, into delayed, in one step; a
+# script rather than MULTI so that it still runs when Redis is at maxmemory (it starts with
+# LREM, which Redis allows there). Returns 0 if the job was no longer in the processing list
+# (recovered after a missed heartbeat: it is already back in the queue).
+SCHEDULE_RETRY_LUA = """
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+  return 0
+end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+return 1
+"""
+
+#: The header in which a retried job carries its last delay, from which decorrelated
+#: jitter grows the next one.
+RETRY_DELAY_HEADER = "retry-delay"
+
+
+def last_delay(job: Job) -> float | None:
+    """The delay before the job's previous retry, if it carries a valid one."""
+    try:
+        value = float(job.headers[RETRY_DELAY_HEADER])
+    except (KeyError, ValueError):
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
 
 class RetryQueue(ReliableQueue):
     """A reliable queue whose failed jobs are retried with backoff, then dead-lettered."""
@@ -184,6 +211,7 @@ class RetryQueue(ReliableQueue):
         self.rng = rng or random.Random()
         self.delayed_key = f"q:{{{name}}}:delayed"  # sorted set: message -> when it is due
         self._promote = r.register_script(PROMOTE_LUA)
+        self._schedule_retry = r.register_script(SCHEDULE_RETRY_LUA)
 
     def promote_due(self, *, batch: int = 100) -> int:
         """Move retries whose time has come to the pending list."""
@@ -219,14 +247,14 @@ class RetryQueue(ReliableQueue):
         if job.attempts >= self.policy.max_attempts:
             reason = f"gave up after {job.attempts} attempts: {error!r}"
             return self.fail(delivery, reason, attempts=job.attempts)
-        delay = self.policy.backoff.delay(job.attempts, self.rng)
+        delay = self.policy.backoff.delay(job.attempts, self.rng, last_delay(job))
         if self.budget and not self.budget.allows_retry():
             delay = self.policy.backoff.cap  # budget spent: park the retry as late as allowed
-        # out of processing, into delayed: one step
-        with self.r.pipeline(transaction=True) as tx:
-            tx.lrem(self.processing_key(delivery.worker), 1, delivery.raw)
-            tx.zadd(self.delayed_key, {job.to_json(): self.clock.now() + delay})
-            tx.execute()
+        job = replace(job, headers={**job.headers, RETRY_DELAY_HEADER: repr(delay)})
+        self._schedule_retry(
+            keys=[self.processing_key(delivery.worker), self.delayed_key],
+            args=[delivery.raw, job.to_json(), self.clock.now() + delay],
+        )
 # [end:retry-queue]
 
     # [start:replay]

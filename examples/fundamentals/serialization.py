@@ -42,7 +42,8 @@ import redis
 from examples.clock import Clock, SystemClock
 from examples.dead_letters import DeadLetter, DeadLetterList, check_key_part
 from examples.envelope import SCHEMA_VERSION as FLOOR_VERSION
-from examples.envelope import SQS_MAX_MESSAGE_BYTES, Job, MalformedJob, PayloadError
+from examples.envelope import MAX_MESSAGE_BYTES, MAX_NESTING, SQS_MAX_MESSAGE_BYTES, Job
+from examples.envelope import MalformedJob, PayloadError, nesting_depth, printable_name
 # [end:imports]
 
 # [start:constants]
@@ -127,6 +128,8 @@ def upcast(data: dict) -> Envelope:
         )
     while data["v"] < CURRENT_VERSION:
         data = UPCASTERS[data["v"]](data)
+    if not all(printable_name(data[k]) for k in ("id", "task") if k in data):  # both are logged
+        raise MalformedJob("id and task must be 1 to 200 printable characters (no newline)")
     try:
         return Envelope(**data)
     except TypeError as exc:
@@ -333,6 +336,8 @@ def decode(message: WireMessage) -> Envelope:
             f"refusing to unpickle a {len(message.body)}-byte message: "
             f"unpickling calls any function the sender names (remote code execution)"
         )
+    if len(message.body) > MAX_MESSAGE_BYTES:  # before a byte of it is parsed
+        raise MalformedJob(f"{kind} body is {len(message.body)} bytes, over the limit")
     try:
         if kind == JSON:
             data = decode_json(message.body)
@@ -342,12 +347,13 @@ def decode(message: WireMessage) -> Envelope:
             data = decode_avro(message.body, params["task"])
         else:
             raise MalformedJob(f"unsupported content type {message.content_type!r}")
-    except (ValueError, TypeError, EOFError, msgpack.UnpackException) as exc:
-        if isinstance(exc, MalformedJob):
+    except (ValueError, TypeError, EOFError, RecursionError, msgpack.UnpackException) as exc:
+        if isinstance(exc, MalformedJob):  # RecursionError: JSON nested about 1,000 deep
             raise
         raise MalformedJob(f"{kind} body does not decode: {exc}") from None
-    if not isinstance(data, dict):
-        raise MalformedJob(f"{kind} body is a {type(data).__name__}, not an envelope object")
+    if not isinstance(data, dict) or nesting_depth(data) > MAX_NESTING:
+        raise MalformedJob(f"{kind} body is a {type(data).__name__}, not an envelope object "
+                           f"(nested at most {MAX_NESTING} levels deep)")
     return upcast(data)
 # [end:encode-decode]
 
@@ -378,6 +384,8 @@ class ClaimCheck:
     (S3 with a lifecycle rule, as the SQS Extended Client Library does).
     """
 
+    max_bytes = 32 * 1024 * 1024  # the largest payload a reference may claim
+
     def __init__(self, r: redis.Redis, *, threshold: int, ttl: int = 7 * 24 * 3600) -> None:
         self.r = binary_client(r)
         self.threshold = threshold
@@ -400,15 +408,16 @@ class ClaimCheck:
         ref = env.args.get("claim_check")
         if not isinstance(ref, dict) or set(env.args) != {"claim_check"}:
             return env
-        body = bytes_or_none(self.r.get(ref["key"]))
-        if body is None:
-            raise MalformedJob(
-                f"claim check {ref['key']} of job {env.id!r} is gone (expired or deleted)"
-            )
-        if hashlib.sha256(body).hexdigest() != ref["sha256"]:
-            raise MalformedJob(
-                f"claim check {ref['key']} of job {env.id!r} does not match its sha256"
-            )
+        digest, size = str(ref.get("sha256")), ref.get("bytes")  # from the queue: check first
+        if (ref.get("key") != f"claim:{digest}" or len(digest) != 64
+                or digest.strip("0123456789abcdef")  # lowercase hex, as hexdigest() writes it
+                or type(size) is not int or not 0 <= size <= self.max_bytes):
+            raise MalformedJob(f"claim check of job {env.id!r} is not a reference this code "
+                               f"wrote (claim:<sha256>, at most {self.max_bytes} bytes)")
+        body = bytes_or_none(self.r.get(f"claim:{digest}"))
+        if body is None or len(body) != size or hashlib.sha256(body).hexdigest() != digest:
+            raise MalformedJob(f"claim check {ref['key']} of job {env.id!r} is gone (expired "
+                               "or deleted) or does not match its size and sha256")
         return replace(env, args=decode_msgpack(body))
 # [end:claim-check]
 

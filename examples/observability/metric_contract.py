@@ -76,6 +76,9 @@ METRICS: tuple[Metric, ...] = (
            "Age of the oldest waiting job: now minus its created_at.", "oldest_age", "collector"),
     Metric("jobqueue_queue_dead_letters", "gauge", ("queue",),
            "Messages in the dead-letter list.", "dead_letters", "collector"),
+    Metric("jobqueue_queue_stranded_jobs", "gauge", ("queue",),
+           "Jobs held by workers silent for longer than stranded_after: nobody runs or recovers "
+           "them.", "in_flight", "collector"),
     Metric("jobqueue_jobs_in_progress", "gauge", ("queue",),
            "Jobs a worker is running right now.", "in_flight", "worker",
            multiprocess_mode="livesum"),

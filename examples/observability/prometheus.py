@@ -8,9 +8,10 @@ This module is the code behind the page *Instrument a worker with Prometheus*
   records the worker-side metrics of the contract (:mod:`examples.observability.metric_contract`):
   processed, failed and retried counters, time-in-queue and run-time histograms, and the
   in-flight and worker-slot gauges.
-* :class:`QueueCollector` reads queue depth, the age of the oldest waiting job and the
-  dead-letter count from Redis *when Prometheus scrapes*, and reports a scrape error instead
-  of hanging or raising when Redis is slow or down.
+* :class:`QueueCollector` reads queue depth, the age of the oldest waiting job, the
+  dead-letter count and the jobs stranded with dead workers from Redis *when Prometheus
+  scrapes*, and reports a scrape error instead of hanging or raising when Redis is slow or
+  down.
 * :func:`multiprocess_registry` serves the metrics of every process of a prefork worker
   from the files they write under ``PROMETHEUS_MULTIPROC_DIR``.
 """
@@ -35,7 +36,7 @@ from prometheus_client.registry import Collector
 
 from examples.clock import Clock, SystemClock
 from examples.envelope import Job, MalformedJob
-from examples.fundamentals.delivery_guarantees.queues import Handler, QueueBase, ReliableQueue
+from examples.fundamentals.delivery_guarantees.queues import Handler, ReliableQueue
 from examples.observability import metric_contract as contract
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,11 @@ def worst_case_seconds(r: redis.Redis) -> float:
 
 
 class QueueCollector(Collector):
-    """Reads queue depth, oldest-job age and dead letters from Redis at scrape time.
+    """Reads queue depth, oldest-job age, dead letters and stranded jobs at scrape time.
+
+    A job is *stranded* when it sits in the processing list of a worker whose last heartbeat
+    is older than ``stranded_after`` seconds: the worker is gone and recovery has not given
+    the job back. Set ``stranded_after`` above the ``dead_after`` that recovery uses.
 
     The Redis client must fail fast: its timeouts and retries must bound a scrape to
     ``max_timeout`` seconds (see :func:`worst_case_seconds`), so that a scrape ends in
@@ -175,7 +180,10 @@ class QueueCollector(Collector):
         *,
         clock: Clock | None = None,
         max_timeout: float = 2.0,
+        stranded_after: float = 120.0,
     ) -> None:
+        if not stranded_after > 0:
+            raise ValueError(f"stranded_after must be > 0 seconds, got {stranded_after!r}")
         worst = worst_case_seconds(r)
         if worst > max_timeout:
             raise ValueError(
@@ -186,7 +194,8 @@ class QueueCollector(Collector):
             )
         self.r = r
         self.clock = clock or SystemClock()
-        self.queues = [QueueBase(r, name, clock=self.clock) for name in queues]
+        self.stranded_after = stranded_after
+        self.queues = [ReliableQueue(r, name, clock=self.clock) for name in queues]
         if not self.queues:
             raise ValueError("QueueCollector needs at least one queue name")
         self._errors: Tally[str] = Tally()
@@ -200,6 +209,7 @@ class QueueCollector(Collector):
             "jobqueue_queue_depth",
             "jobqueue_queue_oldest_job_age_seconds",
             "jobqueue_queue_dead_letters",
+            "jobqueue_queue_stranded_jobs",
         )}
         ok = True
         try:
@@ -212,9 +222,11 @@ class QueueCollector(Collector):
             ok = self._count("response")
         else:
             now = self.clock.now()
-            for queue, (depth, oldest, dead) in zip(self.queues, replies, strict=True):
+            for queue, reply in zip(self.queues, replies, strict=True):
+                depth, oldest, dead, stranded = reply
                 families["jobqueue_queue_depth"].add_metric([queue.name], depth)
                 families["jobqueue_queue_dead_letters"].add_metric([queue.name], dead)
+                families["jobqueue_queue_stranded_jobs"].add_metric([queue.name], stranded)
                 if oldest is None:
                     families["jobqueue_queue_oldest_job_age_seconds"].add_metric(
                         [queue.name], 0.0)
@@ -236,15 +248,24 @@ class QueueCollector(Collector):
         yield up
         yield errors
 
-    def _read(self) -> list[tuple[int, str | None, int]]:
+    def _read(self) -> list[tuple[int, str | None, int, int]]:
+        cutoff = self.clock.now() - self.stranded_after
         with self.r.pipeline(transaction=False) as pipe:  # one round trip for all queues
             for queue in self.queues:
                 pipe.llen(queue.pending_key)
                 # workers take from the right: the oldest job
                 pipe.lindex(queue.pending_key, -1)
                 pipe.llen(queue.dead.key)
+                pipe.zrangebyscore(queue.workers_key, "-inf", cutoff)  # silent workers
             flat = pipe.execute()
-        return [tuple(flat[i:i + 3]) for i in range(0, len(flat), 3)]
+        rows = [flat[i:i + 4] for i in range(0, len(flat), 4)]
+        with self.r.pipeline(transaction=False) as pipe:  # what the silent workers hold
+            for queue, (*_, silent) in zip(self.queues, rows, strict=True):
+                for worker in silent:
+                    pipe.llen(queue.processing_key(worker))
+            held = iter(pipe.execute())
+        return [(depth, oldest, dead, sum(next(held) for _ in silent))
+                for depth, oldest, dead, silent in rows]
 
     def _count(self, kind: str) -> bool:
         """Count one error of ``kind``; returns False, the value of "the scrape read Redis"."""

@@ -30,10 +30,20 @@ NODE_TESTS = {
     "shutdown.test.js": 2,
     "bridge.test.js": 2,
 }
+# Files that need no Redis: they run on every suite, fakeredis included.
+NODE_TESTS_WITHOUT_REDIS = {"dispatch.test.js": 2}
 
 
 def test_every_node_test_file_is_run():
-    assert sorted(p.name for p in (BULLMQ_DIR / "test").glob("*.test.js")) == sorted(NODE_TESTS)
+    assert sorted(p.name for p in (BULLMQ_DIR / "test").glob("*.test.js")) == sorted(
+        NODE_TESTS | NODE_TESTS_WITHOUT_REDIS)
+
+
+@pytest.mark.parametrize("test_file", sorted(NODE_TESTS_WITHOUT_REDIS))
+def test_node_tests_that_need_no_redis_pass(node_project: Path, test_file: str):
+    counts, output = run_node_tests(node_project, test_file, "redis://127.0.0.1:9/0")  # never connected
+    assert counts["fail"] == 0 and counts.get("skipped", 0) == 0, output[-4000:]
+    assert counts["tests"] == counts["pass"] == NODE_TESTS_WITHOUT_REDIS[test_file], output[-4000:]
 
 
 def test_package_json_pins_the_verified_bullmq():
@@ -142,3 +152,11 @@ def test_the_commands_the_page_shows_print_what_it_shows(r, redis_url, monkeypat
     for args, shown in commands:
         assert bullmq_bridge.main(shlex.split(args)) == 0
         assert capsys.readouterr().out == shown + "\n"
+
+
+def test_a_refused_redis_url_is_not_echoed_with_its_password(monkeypatch):
+    """Security review, finding 19: the bridge printed the whole URL, password included."""
+    monkeypatch.setenv("REDIS_URL", "REDIS://:s3cret-pw@redis.internal:6379/0")
+    with pytest.raises(RuntimeError, match="got scheme 'redis'") as refused:
+        bullmq_bridge.redis_url()
+    assert "s3cret-pw" not in str(refused.value)

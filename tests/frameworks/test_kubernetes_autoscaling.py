@@ -27,11 +27,18 @@ from labs.autoscaling_sim import (
     simulate,
 )
 from examples.frameworks.horizontal_scaling import WorkerSettings, grace_period_needed
+from tests._support.pod_security import restricted_violations
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "examples" / "frameworks" / "kubernetes_autoscaling"
 KEDA_SCHEMA = Path(__file__).with_name("fixtures") / "keda-schema.json"
 K8S_VERSION = "1.33.0"  # the oldest release these manifests promise to work on
-CORE = ["worker-deployment.yaml", "worker-hpa.yaml", "worker-pdb.yaml"]
+CORE = ["worker-deployment.yaml", "worker-hpa.yaml", "worker-pdb.yaml", "namespace.yaml",
+        "redis-networkpolicy.yaml", "worker-networkpolicy.yaml"]
+#: Every pod template in the folder, and where it sits in its manifest.
+POD_TEMPLATES = {
+    "worker-deployment.yaml": lambda d: d["spec"]["template"],
+    "keda-scaledjob.yaml": lambda d: d["spec"]["jobTargetRef"]["template"],
+}
 KEDA = ["keda-scaledobject.yaml", "keda-scaledjob.yaml", "keda-triggerauthentication.yaml"]
 
 
@@ -159,6 +166,102 @@ def test_no_manifest_carries_a_secret_value():
     for name in ("worker-deployment.yaml", "keda-scaledjob.yaml"):
         text = (MANIFESTS / name).read_text(encoding="utf-8")
         assert "secretKeyRef" in text
+
+
+# -- Pod Security Standards, restricted (security review, finding 6) -----------------------
+@pytest.mark.parametrize("name", sorted(POD_TEMPLATES))
+def test_every_pod_template_meets_the_restricted_profile(name):
+    template = POD_TEMPLATES[name](load(name))
+    assert restricted_violations(template) == []
+    assert template["spec"]["automountServiceAccountToken"] is False  # no API token in the pod
+
+
+def has_containers(node: object) -> bool:
+    if isinstance(node, dict):
+        return "containers" in node or any(has_containers(v) for v in node.values())
+    return isinstance(node, list) and any(has_containers(v) for v in node)
+
+
+def test_every_pod_template_in_the_folder_is_checked():
+    assert {n for n in CORE + KEDA if has_containers(load(n))} == set(POD_TEMPLATES)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "control"),
+    [
+        # what the manifests lacked before: the worker dropped no capability and named no seccomp
+        # profile; the ScaledJob's container had no securityContext at all
+        (lambda pod, c: c["securityContext"].pop("capabilities"), 'Capabilities: worker must drop ["ALL"]'),
+        (lambda pod, c: pod["securityContext"].pop("seccompProfile"), "Seccomp: pod or worker must set"),
+        (lambda pod, c: c.pop("securityContext"), "Privilege Escalation: worker"),
+        (lambda pod, c: pod["securityContext"].pop("runAsNonRoot"),
+         "Running as Non-root: pod or worker must set runAsNonRoot true"),
+        (lambda pod, c: c["securityContext"].__setitem__("runAsUser", 0), "Running as Non-root user: worker"),
+        (lambda pod, c: c["securityContext"]["capabilities"].__setitem__("add", ["NET_ADMIN"]),
+         "Capabilities: worker may add only NET_BIND_SERVICE"),
+        (lambda pod, c: c["securityContext"].__setitem__("privileged", True), "Privileged Containers: worker"),
+        (lambda pod, c: pod.__setitem__("hostNetwork", True), "Host Namespaces: spec.hostNetwork"),
+        (lambda pod, c: pod.setdefault("volumes", []).append({"name": "docker", "hostPath": {"path": "/var/run"}}),
+         "Volume Types: volume 'docker' is ['hostPath']"),
+        (lambda pod, c: c.setdefault("ports", []).append({"containerPort": 80, "hostPort": 80}), "Host Ports: worker"),
+        (lambda pod, c: pod["securityContext"]["seccompProfile"].__setitem__("type", "Unconfined"),
+         "Seccomp: the pod's profile is Unconfined"),
+    ],
+)
+def test_the_restricted_check_catches_each_rule(mutate, control):
+    template = copy.deepcopy(load("worker-deployment.yaml")["spec"]["template"])
+    mutate(template["spec"], template["spec"]["containers"][0])
+    assert any(v.startswith(control) for v in restricted_violations(template)), restricted_violations(template)
+
+
+def test_the_namespace_enforces_the_restricted_profile():
+    labels = load("namespace.yaml")["metadata"]["labels"]
+    for mode in ("enforce", "warn", "audit"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+        assert labels[f"pod-security.kubernetes.io/{mode}-version"] == "v" + K8S_VERSION.rsplit(".", 1)[0]
+    namespaces = {load(n)["metadata"].get("namespace") for n in CORE + KEDA} - {None}
+    assert namespaces == {load("namespace.yaml")["metadata"]["name"]}
+
+
+def selects(selector: dict, labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions with In) applied to ``labels``."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", "this helper knows In only"
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def pod_labels(name: str) -> dict[str, str]:
+    return POD_TEMPLATES[name](load(name))["metadata"]["labels"]
+
+
+def test_only_the_job_system_reaches_redis():
+    policy = load("redis-networkpolicy.yaml")["spec"]
+    assert policy["policyTypes"] == ["Ingress"] and selects(policy["podSelector"], {"app.kubernetes.io/name": "redis"})
+    [rule] = policy["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
+    same_namespace = [peer["podSelector"] for peer in rule["from"] if "namespaceSelector" not in peer]
+    for name in POD_TEMPLATES:  # both kinds of worker pod are admitted...
+        assert any(selects(sel, pod_labels(name)) for sel in same_namespace), name
+    # ...and a pod of another application is not
+    assert not any(selects(sel, {"app.kubernetes.io/name": "reporting"}) for sel in same_namespace)
+    [keda] = [peer for peer in rule["from"] if "namespaceSelector" in peer]
+    assert keda["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "keda"}
+
+
+def test_workers_may_connect_to_redis_and_dns_only():
+    policy = load("worker-networkpolicy.yaml")["spec"]
+    assert policy["policyTypes"] == ["Egress"]
+    for name in POD_TEMPLATES:
+        assert selects(policy["podSelector"], pod_labels(name)), name
+    redis_rule, dns_rule = policy["egress"]
+    assert redis_rule["to"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "redis"}}}]
+    assert redis_rule["ports"] == [{"protocol": "TCP", "port": 6379}]
+    assert {p["protocol"] for p in dns_rule["ports"]} == {"UDP", "TCP"} and {p["port"] for p in dns_rule["ports"]} == {53}
+    assert all("ipBlock" not in peer for rule in policy["egress"] for peer in rule["to"])  # no address range
 
 
 # -- defaults the simulator relies on -------------------------------------------------------

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 import rq
 import rq.defaults
-from rq import Queue, Retry
-from rq.job import JobStatus
+from rq import Callback, Queue, Retry
+from rq.job import Job, JobStatus
 
 from examples.envelope import PayloadError
 from examples.frameworks.rq import jobs as rq_jobs
 from examples.frameworks.rq.jobs import (
-    DEFAULT_POLICY, JobPolicy, enqueue, make_queue, make_worker, registry_counts, send_receipt, sweep_abandoned,
-    sync_inventory,
+    DEFAULT_POLICY, FunctionNotAllowed, HandbookJob, JobPolicy, enqueue, make_queue, make_worker, registry_counts,
+    send_receipt, sweep_abandoned, sync_inventory,
 )
 from examples.redis_client import connect
 from handbook_sphinx import facts
@@ -175,6 +175,54 @@ def test_jobs_are_stored_as_json_not_pickle(queue):
     assert not raw.startswith(b"\x80")  # a pickle starts with the PROTO opcode
 
 
+# -- the function a job names: an allowlist (security review, finding 2) -------------------
+CALLED: list[tuple] = []
+
+
+def record_call(*args) -> None:
+    """Stands for any importable function an attacker might name as a callback."""
+    CALLED.append(args)
+
+
+def test_a_crafted_job_naming_os_system_is_refused_and_runs_nothing(queue, tmp_path):
+    marker = tmp_path / "pwned"
+    crafted = queue.enqueue("os.system", f"touch {marker}", retry=Retry(max=3))
+    run(queue)
+    assert not marker.exists()
+    assert crafted.get_status(refresh=True) == JobStatus.FAILED  # at once: the retries are not used
+    assert "FunctionNotAllowed: job " in crafted.latest_result().exc_string
+    assert "function 'os.system' is not on the allowlist of HandbookJob" in crafted.latest_result().exc_string
+    assert registry_counts(queue) == counts(queue, failed=1)
+    # The same message on RQ's own Job class, which the JSON queue alone used: the command runs.
+    again = queue.enqueue("os.system", f"touch {marker}")
+    make_worker([queue], simple=True, job_class=Job).work(burst=True, logging_level="CRITICAL")
+    assert again.get_status(refresh=True) == JobStatus.FINISHED and marker.exists()
+
+
+def test_a_callback_outside_the_allowlist_is_refused_and_never_called(queue):
+    CALLED.clear()
+    name = f"{__name__}.record_call"
+    ok = queue.enqueue(send_receipt, 1, on_success=Callback(name))
+    failing = queue.enqueue(sync_inventory, "sku", on_failure=Callback(name))
+    stopped = queue.enqueue(send_receipt, 2, on_stopped=Callback(name))
+    run(queue)
+    assert CALLED == []
+    for job in (ok, failing, stopped):
+        assert job.get_status(refresh=True) == JobStatus.FAILED
+        assert f"callback {name!r} is not on the allowlist" in job.latest_result().exc_string
+
+
+def test_jobs_on_the_allowlist_still_run_and_enqueue_refuses_the_others(queue):
+    job = enqueue(queue, send_receipt, 3)
+    run(queue)
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
+    assert make_worker([queue]).job_class is HandbookJob is queue.job_class  # what `--job-class` names
+    assert HandbookJob.allowed == {"examples.frameworks.rq.jobs.send_receipt", "examples.frameworks.rq.jobs.sync_inventory"}
+    with pytest.raises(FunctionNotAllowed, match="posix.system is not on the allowlist of HandbookJob"):
+        enqueue(queue, os.system, "true")
+    assert queue.count == 0
+
+
 # -- defaults the page quotes, against the installed RQ ------------------------------------
 INSTALLED = {
     "job_timeout": lambda: Queue.DEFAULT_TIMEOUT,
@@ -182,6 +230,7 @@ INSTALLED = {
     "failure_ttl": lambda: rq.defaults.DEFAULT_FAILURE_TTL,
     "Retry.interval": lambda: Retry(max=1).intervals[0],
     "serializer": lambda: rq.defaults.DEFAULT_SERIALIZER_CLASS,
+    "job_class": lambda: rq.defaults.DEFAULT_JOB_CLASS,
     "worker_ttl": lambda: rq.defaults.DEFAULT_WORKER_TTL,
     "job_monitoring_interval": lambda: rq.defaults.DEFAULT_JOB_MONITORING_INTERVAL,
     "maintenance_interval": lambda: rq.defaults.DEFAULT_MAINTENANCE_TASK_INTERVAL,
@@ -191,6 +240,7 @@ OURS = {
     "job_timeout": DEFAULT_POLICY.job_timeout, "result_ttl": DEFAULT_POLICY.result_ttl,
     "failure_ttl": DEFAULT_POLICY.failure_ttl, "Retry.interval": list(DEFAULT_POLICY.retry_intervals),
     "serializer": "rq.serializers.JSONSerializer",
+    "job_class": "examples.frameworks.rq.jobs.HandbookJob",
 }
 
 
@@ -214,6 +264,33 @@ def test_every_default_the_page_quotes_is_the_installed_one():
 
 def test_the_abandoned_job_grace_period_the_page_explains():
     assert rq.defaults.DEFAULT_JOB_MONITORING_INTERVAL + 60 == 90
+
+
+def test_registries_beyond_the_five_and_cron_as_its_own_command(queue):
+    """What the page adds to its table: canceled and rate-limited jobs live elsewhere, and
+    periodic (cron) jobs need `rq cron`, not `--with-scheduler`."""
+    from rq.cli.cli import main as rq_cli
+    from rq.rate_limit import RateLimitRegistry
+    from rq.registry import CanceledJobRegistry
+
+    job = queue.enqueue("builtins.len", "abc")
+    job.cancel()
+    five = (queue.started_job_registry, queue.finished_job_registry, queue.failed_job_registry,
+            queue.scheduled_job_registry, queue.deferred_job_registry)
+    assert all(job.id not in registry.get_job_ids() for registry in five)
+    assert job.id in CanceledJobRegistry(queue=queue).get_job_ids()
+    assert RateLimitRegistry.__module__ == "rq.rate_limit"
+    assert "cron" in rq_cli.commands and "worker" in rq_cli.commands
+
+
+def test_only_a_worker_started_with_the_scheduler_has_one(queue):
+    """So only such workers can take a dead scheduler's lock over (RQScheduler.acquire_locks)."""
+    worker = rq.Worker([queue], connection=queue.connection)
+    worker.work(burst=True)
+    assert worker.scheduler is None
+    with_scheduler = rq.Worker([queue], connection=queue.connection)
+    with_scheduler.work(burst=True, with_scheduler=True)
+    assert with_scheduler.scheduler is not None
 
 
 # -- a forking worker process, on a real Redis ----------------------------------------------

@@ -72,6 +72,9 @@ def test_retry_schedule_spans_about_three_weeks():
         ({"job_class": "RecordSignupJob", "args": [float("nan")]}, "nan is not a JSON number"),
         ({"job_class": "RecordSignupJob", "args": [b"bytes"]}, "b'bytes' is a bytes"),
         ({"job_class": "RecordSignupJob", "args": [], "queue": "a b"}, "queue must be"),
+        # `$` matches before a final newline: these passed the old `^...$` patterns
+        ({"job_class": "Billing::ChargeJob\n", "args": [1]}, "job class must be a constant name"),
+        ({"job_class": "Billing::ChargeJob", "args": [1], "queue": "default\n"}, "queue must be"),
     ],
 )
 def test_python_refuses_a_payload_sidekiq_could_not_read(kwargs, message):
@@ -84,6 +87,10 @@ def test_parse_job_names_what_is_wrong():
         sk.parse_job("{oops")
     with pytest.raises(sk.MalformedJob, match="field 'args' is missing or not a list"):
         sk.parse_job('{"class": "X", "args": {}, "queue": "q", "jid": "1"}')
+    with pytest.raises(sk.MalformedJob, match="field 'jid' is not printable"):
+        sk.parse_job('{"class": "X", "args": [], "queue": "q", "jid": "1\\nforged log line"}')
+    with pytest.raises(sk.MalformedJob, match="nests JSON deeper than 32 levels"):
+        sk.parse_job('{"class": "X", "args": ' + "[" * 2000 + "]" * 2000 + "}")
 
 
 def test_take_parks_unreadable_payloads_with_the_reason(r):
@@ -156,6 +163,28 @@ def test_a_job_ruby_pushes_for_python_is_read_by_the_python_side(r, redis_url):
     jid = _enqueue_rb(redis_url, "for-python", "resize", '{"w": 3}').strip()
     job = sk.take(r, "python")
     assert (job.job_class, job.args, job.jid, job.queue) == ("resize", [{"w": 3}], jid, "python")
+
+
+def _commands_seen_by_monitor(r, push) -> list[str]:
+    """The commands Redis receives while ``push()`` runs, up to its LPUSH."""
+    with r.monitor() as monitor:
+        push()
+        seen = []
+        for event in monitor.listen():
+            seen.append(event["command"].split()[0].upper())
+            if seen[-1] == "LPUSH":
+                return seen
+    return seen
+
+
+@REAL
+def test_sidekiq_client_and_the_python_push_pipeline_without_multi(r, redis_url):
+    """Sidekiq::Client (6.3.0 and later) sends SADD and LPUSH in one pipeline, not in MULTI/EXEC;
+    the Python push does the same."""
+    ruby_side = _commands_seen_by_monitor(r, lambda: _enqueue_rb(redis_url, "for-python", "resize", '{"w": 1}'))
+    assert ruby_side[-2:] == ["SADD", "LPUSH"] and "MULTI" not in ruby_side
+    python_side = _commands_seen_by_monitor(r, lambda: sk.push(r, sk.build_payload("resize", [{"w": 2}], queue="python")))
+    assert python_side[-2:] == ["SADD", "LPUSH"] and "MULTI" not in python_side
 
 
 def _enqueue_rb(redis_url: str, *args: str) -> str:

@@ -220,3 +220,92 @@ def test_eviction_policy_decides_between_losing_jobs_and_refusing_writes(policy)
             r.close()
         finally:
             stop(proc)
+
+
+@pytest.mark.real_redis("needs redis-server's maxmemory, which fakeredis does not model")
+def test_at_maxmemory_acks_work_and_the_reliable_queue_can_still_drain_a_full_redis():
+    """noeviction refuses what adds data, not acknowledgements; the queue's claim needs no new memory.
+
+    Before the claim became a script, reserve() ran ZADD (heartbeat) and LMOVE, both refused
+    at maxmemory, and fail() ran MULTI, which Redis refuses entirely: a full Redis could not be
+    drained by the queue's own workers. The first block below shows those commands refused.
+    """
+    from redis.exceptions import OutOfMemoryError
+
+    from examples.fundamentals.retries import Backoff, PermanentError, RetryPolicy, RetryQueue
+    from examples.redis_client import connect
+    from labs.with_redis import start_redis, stop
+
+    with tempfile.TemporaryDirectory(prefix="handbook-oom-") as workdir:
+        # latency-tracking off: Redis 7 allocates a latency histogram (about 25 KB) the first
+        # time each command runs, which would blur the memory comparisons below.
+        proc, url = start_redis(
+            workdir, secrets.token_urlsafe(12), None, "--maxmemory", "4mb", "--maxmemory-policy", "noeviction",
+            "--latency-tracking", "no",
+        )
+        try:
+            r = connect(url)
+            clock = FakeClock(0)
+            policy = RetryPolicy(max_attempts=3, backoff=Backoff("none", base=10, cap=10))
+            queues = [RetryQueue(r, f"jobs-{n}", policy=policy, clock=clock) for n in range(20)]
+            r.lpush(queues[0].pending_key, job("held").to_json())
+            held = queues[0].reserve("w-before")  # taken while there was memory
+            left, evicted, refused = fill_until_full(r)
+            assert refused and evicted == 0 and left == 200
+            # Right at the limit, small commands slip in and out of it; set the limit 8 KiB
+            # below what is used, so Redis is firmly full (and 200 drained jobs free more).
+            r.config_set("maxmemory", r.info("memory")["used_memory"] - 8192)
+            used_full = r.info("memory")["used_memory"]
+            assert used_full > r.info("memory")["maxmemory"]
+            q = queues[0]
+
+            # What Redis refuses at maxmemory: the old take (LMOVE, ZADD heartbeat), any MULTI, new jobs.
+            for refused_call in (
+                lambda: r.lmove(q.pending_key, q.processing_key("w"), "RIGHT", "LEFT"),
+                lambda: r.zadd(q.workers_key, {"w": 1}),
+                lambda: r.pipeline(transaction=True).lrem(q.processing_key("w"), 1, "x").execute(),
+            ):
+                with pytest.raises(OutOfMemoryError):
+                    refused_call()
+            with pytest.raises(BrokerOutOfMemory):
+                BoundedQueue(r, "jobs-0", max_pending=1000).enqueue(job("new"))
+
+            # What still works: the ack, the claim, a retry, a dead letter, recovery of a dead worker.
+            q.ack(held)
+            assert r.llen(q.processing_key("w-before")) == 0
+            q.reserve("w-dead")  # this worker dies holding a job
+            clock.advance(60)
+            assert q.recover(dead_after=30) == 1
+
+            def flaky(j):
+                raise ConnectionError("down")
+
+            def poison(j):
+                raise PermanentError("bad input")
+
+            assert q.work_one("w", flaky) and r.zcard(q.delayed_key) == 1
+            assert q.work_one("w", poison) and len(q.dead_letters()) == 1
+            assert r.llen(q.processing_key("w")) == 0  # nothing stranded in the worker's list
+            q.heartbeat("w")  # a known worker's heartbeat is an update: no new memory
+            assert r.zscore(q.workers_key, "w") == clock.now()
+
+            # A claim moves bytes from one list to another: no new memory to speak of.
+            before = r.info("memory")["used_memory"]
+            claimed = [q.reserve("w-claim") for _ in range(5)]
+            assert r.info("memory")["used_memory"] - before < 2048
+            for delivery in claimed:
+                q.ack(delivery)
+
+            # Draining: every worker takes and acknowledges.
+            done = 0
+            for queue in queues:
+                while queue.work_one(f"w-{queue.name}", lambda j: None):
+                    done += 1
+            assert done == 200 - 2 - 5 and sum(qq.pending() for qq in queues) == 0
+            used_drained = r.info("memory")["used_memory"]
+            assert used_drained < used_full  # jobs gone, memory back
+            # ... and producers get in again.
+            assert BoundedQueue(r, "jobs-0", max_pending=1000).enqueue(job("new")) == 1
+            r.close()
+        finally:
+            stop(proc)

@@ -9,13 +9,14 @@ instead, and ``Job.from_json`` refuses the result with the reason.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
 import redis
 
 from examples.clock import FakeClock
-from examples.envelope import Job, MalformedJob, new_job
+from examples.envelope import Job, MalformedJob, PayloadError, new_job
 from examples.frameworks.throughput.batched_queue import BatchedReliableQueue
 from examples.fundamentals.broker_topology.redis_structures import StreamQueue
 from examples.fundamentals.delivery_guarantees.queues import AtMostOnceQueue, ReliableQueue
@@ -123,3 +124,39 @@ def test_redis_py_decodes_strictly_by_default_as_the_serialization_page_says():
     import inspect
 
     assert inspect.signature(redis.Redis.__init__).parameters["encoding_errors"].default == "strict"
+
+
+# -- a job id that forges log lines (security review, finding 10) ---------------------------
+FORGED_ID = "j-1\nCRITICAL job=j-1 payments: refund approved by admin"
+
+
+@pytest.mark.parametrize("bad_id", [FORGED_ID, "j-1\r", "j-\x1b[31m", "j-1\u2028x", "", "x" * 201])
+def test_an_id_with_a_newline_or_control_character_is_malformed_not_logged(bad_id):
+    wire = GOOD.to_json().replace('"good"', json.dumps(bad_id))
+    with pytest.raises(MalformedJob, match="field 'id' must be 1 to 200 printable characters"):
+        Job.from_json(wire)
+    with pytest.raises(PayloadError, match="job id must be 1 to 200 printable characters"):
+        new_job("resize", {}, job_id=bad_id)
+    with pytest.raises(MalformedJob, match="field 'task' must be"):
+        Job.from_json(GOOD.to_json().replace('"resize"', json.dumps(bad_id or "\n")))
+    assert Job.from_json(GOOD.to_json().replace('"good"', '"job 7 é"')).id == "job 7 é"  # spaces, accents: fine
+
+
+def test_the_batched_fast_path_checks_ids_too(r):
+    q = BatchedReliableQueue(r, "q", batch_size=10, clock=FakeClock(0))
+    r.lpush(q.pending_key, GOOD.to_json().replace('"good"', json.dumps(FORGED_ID)))
+    q.enqueue_many([GOOD])
+    done: list[str] = []
+    q.drain("w", lambda job: done.append(job.id))
+    [record] = q.dead_letters()
+    assert done == ["good"] and record["reason"].startswith("field 'id' must be 1 to 200 printable")
+
+
+def test_the_forged_line_the_review_reproduced_no_longer_reaches_the_log(r, caplog):
+    """The tracing page's log format writes job=<id> on every line: a forged id would add a line."""
+    q = ReliableQueue(r, "q", clock=FakeClock(0))
+    r.lpush(q.pending_key, GOOD.to_json().replace('"good"', json.dumps(FORGED_ID)))
+    ran: list[str] = []
+    assert q.work_one("w", lambda job: ran.append(job.id)) is False
+    assert ran == [] and "\nCRITICAL" not in caplog.text
+    assert [d["reason"][:30] for d in q.dead_letters()] == ["field 'id' must be 1 to 200 pr"]

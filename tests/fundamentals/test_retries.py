@@ -182,6 +182,40 @@ def test_replay_leaves_malformed_dead_letters_and_names_a_missing_id(r, clock):
         q.replay(job_id="nope")
 
 
+def test_decorrelated_jitter_grows_in_the_retry_queue(r, clock):
+    """The queue passes each job's previous delay on, so decorrelated delays grow with the
+    attempts as the schedule's do (before, every retry drew from base..3*base)."""
+    policy = RetryPolicy(max_attempts=8, backoff=Backoff("decorrelated", base=1, cap=10_000))
+    q = RetryQueue(r, "api", policy=policy, clock=clock, rng=random.Random(4))
+    for i in range(200):
+        q.enqueue(job(i))
+    by_attempt: dict[int, list[float]] = {}
+    for _ in range(6):  # six failed attempts per job
+        while q.work_one("w", always_fails):
+            pass
+        for raw, due in r.zrange(q.delayed_key, 0, -1, withscores=True):
+            retried = Job.from_json(raw)
+            by_attempt.setdefault(retried.attempts, []).append(due - clock.now())
+        clock.advance(20_000)  # every retry is due
+    means = {n: sum(d) / len(d) for n, d in sorted(by_attempt.items())}
+    assert sorted(means) == [1, 2, 3, 4, 5, 6] and all(len(d) == 200 for d in by_attempt.values())
+    assert 1.7 < means[1] < 2.3  # uniform(1, 3): mean 2
+    assert all(later > earlier for earlier, later in itertools.pairwise(means.values()))
+    assert means[6] > 5 * means[1]  # about 1.5x per attempt: 2 * 1.5**5 = 15
+    # the same distribution as Backoff.schedule, which the figure draws
+    schedules = [Backoff("decorrelated", base=1, cap=10_000).schedule(6, random.Random(s)) for s in range(200)]
+    assert 0.7 < means[6] / (sum(sch[5] for sch in schedules) / 200) < 1.4
+
+
+def test_a_malformed_retry_delay_header_is_ignored(r, clock):
+    from examples.fundamentals.retries import RETRY_DELAY_HEADER, last_delay
+
+    assert last_delay(job()) is None
+    for bad in ("soon", "nan", "-3", "inf"):
+        assert last_delay(Job.from_json(job().to_json().replace('"headers":{}', f'"headers":{{"{RETRY_DELAY_HEADER}":"{bad}"}}'))) is None
+    assert last_delay(Job.from_json(job().to_json().replace('"headers":{}', f'"headers":{{"{RETRY_DELAY_HEADER}":"2.5"}}'))) == 2.5
+
+
 def test_a_spent_budget_parks_retries_at_the_cap(r, clock):
     budget = RetryBudget(max_tokens=4, token_ratio=0.1)
     q = make_queue(r, clock, budget=budget)

@@ -222,6 +222,42 @@ def test_claim_check_keeps_large_args_out_of_the_queue(r):
         claims.check_out(ticket)
 
 
+def test_claim_check_refuses_a_reference_it_did_not_write(r):
+    """The reference comes from the queue: a forged one must not name any key it likes."""
+    claims = ClaimCheck(r, threshold=1024)
+    claims.max_bytes = 4096
+    ticket = claims.check_in(example_envelope())
+    ref = ticket.args["claim_check"]
+    r.set("session:admin", "secret")
+    forged = [
+        {**ref, "key": "session:admin"},  # another key: before, read if the sha256 matched
+        {**ref, "key": "some:list"},  # before: redis.ResponseError (wrong type), not MalformedJob
+        {"sha256": ref["sha256"], "bytes": ref["bytes"]},  # before: KeyError
+        {**ref, "sha256": ref["sha256"].upper(), "key": "claim:" + ref["sha256"].upper()},
+    ]
+    for bad in forged:
+        with pytest.raises(MalformedJob, match="is not a reference this code wrote"):
+            claims.check_out(replace(ticket, args={"claim_check": bad}))
+    for size in (4097, -1, "2"):
+        with pytest.raises(MalformedJob, match=r"not a reference this code wrote \(claim:<sha256>, at most 4096 bytes\)"):
+            claims.check_out(replace(ticket, args={"claim_check": {**ref, "bytes": size}}))
+    with pytest.raises(MalformedJob, match="does not match its size and sha256"):
+        claims.check_out(replace(ticket, args={"claim_check": {**ref, "bytes": ref["bytes"] - 1}}))
+    assert claims.check_out(ticket) == example_envelope() and ClaimCheck.max_bytes == 32 * 1024 * 1024
+
+
+@pytest.mark.parametrize("content_type", [JSON, MSGPACK])
+def test_decode_refuses_deep_nesting_and_oversized_bodies_as_malformed(content_type):
+    deep_json = b'{"v": 2, "args": ' + b"[" * 2000 + b"]" * 2000 + b"}"
+    deep_msgpack = b"\x82\xa1v\x02\xa4args" + b"\x91" * 40 + b"\xc0"  # 40 levels: parses, too deep
+    body = deep_json if content_type == JSON else deep_msgpack
+    reason = "does not decode: maximum recursion depth" if content_type == JSON else "nested at most 32 levels"
+    with pytest.raises(MalformedJob, match=reason):
+        decode(WireMessage(content_type, body))
+    with pytest.raises(MalformedJob, match=r"body is 1048577 bytes, over the limit"):
+        decode(WireMessage(content_type, b" " * 1_048_577))
+
+
 # -- the queue: dead letters with reasons ---------------------------------------------------
 def test_queues_and_claim_checks_on_one_client_share_one_bytes_client(r):
     shared = binary_client(r)

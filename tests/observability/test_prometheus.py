@@ -103,6 +103,7 @@ def test_scrape_after_real_jobs_shows_exact_samples(lab):
         'jobqueue_queue_depth{queue="emails"} 2.0',
         'jobqueue_queue_oldest_job_age_seconds{queue="emails"} 90.0',  # the first of the two waits longest
         'jobqueue_queue_dead_letters{queue="emails"} 1.0',  # resize, out of attempts
+        'jobqueue_queue_stranded_jobs{queue="emails"} 0.0',
         'jobqueue_collector_up 1.0',
         'jobqueue_collector_errors_total{error="timeout"} 0.0',
         'jobqueue_collector_errors_total{error="connection"} 0.0',
@@ -160,9 +161,36 @@ def test_collector_counts_a_malformed_oldest_job_and_still_reports_depth(timed_r
     assert scrape(registry, "jobqueue_queue_", "jobqueue_collector_up", 'jobqueue_collector_errors_total{error="malformed') == [
         'jobqueue_queue_depth{queue="emails"} 1.0',
         'jobqueue_queue_dead_letters{queue="emails"} 0.0',
+        'jobqueue_queue_stranded_jobs{queue="emails"} 0.0',
         'jobqueue_collector_up 1.0',
         'jobqueue_collector_errors_total{error="malformed_job"} 1.0',
     ]
+
+
+def test_collector_sees_jobs_stranded_with_a_dead_worker_until_recovery_returns_them(timed_r):
+    """The failure the other gauges miss: jobs in a dead worker's processing list are neither
+    waiting (depth, age) nor in progress (that gauge died with the worker)."""
+    clock = FakeClock(1_000)
+    queue = ReliableQueue(timed_r, "emails", clock=clock)
+    registry = CollectorRegistry()
+    registry.register(QueueCollector(timed_r, ["emails"], clock=clock, stranded_after=120))
+    for i in range(3):
+        queue.enqueue(new_job("send_email", {"n": i}, clock=clock))
+    queue.reserve("dies")
+    queue.reserve("dies")  # then the process is killed: no ack, no more heartbeats
+    queue.reserve("alive")
+
+    def stranded() -> list[str]:
+        return scrape(registry, "jobqueue_queue_stranded_jobs", "jobqueue_queue_depth")
+
+    assert stranded() == ['jobqueue_queue_depth{queue="emails"} 0.0', 'jobqueue_queue_stranded_jobs{queue="emails"} 0.0']
+    clock.advance(121)
+    queue.heartbeat("alive")  # a live worker in a long job keeps reporting
+    assert stranded() == ['jobqueue_queue_depth{queue="emails"} 0.0', 'jobqueue_queue_stranded_jobs{queue="emails"} 2.0']
+    assert queue.recover(dead_after=60) == 2  # recovery gives them back
+    assert stranded() == ['jobqueue_queue_depth{queue="emails"} 2.0', 'jobqueue_queue_stranded_jobs{queue="emails"} 0.0']
+    with pytest.raises(ValueError, match="stranded_after must be > 0 seconds"):
+        QueueCollector(timed_r, ["emails"], stranded_after=0)
 
 
 # -- Redis slow or down: the scrape reports it, quickly ------------------------------------

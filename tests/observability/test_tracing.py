@@ -162,6 +162,30 @@ def test_batch_consumer_links_every_job_to_its_own_trace(queue, tracer, exporter
     assert queue.work_batch("worker-a", lambda jobs: None, max_jobs=10) == 0
 
 
+def test_a_linked_consumer_ignores_the_producers_sampling_decision(r, exporter):
+    """ParentBased sampling follows a parent, not a link: a batch span whose producers were
+    all dropped is still sampled (by the root sampler), and the other way round."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
+
+    traced = {}
+    for name, root in (("producers-dropped", ALWAYS_OFF), ("producers-kept", ALWAYS_ON)):
+        provider = TracerProvider(sampler=ParentBased(root))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        producer_side = provider.get_tracer("producer")
+        q = TracedQueue(ReliableQueue(r, name, clock=FakeClock(0)), producer_side)
+        with producer_side.start_as_current_span("request") as request:
+            q.enqueue(job(f"{name}-1"))
+        traced[name] = request.get_span_context().trace_flags.sampled
+        consumer_provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF if root is ALWAYS_ON else ALWAYS_ON))
+        consumer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        consumer = TracedQueue(ReliableQueue(r, name, clock=FakeClock(0)), consumer_provider.get_tracer("worker"))
+        consumer.work_batch("w", lambda jobs: None, max_jobs=10)
+    assert traced == {"producers-dropped": False, "producers-kept": True}
+    batches = [s for s in exporter.get_finished_spans() if s.name.startswith("process ")]
+    # the dropped producers' batch was recorded; the kept producers' batch was not
+    assert [s.name for s in batches] == ["process producers-dropped"]
+
+
 def test_a_failed_batch_stays_in_processing_until_recovered(queue):
     for i in range(2):
         queue.enqueue(job(f"j-{i}"))

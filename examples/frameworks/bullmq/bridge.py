@@ -22,6 +22,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from bullmq import Queue, UnrecoverableError, Worker
 
@@ -37,7 +38,7 @@ def redis_url() -> str:
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise RuntimeError(
             "BullMQ needs a real Redis (its scripts use cmsgpack): "
-            f"set REDIS_URL to a redis:// URL, got {url!r}"
+            f"set REDIS_URL to a redis:// URL, got scheme {urlsplit(url).scheme!r}"
         )
     return url
 

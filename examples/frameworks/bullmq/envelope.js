@@ -41,7 +41,7 @@ function parseEnvelope(data) {
       reject(`field '${name}' is missing or has the wrong type`);
     }
   }
-  const unknown = Object.keys(data).filter((k) => k !== 'v' && !(k in FIELDS));
+  const unknown = Object.keys(data).filter((k) => k !== 'v' && !Object.hasOwn(FIELDS, k));
   if (unknown.length) reject(`unknown fields ${JSON.stringify(unknown.sort())}`);
   return data;
 }

@@ -11,17 +11,22 @@ const { parseEnvelope } = require('./envelope');
 // [end:imports]
 
 // [start:create-worker]
-// `handlers` maps an envelope's task to an async function of its args.
-function createWorker(queueName, handlers, overrides = {}) {
-  const processor = async (job) => {
+// `handlers` maps an envelope's task to an async function of its args. Only its own
+// properties count: `handlers[task]` alone would find Object.prototype's `constructor` or
+// `toString` for a job that names them, and "succeed" without running any handler.
+function processorFor(handlers) {
+  return async (job) => {
     const envelope = parseEnvelope(job.data);
-    const handler = handlers[envelope.task];
-    if (!handler) {
+    const handler = Object.hasOwn(handlers, envelope.task) ? handlers[envelope.task] : null;
+    if (typeof handler !== 'function') {
       throw new UnrecoverableError(`malformed job: no handler for task '${envelope.task}'`);
     }
     return handler(envelope.args, job);
   };
-  const worker = new Worker(queueName, processor, {
+}
+
+function createWorker(queueName, handlers, overrides = {}) {
+  const worker = new Worker(queueName, processorFor(handlers), {
     connection: workerConnection(),
     ...workerOptions,
     ...overrides,
@@ -88,4 +93,4 @@ if (require.main === module) {
   worker.on('ready', () => console.log(JSON.stringify({ event: 'ready' })));
 }
 
-module.exports = { createWorker, closeOnSignals, demoHandlers };
+module.exports = { createWorker, processorFor, closeOnSignals, demoHandlers };

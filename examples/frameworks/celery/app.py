@@ -13,17 +13,23 @@ What it adds to the settings:
   and keeps a dead-letter record of every task that fails for good, since Celery
   acknowledges failed tasks and Redis has no dead-letter queue of its own;
 * tasks that retry on transient errors with exponential backoff and full jitter;
-* :func:`broker_reachable` and :func:`worker_responds`, the two halves of a liveness check.
+* :func:`broker_reachable` and :func:`worker_responds`: is the broker up, is the worker process
+  alive (not: is it still consuming).
 """
 
 # [start:imports]
 from __future__ import annotations
 
+import http.client
+import ipaddress
 import json
+import socket
+import ssl
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, UTC
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 from celery import Celery, Task
 
@@ -33,6 +39,7 @@ from examples.redis_client import connect
 
 # [start:production-task]
 DEAD_LETTER_KEY = "celery:dead-letters"
+DEAD_LETTER_MAX = 10_000  # the newest records; alert on the list's length well before it
 
 
 class EtaBeyondVisibilityTimeout(ValueError):
@@ -73,9 +80,14 @@ class ProductionTask(Task):
             "task": self.name, "id": task_id, "args": args, "kwargs": kwargs,
             "error": repr(exc), "retries": self.request.retries, "at": time.time(),
         }
-        client = connect(self.app.conf.broker_url)
+        # The backend's TLS options (the CA) are redis-py's own keyword arguments.
+        tls = self.app.conf.redis_backend_use_ssl or {}
+        client = connect(self.app.conf.broker_url, **tls)
         try:
-            client.lpush(DEAD_LETTER_KEY, json.dumps(record, default=repr))
+            with client.pipeline(transaction=True) as tx:
+                tx.lpush(DEAD_LETTER_KEY, json.dumps(record, default=repr))
+                tx.ltrim(DEAD_LETTER_KEY, 0, DEAD_LETTER_MAX - 1)
+                tx.execute()
         finally:
             client.close()
 # [end:production-task]
@@ -87,34 +99,162 @@ app.config_from_object("examples.frameworks.celery.settings")
 # [end:app]
 
 
+# [start:egress]
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+class TransientError(Exception):
+    """A failure worth retrying: the other side may be back in a moment."""
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class UnsafeUrl(ValueError):
+    """A URL this worker must not fetch: its scheme, or an address its host resolves to."""
+
+
+class WebhookRejected(ValueError):
+    """The endpoint answered 3xx without a usable redirect, or 4xx: retrying will not help."""
+
+
+def public_address(ip: IPAddress) -> bool:
+    """Whether ``ip`` is on the public internet: not private, loopback, link-local (the
+    cloud metadata service, 169.254.169.254), shared, multicast, reserved or unspecified."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:  # ::ffff:127.0.0.1
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to, as the operating system's resolver answers."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to ``address``, the one that was checked, whatever DNS answers next."""
+
+    def __init__(self, address: str, host: str, port: int, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """TLS to the checked ``address``; the certificate is checked against the host name."""
+
+    def __init__(self, address: str, host: str, port: int, timeout: float,
+                 context: ssl.SSLContext) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self.address, self.tls = address, context
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+
+
+@dataclass(frozen=True)
+class Egress:
+    """Where a worker may send requests that a tenant's URL chose.
+
+    By default: HTTPS only, to hosts whose every address is public, checked after DNS and
+    again at each redirect, and the connection goes to the address that was checked (no
+    second lookup a rebinding DNS server could answer differently). ``resolve``, ``allowed``
+    and ``context`` can be replaced, in tests or for an allowlist of your own partners.
+    """
+
+    schemes: frozenset[str] = frozenset({"https"})
+    resolve: Callable[[str, int], list[str]] = resolve
+    allowed: Callable[[IPAddress], bool] = public_address
+    context: ssl.SSLContext = field(default_factory=ssl.create_default_context)
+    max_redirects: int = 3
+
+    def target(self, url: str) -> tuple[SplitResult, str]:
+        """The parts of ``url`` and the address to connect to; :class:`UnsafeUrl` if refused."""
+        parts = urlsplit(url)
+        if parts.scheme not in self.schemes:
+            raise UnsafeUrl(
+                f"scheme {parts.scheme!r} is not allowed (only {sorted(self.schemes)})"
+            )
+        if not parts.hostname:
+            raise UnsafeUrl("the URL has no host")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            addresses = self.resolve(parts.hostname, port)
+        except OSError as exc:
+            raise TransientError(f"cannot resolve {parts.hostname}: {exc}") from exc
+        if not addresses:
+            raise TransientError(f"webhook host {parts.hostname} has no address")
+        for address in addresses:  # all: a host may answer with a public and a private one
+            ip = ipaddress.ip_address(address.split("%")[0])
+            if not self.allowed(ip):
+                raise UnsafeUrl(
+                    f"webhook host {parts.hostname} resolves to {ip}, which is not a public "
+                    "address: refused"
+                )
+        return parts, addresses[0]
+
+    def send(self, parts: SplitResult, address: str, method: str, body: bytes,
+             timeout: float) -> tuple[int, str | None]:
+        """One request to ``address``: the status and the ``Location`` header."""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        conn: http.client.HTTPConnection
+        if parts.scheme == "https":
+            conn = _PinnedHTTPSConnection(address, parts.hostname or "", port, timeout,
+                                          self.context)
+        else:
+            conn = _PinnedHTTPConnection(address, parts.hostname or "", port, timeout)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = {"Content-Type": "application/json"} if body else {}
+        try:
+            conn.request(method, path, body=body or None, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            return response.status, response.getheader("Location")
+        except OSError as exc:  # refused, reset, timed out, certificate refused
+            raise TransientError(f"webhook host {parts.hostname} unreachable: {exc}") from exc
+        finally:
+            conn.close()
+
+
+#: The policy of :func:`post_json` unless it is given another.
+EGRESS = Egress()
+# [end:egress]
+
+
 # [start:tasks]
 @app.task
 def add(x: int, y: int) -> int:
     return x + y
 
 
-class TransientError(Exception):
-    """A failure worth retrying: the other side may be back in a moment."""
+def post_json(url: str, payload: dict, timeout: float = 10.0, *,
+              egress: Egress | None = None) -> int:
+    """POST ``payload`` as JSON to a URL ``egress`` allows, and return the HTTP status.
 
-
-def post_json(url: str, payload: dict, timeout: float = 10.0) -> int:
-    """POST ``payload`` as JSON and return the HTTP status; 5xx and network errors are
-    transient."""
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        if exc.code >= 500:
-            raise TransientError(f"{url} answered {exc.code}") from exc
-        raise
-    except OSError as exc:  # refused, reset, timed out
-        raise TransientError(f"{url} unreachable: {exc}") from exc
+    Redirects are followed up to ``egress.max_redirects`` times, each new location checked
+    like the first (a 301, 302 or 303 turns the POST into a GET, as browsers do). 5xx answers
+    and network errors are transient; 4xx answers raise :class:`WebhookRejected`. Messages
+    name the host only: a webhook's path and query are often its secret.
+    """
+    egress = egress or EGRESS
+    method, body = "POST", json.dumps(payload).encode()
+    for _ in range(egress.max_redirects + 1):
+        parts, address = egress.target(url)
+        status, location = egress.send(parts, address, method, body, timeout)
+        if status in REDIRECTS and location:
+            url = urljoin(url, location)
+            if status in (301, 302, 303):
+                method, body = "GET", b""
+            continue
+        if status >= 500:
+            raise TransientError(f"webhook host {parts.hostname} answered {status}")
+        if status >= 300:
+            raise WebhookRejected(f"webhook host {parts.hostname} answered {status}")
+        return status
+    raise WebhookRejected(f"more than {egress.max_redirects} redirects")
 
 
 @app.task(
@@ -153,7 +293,8 @@ def broker_reachable(app: Celery = app, timeout: float = 5.0) -> bool:
 def worker_responds(hostname: str, app: Celery = app, timeout: float = 2.0) -> bool:
     """Whether the worker ``hostname`` (``celery@HOST``) answers a ping over the broker.
 
-    A worker that answers is running its event loop and reading from Redis. Use it as a
+    A worker that answers runs its event loop and its remote-control channel; it may still
+    have stopped consuming its task queue (alert on queue age for that). Use it as a
     Kubernetes liveness probe (``celery inspect ping -d celery@$HOSTNAME`` does the same
     from the shell), with a timeout and failure threshold generous enough for a busy worker.
     """

@@ -6,8 +6,11 @@ This module is the configuration behind the page *Celery in production (Redis br
 :mod:`examples.frameworks.celery.app` does. Every value is a plain module attribute, so
 ``tests/frameworks/celery/test_app.py`` can load it into an app and check each one.
 
-The Redis address, with its password, comes from the ``REDIS_URL`` environment variable
-(see :mod:`examples.redis_client`); nothing secret is written here.
+The Redis address, with its user and password, comes from the ``REDIS_URL`` environment
+variable (see :mod:`examples.redis_client`); nothing secret is written here. Each kind of
+process gets its own Redis user in that URL (the web tier one that can send tasks, workers
+another, see *Secure the broker*), and a Redis on another host is reached over TLS with its
+certificate checked against the CA in ``REDIS_CA_FILE``.
 """
 
 # [start:imports]
@@ -18,24 +21,37 @@ from urllib.parse import urlsplit
 
 from kombu import Queue
 
+from examples.fundamentals.securing_the_broker.tls import celery_tls_settings
 from examples.redis_client import DEFAULT_URL
 # [end:imports]
 
 # [start:connection]
-# The broker and the result backend: one Redis, password in the URL from the environment.
+# The broker and the result backend: one Redis. The URL names this process's own Redis user
+# (rediss://celery-worker:PASSWORD@redis.internal:6380/0 for workers, another user for the
+# web tier that sends tasks), from the environment, never from code.
 REDIS_URL = os.environ.get("REDIS_URL", DEFAULT_URL)
+REDIS_CA_FILE = os.environ.get("REDIS_CA_FILE", "/etc/redis-ca/ca.crt")
 _where = urlsplit(REDIS_URL)
-if (
-    _where.scheme != "unix"
-    and not _where.password
-    and _where.hostname not in ("localhost", "127.0.0.1", "::1")
-):
-    raise ValueError(
-        f"REDIS_URL points at {_where.hostname} without a password: "
-        f"use redis://:PASSWORD@host:port/db (or rediss:// for TLS)"
-    )
+if _where.scheme != "unix" and _where.hostname not in ("localhost", "127.0.0.1", "::1"):
+    # Another host: a user of its own with a password, and TLS (AUTH travels in clear).
+    if not _where.username or not _where.password:
+        raise ValueError(
+            f"REDIS_URL points at {_where.hostname} without a user and password: use "
+            f"rediss://USER:PASSWORD@host:port/db, one Redis user per role"
+        )
+    if _where.scheme != "rediss":
+        raise ValueError(
+            f"REDIS_URL points at {_where.hostname} over plain redis://: use rediss:// "
+            f"(TLS) and REDIS_CA_FILE, the CA that signed the server's certificate"
+        )
 broker_url = REDIS_URL
 result_backend = REDIS_URL
+# rediss://: check the server's certificate, for the broker (kombu alone would not) and for
+# the result backend. Plain redis:// on loopback: no TLS options.
+_tls = (celery_tls_settings(REDIS_CA_FILE) if _where.scheme == "rediss"
+        else {"broker_use_ssl": False, "redis_backend_use_ssl": None})
+broker_use_ssl = _tls["broker_use_ssl"]
+redis_backend_use_ssl = _tls["redis_backend_use_ssl"]
 
 # Keep retrying the broker at start-up too (a worker that starts before Redis is up).
 broker_connection_retry_on_startup = True
@@ -104,6 +120,8 @@ result_expires = 6 * 60 * 60
 # [start:beat]
 # Run exactly ONE `celery beat` process (a Deployment with one replica and the Recreate
 # strategy), never `worker -B` on every worker: two schedulers send every task twice.
+# Its default scheduler keeps the last run times in a `shelve` file, which is pickle: give
+# that file (`--schedule`) a directory only beat's user can write.
 beat_schedule = {
     "purge-expired-reports": {
         "task": "examples.frameworks.celery.app.purge_expired_reports",

@@ -23,7 +23,10 @@ from typing import Any
 # [end:imports]
 
 #: The versions the values below were read from.
-VERSIONS = {"bullmq": "6.7.0", "bullmq-python": "3.4.4", "sidekiq": {6: "6.4.1", 8: "8.1.7"}}
+VERSIONS = {
+    "bullmq": "6.7.0", "bullmq-python": "3.4.4", "ioredis": "5.9.3",
+    "sidekiq": {6: "6.4.1", 8: "8.1.7"},
+}
 
 # [start:bullmq]
 #: BullMQ 6.7.0 Worker defaults (milliseconds unless said otherwise), and job defaults.
@@ -38,8 +41,10 @@ BULLMQ: dict[str, Any] = {
     "attempts": 1,  # the job runs once: no retries unless you set attempts
     "removeOnComplete": None,
     "removeOnFail": None,
-    "maxRetriesPerRequest": None,  # forced to null on worker connections
+    "maxRetriesPerRequest": None,  # BullMQ forces null on a Worker's blocking connection...
 }
+#: ...while a Queue's connection (a producer's) keeps ioredis' own default (ioredis 5.9.3).
+IOREDIS_MAX_RETRIES_PER_REQUEST = 20
 # [end:bullmq]
 
 # [start:sidekiq]
@@ -70,7 +75,9 @@ DEFAULTS: dict[str, Any] = {"bullmq": BULLMQ, "sidekiq": SIDEKIQ}
 SOURCES = {
     "bullmq": "bullmq 6.7.0 (npm): dist/cjs/classes/worker.js (Worker constructor defaults), "
     "dist/cjs/classes/job.js (attempts), dist/cjs/classes/redis-queue-backend.js (getKeepJobs), "
-    "dist/cjs/classes/redis-connection.js (maxRetriesPerRequest, eviction-policy warning)",
+    "dist/cjs/classes/redis-connection.js (maxRetriesPerRequest, eviction-policy warning), "
+    "dist/cjs/classes/queue-base.js (no blocking connection for a Queue); ioredis 5.9.3: "
+    "built/redis/RedisOptions.js (maxRetriesPerRequest: 20)",
     "bullmq-python": "bullmq 3.4.4 (PyPI): bullmq/worker.py (Worker.__init__ final_opts)",
     "sidekiq-6": "ruby-sidekiq 6.4.1: lib/sidekiq.rb (DEFAULTS), lib/sidekiq/job_retry.rb "
     "(DEFAULT_MAX_RETRY_ATTEMPTS, delay_for)",

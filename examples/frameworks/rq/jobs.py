@@ -17,6 +17,19 @@ RQ needs a Redis client that returns bytes, so connect with
 True
 >>> job.refresh(); job.get_status().value, job.return_value()
 ('finished', {'order': 42, 'receipt': 'sent'})
+
+A job names its function by its import path, and JSON does not change that: whoever can write
+to Redis can enqueue ``os.system``. Workers made here run only the functions on the
+allowlist of :class:`HandbookJob`:
+
+>>> crafted = q.enqueue("os.system", "echo this never runs")
+>>> make_worker([q], simple=True).work(burst=True, logging_level="CRITICAL")
+True
+>>> crafted.get_status(refresh=True).value
+'failed'
+>>> error, reason = crafted.latest_result().exc_string.splitlines()[-1].split(": ", 1)
+>>> error.rsplit(".", 1)[-1], reason
+('FunctionNotAllowed', "job ...: function 'os.system' is not on the allowlist of HandbookJob")
 """
 
 # [start:imports]
@@ -25,7 +38,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from redis import Redis
 from rq import Queue, Retry, SimpleWorker, Worker
@@ -42,7 +55,7 @@ from examples.envelope import PayloadError
 class JobPolicy:
     """How long a job may run, how long its outcome is kept, and when it is retried."""
 
-    job_timeout: int = 5 * 60  # seconds; the work-horse is killed after this
+    job_timeout: int = 5 * 60  # s: then JobTimeoutException; the horse is killed 60 s later
     result_ttl: int = 24 * 60 * 60  # keep a finished job (and its result) for a day
     failure_ttl: int = 7 * 24 * 60 * 60  # keep a failed job a week: long enough to look at it
     retry_intervals: tuple[int, ...] = (10, 60, 300)  # one retry per entry, seconds apart
@@ -72,16 +85,24 @@ DEFAULT_POLICY = JobPolicy()
 
 # [start:queue]
 def make_queue(connection: Redis, name: str = "default",
-               policy: JobPolicy = DEFAULT_POLICY) -> Queue:
-    """A queue whose jobs are stored as JSON (RQ's default serializer is pickle)."""
+               policy: JobPolicy = DEFAULT_POLICY,
+               job_class: type[Job] | None = None) -> Queue:
+    """A queue whose jobs are stored as JSON (RQ's default serializer is pickle), read as
+    ``job_class`` (:class:`HandbookJob` unless given)."""
     return Queue(name, connection=connection, serializer=JSONSerializer,
-                 default_timeout=policy.job_timeout)
+                 default_timeout=policy.job_timeout, job_class=job_class or HandbookJob)
 
 
 def enqueue(queue: Queue, func: Callable[..., Any], *args: Any,
             policy: JobPolicy = DEFAULT_POLICY, job_id: str | None = None,
             **kwargs: Any) -> Job:
-    """Enqueue ``func(*args, **kwargs)`` with ``policy``; refuse arguments JSON cannot carry."""
+    """Enqueue ``func(*args, **kwargs)`` with ``policy``; refuse arguments JSON cannot carry,
+    and a function the queue's workers would refuse."""
+    allowed = getattr(queue.job_class, "allowed", None)
+    if allowed is not None and function_name(func) not in allowed:
+        raise FunctionNotAllowed(
+            f"{function_name(func)} is not on the allowlist of {queue.job_class.__name__}"
+        )
     try:
         json.dumps([args, kwargs], allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -97,11 +118,14 @@ def enqueue(queue: Queue, func: Callable[..., Any], *args: Any,
 
 
 def make_worker(queues: Sequence[Queue], *, simple: bool = False,
-                name: str | None = None) -> BaseWorker:
-    """A worker reading JSON jobs. ``simple=True`` runs jobs in-process (no fork): for tests."""
+                name: str | None = None, job_class: type[Job] | None = None) -> BaseWorker:
+    """A worker reading JSON jobs as ``job_class`` (:class:`HandbookJob` unless given): it
+    runs only the functions on that class's allowlist. ``simple=True`` runs jobs in-process
+    (no fork): for tests."""
     worker_class = SimpleWorker if simple else Worker
     return worker_class(list(queues), connection=queues[0].connection,
-                        serializer=JSONSerializer, name=name)
+                        serializer=JSONSerializer, name=name,
+                        job_class=job_class or HandbookJob)
 # [end:queue]
 
 
@@ -118,6 +142,73 @@ def fetch_stock(sku: str) -> int:
 def sync_inventory(sku: str) -> int:
     return fetch_stock(sku)
 # [end:jobs]
+
+
+# [start:allowlist]
+class FunctionNotAllowed(Exception):
+    """A job names a function, or a callback, that is not on its worker's allowlist."""
+
+
+def function_name(func: Callable[..., Any]) -> str:
+    """The name RQ stores for ``func``: its module and qualified name."""
+    return f"{func.__module__}.{func.__qualname__}"
+
+
+class AllowlistedJob(Job):
+    """A job that calls only the functions named in ``allowed``.
+
+    RQ stores a job's function, and its success, failure and stopped callbacks, as import
+    paths, and the worker imports whatever they name. Every one must be on the allowlist;
+    so a job refused here fails at once, runs no callback, and is not retried.
+    """
+
+    allowed: ClassVar[frozenset[str]] = frozenset()
+
+    def refusal(self) -> str | None:
+        """Why this job may not run, or ``None`` if it may."""
+        if self.instance is not None:  # a method of an object the message supplies
+            return "calls a method of an instance; only functions on the allowlist run"
+        names = {
+            "function": self.func_name,
+            "success callback": self._success_callback_name,
+            "failure callback": self._failure_callback_name,
+            "stopped callback": self._stopped_callback_name,
+        }
+        for what, name in names.items():
+            if name is not None and name not in self.allowed:
+                return f"{what} {name!r} is not on the allowlist of {type(self).__name__}"
+        return None
+
+    @property
+    def func(self) -> Callable[..., Any]:
+        reason = self.refusal()
+        if reason:
+            raise FunctionNotAllowed(f"job {self.id}: {reason}")
+        return super().func
+
+    @property
+    def should_retry(self) -> bool:
+        return self.refusal() is None and super().should_retry
+
+    @property
+    def success_callback(self) -> Any:
+        return None if self.refusal() else super().success_callback
+
+    @property
+    def failure_callback(self) -> Any:
+        return None if self.refusal() else super().failure_callback
+
+    @property
+    def stopped_callback(self) -> Any:
+        return None if self.refusal() else super().stopped_callback
+
+
+class HandbookJob(AllowlistedJob):
+    """The jobs of this module, and nothing else. Name it on the command line:
+    ``rq worker --job-class examples.frameworks.rq.jobs.HandbookJob``."""
+
+    allowed = frozenset(function_name(f) for f in (send_receipt, sync_inventory))
+# [end:allowlist]
 
 
 # [start:registries]

@@ -4,8 +4,9 @@ This module is the Python side of the page *Sidekiq* (``docs/frameworks/sidekiq.
 Ruby side is ``examples/frameworks/sidekiq/``. A Sidekiq job is a JSON object in a Redis
 list, so Python can enqueue one without Ruby by doing what ``Sidekiq::Client`` does:
 
-* an immediate job: ``SADD queues NAME`` and ``LPUSH queue:NAME <json>``, in one
-  transaction (the ``queues`` set is how the Web UI and the API find queues);
+* an immediate job: ``SADD queues NAME`` and ``LPUSH queue:NAME <json>``, sent together in
+  one pipeline, not a transaction, as ``Sidekiq::Client#raw_push`` has done since 6.3.0 (the
+  ``queues`` set is how the Web UI and the API find queues);
 * a scheduled job: ``ZADD schedule <epoch seconds> <json>``; Sidekiq's poller moves it to
   its queue when it is due.
 
@@ -41,15 +42,16 @@ import redis
 
 from examples.clock import Clock, SystemClock
 from examples.dead_letters import DeadLetterList
-from examples.envelope import MalformedJob, PayloadError
+from examples.envelope import MalformedJob, PayloadError, loads_untrusted, printable_name
 from examples.redis_client import text_or_none
 # [end:imports]
 
 
 # [start:build-payload]
 SUPPORTED_MAJORS = (6, 7, 8)
-_CLASS_NAME = re.compile(r"^[A-Za-z_][\w.]*(::[A-Z]\w*)*$")
-_QUEUE_NAME = re.compile(r"^[\w.-]+$")
+# Used with fullmatch: `$` would also match before a final newline ("default\n").
+_CLASS_NAME = re.compile(r"[A-Za-z_][\w.]*(::[A-Z]\w*)*")
+_QUEUE_NAME = re.compile(r"[\w.-]+")
 
 
 def _check_native(value: Any, where: str) -> None:
@@ -94,12 +96,12 @@ def build_payload(
         raise ValueError(
             f"Sidekiq major version must be one of {SUPPORTED_MAJORS}, got {major!r}"
         )
-    if not isinstance(job_class, str) or not _CLASS_NAME.match(job_class):
+    if not isinstance(job_class, str) or not _CLASS_NAME.fullmatch(job_class):
         raise PayloadError(
             f"job class must be a constant name such as 'Billing::ChargeJob', "
             f"got {job_class!r}"
         )
-    if not isinstance(queue, str) or not _QUEUE_NAME.match(queue):
+    if not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue):
         raise PayloadError(
             f"queue must be a non-empty name of letters, digits, '_', '.', '-', got {queue!r}"
         )
@@ -128,7 +130,9 @@ def push(r: redis.Redis, payload: dict[str, Any], *, major: int = 6,
          clock: Clock | None = None) -> str:
     """Enqueue for immediate execution, as ``Sidekiq::Client`` does; return the jid."""
     message = {**payload, "enqueued_at": _timestamp(clock or SystemClock(), major)}
-    with r.pipeline(transaction=True) as pipe:  # MULTI/EXEC: both or neither
+    # One round trip, no MULTI, like Sidekiq::Client: if only the SADD lands, the queue is
+    # listed and empty, which is harmless.
+    with r.pipeline(transaction=False) as pipe:
         pipe.sadd("queues", payload["queue"])
         pipe.lpush(f"queue:{payload['queue']}", json.dumps(message, separators=(",", ":")))
         pipe.execute()
@@ -159,16 +163,18 @@ def parse_job(raw: str | bytes) -> SidekiqJob:
 
     Raises :class:`~examples.envelope.MalformedJob` with the reason.
     """
-    try:
-        data = json.loads(raw)
-    except (TypeError, ValueError) as exc:
-        raise MalformedJob(f"Sidekiq payload is not valid JSON: {exc}") from None
+    data = loads_untrusted(raw, "Sidekiq payload")  # size, UTF-8, JSON, nesting
     if not isinstance(data, dict):
         raise MalformedJob(f"Sidekiq payload is a JSON {type(data).__name__}, not an object")
     for name, kind in (("class", str), ("args", list), ("queue", str), ("jid", str)):
         if not isinstance(data.get(name), kind):
             raise MalformedJob(
                 f"Sidekiq payload field {name!r} is missing or not a {kind.__name__}"
+            )
+    for name in ("class", "jid"):  # both end up in log lines
+        if not printable_name(data[name]):
+            raise MalformedJob(
+                f"Sidekiq payload field {name!r} is not printable: {data[name][:60]!r}"
             )
     return SidekiqJob(data["class"], data["args"], data["queue"], data["jid"], data)
 

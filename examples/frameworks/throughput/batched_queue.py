@@ -49,7 +49,14 @@ import redis
 from redis.exceptions import NoScriptError
 
 from examples.clock import Clock
-from examples.envelope import SCHEMA_VERSION, Job, MalformedJob
+from examples.envelope import (
+    MAX_MESSAGE_BYTES,
+    MAX_NESTING,
+    SCHEMA_VERSION,
+    Job,
+    MalformedJob,
+    printable_name,
+)
 from examples.fundamentals.delivery_guarantees.queues import Handler, ReliableQueue
 from examples.redis_client import text
 # [end:imports]
@@ -126,17 +133,20 @@ def parse_batch(count: int, joined: str) -> list[Job] | None:
     (``raw_decode`` skips no whitespace) with the keys in the order
     :meth:`~examples.envelope.Job.to_json` writes them and the types
     :meth:`~examples.envelope.Job.from_json` accepts, only stricter (``type(x) is int``
-    refuses ``True``). Anything unusual returns ``None``, and the caller checks each message
-    with :meth:`~examples.envelope.Job.from_json`, which names the reason a malformed one is
-    dead-lettered.
+    refuses ``True``), and within the limits that method checks: size, nesting (bounded by
+    the count of brackets), printable id and task. Anything unusual returns ``None``, and the
+    caller checks each message with :meth:`~examples.envelope.Job.from_json`, which names the
+    reason a malformed one is dead-lettered.
     """
-    if not isinstance(joined, str) or not joined.isascii() or joined.count("\n") != count - 1:
+    if (not isinstance(joined, str) or not joined.isascii() or joined.count("\n") != count - 1
+            or len(joined) > MAX_MESSAGE_BYTES):  # then one message might be over the limit
         return None
     jobs: list[Job] = []
     end, size = -1, len(joined)
     try:
         while end < size:
-            data, end = _DECODE(joined, end + 1)
+            start = end + 1
+            data, end = _DECODE(joined, start)
             if end < size and joined[end] != "\n":
                 return None
             if not (
@@ -144,6 +154,9 @@ def parse_batch(count: int, joined: str) -> list[Job] | None:
                 and tuple(data) == _FIELDS
                 and tuple(map(type, data.values())) in _SHAPES
                 and data["v"] == SCHEMA_VERSION
+                and joined.count("{", start, end) + joined.count("[", start, end) <= MAX_NESTING
+                and printable_name(data["id"])
+                and printable_name(data["task"])
             ):
                 return None
             # As copy and pickle rebuild an instance: the keys are exactly the fields,
@@ -151,7 +164,7 @@ def parse_batch(count: int, joined: str) -> list[Job] | None:
             job = object.__new__(Job)
             job.__dict__.update(data)
             jobs.append(job)
-    except ValueError:  # not JSON at all
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply for the parser
         return None
     return jobs if len(jobs) == count else None
 # [end:fast-parse]

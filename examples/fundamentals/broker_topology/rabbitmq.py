@@ -1,17 +1,21 @@
-"""A durable job queue on RabbitMQ with pika: quorum queue, publisher confirms, dead letters.
+"""A durable job queue on RabbitMQ with pika: quorum queue, confirms, retries, dead letters.
 
 This module is the code behind the RabbitMQ part of the page *Broker topology*
 (``docs/fundamentals/broker-topology.md``). It declares:
 
 * a direct exchange ``NAME`` bound to a **quorum queue** ``NAME`` (replicated with Raft on a
-  cluster; one node here), with a **delivery limit** so that a job that keeps failing stops
-  being redelivered, and a **dead-letter exchange** ``NAME.dlx``;
-* a quorum queue ``NAME.dead`` bound to that exchange, where rejected jobs and jobs over the
+  cluster; one node here), with a **delivery limit** so that a job whose worker keeps dying
+  stops being redelivered, and a **dead-letter exchange** ``NAME.dlx``;
+* a direct exchange ``NAME.retry`` and one **retry queue** per retry, ``NAME.retry.1`` ..
+  ``NAME.retry.N``, with no consumer: a failed job waits there until its per-message TTL
+  (the backoff) runs out, and RabbitMQ then dead-letters it back to ``NAME``;
+* a quorum queue ``NAME.dead`` bound to ``NAME.dlx``, where rejected jobs and jobs over the
   delivery limit land, with RabbitMQ's ``x-death`` header saying why.
 
-Publishing uses **publisher confirms** and ``mandatory=True``: :func:`publish` returns only
-once the broker has taken responsibility for the message, and raises if it could not route
-or store it. Consumers acknowledge after the work (``auto_ack=False``).
+Publishing uses **publisher confirms** (enabled once per channel by :func:`open_channel`) and
+``mandatory=True``: :func:`publish` returns only once the broker has taken responsibility for
+the message, and raises if it could not route or store it. Consumers acknowledge after the
+work (``auto_ack=False``).
 """
 
 # [start:imports]
@@ -19,21 +23,30 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from collections.abc import Callable
+from dataclasses import replace
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 from examples.envelope import Job, MalformedJob
+from examples.fundamentals.retries import Backoff
 
 log = logging.getLogger(__name__)
 # [end:imports]
 
 
 # [start:declare]
-def declare_job_queue(channel: BlockingChannel, name: str, *, delivery_limit: int = 5) -> None:
+def retry_queue(name: str, retry: int) -> str:
+    return f"{name}.retry.{retry}"  # where a job waits before retry number `retry`
+
+
+def declare_job_queue(
+    channel: BlockingChannel, name: str, *, delivery_limit: int = 5, retries: int = 3
+) -> None:
     """Declare the exchanges and quorum queues of one job queue (idempotent)."""
-    dlx = f"{name}.dlx"
+    dlx, retry_exchange = f"{name}.dlx", f"{name}.retry"
     channel.exchange_declare(exchange=dlx, exchange_type="fanout", durable=True)
     channel.queue_declare(
         queue=f"{name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
@@ -51,17 +64,32 @@ def declare_job_queue(channel: BlockingChannel, name: str, *, delivery_limit: in
         },
     )
     channel.queue_bind(queue=name, exchange=name, routing_key=name)
+    channel.exchange_declare(exchange=retry_exchange, exchange_type="direct", durable=True)
+    for retry in range(1, retries + 1):  # when a job's TTL runs out: back to `name`
+        channel.queue_declare(queue=retry_queue(name, retry), durable=True, arguments={
+            "x-queue-type": "quorum", "x-overflow": "reject-publish",
+            "x-dead-letter-exchange": name, "x-dead-letter-routing-key": name,
+            "x-dead-letter-strategy": "at-least-once",  # not lost on the way back
+        })
+        channel.queue_bind(retry_queue(name, retry), retry_exchange, routing_key=str(retry))
 # [end:declare]
 
 
 # [start:publish]
-def publish(channel: BlockingChannel, exchange: str, routing_key: str, job: Job) -> None:
-    """Publish ``job`` and wait for the broker's confirm.
+def open_channel(connection: pika.BlockingConnection) -> BlockingChannel:
+    """A channel with publisher confirms on (once: pika logs an error on a second call)."""
+    channel = connection.channel()
+    channel.confirm_delivery()
+    return channel
+
+
+def publish(channel: BlockingChannel, exchange: str, routing_key: str, job: Job,
+            *, expiration_ms: int | None = None) -> None:
+    """Publish ``job`` on a channel from :func:`open_channel`; wait for the broker's confirm.
 
     Raises :class:`pika.exceptions.UnroutableError` if no queue is bound for ``routing_key``
     and :class:`pika.exceptions.NackError` if the broker refused the message.
     """
-    channel.confirm_delivery()  # idempotent: turns on publisher confirms for this channel
     channel.basic_publish(
         exchange=exchange,
         routing_key=routing_key,
@@ -70,6 +98,7 @@ def publish(channel: BlockingChannel, exchange: str, routing_key: str, job: Job)
             content_type="application/json",
             delivery_mode=pika.DeliveryMode.Persistent,
             message_id=job.id,
+            expiration=None if expiration_ms is None else str(expiration_ms),
         ),
         mandatory=True,  # an unroutable message is returned to us, not silently dropped
     )
@@ -77,18 +106,18 @@ def publish(channel: BlockingChannel, exchange: str, routing_key: str, job: Job)
 
 
 # [start:consume]
+RETRY_BACKOFF = Backoff("full", base=1.0, cap=300.0)
+
+
 def work_one(
-    channel: BlockingChannel,
-    queue: str,
-    handler: Callable[[Job], None],
-    *,
-    requeue_on_error: bool = True,
+    channel: BlockingChannel, queue: str, handler: Callable[[Job], None], *,
+    retries: int = 3, backoff: Backoff = RETRY_BACKOFF, rng: random.Random | None = None,
 ) -> bool:
     """Run one job if there is one; ack after the work.
 
-    A handler error returns the job to the queue (``requeue_on_error``) until the queue's
-    delivery limit sends it to the dead-letter queue; a malformed message is rejected without
-    requeue, so it goes to the dead-letter queue at once.
+    A failed job waits in the retry queue of its attempt for the backoff, then comes back;
+    after ``retries`` retries, or if it is malformed, it is rejected to the dead letters.
+    ``channel`` must come from :func:`open_channel`.
     """
     method, properties, body = channel.basic_get(queue=queue, auto_ack=False)
     if method is None:
@@ -102,10 +131,16 @@ def work_one(
     try:
         handler(job)
     except Exception:
-        log.exception("job %s failed; %s", job.id,
-                      "requeued" if requeue_on_error else "rejected to the dead letters")
-        channel.basic_nack(delivery_tag=method.delivery_tag, requeue=requeue_on_error)
-        return True
+        retry = job.attempts + 1
+        if retry > retries:
+            log.exception("job %s failed %d times; rejected to the dead letters", job.id, retry)
+            channel.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
+            return True
+        delay = backoff.delay(retry, rng or random.Random())
+        log.exception("job %s failed; retry %d in %.1f s", job.id, retry, delay)
+        # confirmed before the ack: a crash in between runs the job twice, never zero times
+        publish(channel, f"{queue}.retry", str(retry), replace(job, attempts=retry),
+                expiration_ms=max(1, round(delay * 1000)))
     channel.basic_ack(delivery_tag=method.delivery_tag)
     return True
 # [end:consume]

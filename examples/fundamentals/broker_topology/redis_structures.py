@@ -129,6 +129,9 @@ class StreamQueue:
         """Entries delivered to some consumer and not yet acknowledged."""
         return int(self.r.xpending(self.stream_key, self.group)["pending"])
 
+# [end:stream-queue]
+
+    # [start:stream-helpers]
     def _parse(
         self, entries: Iterable[Any], deliveries: Mapping[str, int]
     ) -> list[StreamDelivery]:
@@ -158,6 +161,7 @@ class StreamQueue:
     def _set_aside(self, entry_id: str, raw: str, reason: str, deliveries: int) -> None:
         with self.r.pipeline(transaction=True) as tx:
             tx.lpush(self.dead.key, self.dead.record(raw, reason, attempts=deliveries))
+            tx.ltrim(self.dead.key, 0, self.dead.max_records - 1)
             tx.xack(self.stream_key, self.group, entry_id)
             tx.xdel(self.stream_key, entry_id)
             tx.execute()
@@ -165,7 +169,7 @@ class StreamQueue:
     def dead_letters(self) -> list[DeadLetter]:
         """Entries that could not be processed, newest first, each with its reason."""
         return self.dead.records()
-# [end:stream-queue]
+    # [end:stream-helpers]
 
 
 # [start:list-priority]

@@ -9,7 +9,8 @@ the same boto3 calls a production worker makes.
   policy: a message received ``max_receive_count`` times without being deleted moves to the DLQ.
 * :class:`SqsWorker` receives (the message becomes invisible for the visibility timeout),
   extends the lease of a long job with ``ChangeMessageVisibility``, deletes on success (the
-  ack), and makes a failed job visible again at once.
+  ack), and hides a failed job for a backoff that grows with its ``ApproximateReceiveCount``
+  (``ChangeMessageVisibility`` again), so that retries do not come back at once.
 * FIFO queues deliver the messages of one *message group* in order, one batch at a time;
   different groups proceed in parallel.
 """
@@ -19,11 +20,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from examples.envelope import SQS_MAX_MESSAGE_BYTES, Job, MalformedJob, PayloadError
+from examples.fundamentals.retries import Backoff
 
 log = logging.getLogger(__name__)
 # [end:imports]
@@ -97,13 +101,17 @@ class SqsDelivery:
     receive_count: int
 
 
+RETRY_BACKOFF = Backoff("full", base=10, cap=900)  # how long a failed job stays hidden
+
+
 class SqsWorker:
     """Receive, work, delete: at-least-once delivery
     with the visibility timeout as the lease."""
 
-    def __init__(self, sqs: Any, url: str) -> None:
-        self.sqs = sqs
-        self.url = url
+    def __init__(self, sqs: Any, url: str, *, backoff: Backoff = RETRY_BACKOFF,
+                 rng: random.Random | None = None) -> None:
+        self.sqs, self.url = sqs, url
+        self.backoff, self.rng = backoff, rng or random.Random()
 
     def receive(self, *, max_messages: int = 1, wait_seconds: int = 0) -> list[SqsDelivery]:
         """Receive up to ``max_messages`` (1..10); long-poll up to ``wait_seconds`` (0..20)."""
@@ -138,9 +146,13 @@ class SqsWorker:
     def ack(self, delivery: SqsDelivery) -> None:
         self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=delivery.receipt_handle)
 
-    def release(self, delivery: SqsDelivery) -> None:
-        """Give the job back at once (visibility 0) instead of waiting out the timeout."""
-        self.extend(delivery, 0)
+    def retry_later(self, delivery: SqsDelivery) -> int:
+        """Hide a failed job for a backoff that grows with its receive count; return the
+        seconds. The redrive policy's maxReceiveCount still caps the attempts."""
+        delay = math.ceil(self.backoff.delay(delivery.receive_count, self.rng))
+        seconds = min(delay, 43_200)  # 12 hours, the most SQS allows
+        self.extend(delivery, seconds)
+        return seconds
 
     def work_one(self, handler: Callable[[Job], None]) -> bool:
         deliveries = self.receive()
@@ -150,11 +162,11 @@ class SqsWorker:
         try:
             handler(delivery.job)
         except Exception:
+            seconds = self.retry_later(delivery)
             log.exception(
-                "job %s failed on receive %d; releasing it for a retry",
-                delivery.job.id, delivery.receive_count,
+                "job %s failed on receive %d; retry in %d s",
+                delivery.job.id, delivery.receive_count, seconds,
             )
-            self.release(delivery)  # retried; the redrive policy caps the attempts
             return True
         self.ack(delivery)
         return True

@@ -2,13 +2,15 @@
 
 This module is code behind the page *Delivery guarantees*
 (``docs/fundamentals/delivery-guarantees.md``). An at-least-once queue may hand the same
-job to a handler twice. :class:`IdempotentConsumer` remembers the ids of the jobs whose
-effect it has already written, and writes the effect and that record in **one Redis
-transaction**, so there is no moment at which the effect exists but the record does not.
+job to a handler twice. :class:`IdempotentConsumer` keeps one record per job whose effect
+it has written (``dedup:{NAME}:JOB_ID``), and one Lua script checks the record, writes the
+effect and then the record, so that no other client sees the effect without its record.
 
-The record is kept for ``ttl`` seconds (a sorted set of job id -> time, pruned by age,
-so the clock is injectable and memory stays bounded). :func:`dedup_ttl` says how long that
-must be: longer than the latest moment a duplicate of a job can still arrive.
+Each record is a key of its own with a Redis expiry (``PX``), so two workers finishing
+different jobs never touch the same key. The record holds the time of the effect, and a
+record older than ``ttl`` on the consumer's clock no longer counts, so the clock is
+injectable. :func:`dedup_ttl` says how long ``ttl`` must be: longer than the latest moment a
+duplicate of a job can still arrive.
 """
 
 # [start:imports]
@@ -17,62 +19,73 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import redis
-from redis.client import Pipeline
 
 from examples.clock import Clock, SystemClock
+from examples.dead_letters import check_key_part
 from examples.envelope import Job
 # [end:imports]
 
-Effect = Callable[[Pipeline, Job], None]
-
 
 # [start:consumer]
+class Effects:
+    """A job's Redis writes, one command on one key each: ``call("HINCRBY", "b", "ada", 5)``."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, str, tuple[str, ...]]] = []
+
+    def call(self, command: str, key: str, *args: str | int | float) -> None:
+        self.commands.append((command, key, tuple(str(a) for a in args)))
+
+
+Effect = Callable[[Effects, Job], None]
+
+# KEYS: record, each command's key. ARGV: now, ttl ms, oldest time that counts, commands.
+PROCESS_LUA = """
+local seen = redis.call('GET', KEYS[1])
+if seen and tonumber(seen) > tonumber(ARGV[3]) then return 0 end
+local unpack, i = unpack or table.unpack, 4
+for k = 2, #KEYS do
+  local n = tonumber(ARGV[i + 1])
+  redis.call(ARGV[i], KEYS[k], unpack(ARGV, i + 2, i + 1 + n))
+  i = i + 2 + n
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+
 class IdempotentConsumer:
-    """Writes a job's effect and "job id done" in one MULTI/EXEC; skips ids already done."""
+    """Writes a job's effect, then "job id done", in one script; skips ids already done."""
 
     def __init__(
         self, r: redis.Redis, name: str, *, ttl: float, clock: Clock | None = None
     ) -> None:
         if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not ttl > 0:
             raise ValueError(f"ttl must be a number of seconds > 0, got {ttl!r}")
-        self.r, self.ttl = r, float(ttl)
-        self.clock = clock or SystemClock()
-        # sorted set: job id -> when its effect was written
-        self.done_key = f"dedup:{{{name}}}:done"
+        self.r, self.ttl, self.clock = r, float(ttl), clock or SystemClock()
+        self.name = check_key_part("consumer name", name)
+        self._process = r.register_script(PROCESS_LUA)
 
-    def process(self, job: Job, effect: Effect, *, max_races: int = 10) -> bool:
-        """Apply ``effect`` unless this job's effect is already recorded.
+    def process(self, job: Job, effect: Effect) -> bool:
+        """Write ``effect`` (it only collects commands), then the record; ``False`` if the job
+        was recorded already. A command that fails raises, and nothing is recorded."""
+        effects = Effects()
+        effect(effects, job)
+        now = self.clock.now()
+        keys = [self.record_key(job.id), *(key for _, key, _ in effects.commands)]
+        args: list[str | float] = [now, max(1, int(self.ttl * 1000)), now - self.ttl]
+        for command, _, command_args in effects.commands:
+            args += [command, len(command_args), *command_args]
+        return bool(self._process(keys=keys, args=args))
+    # [end:consumer]
 
-        ``effect(pipe, job)`` must only queue Redis commands on ``pipe``; they are executed
-        in the same transaction as the record. Returns ``True`` if the effect was written,
-        ``False`` if the job was a duplicate.
-        """
-        with self.r.pipeline() as pipe:
-            for _ in range(max_races):
-                try:
-                    pipe.watch(self.done_key)  # another worker finishing first aborts EXEC
-                    now = self.clock.now()
-                    seen = pipe.zscore(self.done_key, job.id)
-                    if seen is not None and seen > now - self.ttl:
-                        return False
-                    pipe.multi()
-                    effect(pipe, job)
-                    pipe.zadd(self.done_key, {job.id: now})
-                    # forget old ids
-                    pipe.zremrangebyscore(self.done_key, "-inf", now - self.ttl)
-                    pipe.execute()
-                    return True
-                except redis.WatchError:
-                    continue
-        raise RuntimeError(
-            f"job {job.id!r}: gave up after {max_races} concurrent writers raced"
-        )
+    def record_key(self, job_id: str) -> str:
+        return f"dedup:{{{self.name}}}:{job_id}"
 
     def seen(self, job_id: str) -> bool:
         """Whether the effect of ``job_id`` is recorded (and not yet forgotten)."""
-        when = self.r.zscore(self.done_key, job_id)
-        return when is not None and when > self.clock.now() - self.ttl
-# [end:consumer]
+        when = self.r.get(self.record_key(job_id))
+        return when is not None and float(when) > self.clock.now() - self.ttl
 
 
 # [start:dedup-ttl]

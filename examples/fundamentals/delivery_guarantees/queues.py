@@ -107,23 +107,47 @@ def new_worker_id(prefix: str = "worker") -> str:
 
 
 # [start:recover-script]
-# Give a dead worker's jobs back to the queue, unless it has sent a heartbeat since the
-# caller decided it was dead. KEYS: the worker's processing list, the pending list, the
-# heartbeat sorted set. ARGV: worker id, cutoff time. Returns the number of jobs moved,
-# or -1 if the worker turned out to be alive.
+# Give a dead worker's jobs back (LPOP, RPUSH: LMOVE, but also at maxmemory) unless it beat
+# since the cutoff. KEYS: its processing list, pending list, heartbeats. ARGV: worker id,
+# cutoff. Returns the number of jobs moved, or -1 if the worker turned out to be alive.
 RECOVER_LUA = """
 local beat = redis.call('ZSCORE', KEYS[3], ARGV[1])
-if beat and tonumber(beat) > tonumber(ARGV[2]) then
-  return -1
-end
+if beat and tonumber(beat) > tonumber(ARGV[2]) then return -1 end
 local moved = 0
-while redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') do
+local raw = redis.call('LPOP', KEYS[1])
+while raw do
+  redis.call('RPUSH', KEYS[2], raw)
   moved = moved + 1
+  raw = redis.call('LPOP', KEYS[1])
 end
 redis.call('ZREM', KEYS[3], ARGV[1])
 return moved
 """
 # [end:recover-script]
+
+
+# [start:claim-script]
+# Take the oldest job into the worker's processing list and record its heartbeat. KEYS:
+# pending list, processing list, heartbeat sorted set. ARGV: worker id, now. Not LMOVE:
+# at maxmemory Redis refuses it (it may add data) but allows RPOP, and lets a script finish
+# once it has run a write, so the take still works on a full Redis.
+CLAIM_LUA = """
+local raw = redis.call('RPOP', KEYS[1])
+if not raw then
+  return false
+end
+redis.call('LPUSH', KEYS[2], raw)
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+return raw
+"""
+
+# Record a heartbeat (KEYS: heartbeat sorted set; ARGV: worker id, now). ZREM first, for the
+# same reason: a worker in a long job can still report when Redis is full.
+HEARTBEAT_LUA = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+return redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+"""
+# [end:claim-script]
 
 
 # [start:reliable-queue]
@@ -143,33 +167,33 @@ class ReliableQueue(QueueBase):
         super().__init__(r, name, clock=clock)
         self.workers_key = f"q:{{{name}}}:workers"  # sorted set: worker id -> last heartbeat
         self._recover = r.register_script(RECOVER_LUA)
+        self._claim = r.register_script(CLAIM_LUA)
+        self._heartbeat = r.register_script(HEARTBEAT_LUA)
 
     def processing_key(self, worker: str) -> str:
         return f"q:{{{self.name}}}:processing:{check_key_part('worker id', worker)}"
 
     def heartbeat(self, worker: str) -> None:
         """Record that ``worker`` is alive. Call it between jobs and during long ones."""
-        self.r.zadd(self.workers_key, {check_key_part("worker id", worker): self.clock.now()})
+        worker_id = check_key_part("worker id", worker)
+        self._heartbeat(keys=[self.workers_key], args=[worker_id, self.clock.now()])
 
     def reserve(self, worker: str, *, timeout: float = 0) -> Delivery | None:
-        """Atomically move the oldest job into ``worker``'s processing list and return it.
-
-        With ``timeout > 0`` wait up to that many seconds for a job (``BLMOVE``).
-        """
+        """Move the oldest job into ``worker``'s processing list and return it; with
+        ``timeout > 0``, wait up to that many seconds for one (``BLMOVE``)."""
         if timeout < 0:
             raise ValueError(f"timeout must be >= 0 seconds, got {timeout}")
-        self.heartbeat(worker)
         processing = self.processing_key(worker)
+        keys = [self.pending_key, processing, self.workers_key]
+        self.heartbeat(worker)  # before each fetch: a worker waiting for jobs is alive too
         while True:
-            if timeout:  # redis-py annotates this timeout as int; BLMOVE takes float seconds
-                reply = self.r.blmove(
+            raw = text_or_none(self._claim(keys=keys, args=[worker, self.clock.now()]))
+            if raw is None and timeout:  # empty: wait (redis-py types the timeout as int)
+                raw = text_or_none(self.r.blmove(
                     self.pending_key, processing,
                     timeout,  # type: ignore[arg-type]
                     "RIGHT", "LEFT",
-                )
-            else:
-                reply = self.r.lmove(self.pending_key, processing, "RIGHT", "LEFT")
-            raw = text_or_none(reply)
+                ))
             if raw is None:
                 return None
             try:
@@ -187,8 +211,7 @@ class ReliableQueue(QueueBase):
             )
 
     def recover(self, dead_after: float) -> int:
-        """Requeue the jobs of every worker whose last heartbeat is older than
-        ``dead_after`` seconds."""
+        """Requeue the jobs of every worker silent for more than ``dead_after`` seconds."""
         if dead_after <= 0:
             raise ValueError(f"dead_after must be > 0 seconds, got {dead_after}")
         cutoff = self.clock.now() - dead_after

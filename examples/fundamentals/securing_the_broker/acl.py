@@ -53,21 +53,23 @@ ROLES: dict[str, Role] = {
         keys=("%W~q:{QUEUE}:pending", "~lq:{QUEUE}:*"),
         commands=("+ping", "+lpush", "+evalsha", "+script|load", "+hsetnx"),
     ),
-    # Workers: take, acknowledge, heartbeat, recover and dead-letter, in their own queues.
+    # Workers: take, acknowledge, heartbeat, recover and dead-letter (scripts, no MULTI).
     "worker": Role(
         keys=("~q:{QUEUE}:*", "~lq:{QUEUE}:*"),
         commands=(
-            "+ping", "+lpush", "+rpush", "+rpop", "+lmove", "+blmove", "+lrem", "+llen",
+            "+ping", "+lpush", "+rpush", "+lpop", "+rpop", "+blmove", "+lrem", "+llen",
             "+lrange", "+ltrim", "+del", "+zadd", "+zscore", "+zrem", "+zrangebyscore",
-            "+hset", "+hget", "+hdel", "+hincrby", "+multi", "+exec",
+            "+hset", "+hget", "+hdel", "+hincrby",
             "+evalsha", "+script|load",
         ),
     ),
     # KEDA's redis scaler (an EVAL of TYPE then LLEN, so ~ on the list it reads) and the
-    # Prometheus QueueCollector (LLEN, LINDEX): reads only, whatever script it sends.
+    # Prometheus QueueCollector (LLEN, LINDEX, and ZRANGEBYSCORE of the heartbeats to find
+    # jobs stranded with dead workers): reads only, whatever script it sends.
     "scaler": Role(
-        keys=("~q:{QUEUE}:pending", "%R~q:{QUEUE}:dead"),
-        commands=("+ping", "+eval", "+type", "+llen", "+lindex"),
+        keys=("~q:{QUEUE}:pending", "%R~q:{QUEUE}:dead", "%R~q:{QUEUE}:workers",
+              "%R~q:{QUEUE}:processing:*"),
+        commands=("+ping", "+eval", "+type", "+llen", "+lindex", "+zrangebyscore"),
     ),
     # People on call: read and repair any key (replay dead letters, requeue), read the
     # server's state; no FLUSHALL, KEYS, CONFIG SET, ACL, SHUTDOWN, DEBUG or MONITOR.

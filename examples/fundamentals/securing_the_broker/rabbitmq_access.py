@@ -15,7 +15,7 @@ broker's certificate and name checked, for pika and for Celery (py-amqp).
 >>> for p in doc["permissions"]:
 ...     print(p["vhost"], p["user"], p["configure"], p["write"], p["read"])
 jobs producer ^$ ^images$ ^$
-jobs worker ^$ ^$ ^images$
+jobs worker ^$ ^images\\.retry$ ^images$
 jobs admin .* .* .*
 """
 
@@ -38,7 +38,9 @@ import pika
 # names in the virtual host; "^$" matches no name. QUEUE stands for the queue's name.
 PERMISSIONS = {
     "producer": ("^$", "^QUEUE$", "^$"),  # publish to the job exchange only
-    "worker": ("^$", "^$", "^QUEUE$"),  # get, ack and reject from the job queue only
+    # get, ack and reject from the job queue; publish a failed job to the retry exchange,
+    # whose queues give it back to the job queue after its backoff (and nowhere else)
+    "worker": ("^$", r"^QUEUE\.retry$", "^QUEUE$"),
     "admin": (".*", ".*", ".*"),  # operators: replay dead letters, change the topology
 }
 TAGS = {"producer": [], "worker": [], "admin": ["administrator"]}
@@ -54,7 +56,8 @@ def password_hash(password: str, salt: bytes | None = None) -> str:
 
 # [start:definitions]
 def definitions(
-    passwords: Mapping[str, str], *, queue: str, vhost: str = "jobs", delivery_limit: int = 5
+    passwords: Mapping[str, str], *, queue: str, vhost: str = "jobs", delivery_limit: int = 5,
+    retries: int = 3,
 ) -> dict:
     """A definitions document for one job queue in its own virtual host."""
     if not re.fullmatch(r"[A-Za-z0-9_-]+", queue):
@@ -70,27 +73,37 @@ def definitions(
         configure, write, read = (p.replace("QUEUE", queue) for p in patterns)
         permissions.append({"user": role, "vhost": vhost,
                             "configure": configure, "write": write, "read": read})
-    dlx = f"{queue}.dlx"
+    dlx, retry = f"{queue}.dlx", f"{queue}.retry"
     durable = {"vhost": vhost, "durable": True, "auto_delete": False}
+    retry_args = {  # as declare_job_queue declares them
+        "x-queue-type": "quorum", "x-dead-letter-exchange": queue,
+        "x-dead-letter-routing-key": queue, "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
     return {
         "users": users,
         "vhosts": [{"name": vhost}],
         "permissions": permissions,
         "exchanges": [
-            {"name": queue, "type": "direct", "internal": False, "arguments": {}, **durable},
-            {"name": dlx, "type": "fanout", "internal": False, "arguments": {}, **durable},
+            {"name": name, "type": kind, "internal": False, "arguments": {}, **durable}
+            for name, kind in ((queue, "direct"), (dlx, "fanout"), (retry, "direct"))
         ],
         "queues": [
             {"name": queue, **durable, "arguments": {
                 "x-queue-type": "quorum", "x-dead-letter-exchange": dlx,
                 "x-delivery-limit": delivery_limit}},
             {"name": f"{queue}.dead", **durable, "arguments": {"x-queue-type": "quorum"}},
+            *({"name": f"{retry}.{n}", **durable, "arguments": retry_args}
+              for n in range(1, retries + 1)),
         ],
         "bindings": [
             {"source": queue, "vhost": vhost, "destination": queue,
              "destination_type": "queue", "routing_key": queue, "arguments": {}},
             {"source": dlx, "vhost": vhost, "destination": f"{queue}.dead",
              "destination_type": "queue", "routing_key": "", "arguments": {}},
+            *({"source": retry, "vhost": vhost, "destination": f"{retry}.{n}",
+               "destination_type": "queue", "routing_key": str(n), "arguments": {}}
+              for n in range(1, retries + 1)),
         ],
     }
 # [end:definitions]

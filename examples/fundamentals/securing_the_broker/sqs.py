@@ -60,7 +60,8 @@ def tls_only(queue_arn: str) -> dict:
 
 # [start:iam]
 ROLE_ACTIONS = {
-    # SqsWorker's calls: receive (the lease), extend or release it, delete (the ack).
+    # SqsWorker's calls: receive (the lease), extend it or hide a failed job for its backoff
+    # (ChangeMessageVisibility), delete (the ack).
     "producer": ["sqs:SendMessage"],
     "worker": ["sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"],
 }

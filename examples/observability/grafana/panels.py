@@ -43,7 +43,7 @@ class Panel:
 
 # [start:panels]
 Q = '{queue=~"$queue"}'  # every query follows the dashboard's queue selector
-RATE = "[$__rate_interval]"  # Grafana picks a window of at least four scrape intervals
+RATE = "[$__rate_interval]"  # 4 x the data source's scrape interval at least: set it to 1m
 SLO = contract.OLDEST_JOB_SLO_SECONDS
 
 

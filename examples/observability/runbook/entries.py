@@ -32,10 +32,15 @@ FIELDS = {"id": str, "symptom": str, "confirm": list, "cause": str, "fix": str,
           "pages": list, "alerts": list, "tests": list, "sources": list}
 # A step says what to look for, and gives exactly one thing to run:
 #   promql: a query for Prometheus (contract metrics only);
-#   redis:  the arguments of a redis-cli command (shown after redis-cli -u "$REDIS_URL");
+#   redis:  the arguments of a redis-cli command (shown after REDIS_CLI, below);
 #   shell:  another command line (celery inspect, kubectl).
 STEP_KINDS = ("promql", "redis", "shell")
 MAY_BE_EMPTY = {"alerts", "tests"}  # a failure no rule catches, or none the suite reproduces
+# How the page runs a redis step: TLS with the server's certificate checked, as the on-call
+# user, and the password from REDISCLI_AUTH, which redis-cli reads itself (never -a or a
+# URL with a password: a process's arguments are visible to every local user).
+REDIS_CLI = ('redis-cli --tls --cacert "$REDIS_CA" '
+             '-h "$REDIS_HOST" -p "$REDIS_PORT" --user "$REDIS_USER"')
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import gc
 import importlib
 import json
 import re
+import ssl
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -28,8 +29,8 @@ from kombu.exceptions import EncodeError
 from examples.frameworks.celery import app as celery_app
 from examples.frameworks.celery import settings as celery_settings
 from examples.frameworks.celery.app import (
-    DEAD_LETTER_KEY, EtaBeyondVisibilityTimeout, TransientError, add, app, broker_reachable, deliver_webhook,
-    render_report, worker_responds,
+    DEAD_LETTER_KEY, DEAD_LETTER_MAX, EtaBeyondVisibilityTimeout, TransientError, UnsafeUrl, add, app,
+    broker_reachable, deliver_webhook, render_report, worker_responds,
 )
 from handbook_sphinx import facts
 from tests._support.celery_probe import autoretry_defaults
@@ -44,9 +45,13 @@ def load_settings(monkeypatch: pytest.MonkeyPatch, url: str):
 
 
 # -- the settings module ------------------------------------------------------------------
+REMOTE = "rediss://celery-worker:s3cret@redis.internal:6380/0"
+VERIFY = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": "/etc/redis-ca/ca.crt"}
 EXPECTED = {
-    "broker_url": "redis://:s3cret@redis.internal:6379/0",
-    "result_backend": "redis://:s3cret@redis.internal:6379/0",
+    "broker_url": REMOTE,
+    "result_backend": REMOTE,
+    "broker_use_ssl": VERIFY,
+    "redis_backend_use_ssl": VERIFY,
     "broker_connection_retry_on_startup": True,
     "broker_transport_options": {
         "visibility_timeout": 7200, "health_check_interval": 10, "socket_timeout": 30,
@@ -75,7 +80,8 @@ EXPECTED = {
 
 
 def test_settings_module_loaded_into_an_app_has_each_value(monkeypatch):
-    settings = load_settings(monkeypatch, "redis://:s3cret@redis.internal:6379/0")
+    monkeypatch.delenv("REDIS_CA_FILE", raising=False)
+    settings = load_settings(monkeypatch, REMOTE)
     fresh = Celery("settings-check", set_as_current=False)
     fresh.config_from_object(settings)
     for name, value in EXPECTED.items():
@@ -84,7 +90,8 @@ def test_settings_module_loaded_into_an_app_has_each_value(monkeypatch):
     beat = fresh.conf.beat_schedule["purge-expired-reports"]
     assert beat["task"] == celery_app.purge_expired_reports.name and beat["schedule"] == 3600.0
     # every setting in the module is checked here (REDIS_URL and private names aside)
-    names = {n for n in vars(settings) if n.islower() and not n.startswith("_")} - {"os", "annotations", "urlsplit"}
+    names = {n for n in vars(settings) if n.islower() and not n.startswith("_")} - {
+        "os", "annotations", "urlsplit", "celery_tls_settings"}
     assert names - {"redis_url"} == set(EXPECTED) | {"task_queues", "beat_schedule"}
     # and each is a setting Celery knows (not a typo it would silently ignore)
     assert (names - {"redis_backend_health_check_interval"}) - {"task_queues", "beat_schedule"} <= set(DEFAULTS)
@@ -92,9 +99,32 @@ def test_settings_module_loaded_into_an_app_has_each_value(monkeypatch):
 
 
 def test_settings_refuse_a_remote_redis_without_password(monkeypatch):
-    with pytest.raises(ValueError, match="REDIS_URL points at redis.internal without a password"):
-        load_settings(monkeypatch, "redis://redis.internal:6379/0")
-    load_settings(monkeypatch, "redis://localhost:6379/0")  # a laptop's Redis is allowed
+    with pytest.raises(ValueError, match="REDIS_URL points at redis.internal without a user and password"):
+        load_settings(monkeypatch, "rediss://redis.internal:6380/0")
+    local = load_settings(monkeypatch, "redis://localhost:6379/0")  # a laptop's Redis is allowed
+    assert (local.broker_use_ssl, local.redis_backend_use_ssl) == (False, None)
+
+
+@pytest.mark.parametrize("url", ["redis://:s3cret@redis.internal:6379/0",  # the shared default user
+                                 "rediss://:s3cret@redis.internal:6380/0"])
+def test_settings_refuse_the_shared_default_user_on_a_remote_redis(monkeypatch, url):
+    with pytest.raises(ValueError, match="without a user and password: .* one Redis user per role"):
+        load_settings(monkeypatch, url)
+
+
+def test_settings_refuse_plain_redis_to_another_host_and_verify_tls(monkeypatch):
+    """Before, the settings connected to a remote Redis in clear, and a rediss:// URL either
+    failed in the result backend or, in kombu, connected without checking the certificate."""
+    with pytest.raises(ValueError, match="over plain redis://: use rediss://"):
+        load_settings(monkeypatch, "redis://celery-worker:s3cret@redis.internal:6379/0")
+    monkeypatch.setenv("REDIS_CA_FILE", "/run/secrets/redis-ca.crt")
+    settings = load_settings(monkeypatch, REMOTE)
+    for name in ("broker_use_ssl", "redis_backend_use_ssl"):
+        assert getattr(settings, name) == {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": "/run/secrets/redis-ca.crt"}
+    fresh = Celery("tls-check", set_as_current=False)
+    fresh.config_from_object(settings)
+    assert fresh.backend.connparams["ssl_cert_reqs"] == ssl.CERT_REQUIRED  # the backend accepts it
+    assert fresh.connection_for_write().ssl == settings.broker_use_ssl  # and kombu gets it
 
 
 def test_celery_routes_each_task_to_its_workload_queue():
@@ -143,7 +173,7 @@ def literal(cell: str):
 
 
 def test_every_default_the_page_quotes_is_the_installed_one(monkeypatch):
-    load_settings(monkeypatch, "redis://:s3cret@redis.internal:6379/0")
+    load_settings(monkeypatch, REMOTE)
     text = facts.render(PAGE.read_text(encoding="utf-8"))  # the page as the reader sees it
     rows = settings_table(text)
     assert len(rows) >= 20
@@ -270,6 +300,25 @@ def test_a_permanent_error_is_not_retried(broker, backoff_calls, monkeypatch):
     assert backoff_calls == []
     [record] = dead_letters(broker, 1)
     assert record["retries"] == 0 and record["error"] == "ValueError('400: unknown order')"
+
+
+def test_a_webhook_to_a_refused_url_fails_at_once_and_is_dead_lettered(broker, backoff_calls):
+    """The unpatched task: file:// was opened before (security review, finding 3)."""
+    result = deliver_webhook.delay("file:///etc/hostname", {"order": 10})
+    with pytest.raises(UnsafeUrl, match="scheme 'file' is not allowed"):
+        result.get(timeout=10)
+    assert backoff_calls == []  # UnsafeUrl is not transient: no retry
+    [record] = dead_letters(broker, 1)
+    assert record["error"].startswith("UnsafeUrl(")
+
+
+def test_the_dead_letter_list_keeps_only_the_newest_records(broker, monkeypatch):
+    monkeypatch.setattr(celery_app, "DEAD_LETTER_MAX", 2)
+    for order in range(3):
+        webhook_failing_with(ValueError(f"400: order {order}"), order, monkeypatch)
+    eventually("the third record", lambda: json.loads(broker.lindex(DEAD_LETTER_KEY, 0))["args"][1], 5,
+               until=lambda args: args == {"order": 2})
+    assert broker.llen(DEAD_LETTER_KEY) == 2 and DEAD_LETTER_MAX == 10_000
 
 
 def test_arguments_that_are_not_json_fail_at_delay(broker):

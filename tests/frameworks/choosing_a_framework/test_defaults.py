@@ -53,6 +53,13 @@ def test_bullmq_job_and_connection_defaults_match_the_installed_package(bullmq_d
     assert d.BULLMQ["removeOnComplete"] is d.BULLMQ["removeOnFail"] is None
     connection = (bullmq_dist / "redis-connection.js").read_text()
     assert "this.opts.maxRetriesPerRequest = null;" in connection and d.BULLMQ["maxRetriesPerRequest"] is None
+    assert "if (this.extraOptions.blocking) {\n                this.opts.maxRetriesPerRequest = null;" in connection
+    # only blocking connections are forced: a Queue has none, so it keeps ioredis' default
+    assert "constructor(name, opts, backendFactory, hasBlockingConnection = false)" in (bullmq_dist / "queue-base.js").read_text()
+    ioredis = BULLMQ_DIR / "node_modules" / "ioredis"
+    assert json.loads((ioredis / "package.json").read_text())["version"] == d.VERSIONS["ioredis"]
+    options = (ioredis / "built" / "redis" / "RedisOptions.js").read_text()
+    assert f"maxRetriesPerRequest: {d.IOREDIS_MAX_RETRIES_PER_REQUEST}," in options
     # a policy other than noeviction is only warned about, not refused, in 6.7
     assert "console.warn(`IMPORTANT! Eviction policy is ${maxMemoryPolicy}. It should be \"noeviction\"`);" in connection
 

@@ -47,6 +47,8 @@ CELERY = {
     "shutdown_timeout": {"worker_soft_shutdown_timeout": DEFAULTS["worker_soft_shutdown_timeout"]},
     "memory_recycling": {"worker_max_tasks_per_child": DEFAULTS["worker_max_tasks_per_child"],
                          "worker_max_memory_per_child": DEFAULTS["worker_max_memory_per_child"]},
+    "security": {"accept_content": DEFAULTS["accept_content"],
+                 "worker_enable_remote_control": DEFAULTS["worker_enable_remote_control"]},
 }
 RQ = {
     "ack_timing": {"job_monitoring_interval": rq.defaults.DEFAULT_JOB_MONITORING_INTERVAL},
@@ -61,6 +63,8 @@ RQ = {
     "retention": {"result_ttl": rq.defaults.DEFAULT_RESULT_TTL, "failure_ttl": facts.value("rq_failure_ttl")},
     "shutdown_timeout": {"job_timeout": Queue.DEFAULT_TIMEOUT},
     "memory_recycling": {"DEFAULT_WORKER_CLASS": rq.defaults.DEFAULT_WORKER_CLASS},
+    "security": {"DEFAULT_SERIALIZER_CLASS": rq.defaults.DEFAULT_SERIALIZER_CLASS,
+                 "DEFAULT_JOB_CLASS": rq.defaults.DEFAULT_JOB_CLASS},
 }
 
 

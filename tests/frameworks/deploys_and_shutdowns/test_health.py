@@ -185,15 +185,14 @@ def test_a_celery_worker_whose_consumer_connection_is_killed_reconnects(r, redis
     from examples.frameworks.celery.app import app
 
     def consumer_connections():
-        return [c["id"] for c in r.client_list() if c["cmd"] == "brpop"]
+        return {c["id"] for c in r.client_list() if c["cmd"] == "brpop"}
 
-    # Connections of this test process whose last command was a BRPOP (earlier Celery tests'
-    # reply consumers) are not the worker's: the consumer is the BRPOP client that is new.
-    earlier = set(consumer_connections())
+    # Clients already blocked in BRPOP (an earlier module's worker, say) are not this worker's:
+    # its consumer is the one BRPOP connection that appears after it starts.
+    before = consumer_connections()
     start_probe_worker(processes, redis_url)
     [consumer] = eventually(
-        "the worker's consumer in BRPOP",
-        lambda: [c for c in consumer_connections() if c not in earlier], 60,
+        "the worker's consumer in BRPOP", lambda: sorted(consumer_connections() - before), 60
     )
     r.execute_command("CLIENT", "KILL", "ID", consumer)
     task = app.send_task("examples.frameworks.celery.app.add", args=[2, 3], queue=CHECK_QUEUE)

@@ -21,6 +21,7 @@ import pytest
 from examples.clock import FakeClock
 from examples.envelope import new_job
 from examples.frameworks.rq.jobs import JobPolicy, enqueue, make_queue
+from labs.shutdown_workers.rq_worker import LabJob
 from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
 from examples.redis_client import connect
 from labs.shutdown_lab import BULLMQ_DIR, WORKERS
@@ -92,7 +93,7 @@ def test_the_poison_job_refuses_an_unknown_way_to_fail(r, monkeypatch, redis_url
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize(("retries", "runs"), [((), 1), ((0, 0), 3)])
 def test_rq_fails_the_job_when_its_work_horse_dies_and_retries_only_as_told(r, redis_url, processes, retries, runs):
-    queue = make_queue(connect(redis_url, decode_responses=False), QUEUE)
+    queue = make_queue(connect(redis_url, decode_responses=False), QUEUE, job_class=LabJob)
     job = enqueue(queue, run_poison_job, "p4", "kill", policy=JobPolicy(retry_intervals=retries), job_id="p4")
     processes.start(["-m", "labs.shutdown_workers.rq_worker"], env={"REDIS_URL": redis_url})
 

@@ -10,7 +10,7 @@ import time
 
 from rq import get_current_job
 
-from examples.frameworks.rq.jobs import make_queue, make_worker
+from examples.frameworks.rq.jobs import AllowlistedJob, make_queue, make_worker
 from examples.redis_client import connect
 
 
@@ -23,6 +23,10 @@ def slow_job(seconds: float) -> str:
     return "done"
 
 
+class LabJob(AllowlistedJob):
+    allowed = frozenset({"rq_lab_worker.slow_job"})
+
+
 if __name__ == "__main__":
-    queue = make_queue(connect(decode_responses=False), sys.argv[1])
-    make_worker([queue], name=f"lab-{sys.argv[1]}").work(logging_level="WARNING")
+    queue = make_queue(connect(decode_responses=False), sys.argv[1], job_class=LabJob)
+    make_worker([queue], name=f"lab-{sys.argv[1]}", job_class=LabJob).work(logging_level="WARNING")

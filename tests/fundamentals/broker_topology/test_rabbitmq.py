@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pika
 import pytest
 
@@ -11,9 +13,12 @@ from examples.envelope import Job, new_job
 from examples.fundamentals.broker_topology.rabbitmq import (
     connect,
     declare_job_queue,
+    open_channel,
     publish,
+    retry_queue,
     work_one,
 )
+from examples.fundamentals.retries import Backoff
 from tests._support.tools import require_tool
 from tests._support.waiting import eventually
 
@@ -39,10 +44,10 @@ def connection(rabbitmq_url):
 
 @pytest.fixture
 def channel(connection, request):
-    ch = connection.channel()
+    ch = open_channel(connection)
     name = request.node.name.replace("[", "-").replace("]", "")
     yield ch, name
-    for queue in (name, f"{name}.dead"):
+    for queue in (name, f"{name}.dead", *(retry_queue(name, n) for n in range(1, 4))):
         ch.queue_delete(queue=queue)
     for exchange in (name, f"{name}.dlx"):
         ch.exchange_delete(exchange=exchange)
@@ -79,27 +84,71 @@ def test_unroutable_publish_raises_instead_of_vanishing(channel):
         publish(ch, name, "no-such-routing-key", job(1))
 
 
-def test_failing_job_is_dead_lettered_after_the_delivery_limit(channel):
+def test_a_job_whose_worker_keeps_dying_is_dead_lettered_after_the_delivery_limit(connection, channel):
+    """The delivery limit counts deliveries that were never acknowledged (a crash loop)."""
     ch, name = channel
     declare_job_queue(ch, name, delivery_limit=2)
     publish(ch, name, name, job(7))
-    attempts = 0
+    deliveries = 0
 
-    def always_fails(j: Job) -> None:
-        nonlocal attempts
-        attempts += 1
-        raise RuntimeError("card declined")
-
-    def fail_once_then_look_in_the_dead_letter_queue():
-        work_one(ch, name, always_fails)
+    def die_holding_the_job_then_look_in_the_dead_letter_queue():
+        nonlocal deliveries
+        worker = connection.channel()
+        method, _, _ = worker.basic_get(queue=name, auto_ack=False)
+        deliveries += method is not None
+        worker.close()  # the worker dies without an ack: RabbitMQ requeues the job
         return ch.basic_get(queue=f"{name}.dead", auto_ack=True)
 
-    _, props, body = eventually("the job in the dead-letter queue", fail_once_then_look_in_the_dead_letter_queue,
+    _, props, body = eventually("the job in the dead-letter queue", die_holding_the_job_then_look_in_the_dead_letter_queue,
                                 until=lambda got: got[0] is not None)
-    assert attempts == 3  # the first delivery plus two redeliveries, then the limit
+    assert deliveries == 3  # the first delivery plus two redeliveries, then the limit
     assert Job.from_json(body).id == "job-7"
     [death] = props.headers["x-death"]
     assert (death["queue"], death["reason"]) == (name, "delivery_limit")
+
+
+def test_a_failing_job_is_retried_after_growing_delays_then_dead_lettered(channel):
+    """No hot requeue loop: each retry waits in its retry queue for the backoff (here 0.4 s,
+    0.8 s, 1.6 s, no jitter), and RabbitMQ's TTL expiry brings it back."""
+    import time
+
+    ch, name = channel
+    declare_job_queue(ch, name, retries=3)
+    publish(ch, name, name, job(7))
+    runs: list[tuple[float, int]] = []
+
+    def always_fails(j: Job) -> None:
+        runs.append((time.monotonic(), j.attempts))
+        raise RuntimeError("card declined")
+
+    backoff = Backoff("none", base=0.4, cap=10)
+
+    def work_then_look_in_the_dead_letter_queue():
+        work_one(ch, name, always_fails, retries=3, backoff=backoff)
+        return ch.basic_get(queue=f"{name}.dead", auto_ack=True)
+
+    _, props, body = eventually("the job in the dead-letter queue", work_then_look_in_the_dead_letter_queue,
+                                timeout=30, until=lambda got: got[0] is not None)
+    assert [attempts for _, attempts in runs] == [0, 1, 2, 3]  # one run, three retries
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(runs)]
+    assert all(gap >= delay for gap, delay in zip(gaps, [0.4, 0.8, 1.6], strict=True))  # never sooner
+    assert all(gap < delay + 2 for gap, delay in zip(gaps, [0.4, 0.8, 1.6], strict=True))
+    assert Job.from_json(body).attempts == 3
+    # each retry is a new publish, so x-death tells only the last trip: expired in retry queue
+    # 3, then rejected by the queue; the job's own attempts field counts the retries
+    reasons = {(d["queue"], d["reason"]) for d in props.headers["x-death"]}
+    assert reasons == {(retry_queue(name, 3), "expired"), (name, "rejected")}
+
+
+def test_a_failed_job_waits_in_its_retry_queue_not_in_the_queue(channel):
+    """While the backoff runs, the job is parked: a worker polling the queue finds nothing."""
+    ch, name = channel
+    declare_job_queue(ch, name)
+    publish(ch, name, name, job(1))
+    work_one(ch, name, lambda j: 1 / 0, backoff=Backoff("none", base=60, cap=60))
+    assert ch.queue_declare(queue=name, passive=True).method.message_count == 0
+    assert ch.queue_declare(queue=retry_queue(name, 1), passive=True).method.message_count == 1
+    assert work_one(ch, name, lambda j: None) is False
 
 
 def test_malformed_message_is_rejected_to_the_dead_letter_queue_at_once(channel):
@@ -160,3 +209,15 @@ def test_max_message_size_quoted_on_the_serialization_page_is_the_installed_defa
     require_tool("rabbitmq-server", finder=lambda: files[0] if files else None)
     [default] = re.findall(r"\{max_message_size,\s*(\d+)\}", open(files[0], encoding="utf-8").read())
     assert int(default) == LIMITS["rabbitmq"] == 128 * 1024 * 1024
+
+
+def test_consumer_timeout_quoted_on_the_page_is_the_installed_default():
+    """The delivery-acknowledgement timeout: a channel that holds a delivery longer is closed."""
+    import glob
+    import re
+
+    pattern = "/usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins/rabbit-*/ebin/rabbit.app"  # Debian's path
+    files = glob.glob(pattern)
+    require_tool("rabbitmq-server", finder=lambda: files[0] if files else None)
+    [default] = re.findall(r"\{consumer_timeout,\s*(\d+)\}", open(files[0], encoding="utf-8").read())
+    assert int(default) == 30 * 60 * 1000  # milliseconds: the page's "30 min"

@@ -7,6 +7,7 @@ timeout can expire without sleeping.
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import boto3
@@ -21,6 +22,7 @@ from examples.fundamentals.broker_topology.sqs import (
     create_job_queue,
     send_job,
 )
+from examples.fundamentals.retries import Backoff
 
 
 @pytest.fixture
@@ -70,7 +72,7 @@ def test_change_message_visibility_extends_the_lease_of_a_long_job(sqs, clock):
     assert worker.receive() == []  # deleted: gone for good
 
 
-def test_redrive_policy_moves_a_failing_job_to_the_dlq(sqs):
+def test_redrive_policy_moves_a_failing_job_to_the_dlq(sqs, clock):
     url, dead_url = create_job_queue(sqs, "images", max_receive_count=3)
     send_job(sqs, url, job(9))
     worker = SqsWorker(sqs, url)
@@ -81,13 +83,52 @@ def test_redrive_policy_moves_a_failing_job_to_the_dlq(sqs):
         attempts += 1
         raise RuntimeError("decoder crashed")
 
-    while worker.work_one(fails):
-        pass
+    for _ in range(5):  # each failure hides the job for its backoff; let it pass each time
+        while worker.work_one(fails):
+            pass
+        clock.advance(901)
     assert attempts == 3
     [dead] = sqs.receive_message(QueueUrl=dead_url)["Messages"]
     assert Job.from_json(dead["Body"]).id == "job-9"
     policy = json.loads(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"])
     assert policy["maxReceiveCount"] == 3
+
+
+def test_a_failed_job_comes_back_after_a_backoff_that_grows_with_its_receive_count(sqs, clock):
+    """No hot retry loop: the job stays hidden for 10, 20, 40, 80 s (no jitter here)."""
+    url, dead_url = create_job_queue(sqs, "images", max_receive_count=5)
+    send_job(sqs, url, job(9))
+    worker = SqsWorker(sqs, url, backoff=Backoff("none", base=10, cap=900))
+    runs: list[float] = []
+
+    def fails(j: Job) -> None:
+        runs.append(clock.now())
+        raise RuntimeError("decoder crashed")
+
+    while len(runs) < 5:
+        if not worker.work_one(fails):
+            clock.advance(1)  # poll once a (fake) second
+    gaps = [later - earlier for earlier, later in itertools.pairwise(runs)]
+    assert all(delay <= gap <= delay + 1 for gap, delay in zip(gaps, [10, 20, 40, 80], strict=True))  # 1 s polls
+    clock.advance(3600)
+    assert worker.receive() == []  # the fifth receive was the last: now in the DLQ
+    assert len(sqs.receive_message(QueueUrl=dead_url)["Messages"]) == 1
+
+
+def test_the_default_backoff_is_jittered_and_capped(sqs, clock):
+    import random
+
+    url, _ = create_job_queue(sqs, "images", max_receive_count=20)
+    send_job(sqs, url, job(1))
+    worker = SqsWorker(sqs, url, rng=random.Random(3))
+    hidden = []
+    for _ in range(12):
+        [delivery] = worker.receive()
+        hidden.append(worker.retry_later(delivery))
+        clock.advance(hidden[-1] + 1)
+    ceilings = [min(900, 10 * 2 ** (n - 1)) for n in range(1, 13)]
+    assert all(0 <= h <= c for h, c in zip(hidden, ceilings, strict=True))
+    assert len(set(hidden)) > 6 and max(hidden) <= 900
 
 
 def test_fifo_delivers_each_group_in_order_and_holds_a_group_while_it_is_in_flight(sqs):
@@ -138,3 +179,5 @@ def test_sqs_limits_quoted_on_the_page_match_the_installed_botocore_model():
     assert SQS_MAX_MESSAGE_BYTES == 1_048_576
     assert "Default: 30" in attrs_doc and "43,200" in attrs_doc  # visibility timeout default, max (12 hours)
     assert "An integer from 0 to 900 (15 minutes). Default: 0." in attrs_doc  # DelaySeconds
+    # MessageRetentionPeriod: what ends "unlimited receives" without a redrive policy (retries page)
+    assert "from 60 (1 minute) to 1,209,600 (14 days). Default: 345,600 (4 days)" in attrs_doc

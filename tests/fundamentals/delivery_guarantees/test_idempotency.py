@@ -3,15 +3,21 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+import redis
 
 from examples.clock import FakeClock
 from examples.envelope import new_job
 from examples.fundamentals.delivery_guarantees.idempotency import IdempotentConsumer, dedup_ttl
 
 
-def charge(pipe, job) -> None:
-    pipe.hincrby("balance", job.args["customer"], -job.args["cents"])
+def charge(effects, job) -> None:
+    effects.call("HINCRBY", "balance", job.args["customer"], -job.args["cents"])
 
 
 def job(job_id: str = "order-7"):
@@ -38,20 +44,21 @@ def test_a_duplicate_arriving_after_the_ttl_is_applied_again(r):
     assert r.hget("balance", "ada") == "-1000"
 
 
-def test_old_records_are_pruned_so_memory_stays_bounded(r):
-    clock = FakeClock(0)
-    consumer = IdempotentConsumer(r, "payments", ttl=10, clock=clock)
-    for i in range(5):
+def test_each_record_is_a_key_that_redis_expires_after_the_ttl(r):
+    """Memory stays bounded without pruning: Redis deletes each record when its ttl is over."""
+    consumer = IdempotentConsumer(r, "payments", ttl=10, clock=FakeClock(0))
+    for i in range(3):
         consumer.process(job(f"j{i}"), charge)
-        clock.advance(4)
-    assert r.zcard(consumer.done_key) == 3  # only ids from the last 10 s remain
+    keys = sorted(r.keys("dedup:*"))
+    assert keys == ["dedup:{payments}:j0", "dedup:{payments}:j1", "dedup:{payments}:j2"]
+    assert all(9_000 < r.pttl(key) <= 10_000 for key in keys)
 
 
 def test_effect_and_record_commit_together_or_not_at_all(r):
     consumer = IdempotentConsumer(r, "payments", ttl=60, clock=FakeClock(0))
 
-    def broken(pipe, job):
-        pipe.hincrby("balance", "ada", -500)
+    def broken(effects, job):
+        effects.call("HINCRBY", "balance", "ada", -500)
         raise RuntimeError("handler bug")
 
     with pytest.raises(RuntimeError):
@@ -60,15 +67,44 @@ def test_effect_and_record_commit_together_or_not_at_all(r):
     assert consumer.process(job(), charge) is True  # the retry does the work once
 
 
+def test_an_effect_command_that_fails_in_redis_is_never_recorded(r):
+    """EXEC would have committed the record anyway (Redis has no rollback); the script stops
+    at the failing command, before the record."""
+    r.set("balance", "not a hash")  # HINCRBY on it fails with WRONGTYPE
+    consumer = IdempotentConsumer(r, "payments", ttl=60, clock=FakeClock(0))
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        consumer.process(job(), charge)
+    assert not consumer.seen("order-7") and r.get(consumer.record_key("order-7")) is None
+    r.delete("balance")
+    assert consumer.process(job(), charge) is True and r.hget("balance", "ada") == "-500"
+
+
+def test_what_ran_before_a_failing_command_stays_written(r):
+    """The page's warning, shown: a two-command effect whose second command fails."""
+    r.set("receipts", "not a list")
+    consumer = IdempotentConsumer(r, "payments", ttl=60, clock=FakeClock(0))
+
+    def charge_and_log(effects, j):
+        charge(effects, j)
+        effects.call("RPUSH", "receipts", j.id)
+
+    for _ in range(2):
+        with pytest.raises(redis.ResponseError):
+            consumer.process(job(), charge_and_log)
+    assert r.hget("balance", "ada") == "-1000"  # charged by each attempt, never recorded
+    assert not consumer.seen("order-7")
+
+
 def test_a_concurrent_writer_makes_the_loser_skip(r):
-    """Another worker records the job between our check and our EXEC: WATCH aborts, we re-check."""
+    """Another worker records the job while ours is still collecting its effect: the script
+    sees the record and skips."""
     clock = FakeClock(0)
     consumer = IdempotentConsumer(r, "payments", ttl=60, clock=clock)
     other = IdempotentConsumer(r.__class__(connection_pool=r.connection_pool), "payments", ttl=60, clock=clock)
 
-    def racing(pipe, job):
+    def racing(effects, job):
         other.process(job, charge)  # the other worker wins the race
-        charge(pipe, job)
+        charge(effects, job)
 
     assert consumer.process(job(), racing) is False
     assert r.hget("balance", "ada") == "-500"
@@ -83,6 +119,7 @@ def test_dedup_ttl_adds_every_way_a_duplicate_can_be_late():
     ("call", "message"),
     [
         (lambda r: IdempotentConsumer(r, "x", ttl=-1), "ttl must be a number of seconds > 0, got -1"),
+        (lambda r: IdempotentConsumer(r, "a b", ttl=1), "consumer name must be a non-empty string"),
         (lambda r: dedup_ttl(redelivery_after=-1, longest_backlog=0), "redelivery_after must be a number of seconds >= 0"),
         (lambda r: dedup_ttl(redelivery_after=1, longest_backlog=1, safety=0.5), "safety must be >= 1"),
     ],
@@ -90,3 +127,54 @@ def test_dedup_ttl_adds_every_way_a_duplicate_can_be_late():
 def test_bad_arguments_are_refused(r, call, message):
     with pytest.raises(ValueError, match=message):
         call(r)
+
+
+@pytest.mark.real_redis("worker processes need a real server to share")
+def test_concurrent_workers_record_each_job_once_and_never_a_failed_one(r, redis_url):
+    """Six processes each process the same 300 jobs in their own order, all at once.
+
+    The old consumer WATCHed one sorted set for every job, so any completion aborted every
+    other worker's EXEC, and after ten lost races it gave up with RuntimeError; and it
+    recorded a job whose effect failed inside EXEC."""
+    workers, jobs = 6, 300
+    script = Path(__file__).parents[1] / "workers" / "dedup_worker.py"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    r.set("test:wrong-type", "a string")
+    procs = [subprocess.Popen([sys.executable, str(script), redis_url, f"w{i}", str(jobs)], env=env)
+             for i in range(workers)]
+    try:
+        for i in range(workers):
+            r.rpush(f"test:go:w{i}", "go")
+        assert [p.wait(timeout=120) for p in procs] == [0] * workers
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    consumer = IdempotentConsumer(r, "concurrent", ttl=3600)
+    good = [n for n in range(jobs) if n % 10 not in (3, 7)]
+    outcomes = [r.hgetall(f"test:outcomes:w{i}") for i in range(workers)]
+    assert sum(int(o["written"]) for o in outcomes) == len(good)  # each good job once...
+    assert sorted(r.lrange("test:log", 0, -1)) == sorted(f"job-{n}" for n in good)  # ...its effect once
+    assert all(r.hget("test:effects", f"job-{n}") == "1" for n in good)
+    assert all(int(o["failed"]) == jobs - len(good) for o in outcomes)  # every worker saw each failure
+    for n in range(jobs):
+        if n % 10 in (3, 7):  # a failed effect is never recorded...
+            assert not consumer.seen(f"job-{n}")
+        if n % 10 == 7:  # ...nothing written when the first command failed...
+            assert r.hget("test:effects", f"job-{n}") is None
+        if n % 10 == 3:  # ...and what ran before a failing command stays, once per attempt
+            assert r.hget("test:effects", f"job-{n}") == str(workers)
+
+
+@pytest.mark.real_redis("the memory of a record is what redis-server reports")
+def test_a_record_takes_about_165_bytes_on_redis_7(r):
+    """What the page says a record costs: a key, its value and its expiry entry."""
+    if not r.info("server")["redis_version"].startswith("7.0"):
+        pytest.skip("measured on Redis 7.0")
+    consumer = IdempotentConsumer(r, "receipts", ttl=86_400, clock=FakeClock(1_700_000_000))
+    consumer.process(job("warm-up"), lambda effects, j: None)
+    before = r.info("memory")["used_memory"]
+    for i in range(10_000):
+        consumer.process(job(f"receipt-{i}"), lambda effects, j: None)
+    per_record = (r.info("memory")["used_memory"] - before) / 10_000
+    assert 120 < per_record < 210

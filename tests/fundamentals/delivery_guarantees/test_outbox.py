@@ -78,7 +78,7 @@ def test_relay_crash_before_marking_resends_and_the_consumer_absorbs_it(r, db):
 
     consumer = IdempotentConsumer(r, "receipts", ttl=3600, clock=clock)
     while (d := q.reserve("w")) is not None:
-        consumer.process(d.job, lambda pipe, job: pipe.rpush("emails", job.id))
+        consumer.process(d.job, lambda effects, job: effects.call("RPUSH", "emails", job.id))
         q.ack(d)
     assert r.lrange("emails", 0, -1) == ["receipt-1"]  # one receipt, despite two deliveries
 

@@ -245,6 +245,8 @@ def run_every_queue(acl_server) -> None:
     clock.advance(60)
     worker.recover(dead_after=30)
     worker.pending()
+    worker.ack(worker.reserve("w-1"))
+    worker.reserve("w-1", timeout=0.1)  # empty: waits with BLMOVE
     batched_producer = BatchedReliableQueue(acl_server.client("producer"), "images")
     batched = BatchedReliableQueue(acl_server.client("worker"), "images", batch_size=2)
     batched_producer.enqueue_many(job(i) for i in range(5))
@@ -285,7 +287,7 @@ def test_every_command_granted_to_producer_and_worker_is_needed(acl_server, admi
 def test_without_multi_a_transaction_runs_its_commands_one_by_one(acl_server, admin):
     """A forgotten ``+multi`` does not fail safe: redis-py sends MULTI, the commands and EXEC
     in one go; MULTI is refused, the commands run outside any transaction, then EXEC fails."""
-    admin.execute_command("ACL", "SETUSER", "worker", "-multi")
+    admin.execute_command("ACL", "SETUSER", "worker", "+exec")  # a role granted EXEC, not MULTI
     try:
         worker = acl_server.client("worker")
         with worker.pipeline(transaction=True) as tx:
@@ -296,7 +298,7 @@ def test_without_multi_a_transaction_runs_its_commands_one_by_one(acl_server, ad
         assert admin.lrange("q:{images}:dead", 0, -1) == ["second", "first"]  # they ran
         assert admin.acl_log()[0]["object"] == "multi"  # where to look: ACL LOG
     finally:
-        admin.execute_command("ACL", "SETUSER", "worker", "+multi")
+        admin.execute_command("ACL", "SETUSER", "worker", "-exec")
 
 
 def test_the_producer_cannot_broadcast_to_celery_workers(acl_server, admin):

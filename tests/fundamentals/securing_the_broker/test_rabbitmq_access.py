@@ -69,6 +69,10 @@ def test_the_document_holds_no_password_in_clear():
     ("worker", "images", "read", True),
     ("worker", "images.dead", "read", False),
     ("worker", "images", "write", False),
+    ("worker", "images.retry", "write", True),  # a failed job waits there for its backoff
+    ("worker", "images.retry.1", "write", False),  # the exchange only, not a name like it
+    ("worker", "amq.default", "write", False),
+    ("worker", "images.dlx", "write", False),
     ("worker", "images", "configure", False),
 ])
 def test_each_role_matches_only_its_own_resources(role, name, kind, allowed):
@@ -140,13 +144,21 @@ def refused(channel_action) -> int:
 
 @pytest.mark.rabbitmq
 def test_producer_publishes_and_worker_consumes(node):
-    from examples.fundamentals.broker_topology.rabbitmq import publish, work_one
+    from examples.fundamentals.broker_topology.rabbitmq import open_channel, publish, work_one
+    from examples.fundamentals.retries import Backoff
 
     with connect(node, "producer") as producer, connect(node, "worker") as worker:
-        publish(producer.channel(), "images", "images", job(1))
+        publish(open_channel(producer), "images", "images", job(1))
         done = []
-        assert work_one(worker.channel(), "images", lambda j: done.append(j.id))
+        assert work_one(open_channel(worker), "images", lambda j: done.append(j.id))
         assert done == ["img-1"]
+        # a failure: the worker may publish the job to the retry exchange, which is how it
+        # comes back after its backoff
+        publish(open_channel(producer), "images", "images", job(2))
+        channel = open_channel(worker)
+        assert work_one(channel, "images", lambda j: 1 / 0, backoff=Backoff("none", base=60, cap=60))
+        assert channel.queue_declare("images.retry.1", passive=True).method.message_count == 1
+        assert refused(lambda: open_channel(worker).queue_purge("images.retry.1")) == 403
 
 
 @pytest.mark.rabbitmq
@@ -170,6 +182,10 @@ def test_a_worker_cannot_forge_jobs_or_delete_the_queue(node):
         channel = worker.channel()
         channel.confirm_delivery()
         assert refused(lambda: channel.basic_publish("images", "images", b"{}")) == 403
+        for exchange in ("", "images.dlx"):  # the default exchange reaches any queue by name
+            channel = worker.channel()
+            channel.confirm_delivery()
+            assert refused(lambda ch=channel, ex=exchange: ch.basic_publish(ex, "images", b"{}")) == 403
         assert refused(lambda: worker.channel().queue_delete("images")) == 403
         assert refused(lambda: worker.channel().basic_get("images.dead")) == 403
 

@@ -115,3 +115,31 @@ def test_celery_with_the_tls_settings_refuses_a_server_signed_by_another_ca(tls_
             conn.ensure_connection(max_retries=1)
     with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
         app.backend.client.ping()
+
+
+@pytest.mark.parametrize("ca", ["ca", "wrong_ca"])
+def test_the_celery_settings_module_verifies_a_rediss_url_with_its_ca(tls_server, monkeypatch, ca):
+    """docs/frameworks/celery.md's settings, loaded as a worker would: REDIS_URL and REDIS_CA_FILE."""
+    import importlib
+
+    from examples.frameworks.celery import settings as celery_settings
+
+    monkeypatch.setenv("REDIS_URL", tls_server.url("admin"))
+    monkeypatch.setenv("REDIS_CA_FILE", str(getattr(tls_server.pki, ca)))
+    try:
+        app = Celery("settings-tls", set_as_current=False)
+        app.config_from_object(importlib.reload(celery_settings))
+        app.conf.broker_connection_retry_on_startup = False
+        if ca == "ca":
+            with app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1)
+            assert app.backend.client.ping()
+        else:
+            with pytest.raises(kombu.exceptions.OperationalError, match="certificate verify failed"):
+                with app.connection_for_write() as conn:
+                    conn.ensure_connection(max_retries=1)
+            with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
+                app.backend.client.ping()
+    finally:
+        monkeypatch.undo()
+        importlib.reload(celery_settings)  # back to the environment's REDIS_URL for other tests

@@ -79,6 +79,17 @@ def test_extend_moves_the_deadline_and_fails_once_the_lease_is_lost(r, q, clock)
         q.extend(lease)
 
 
+def test_the_deadline_is_soft_until_a_reaper_runs(q, clock):
+    """What the page says of the guarantee's scope: past its deadline a lease can still be
+    extended (and its job acknowledged) as long as no reaper has taken it back."""
+    q.enqueue(job())
+    lease = q.claim()
+    clock.advance(15)  # 5 s past the deadline, and nobody reaped
+    lease = q.extend(lease)
+    assert lease.deadline == 1_025 and q.reap().requeued == 0
+    q.ack(lease)
+
+
 def test_a_job_that_keeps_outliving_its_lease_is_dead_lettered(q, clock):
     q.enqueue(job())
     for _ in range(3):
