@@ -162,6 +162,9 @@ latex_use_xindy = False  # Sphinx turns xindy on for xelatex; Debian's TeX lacks
 latex_documents = [(root_doc, "handbook.tex", project.replace("&", r"\&"), author, "manual")]
 latex_toplevel_sectioning = "part"
 latex_show_urls = "footnote"
+# No Python module index in the PDF: the API reference chapter lists the modules, and the
+# book's index is for concepts.
+latex_domain_indices = False
 latex_table_style = ["booktabs", "colorrows"]
 latex_elements = {
     "papersize": "a4paper",

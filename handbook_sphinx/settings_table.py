@@ -83,7 +83,8 @@ def build_tables_per_framework(directory=settings_table.SETTINGS_DIR) -> list[no
     rows, frameworks = settings_table.load_table(directory)
     tables = []
     for fw in frameworks:
-        table = nodes.table(classes=["settings-equivalence"])
+        # longtable: the PDF may break a framework's table between rows, never inside one.
+        table = nodes.table(classes=["settings-equivalence", "longtable"])
         title = f"{fw.name} {fw.version}"
         table += nodes.title(title, title)
         group = nodes.tgroup(cols=2)
