@@ -10,8 +10,6 @@ import threading
 
 import pytest
 
-from labs.versions import server_line
-
 from examples.clock import FakeClock
 from examples.envelope import new_job
 from examples.fundamentals.backpressure import (
@@ -23,6 +21,7 @@ from examples.fundamentals.backpressure import (
     queue_bound,
     workers_needed,
 )
+from labs.versions import server_line
 
 CLOCK = FakeClock(0)
 
