@@ -22,12 +22,13 @@ test('the limiter keeps a queue to max jobs per duration, even with spare concur
     started.sort((a, b) => a - b);
     for (let i = 0; i + limiter.max < started.length; i++) {
       const gap = started[i + limiter.max] - started[i];
-      // job i and job i+max never fall in one window. processedOn is stamped by Redis when the
-      // job is moved to active, which is what the limiter governs; a busy event loop cannot
-      // skew it the way a Date.now() taken inside the processor can (10 ms of slack allowed).
-      assert.ok(gap >= limiter.duration - 10, `jobs ${i} and ${i + limiter.max} started ${gap} ms apart`);
+      // job i and job i+max never fall in one window. The limiter's window is timed inside Redis
+      // (a key with PEXPIRE); processedOn is the worker's Date.now(), passed to the moveToActive
+      // script (bullmq 6.7 redis-queue-backend.js), so the two clocks differ by the worker's
+      // latency to Redis, tens of ms on a loaded machine: 50 ms of slack allowed.
+      assert.ok(gap >= limiter.duration - 50, `jobs ${i} and ${i + limiter.max} started ${gap} ms apart`);
     }
-    assert.ok(started.at(-1) - started[0] >= 2 * limiter.duration - 10, '15 jobs at 5/s need at least 2 s');
+    assert.ok(started.at(-1) - started[0] >= 2 * limiter.duration - 50, '15 jobs at 5/s need at least 2 s');
   } finally {
     await worker.close();
     await obliterate(queue);
