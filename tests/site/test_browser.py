@@ -71,7 +71,10 @@ def test_every_internal_link_and_anchor_resolves(site_dir: Path):
             parts = urlsplit(link)
             if parts.scheme or link.startswith(("mailto:", "//", "javascript:")):
                 continue
-            target = (site_dir / page).parent / unquote(parts.path) if parts.path else site_dir / page
+            if parts.path.startswith("/"):  # root-relative, as the 404 page writes its links
+                target = site_dir / unquote(parts.path).lstrip("/")
+            else:
+                target = (site_dir / page).parent / unquote(parts.path) if parts.path else site_dir / page
             target = target.resolve()
             if target.is_dir():
                 target = target / "index.html"
