@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import secrets
@@ -34,6 +33,7 @@ from pathlib import Path
 import redis
 
 from examples.redis_client import connect
+from labs.results import write_results
 from labs import with_redis as launcher
 # [end:imports]
 
@@ -185,12 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     data = run_experiment(args.jobs)
-    text = json.dumps(data, indent=2) + "\n"
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+    write_results(data, args.out)
     for row in data["results"]:
         print(
             f"{row['mode']:>13}: {row['lost']:>4} of {row['acknowledged']} acknowledged jobs lost",

@@ -52,6 +52,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from labs.results import write_results
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = ROOT / "labs" / "shutdown_workers"
 PATTERNS = ROOT / "examples" / "frameworks" / "deploys_and_shutdowns"
@@ -925,12 +927,7 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as exc:
         print(f"shutdown lab: {exc}", file=sys.stderr)
         return 1
-    text = json.dumps(data, indent=2) + "\n"
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+    write_results(data, args.out)
     for row in data["cells"]:
         print(
             f"{row['framework']:>9} {row['entry']:>9} {row['setting']:>14} {row['grace']:>4g}s: "
