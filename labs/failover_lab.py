@@ -64,8 +64,6 @@ import redis
 
 from examples.envelope import Job, new_job
 from examples.frameworks.replication_and_cluster.clients import (
-    NotReplicated,
-    cluster_client,
     enqueue_replicated,
     sentinel_primary,
 )
@@ -85,11 +83,12 @@ NETNS_PREFIX = "hbfail-"  # every namespace the lab creates starts with this
 DOWN_AFTER_MS = 1000  # Sentinel: a primary silent this long is down (5000 on the page)
 FAILOVER_TIMEOUT_MS = 3000
 MAX_LAG_SECONDS = 2  # min-replicas-max-lag in the lab (10 on the page)
+LAG_SECONDS = MAX_LAG_SECONDS + 3  # how far the replicas fall behind before the primary dies
 WAIT_TIMEOUT_MS = 500  # WAIT 1's timeout
 CLIENT_TIMEOUT = 0.5  # every client's socket timeout: a cut-off server fails fast
 RATE = 400  # jobs a second the producer offers
 WORKERS = 2
-WORK_SECONDS = 0.01  # each job's work: two workers run ~200 jobs/s, so a backlog builds
+WORK_SECONDS = 0.04  # each job's work: two workers run ~50 jobs/s, so a backlog builds
 STEP_TIMEOUT = 30.0  # no single wait of a scenario is longer
 # [end:parameters]
 
@@ -329,6 +328,7 @@ class Topology:
                 "--min-replicas-to-write", "0",
                 "--bind", host, "--port", str(port), "--dir", str(data), "--save", "",
                 "--appendonly", "no", "--maxmemory-policy", "noeviction",
+                "--repl-diskless-sync-delay", "0",  # replicas in sync at once, not after 5 s
                 *self.config.server_args, *extra]
         node = Node(name, host, port, start_process(argv, data / "log"), data / "log")
         self.servers.append(node)
@@ -358,6 +358,9 @@ class Topology:
         for i in (1, 2):
             self._server(f"replica-{i}", "r", self.net.hosts["r"],
                          "--replicaof", primary.host, str(primary.port))
+        # Sentinels find replicas in the primary's INFO, read every 10 s: start them once
+        # the replicas are there, so that the first read finds both
+        wait_for("both replicas in sync", lambda: len(self.online_replicas()) == 2)
         for i in (1, 2, 3):
             self._sentinel(i, primary)
 
@@ -377,10 +380,16 @@ class Topology:
                                 sentinel_password=self.sentinel_password,
                                 timeout=CLIENT_TIMEOUT)
 
+    def online_replicas(self) -> list[str]:
+        """The primary's replicas that have its data ("wait_bgsave" counts as connected in
+        ``connected_slaves`` but has nothing yet)."""
+        info = self.direct(self.primary).info("replication")
+        return [k for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
+                and v.get("state") == "online"]
+
     def ready(self) -> bool:
         """Both replicas linked, and every Sentinel knows both replicas and both peers."""
-        info = self.direct(self.primary).info("replication")
-        if info.get("connected_slaves") != 2:
+        if len(self.online_replicas()) != 2:
             return False
         for node in self.sentinels:
             with self.direct(node) as s:
@@ -425,6 +434,8 @@ class Ledger:
             self.ops.append(Op(start, end, True))
         else:
             name = type(error).__name__
+            if type(error) is redis.ResponseError:  # which refusal: NOREPLICAS, ...
+                name += f" {str(error).split(' ', 1)[0]}"
             self.errors[name] = self.errors.get(name, 0) + 1
             self.ops.append(Op(start, end, False, name))
 
@@ -566,7 +577,7 @@ def count(ledgers: list[Ledger], record: Record) -> dict[str, Any]:
         "duplicates": sum(1 for n in record.runs.values() if n > 1),
         "reappeared_after_ack": len(record.reappeared),
         "ran_unacknowledged": sum(1 for j in record.runs if j not in acknowledged),
-        "lost_ids": sorted(j for j in acknowledged if j not in record.runs)[:20],
+        "first_lost": min((j for j in acknowledged if j not in record.runs), default=None),
     }
 
 
@@ -578,7 +589,7 @@ class Scale:
 
 
 def _info_replication(topo: Topology) -> dict[str, Any]:
-    return cast(dict[str, Any], topo.direct(topo.primary).info("replication"))
+    return topo.direct(topo.primary).info("replication")
 
 
 def _replica_lags(topo: Topology) -> list[int]:
@@ -624,7 +635,7 @@ def sentinel_scenario(
             kill_process(topo.primary.proc)
         elif fault == "lagging-replicas":
             net.cut("r")  # the replicas fall behind; Sentinels and clients still see the primary
-            lag = MAX_LAG_SECONDS + 1
+            lag = LAG_SECONDS
             wait_for(f"both replicas to lag {lag} s",
                      lambda: len(lags := _replica_lags(topo)) == 2 and min(lags) >= lag)
             # the primary's host dies: the process and its network (a killed process's
@@ -785,7 +796,8 @@ def run_lab(*, seed: int = 18, scale: Scale | None = None,
         "versions": _versions(),
         "parameters": {
             "down_after_ms": DOWN_AFTER_MS, "failover_timeout_ms": FAILOVER_TIMEOUT_MS,
-            "max_lag_seconds": MAX_LAG_SECONDS, "wait_timeout_ms": WAIT_TIMEOUT_MS,
+            "max_lag_seconds": MAX_LAG_SECONDS, "lag_seconds": LAG_SECONDS,
+            "work_seconds": WORK_SECONDS, "wait_timeout_ms": WAIT_TIMEOUT_MS,
             "client_timeout": CLIENT_TIMEOUT, "rate": RATE, "workers": WORKERS,
             **asdict(scale),
         },

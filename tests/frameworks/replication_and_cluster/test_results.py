@@ -1,0 +1,85 @@
+"""The committed results of the failover lab (docs/frameworks/_data/failover.json) say what
+docs/frameworks/replication-and-cluster.md says, and the page's tables and figure are drawn
+from them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from handbook_sphinx import figures, tables
+from labs import failover_lab as lab
+
+DATA = json.loads(lab.RESULTS.read_text(encoding="utf-8"))
+ROWS = {(r["fault"], r["config"]): r for r in DATA["sentinel"]}
+
+
+def test_the_results_file_holds_every_fault_and_configuration_and_says_where_it_ran():
+    assert set(ROWS) == {(f, c) for f in lab.FAULTS for c in lab.CONFIGS}
+    assert DATA["command"] == lab.COMMAND
+    assert {"os", "cpu", "cpus"} <= set(DATA["machine"])
+    assert DATA["versions"]["redis-server"].startswith("Redis server v=")
+    assert 0 < DATA["wall_seconds"] < 15 * 60
+    assert DATA["parameters"]["lag_seconds"] > DATA["parameters"]["max_lag_seconds"]
+
+
+@pytest.mark.parametrize("row", DATA["sentinel"], ids=lambda r: f"{r['fault']}-{r['config']}")
+def test_every_run_accounts_for_its_jobs(row):
+    assert row["acknowledged"] <= row["attempts"]
+    assert 0 <= row["acked_then_lost"] <= row["acknowledged"]
+    assert row["reappeared_after_ack"] <= row["duplicates"] + 1  # a job may reappear once
+    assert row["failover_seconds"] > 0 and row["unavailable_seconds"] >= 0
+    assert (row["isolated"] is not None) == (row["fault"] == "partition")
+
+
+def test_wait_after_each_enqueue_lost_no_acknowledged_job_under_any_fault():
+    assert [ROWS[(f, "wait")]["acked_then_lost"] for f in lab.FAULTS] == [0, 0, 0]
+    # ...and it paid in refusals: enqueues that reached no replica in time were not confirmed
+    assert "NotReplicated" in ROWS[("partition", "wait")]["isolated"]["errors"]
+
+
+def test_asynchronous_replication_loses_acknowledged_jobs_when_replicas_lag_or_partition():
+    assert ROWS[("lagging-replicas", "async")]["acked_then_lost"] > 100
+    partition = ROWS[("partition", "async")]
+    assert partition["isolated"]["acked_then_lost"] > 100  # the cut-off producer's jobs
+    assert "ReadOnlyError" in partition["isolated"]["errors"]  # the old primary, demoted
+
+
+def test_min_replicas_bounds_the_loss_but_does_not_prevent_it():
+    for fault in ("lagging-replicas", "partition"):
+        bounded, unbounded = ROWS[(fault, "min-replicas")], ROWS[(fault, "async")]
+        assert 0 < bounded["acked_then_lost"] < unbounded["acked_then_lost"], fault
+    refusals = ROWS[("partition", "min-replicas")]["isolated"]["errors"]
+    assert refusals.get("ResponseError NOREPLICAS", 0) > 0
+
+
+def test_a_failover_costs_seconds_of_refused_enqueues():
+    for config in lab.CONFIGS:
+        assert 1.0 < ROWS[("kill-primary", config)]["unavailable_seconds"] < 10.0
+
+
+def test_the_cluster_results_show_crossslot_and_the_hot_slot():
+    cluster = DATA["cluster"]
+    assert cluster["crossslot"]["server"].startswith("CROSSSLOT")
+    assert cluster["crossslot"]["redis-py"].startswith("RedisClusterException")
+    single, partitioned = cluster["throughput"]
+    assert (single["slots"], single["primaries_used"], single["busiest_primary_share"]) == (1, 1, 1.0)
+    assert partitioned["primaries_used"] == 3 and partitioned["busiest_primary_share"] < 0.6
+    assert cluster["kill_primary"]["unavailable_seconds"] > 0
+
+
+def test_the_page_tables_and_figure_are_drawn_from_the_results_file():
+    table = tables.failover_table(lab.RESULTS)
+    assert len(table.rows) == len(DATA["sentinel"])
+    column = {name: [row[i] for row in table.rows] for i, name in enumerate(table.header)}
+    assert column["acknowledged"] == [str(r["acknowledged"]) for r in DATA["sentinel"]]
+    assert all(cell.startswith("**") for cell, r in zip(column["lost after ack"], DATA["sentinel"], strict=True)
+               if r["acked_then_lost"])
+    assert "CROSSSLOT" in tables.failover_crossslot(lab.RESULTS).rows[0][1]
+    assert tables.failover_cluster(lab.RESULTS).rows[0][3] == "100%"
+    assert f"{DATA['wall_seconds']:.0f} s" in tables.failover_run(lab.RESULTS).note
+    figure = figures.failover(lab.RESULTS)
+    lost_axes = figure.axes[0]
+    heights = sorted(p.get_height() for p in lost_axes.patches)
+    assert heights == sorted(float(r["acked_then_lost"]) for r in DATA["sentinel"])
