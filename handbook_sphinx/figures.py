@@ -203,7 +203,8 @@ def failover(results: Path) -> Figure:
                 for f in faults]
         down = [cell[(f, config)]["unavailable_seconds"] if (f, config) in cell else 0
                 for f in faults]
-        lost_ax.bar(xs, lost, width, color=colours[i % 3], label=label)
+        bars = lost_ax.bar(xs, lost, width, color=colours[i % 3], label=label)
+        lost_ax.bar_label(bars, fontsize=7)  # a zero is a result too: say it
         down_ax.bar(xs, down, width, color=colours[i % 3], label=label)
     for ax, title in ((lost_ax, "jobs lost after acknowledgement"),
                       (down_ax, "seconds without an acknowledged enqueue")):

@@ -264,7 +264,6 @@ def namespace_network() -> Iterator[Network]:
         kill_all()  # the servers inside the namespaces first
         for ns in (*names.values(), switch):
             delete_namespace(ns)
-# [end:namespaces]
 
 
 # -- the Sentinel topology -------------------------------------------------------------------
@@ -629,7 +628,7 @@ def sentinel_scenario(
                  lambda: len(main.acknowledged) >= scale.warm)
         warm_latency = main.latencies_ms()
         step("warm")
-        isolated = None
+        isolated, demoted_after = None, None
         fault_at = time.monotonic()
         if fault == "kill-primary":
             kill_process(topo.primary.proc)
@@ -668,7 +667,14 @@ def sentinel_scenario(
         step("after")
         if fault == "partition":
             net.heal("a")
+            healed_at = time.monotonic()
             old = topo.primary
+            # Sentinel demotes it when it next reads its INFO (every 10 s for a replica);
+            # until then it still accepts writes from the clients that reach it
+            wait_for("the old primary to be demoted",
+                     lambda: topo.direct(old).info("replication")["role"] == "slave")
+            demoted_after = round(time.monotonic() - healed_at, 2)
+            step("demoted")
             wait_for("the old primary to rejoin as a replica", lambda: _rejoined(topo, old))
         step("recovered")
         for thread in threads:
@@ -700,6 +706,7 @@ def sentinel_scenario(
                 "acked_then_lost": sum(1 for j in isolated.acknowledged
                                        if j not in record.runs),
                 "errors": dict(sorted(isolated.errors.items())),
+                "demoted_seconds_after_heal": demoted_after,
             },
             "new_primary_was": next(n.name for n in topo.servers
                                     if (n.host, n.port) == tuple(new)),
