@@ -415,7 +415,8 @@ def failover_table(results: Path) -> Table:
         isolated = row["isolated"]
         lost = _bold_if(row["acked_then_lost"])
         if isolated and isolated["acked_then_lost"]:
-            lost += f" ({isolated['acked_then_lost']} from the cut-off producer)"
+            lost += (f" ({isolated['acked_then_lost']} from the cut-off producer; old primary "
+                     f"demoted {isolated['demoted_seconds_after_heal']:.0f} s after the heal)")
         rows.append([
             FAILOVER_FAULTS[row["fault"]],
             FAILOVER_CONFIGS[row["config"]],
@@ -496,3 +497,25 @@ def failover_run(results: Path) -> Table:
         f"`{data['command']}` (as root), or `tox -e failover`."
     )
     return Table(["component", "version"], rows, note=note)
+
+
+def failover_celery(results: Path) -> Table:
+    """Celery through kombu's ``sentinel://`` URL, under the faults it was run with."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    rows = [[
+        FAILOVER_FAULTS[row["fault"]],
+        str(row["acknowledged"]),
+        _bold_if(row["acked_then_lost"]),
+        str(row["duplicates"]),
+        str(row["held_in_unacked"]),
+        f"{row['unavailable_seconds']:.1f}",
+    ] for row in data["celery"]]
+    note = (
+        f"Celery {data['versions']['celery']}, kombu {data['versions']['kombu']}: one worker "
+        "(`--pool solo`, `task_acks_late`, `task_reject_on_worker_lost`, prefetch 1) and a "
+        "producer calling `send_task`, on a Sentinel group with asynchronous replication. "
+        "*Held in `unacked`*: messages left in kombu's `unacked` hash after the failover, "
+        "which come back only when a worker restores them after the visibility timeout."
+    )
+    return Table(["fault", "published", "lost after publish", "run twice",
+                  "held in `unacked`", "unavailable (s)"], rows, note=note)

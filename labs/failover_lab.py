@@ -124,9 +124,10 @@ def started_processes() -> list[int]:
     return [p.pid for p in _LIVE if p.poll() is None]
 
 
-def start_process(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+def start_process(argv: list[str], log: Path,
+                  env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
     _LIVE.add(proc)
     return proc
@@ -596,6 +597,27 @@ def _replica_lags(topo: Topology) -> list[int]:
     return [int(info[k]["lag"]) for k in info if k.startswith("slave") and k[5:].isdigit()]
 
 
+def kill_primary(topo: Topology, net: Network) -> float:
+    """SIGKILL of the primary's process; its machine (kernel, network) stays up."""
+    kill_process(topo.primary.proc)
+    return time.monotonic()
+
+
+def lagging_replicas(topo: Topology, net: Network) -> float:
+    """The replicas fall :data:`LAG_SECONDS` behind (their link is down; the Sentinels and
+    the clients still see the primary), then the primary's host dies: the process and its
+    network together (a killed process's kernel would go on sending what its socket buffers
+    held). Returns when the primary died."""
+    net.cut("r")
+    wait_for(f"both replicas to lag {LAG_SECONDS} s",
+             lambda: len(lags := _replica_lags(topo)) == 2 and min(lags) >= LAG_SECONDS)
+    net.cut("a")
+    kill_process(topo.primary.proc)
+    died = time.monotonic()
+    net.heal("r")
+    return died
+
+
 def sentinel_scenario(
     fault: str, config_name: str, *, net: Network, workdir: Path, seed: int,
     scale: Scale, hook: Callable[[str], None] = lambda step: None,
@@ -631,18 +653,9 @@ def sentinel_scenario(
         isolated, demoted_after = None, None
         fault_at = time.monotonic()
         if fault == "kill-primary":
-            kill_process(topo.primary.proc)
+            kill_primary(topo, net)
         elif fault == "lagging-replicas":
-            net.cut("r")  # the replicas fall behind; Sentinels and clients still see the primary
-            lag = LAG_SECONDS
-            wait_for(f"both replicas to lag {lag} s",
-                     lambda: len(lags := _replica_lags(topo)) == 2 and min(lags) >= lag)
-            # the primary's host dies: the process and its network (a killed process's
-            # kernel would go on sending what its socket buffers held)
-            net.cut("a")
-            kill_process(topo.primary.proc)
-            fault_at = time.monotonic()
-            net.heal("r")
+            fault_at = lagging_replicas(topo, net)
         elif fault == "partition":
             isolated = Ledger("iso")
             ledgers.append(isolated)
@@ -773,12 +786,14 @@ def _versions() -> dict[str, str]:
     return {
         "redis-server": first_line("redis-server", "--version"),
         "redis-py": version("redis"),
+        "celery": version("celery"),
+        "kombu": version("kombu"),
     }
 
 
 def run_lab(*, seed: int = 18, scale: Scale | None = None,
             faults: list[str] | None = None, configs: list[str] | None = None,
-            cluster: bool = True) -> dict[str, Any]:
+            cluster: bool = True, celery: bool = True) -> dict[str, Any]:
     from labs.persistence import cpu_model
 
     faults = faults or list(FAULTS)
@@ -810,6 +825,12 @@ def run_lab(*, seed: int = 18, scale: Scale | None = None,
         },
         "sentinel": rows,
     }
+    if celery:
+        from labs.failover_celery import FAULTS as CELERY_FAULTS
+        from labs.failover_celery import run_celery
+
+        data["celery"] = [run_celery(fault, scale=scale) for fault in CELERY_FAULTS
+                          if fault in faults]
     if cluster:
         from labs.failover_cluster import run_cluster_lab
 
@@ -834,10 +855,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault", action="append", choices=sorted(FAULTS))
     parser.add_argument("--config", action="append", choices=sorted(CONFIGS))
     parser.add_argument("--no-cluster", action="store_true")
+    parser.add_argument("--no-celery", action="store_true")
     args = parser.parse_args(argv)
     try:
         data = run_lab(seed=args.seed, faults=args.fault, configs=args.config,
-                       cluster=not args.no_cluster)
+                       cluster=not args.no_cluster, celery=not args.no_celery)
     except LabError as exc:
         print(f"failover lab: {exc}", file=sys.stderr)
         return 1

@@ -75,6 +75,18 @@ def test_the_cluster_scenarios_run_and_count(nothing_left):
     assert kill["acknowledged"] >= SMALL.warm + SMALL.after and kill["failover_seconds"] > 0
 
 
+@pytest.mark.parametrize("fault", ["kill-primary", "lagging-replicas"])
+def test_celery_through_sentinel_runs_and_counts(fault, nothing_left):
+    need(fault)
+    from labs.failover_celery import broker_url, run_celery
+
+    assert broker_url([("a", 1), ("b", 2)], "pw") == "sentinel://:pw@a:1/0;sentinel://:pw@b:2/0"
+    row = run_celery(fault, scale=SMALL)
+    assert row["acknowledged"] >= SMALL.warm + SMALL.after and row["failover_seconds"] > 0
+    if fault == "lagging-replicas":
+        assert row["acked_then_lost"] > 0  # published while no replica received them
+
+
 class Boom(RuntimeError):
     pass
 

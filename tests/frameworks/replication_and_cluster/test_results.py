@@ -83,3 +83,29 @@ def test_the_page_tables_and_figure_are_drawn_from_the_results_file():
     lost_axes = figure.axes[0]
     heights = sorted(p.get_height() for p in lost_axes.patches)
     assert heights == sorted(float(r["acked_then_lost"]) for r in DATA["sentinel"])
+
+
+def test_celery_through_sentinel_loses_published_tasks_when_the_replicas_lag():
+    celery = {row["fault"]: row for row in DATA["celery"]}
+    assert set(celery) == {"kill-primary", "lagging-replicas"}
+    assert celery["kill-primary"]["acked_then_lost"] == 0
+    assert celery["lagging-replicas"]["acked_then_lost"] > 0  # kombu does not WAIT
+    table = tables.failover_celery(lab.RESULTS)
+    assert [row[1] for row in table.rows] == [str(r["acknowledged"]) for r in DATA["celery"]]
+
+
+def test_the_old_primary_accepts_writes_until_sentinel_next_reads_its_info():
+    """The page: demotion waits for Sentinel's next INFO of it, every 10 s for a replica."""
+    for config in lab.CONFIGS:
+        demoted = ROWS[("partition", config)]["isolated"]["demoted_seconds_after_heal"]
+        assert 0 < demoted < 10 + 5, config
+
+
+def test_the_two_cluster_queues_differ_little_in_rate_on_this_client_bound_machine():
+    single, partitioned = DATA["cluster"]["throughput"]
+    assert 0.67 < partitioned["jobs_per_second"] / single["jobs_per_second"] < 1.5
+
+
+def test_a_celery_task_running_at_the_failover_is_left_in_unacked():
+    kill = next(row for row in DATA["celery"] if row["fault"] == "kill-primary")
+    assert kill["held_in_unacked"] >= 1
