@@ -192,10 +192,10 @@ def failover(results: Path) -> Figure:
     faults = [f for f in FAILOVER_FAULTS if any(r["fault"] == f for r in data)]
     configs = [c for c in FAILOVER_CONFIGS if any(r["config"] == c for r in data)]
     cell = {(r["fault"], r["config"]): r for r in data}
-    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    fig = Figure(figsize=(9, 4), layout="constrained")
     lost_ax, down_ax = fig.subplots(1, 2)
     width = 0.8 / len(configs)
-    colours = ("#c0392b", "#1f4e79", "#7f8c8d")
+    colours = ("#c0392b", "#1f4e79", "#7f8c8d", "#e59866", "#f5b7b1")
     for i, config in enumerate(configs):
         xs = [n + (i - (len(configs) - 1) / 2) * width for n in range(len(faults))]
         label = FAILOVER_CONFIGS[config].replace("`", "")
@@ -203,9 +203,9 @@ def failover(results: Path) -> Figure:
                 for f in faults]
         down = [cell[(f, config)]["unavailable_seconds"] if (f, config) in cell else 0
                 for f in faults]
-        bars = lost_ax.bar(xs, lost, width, color=colours[i % 3], label=label)
+        bars = lost_ax.bar(xs, lost, width, color=colours[i % len(colours)], label=label)
         lost_ax.bar_label(bars, fontsize=7)  # a zero is a result too: say it
-        down_ax.bar(xs, down, width, color=colours[i % 3], label=label)
+        down_ax.bar(xs, down, width, color=colours[i % len(colours)], label=label)
     for ax, title in ((lost_ax, "jobs lost after acknowledgement"),
                       (down_ax, "seconds without an acknowledged enqueue")):
         ax.set_xticks(range(len(faults)),

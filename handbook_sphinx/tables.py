@@ -399,6 +399,8 @@ FAILOVER_CONFIGS = {
     "async": "asynchronous replication",
     "wait": "`WAIT 1` after each enqueue",
     "min-replicas": "`min-replicas-to-write 1`",
+    "aof-everysec": "AOF `everysec` everywhere",
+    "aof-always": "AOF `always` everywhere",
 }
 
 

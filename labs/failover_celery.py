@@ -33,7 +33,7 @@ from labs.failover_lab import (
 )
 
 QUEUE = "lab-celery"
-VISIBILITY_TIMEOUT = 5  # seconds: the lab's recovery of unacknowledged messages, brought forward
+VISIBILITY_TIMEOUT = 5  # seconds: recovery of unacknowledged messages, brought forward
 
 
 def broker_url(sentinels: list[tuple[str, int]], password: str) -> str:

@@ -74,10 +74,12 @@ class Cluster:
             data.mkdir()
             argv = ["redis-server", "--bind", "127.0.0.1", "--port", str(port),
                     "--dir", str(data), "--save", "", "--appendonly", "no",
-                    "--cluster-enabled", "yes", "--cluster-config-file", str(data / "nodes.conf"),
+                    "--cluster-enabled", "yes",
+                    "--cluster-config-file", str(data / "nodes.conf"),
                     "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
                     "--requirepass", self.password, "--masterauth", self.password,
-                    "--maxmemory-policy", "noeviction"]
+                    "--maxmemory-policy", "noeviction",
+                    "--repl-diskless-sync-delay", "0"]  # replicas in sync at once
             self.nodes.append(Node(f"node-{i}", "127.0.0.1", port,
                                    start_process(argv, data / "log"), data / "log"))
         for node in self.nodes:
@@ -100,9 +102,14 @@ class Cluster:
         return [n for n in self.nodes if n.proc.poll() is None]
 
     def healthy(self) -> bool:
+        """Every node sees all six and every slot served, and every replica is in sync (a
+        replica that never synchronised refuses to take over from a dead primary)."""
         for node in self.alive():
             info = self.direct(node).cluster("INFO")
             if info.get("cluster_state") != "ok" or int(info["cluster_known_nodes"]) != 6:
+                return False
+            replication = self.direct(node).info("replication")
+            if replication["role"] == "slave" and replication["master_link_status"] != "up":
                 return False
         return True
 
@@ -204,7 +211,8 @@ def throughput(cluster: Cluster, jobs: int) -> list[dict[str, Any]]:
             "jobs_per_second": round(per_thread * THROUGHPUT_THREADS / seconds),
             "slots": len(slots),
             "primaries_used": sum(1 for v in delta.values() if v > per_thread // 10),
-            "busiest_primary_share": round(max(delta.values()) / max(1, sum(delta.values())), 2),
+            "busiest_primary_share": round(max(delta.values()) / max(1, sum(delta.values())),
+                                           2),
         })
         client.close()
     return rows

@@ -21,7 +21,9 @@ one fault:
     old primary rejoins as a replica.
 
 under one configuration (:data:`CONFIGS`): plain asynchronous replication, ``WAIT 1`` after
-each enqueue, or ``min-replicas-to-write 1`` with ``min-replicas-max-lag``. After the fault
+each enqueue, ``min-replicas-to-write 1`` with ``min-replicas-max-lag``, or the append-only
+file (``everysec`` or ``always``) on every server. Celery through kombu's ``sentinel://`` URL
+runs under two of the faults (:mod:`labs.failover_celery`). After the fault
 the workers drain the queue, and the lab counts, against the ledger and the workers' own
 record of what they ran: jobs acknowledged to a producer and never run (lost), jobs run more
 than once, jobs run again after a worker's acknowledgement had succeeded, and how long the
@@ -284,6 +286,12 @@ CONFIGS = {
         f"`min-replicas-to-write 1`, `min-replicas-max-lag {MAX_LAG_SECONDS}`",
         ("--min-replicas-to-write", "1", "--min-replicas-max-lag", str(MAX_LAG_SECONDS)),
     ),
+    # the append-only file on every server (replicas included), fsync'ed once a second or
+    # after every write: what it adds to asynchronous replication in a failover
+    "aof-everysec": Config("aof-everysec", "AOF `everysec` on every server",
+                           ("--appendonly", "yes", "--appendfsync", "everysec")),
+    "aof-always": Config("aof-always", "AOF `always` on every server",
+                         ("--appendonly", "yes", "--appendfsync", "always")),
 }
 FAULTS = {
     "kill-primary": "`SIGKILL` of the primary",

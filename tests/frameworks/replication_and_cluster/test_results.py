@@ -64,7 +64,8 @@ def test_the_cluster_results_show_crossslot_and_the_hot_slot():
     assert cluster["crossslot"]["server"].startswith("CROSSSLOT")
     assert cluster["crossslot"]["redis-py"].startswith("RedisClusterException")
     single, partitioned = cluster["throughput"]
-    assert (single["slots"], single["primaries_used"], single["busiest_primary_share"]) == (1, 1, 1.0)
+    assert (single["slots"], single["primaries_used"]) == (1, 1)
+    assert single["busiest_primary_share"] == 1.0
     assert partitioned["primaries_used"] == 3 and partitioned["busiest_primary_share"] < 0.6
     assert cluster["kill_primary"]["unavailable_seconds"] > 0
 
@@ -74,8 +75,8 @@ def test_the_page_tables_and_figure_are_drawn_from_the_results_file():
     assert len(table.rows) == len(DATA["sentinel"])
     column = {name: [row[i] for row in table.rows] for i, name in enumerate(table.header)}
     assert column["acknowledged"] == [str(r["acknowledged"]) for r in DATA["sentinel"]]
-    assert all(cell.startswith("**") for cell, r in zip(column["lost after ack"], DATA["sentinel"], strict=True)
-               if r["acked_then_lost"])
+    lost = zip(column["lost after ack"], DATA["sentinel"], strict=True)
+    assert all(cell.startswith("**") for cell, r in lost if r["acked_then_lost"])
     assert "CROSSSLOT" in tables.failover_crossslot(lab.RESULTS).rows[0][1]
     assert tables.failover_cluster(lab.RESULTS).rows[0][3] == "100%"
     assert f"{DATA['wall_seconds']:.0f} s" in tables.failover_run(lab.RESULTS).note
@@ -109,3 +110,17 @@ def test_the_two_cluster_queues_differ_little_in_rate_on_this_client_bound_machi
 def test_a_celery_task_running_at_the_failover_is_left_in_unacked():
     kill = next(row for row in DATA["celery"] if row["fault"] == "kill-primary")
     assert kill["held_in_unacked"] >= 1
+
+
+def test_an_append_only_file_on_every_server_does_not_stop_the_loss():
+    """The page: the promoted replica serves its memory; the AOF records the same stream."""
+    for config in ("aof-everysec", "aof-always"):
+        for fault in ("lagging-replicas", "partition"):
+            assert ROWS[(fault, config)]["acked_then_lost"] > 0, (fault, config)
+
+
+def test_aof_always_costs_enqueue_latency_that_wait_on_loopback_does_not():
+    for fault in lab.FAULTS:
+        always = ROWS[(fault, "aof-always")]["enqueue_latency_ms"]["p50"]
+        assert always > 2 * ROWS[(fault, "async")]["enqueue_latency_ms"]["p50"], fault
+        assert always > ROWS[(fault, "wait")]["enqueue_latency_ms"]["p50"], fault
