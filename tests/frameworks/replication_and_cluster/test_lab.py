@@ -75,7 +75,7 @@ def test_the_cluster_scenarios_run_and_count(nothing_left):
     assert data["crossslot"]["server"].startswith("CROSSSLOT")
     assert data["crossslot"]["tagged"] == "0"  # the same script with one hash tag runs
     single, partitioned = data["throughput"]
-    assert single["busiest_primary_share"] == 1.0 and partitioned["primaries_used"] == 3
+    assert single["busiest_primary_share"] >= 0.95 and partitioned["primaries_used"] == 3
     kill = data["kill_primary"]
     assert kill["acknowledged"] >= SMALL.warm + SMALL.after and kill["failover_seconds"] > 0
 

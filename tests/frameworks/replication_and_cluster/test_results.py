@@ -65,7 +65,7 @@ def test_the_cluster_results_show_crossslot_and_the_hot_slot():
     assert cluster["crossslot"]["redis-py"].startswith("RedisClusterException")
     single, partitioned = cluster["throughput"]
     assert (single["slots"], single["primaries_used"]) == (1, 1)
-    assert single["busiest_primary_share"] == 1.0
+    assert single["busiest_primary_share"] >= 0.95  # INFO and CLUSTER calls count too
     assert partitioned["primaries_used"] == 3 and partitioned["busiest_primary_share"] < 0.6
     assert cluster["kill_primary"]["unavailable_seconds"] > 0
 
