@@ -92,3 +92,14 @@ def test_every_alert_has_a_case_that_fires_and_one_that_must_not(name):
              if case["alertname"] == name]
     assert any(case.get("exp_alerts") for case in cases), f"{name}: no test where it fires"
     assert any(not case.get("exp_alerts") for case in cases), f"{name}: no test where it must stay quiet"
+
+
+def test_no_rule_panel_or_runbook_query_matches_an_le_value():
+    """Prometheus 3 stores `le` as a float ("30.0"); a query that matches `le="30"` finds
+    nothing there (the Versions note of the page). None of the handbook's queries does."""
+    from tests._support.promtool import EXAMPLES
+
+    for path in (ALERTING / "alerts.yml", EXAMPLES / "grafana" / "dashboard.json",
+                 EXAMPLES / "runbook" / "runbook.toml"):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"\ble\s*=~?\s*\\?[\"']", text), f"{path.name} matches an le value"
