@@ -193,10 +193,27 @@ def libraries_table(path: str | Path = RESULTS) -> tuple[list[str], list[list[st
         (f"{runs[key]['server']} {runs[key]['version']} run", runs[key]) for key in sorted(runs)
     ]
     header = ["", *[title for title, _ in columns]]
-    rows = [["Python", *[env["python"] for _, env in columns]]]
+    now = columns[0][1]
+    rows = [["Python", *[_cell(env["python"], now["python"]) for _, env in columns]]]
     for name in LIBRARIES:
-        rows.append([name, *[env["libraries"].get(name) or "-" for _, env in columns]])
+        installed = now["libraries"].get(name)
+        rows.append([name, *[_cell(env["libraries"].get(name), installed) for _, env in columns]])
     return header, rows
+
+
+def _cell(recorded: str | None, installed: str | None) -> str:
+    """A recorded version, marked when this environment has another one: the run did not test
+    what is installed now (a patch release since; a new major.minor fails the tests)."""
+    if recorded == installed:
+        return recorded or "-"
+    return f"{recorded or '-'} (installed now: {installed or '-'})"
+
+
+def same_line(a: str | None, b: str | None) -> bool:
+    """Whether two versions share major.minor ("5.7.0" and "5.7.1" do), or are both absent."""
+    if a is None or b is None:
+        return a == b
+    return a.split(".")[:2] == b.split(".")[:2]
 
 
 # -- release lines: what the suite runs against, what is current, and what differs -------------

@@ -136,18 +136,33 @@ def test_recorded_runs_name_the_servers_of_the_redis_note():
     assert f"Valkey {runs['Valkey']['version']}" in line.tested_from
 
 
-def test_recorded_runs_used_the_library_versions_installed_now():
-    """The real-server columns of "Tested against" describe this environment: an upgrade
-    without a new `tox -e redis` run (which records itself) fails here, naming the run."""
+def test_recorded_runs_used_the_library_lines_installed_now():
+    """The real-server columns of "Tested against" describe this environment: a new
+    major.minor installed without a new `tox -e redis` run (which records itself) fails here,
+    naming the run; a patch release since the run is marked on the page instead."""
     installed = versions.environment()
     for key, run in versions.load()["runs"].items():
         stale = {name: (run["libraries"].get(name), now)
                  for name, now in installed["libraries"].items()
-                 if run["libraries"].get(name) != now}
+                 if not versions.same_line(run["libraries"].get(name), now)}
         assert not stale, (
             f"docs/reference/_data/tested-against.json: the {key} run recorded other versions "
             f"(recorded, installed): {stale}; rerun `HANDBOOK_SERVER={key.lower()} tox -e redis`")
-        assert run["python"] == installed["python"]
+        assert versions.same_line(run["python"], installed["python"])
+
+
+def test_a_recorded_version_that_differs_from_the_installed_one_is_marked(tmp_path, monkeypatch):
+    path = tmp_path / "tested-against.json"
+    versions.record_run(REDIS_INFO, path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["runs"]["Redis"]["libraries"]["celery"] = "5.7.0rc1"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    monkeypatch.setattr(versions, "dist_version",
+                        lambda name: "5.7.1" if name == "celery" else None)
+    _, rows = versions.libraries_table(path)
+    celery = next(row for row in rows if row[0] == "celery")
+    assert celery == ["celery", "5.7.1", "5.7.0rc1 (installed now: 5.7.1)"]
+    assert versions.same_line("5.7.0", "5.7.1") and not versions.same_line("5.7.0", "5.8.0")
 
 
 def test_kafka_is_said_not_to_run_here():
