@@ -341,7 +341,7 @@ RELEASE_LINES: tuple[ReleaseLine, ...] = (
                    "age.", f"{KAFKA_DOCS}#consumer_fetch_monitoring"),
             Change("In a consumer group a record that always fails blocks its partition: the "
                    "committed offset cannot pass it until the consumer skips it or copies it "
-                   "to a dead-letter topic of its own.", f"{KAFKA_DOCS}#semantics"),
+                   "to a dead-letter topic of its own.", f"{KAFKA_DOCS}#design_consumerposition"),
             Change("Share groups (KIP-932, production-ready in 4.2) are Kafka's queues: the "
                    "records of one partition go to many consumers, each is acknowledged on "
                    "its own (accept, release, reject) under an acquisition lock (the lease, "
