@@ -34,7 +34,6 @@ from handbook_sphinx.inline import inline_code
 from handbook_sphinx.search_terms import index_node
 
 ALERTS_YML = ROOT / "examples" / "observability" / "alerting" / "alerts.yml"
-REDIS_CLI = rb.REDIS_CLI  # the prefix of every redis step, defined beside the data
 LANGUAGE = {"promql": "promql", "redis": "console", "shell": "console"}
 
 
@@ -48,7 +47,7 @@ def alert_names() -> list[str]:
 def command_line(step: rb.Step) -> str:
     """The text of a step's code block, as a reader copies it."""
     if step.kind == "redis":
-        return f"$ {REDIS_CLI} {step.command}"
+        return f"$ {rb.REDIS_FUNCTION} {step.command}"
     if step.kind == "shell":
         return f"$ {step.command}"
     return step.command
@@ -129,7 +128,7 @@ class RunbookEntries(SphinxDirective):
             found += item(
                 "Alert",
                 nodes.paragraph(
-                    "", "None of the handbook's alert rules catches this; the confirm steps find it."
+                    "", "None of the handbook's alert rules catches this; the steps above find it."
                 ),
             )
         section += found

@@ -442,3 +442,22 @@ def test_the_alerting_page_links_the_runbook_for_every_rule_and_writes_no_runboo
     assert "*Runbook:*" not in text
     linked = re.findall(r"^```\{runbook-link\} (\w+)$", text, flags=re.M)
     assert sorted(linked) == sorted(ALERTS)
+
+
+def test_the_page_defines_rcli_as_the_prefix_and_rcli_passes_every_argument_on(tmp_path):
+    """Redis steps are shown as `rcli COMMAND`: the page's definition is the checked prefix
+    (tests/fundamentals/securing_the_broker runs it against a TLS Redis), and the function
+    hands redis-cli the prefix and the command's arguments unchanged."""
+    import os
+    import subprocess
+
+    assert f"$ {rb.REDIS_FUNCTION_DEFINITION}\n" in PAGE.read_text(encoding="utf-8")
+    stub = tmp_path / "redis-cli"
+    stub.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
+    stub.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:{os.environ['PATH']}", "REDIS_CA": "/ca.crt", "REDIS_HOST": "h",
+           "REDIS_PORT": "6380", "REDIS_USER": "operator", "QUEUE": "emails"}
+    script = f'{rb.REDIS_FUNCTION_DEFINITION}\nrcli LLEN "q:{{$QUEUE}}:pending"'
+    out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["--tls", "--cacert", "/ca.crt", "-h", "h", "-p", "6380",
+                                       "--user", "operator", "LLEN", "q:{emails}:pending"]

@@ -47,6 +47,10 @@ MAY_BE_EMPTY = {"alerts", "tests", "frameworks"}
 # URL with a password: a process's arguments are visible to every local user).
 REDIS_CLI = ('redis-cli --tls --cacert "$REDIS_CA" '
              '-h "$REDIS_HOST" -p "$REDIS_PORT" --user "$REDIS_USER"')
+# The page defines that prefix once as a shell function and shows each redis step as
+# `rcli COMMAND`, short enough to read on a phone without scrolling sideways.
+REDIS_FUNCTION = "rcli"
+REDIS_FUNCTION_DEFINITION = f'{REDIS_FUNCTION}() {{ {REDIS_CLI} "$@"; }}'
 
 
 @dataclass(frozen=True)
