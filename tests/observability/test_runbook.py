@@ -461,3 +461,10 @@ def test_the_page_defines_rcli_as_the_prefix_and_rcli_passes_every_argument_on(t
     out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.splitlines() == ["--tls", "--cacert", "/ca.crt", "-h", "h", "-p", "6380",
                                        "--user", "operator", "LLEN", "q:{emails}:pending"]
+
+
+def test_the_bullmq_version_whose_field_names_the_runbook_quotes_is_the_tested_one():
+    """runbook.toml names BullMQ's job-hash fields (`ats`, `atm`, `stc`) as of 6.7."""
+    text = " ".join(s.says for e in RUNBOOK.entries for s in e.confirm)
+    assert "field names of BullMQ 6.7" in text
+    assert facts.value("bullmq_version").startswith("6.7.")
