@@ -389,6 +389,13 @@ def server_differences() -> Table:
     return Table(*differences_table())
 
 
+def release_lines() -> Table:
+    """The release lines the pages' version notes come from (``labs.versions``)."""
+    from labs.versions import release_lines_table
+
+    return Table(*release_lines_table())
+
+
 # -- Replication, failover and Redis Cluster: the failover lab's results file ---------------
 FAILOVER_FAULTS = {
     "kill-primary": "primary killed",
