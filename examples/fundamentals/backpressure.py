@@ -242,7 +242,9 @@ class FreshQueue(ReliableQueue):
     def oldest_age(self) -> float:
         """Seconds the next job to be taken has waited (0 when the queue is empty)."""
         raw = self.r.lindex(self.pending_key, -1)
-        return 0.0 if raw is None else max(0.0, self.clock.now() - Job.from_json(raw).created_at)
+        if raw is None:
+            return 0.0
+        return max(0.0, self.clock.now() - Job.from_json(raw).created_at)
 
     def admit(self, job: Job, *, max_wait: float) -> int:
         """Enqueue only if the oldest waiting job is younger than ``max_wait`` seconds."""
@@ -254,7 +256,7 @@ class FreshQueue(ReliableQueue):
         return self.enqueue(job)
 
     def work_one(self, worker: str, handler: Handler) -> bool:
-        """Like :meth:`ReliableQueue.work_one`, but a job past its deadline is
+        """Like ``ReliableQueue.work_one``, but a job past its deadline is
         acknowledged and counted without running."""
 
         def unless_expired(job: Job) -> None:

@@ -153,7 +153,9 @@ class RetryLater(Exception):
 
     def __init__(self, seconds: float, detail: str = "") -> None:
         if not (math.isfinite(seconds) and seconds >= 0):
-            raise ValueError(f"Retry-After must be a finite number of seconds >= 0, got {seconds}")
+            raise ValueError(
+                f"Retry-After must be a finite number of seconds >= 0, got {seconds}"
+            )
         super().__init__(f"retry after {seconds:g} s{': ' + detail if detail else ''}")
         self.seconds = seconds
 

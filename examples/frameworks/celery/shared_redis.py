@@ -29,7 +29,8 @@ def isolated_broker_settings(prefix: str, visibility_timeout: int) -> dict[str, 
     """
     if not _PREFIX.fullmatch(prefix):
         raise ValueError(
-            f"prefix must be a lower-case name ending with ':' (like 'billing:'), got {prefix!r}"
+            f"prefix must be a lower-case name ending with ':' (like 'billing:'), "
+            f"got {prefix!r}"
         )
     if visibility_timeout < 1:
         raise ValueError(f"visibility_timeout must be >= 1 second, got {visibility_timeout}")

@@ -26,7 +26,9 @@ def durable_push(
     """``LPUSH`` then ``WAITAOF 1 replicas timeout_ms`` on the same connection (a pipeline
     runs both on one); return the queue's depth once the job is ``fsync``-ed."""
     if replicas < 0 or timeout_ms < 1:
-        raise ValueError(f"need replicas >= 0 and timeout_ms >= 1, got {replicas}, {timeout_ms}")
+        raise ValueError(
+            f"need replicas >= 0 and timeout_ms >= 1, got {replicas}, {timeout_ms}"
+        )
     with r.pipeline(transaction=False) as pipe:
         pipe.lpush(key, message)
         pipe.execute_command("WAITAOF", 1, replicas, timeout_ms)
