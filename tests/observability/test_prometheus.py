@@ -29,6 +29,7 @@ from examples.observability.prometheus import (
     child_exit,
     multiprocess_registry,
     scrape,
+    trace_exemplar,
     worst_case_seconds,
 )
 
@@ -317,3 +318,25 @@ def test_multiprocess_registry_without_the_directory_says_so(tmp_path, monkeypat
     monkeypatch.delenv(MULTIPROC_ENV, raising=False)
     with pytest.raises(ValueError, match="env PROMETHEUS_MULTIPROC_DIR is not set or not a directory"):
         multiprocess_registry()
+
+
+# -- exemplars: from a slow bucket to one trace ------------------------------------------------
+def test_a_run_time_observation_carries_the_trace_of_the_span_in_progress(lab):
+    from opentelemetry.sdk.trace import TracerProvider
+    from prometheus_client import generate_latest
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+
+    clock, queue, worker, registry = lab
+    tracer = TracerProvider().get_tracer("test")  # the SDK samples every root span by default
+    queue.enqueue(new_job("resize", {"image": 1}, clock=clock))
+    assert trace_exemplar() is None  # no span: no exemplar
+    with tracer.start_as_current_span("process emails") as span:
+        worker.work_one(handler_for(clock))
+    trace_id = format(span.get_span_context().trace_id, "032x")
+    openmetrics = openmetrics_latest(registry).decode()
+    [line] = [line for line in openmetrics.splitlines() if f'trace_id="{trace_id}"' in line]
+    # the 2 s run lands in the 2.5 s bucket, and the exemplar records the value it saw
+    assert line.startswith('jobqueue_job_run_duration_seconds_bucket{') and 'le="2.5"' in line
+    value, _timestamp = line.split(f'# {{trace_id="{trace_id}"}} ')[1].split()
+    assert float(value) == 2.0
+    assert "trace_id" not in generate_latest(registry).decode()  # the classic format drops them
