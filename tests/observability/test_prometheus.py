@@ -340,3 +340,48 @@ def test_a_run_time_observation_carries_the_trace_of_the_span_in_progress(lab):
     value, _timestamp = line.split(f'# {{trace_id="{trace_id}"}} ')[1].split()
     assert float(value) == 2.0
     assert "trace_id" not in generate_latest(registry).decode()  # the classic format drops them
+
+
+# -- Redis itself: the exporter ------------------------------------------------------------------
+@pytest.mark.real_redis("starts its own redis-server and the Redis exporter against it")
+def test_the_redis_exporter_reports_memory_headroom_evictions_and_a_queue_length(tmp_path):
+    from labs.with_redis import free_port, start_redis, stop
+    from tests._support.tools import require_tool
+    from tests._support.waiting import eventually
+
+    exporter = require_tool("prometheus-redis-exporter")
+    password = "exporter-test-password"
+    proc, url = start_redis(str(tmp_path), password, None, "--maxmemory", "64mb")
+    client = redis.Redis.from_url(url)
+    port = free_port()
+    try:
+        client.lpush("q:{emails}:pending", "a", "b", "c")
+        address = url.rsplit("@", 1)[1].rsplit("/", 1)[0]
+        exp = subprocess.Popen(
+            [exporter, "-redis.addr", f"redis://{address}",
+             "-check-single-keys", "q:{emails}:pending", "-web.listen-address", f"127.0.0.1:{port}"],
+            # the password in the environment, not in arguments that every user can read
+            env={**os.environ, "REDIS_PASSWORD": password},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            def scrape_exporter() -> str:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                    s.sendall(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                    return b"".join(iter(lambda: s.recv(65536), b"")).decode()
+
+            text = eventually("the exporter to answer", scrape_exporter, 15, ignoring=(OSError,),
+                              until=lambda t: "redis_up 1" in t)
+        finally:
+            exp.terminate()
+            exp.wait(timeout=10)
+    finally:
+        client.close()
+        stop(proc)
+    samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+                   and not line.startswith("HTTP") and " " in line)
+    assert float(samples["redis_memory_max_bytes"]) == 64 * 1024 * 1024
+    assert float(samples["redis_memory_used_bytes"]) > 0
+    assert samples["redis_evicted_keys_total"] == "0" and samples["redis_rejected_connections_total"] == "0"
+    assert samples['redis_key_size{db="db0",key="q:{emails}:pending"}'] == "3"
+    assert "redis_blocked_clients" in samples
