@@ -209,10 +209,11 @@ def test_redis_7_0_has_no_waitaof_and_wait_does_not_roll_back():
 
 @pytest.mark.parametrize("choice", ["redis", "valkey"])
 @pytest.mark.real_redis("starts redis-server and Valkey to measure their forks")
-def test_a_snapshot_under_writes_copies_about_as_much_memory_as_is_rewritten(choice):
+def test_a_snapshot_or_rewrite_under_writes_copies_about_as_much_memory_as_is_rewritten(choice):
     """The forked child holds the dataset as it was; every page the parent writes meanwhile
-    is copied (INFO persistence rdb_last_cow_size). The child is slowed down with
-    rdb-key-save-delay (microseconds per key) so that the writes happen while it runs."""
+    is copied (INFO persistence rdb_last_cow_size, aof_last_cow_size). The child is slowed
+    down with rdb-key-save-delay (microseconds per key) so that the writes happen while it
+    runs; the AOF rewrite writes its RDB base file the same way."""
     with own_server(choice, "--rdb-key-save-delay", "1000") as r:
         for batch in range(30):  # 30 MB in 3,000 values of 10 kB
             r.mset({f"k{batch}-{i}": "x" * 10_000 for i in range(100)})
@@ -228,3 +229,13 @@ def test_a_snapshot_under_writes_copies_about_as_much_memory_as_is_rewritten(cho
         r.bgsave()  # a snapshot with no writes during it copies almost nothing
         eventually("the quiet snapshot", lambda: r.info("persistence")["rdb_bgsave_in_progress"] == 0, 60)
         assert r.info("persistence")["rdb_last_cow_size"] < 0.1 * dataset
+        # An AOF rewrite forks the same way (its base file is an RDB: aof-use-rdb-preamble yes).
+        r.config_set("appendonly", "yes")  # starts a first rewrite; let it finish
+        eventually("the first rewrite", lambda: r.info("persistence")["aof_rewrite_in_progress"] == 0, 60)
+        r.config_set("rdb-key-save-delay", 1000)
+        r.bgrewriteaof()
+        for batch in range(30):
+            r.mset({f"k{batch}-{i}": "z" * 10_000 for i in range(100)})
+        assert r.info("persistence")["aof_rewrite_in_progress"] == 1, "the rewrite ended too early"
+        eventually("the rewrite", lambda: r.info("persistence")["aof_rewrite_in_progress"] == 0, 60)
+        assert r.info("persistence")["aof_last_cow_size"] > 0.4 * dataset
