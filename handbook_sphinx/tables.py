@@ -387,3 +387,42 @@ def server_differences() -> Table:
     from labs.versions import differences_table
 
     return Table(*differences_table())
+
+
+# -- SQS: cost per million jobs from the request arithmetic ---------------------------------
+def sqs_cost_table() -> Table:
+    """Billed requests and USD per million jobs for a few worker designs (first-tier prices,
+    no free tier), from :mod:`examples.frameworks.sqs`."""
+    from examples.frameworks.sqs import (
+        PRICES,
+        idle_receives_per_month,
+        requests_per_million_jobs,
+    )
+
+    def usd(requests: int, kind: str) -> str:
+        return f"{requests / 1_000_000 * PRICES[kind].per_million:.2f}"
+
+    designs = [
+        ("one job per call, 1 KiB jobs", {"batch": 1}),
+        ("batches of 10, 1 KiB jobs", {"batch": 10}),
+        ("one job per call, 256 KiB jobs", {"batch": 1, "job_bytes": 256 * 1024}),
+        ("batches of 10, 2 heartbeats and 0.1 retries per job", {"batch": 10, "heartbeats": 2,
+                                                                 "retries": 0.1}),
+    ]
+    rows: list[list[object]] = []
+    for name, kwargs in designs:
+        n = requests_per_million_jobs(**kwargs)  # type: ignore[arg-type]
+        rows.append([name, f"{n:,}", usd(n, "standard"), usd(n, "fifo")])
+    for wait in (0, 20):
+        n = idle_receives_per_month(10, wait_seconds=wait)
+        label = "long polling (20 s)" if wait else "short polling, 1 s sleep"
+        rows.append([f"10 idle workers for 30 days, {label}", f"{n:,}", usd(n, "standard"),
+                     usd(n, "fifo")])
+    return Table(
+        ["design", "billed requests", "standard (USD)", "FIFO (USD)"],
+        rows,
+        note=f"Prices per million requests: standard {PRICES['standard'].per_million:.2f} USD, "
+        f"FIFO {PRICES['fifo'].per_million:.2f} USD (first tier, us-east-1, as of "
+        f"{PRICES['standard'].as_of}); the first million requests a month are free and not "
+        "deducted here.",
+    )

@@ -12,6 +12,7 @@ from examples.clock import FakeClock
 from examples.envelope import Job, new_job
 from examples.fundamentals.broker_topology.rabbitmq import (
     connect,
+    consume,
     declare_job_queue,
     open_channel,
     publish,
@@ -71,10 +72,29 @@ def test_confirmed_publish_then_ack_after_the_work(connection, channel):
     for i in range(3):
         publish(ch, name, name, job(i))
     done: list[str] = []
-    while work_one(ch, name, lambda j: done.append(j.id)):
-        pass
+    assert consume(ch, name, lambda j: done.append(j.id), idle_timeout=0.5) == 3
     assert done == ["job-0", "job-1", "job-2"]
     assert ch.queue_declare(queue=name, passive=True).method.message_count == 0
+
+
+def test_the_consumer_holds_at_most_prefetch_unacknowledged_jobs(connection, channel):
+    """basic_qos: the broker pushes no more than `prefetch` deliveries the worker has not acked."""
+    ch, name = channel
+    declare_job_queue(ch, name)
+    for i in range(10):
+        publish(ch, name, name, job(i))
+    unacked: list[int] = []
+
+    def look_at_the_queue(j: Job) -> None:  # while this job runs, count what the broker holds
+        peek = connection.channel()
+        unacked.append(peek.queue_declare(queue=name, passive=True).method.message_count)
+        peek.close()
+
+    assert consume(ch, name, look_at_the_queue, prefetch=3, idle_timeout=0.5) == 10
+    # ready messages while job n runs: 10 minus those acked minus the 3 pushed (fewer at the end)
+    assert unacked[:8] == [10 - n - 3 for n in range(8)] and unacked[-1] == 0
+    with pytest.raises(ValueError, match="prefetch must be >= 1"):
+        consume(ch, name, look_at_the_queue, prefetch=0)
 
 
 def test_unroutable_publish_raises_instead_of_vanishing(channel):
@@ -124,7 +144,7 @@ def test_a_failing_job_is_retried_after_growing_delays_then_dead_lettered(channe
     backoff = Backoff("none", base=0.4, cap=10)
 
     def work_then_look_in_the_dead_letter_queue():
-        work_one(ch, name, always_fails, retries=3, backoff=backoff)
+        consume(ch, name, always_fails, retries=3, backoff=backoff, idle_timeout=0.05)
         return ch.basic_get(queue=f"{name}.dead", auto_ack=True)
 
     _, props, body = eventually("the job in the dead-letter queue", work_then_look_in_the_dead_letter_queue,
@@ -157,8 +177,7 @@ def test_malformed_message_is_rejected_to_the_dead_letter_queue_at_once(channel)
     ch.basic_publish(exchange=name, routing_key=name, body=b'{"v": 99}')
     publish(ch, name, name, job(1))
     done: list[str] = []
-    while work_one(ch, name, lambda j: done.append(j.id)):
-        pass
+    assert consume(ch, name, lambda j: done.append(j.id), idle_timeout=0.5) == 2
     assert done == ["job-1"]
     method, props, body = poll_get(ch, f"{name}.dead")
     assert body == b'{"v": 99}'
