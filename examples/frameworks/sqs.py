@@ -7,8 +7,8 @@ backoff) and adds:
 
 * :func:`work_batch`: receive up to 10 jobs in one request, run them, delete the successes
   in one ``DeleteMessageBatch`` and hide each failure for its backoff;
-* :func:`redrive`: move messages from a dead-letter queue back to their source queue, in
-  batches, for the cases ``StartMessageMoveTask`` does not cover (FIFO queues; moto);
+* :func:`redrive`: move messages from a standard dead-letter queue back to its source queue,
+  in batches: what ``StartMessageMoveTask`` does inside SQS, which moto does not implement;
 * :func:`sqs_lambda_handler` and :func:`settle_lambda_batch`: the partial-batch contract of
   Lambda's SQS event source with ``ReportBatchItemFailures``, modelled at the API level;
 * :func:`put_queue_alarms`: the CloudWatch alarms that page on a stuck queue;

@@ -76,3 +76,29 @@ def rabbitmq_url():
 def rabbitmq_metrics_url(rabbitmq_url):
     """The node's Prometheus endpoint (``/metrics``; per-queue series under ``/metrics/per-object``)."""
     return _state["server"].metrics_url
+
+
+@pytest.fixture(scope="module")
+def connection(rabbitmq_url):
+    """A blocking connection for one test module (import this fixture where it is used)."""
+    from examples.fundamentals.broker_topology.rabbitmq import connect
+
+    conn = connect(rabbitmq_url)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def channel(connection, request):
+    """A confirm channel and a queue name of the test's own; the job queue's queues and
+    exchanges of that name are deleted afterwards."""
+    from examples.fundamentals.broker_topology.rabbitmq import open_channel, retry_queue
+
+    ch = open_channel(connection)
+    name = f"{request.module.__name__}-{request.node.name}".replace("[", "-").replace("]", "")
+    yield ch, name
+    for queue in (name, f"{name}.dead", f"{name}.delay", *(retry_queue(name, n) for n in range(1, 4))):
+        ch.queue_delete(queue=queue)
+    for exchange in (name, f"{name}.dlx", f"{name}.retry"):
+        ch.exchange_delete(exchange=exchange)
+    ch.close()

@@ -22,13 +22,11 @@ from examples.frameworks.rabbitmq.operations import (
     queue_series,
 )
 from examples.fundamentals.broker_topology.rabbitmq import (
-    connect,
     consume,
     declare_job_queue,
-    open_channel,
     publish,
-    retry_queue,
 )
+from tests._support import rabbitmq_node
 from tests._support.waiting import eventually
 
 FOLDER = Path(__file__).resolve().parents[2] / "examples" / "frameworks" / "rabbitmq"
@@ -38,23 +36,8 @@ def job(i: int) -> Job:
     return new_job("charge", {"order": i}, clock=FakeClock(0), job_id=f"job-{i}")
 
 
-@pytest.fixture(scope="module")
-def connection(rabbitmq_url):
-    conn = connect(rabbitmq_url)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def channel(connection, request):
-    ch = open_channel(connection)
-    name = "fw-" + request.node.name.replace("[", "-").replace("]", "")
-    yield ch, name
-    for queue in (name, f"{name}.dead", f"{name}.delay", *(retry_queue(name, n) for n in range(1, 4))):
-        ch.queue_delete(queue=queue)
-    for exchange in (name, f"{name}.dlx", f"{name}.retry"):
-        ch.exchange_delete(exchange=exchange)
-    ch.close()
+connection = rabbitmq_node.connection  # the shared fixtures: a connection per module,
+channel = rabbitmq_node.channel  # a confirm channel and a queue name per test
 
 
 @pytest.mark.rabbitmq

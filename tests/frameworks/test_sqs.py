@@ -10,7 +10,6 @@ import json
 import boto3
 import botocore.session
 import moto
-import moto.sqs.models
 import pytest
 
 from examples.clock import FakeClock
@@ -32,6 +31,7 @@ from examples.frameworks.sqs import (
 )
 from examples.fundamentals.broker_topology.sqs import SqsWorker, create_job_queue, send_job
 from examples.fundamentals.retries import Backoff
+from tests._support.moto_sqs import fake_clock
 
 MODEL = botocore.session.get_session().get_service_model("sqs")
 
@@ -51,11 +51,7 @@ def sqs(aws):
 
 @pytest.fixture
 def clock(monkeypatch):
-    clock = FakeClock(1_700_000_000)
-    monkeypatch.setattr(moto.sqs.models, "unix_time", lambda dt=None: clock.now())
-    monkeypatch.setattr(moto.sqs.models, "unix_time_millis", lambda dt=None: clock.now() * 1000)
-    monkeypatch.setattr(moto.sqs.models.Queue, "wait_for_messages", lambda self, timeout: clock.advance(timeout))
-    return clock
+    return fake_clock(monkeypatch)
 
 
 def job(i: int, **args) -> Job:

@@ -14,13 +14,13 @@ from examples.fundamentals.broker_topology.rabbitmq import (
     connect,
     consume,
     declare_job_queue,
-    open_channel,
     publish,
     retry_queue,
     work_one,
 )
 from examples.fundamentals.retries import Backoff
 from tests._support.tools import require_tool
+from tests._support import rabbitmq_node
 from tests._support.waiting import eventually
 
 pytestmark = pytest.mark.rabbitmq
@@ -30,29 +30,14 @@ def job(i: int) -> Job:
     return new_job("charge", {"order": i}, clock=FakeClock(0), job_id=f"job-{i}")
 
 
+connection = rabbitmq_node.connection  # the shared fixtures: a connection per module,
+channel = rabbitmq_node.channel  # a confirm channel and a queue name per test
+
+
 def poll_get(ch, queue: str, *, auto_ack: bool = True, timeout: float = 10):
     """basic_get until a message arrives: requeues and dead-lettering are asynchronous."""
     return eventually(f"a message in {queue}", lambda: ch.basic_get(queue=queue, auto_ack=auto_ack),
                       timeout, until=lambda got: got[0] is not None)
-
-
-@pytest.fixture(scope="module")
-def connection(rabbitmq_url):
-    conn = connect(rabbitmq_url)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def channel(connection, request):
-    ch = open_channel(connection)
-    name = request.node.name.replace("[", "-").replace("]", "")
-    yield ch, name
-    for queue in (name, f"{name}.dead", *(retry_queue(name, n) for n in range(1, 4))):
-        ch.queue_delete(queue=queue)
-    for exchange in (name, f"{name}.dlx"):
-        ch.exchange_delete(exchange=exchange)
-    ch.close()
 
 
 def test_redeclaring_is_a_no_op_and_a_conflicting_declare_is_refused(connection, channel):

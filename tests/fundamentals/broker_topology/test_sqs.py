@@ -26,6 +26,7 @@ from examples.fundamentals.broker_topology.sqs import (
     send_job,
 )
 from examples.fundamentals.retries import Backoff
+from tests._support.moto_sqs import fake_clock
 from tests._support.waiting import eventually
 
 
@@ -39,13 +40,7 @@ def sqs(monkeypatch):
 
 @pytest.fixture
 def clock(monkeypatch):
-    clock = FakeClock(1_700_000_000)
-    import moto.sqs.models
-
-    monkeypatch.setattr(moto.sqs.models, "unix_time", lambda dt=None: clock.now())
-    monkeypatch.setattr(moto.sqs.models, "unix_time_millis", lambda dt=None: clock.now() * 1000)
-    monkeypatch.setattr(moto.sqs.models.Queue, "wait_for_messages", lambda self, timeout: clock.advance(timeout))
-    return clock
+    return fake_clock(monkeypatch)
 
 
 def job(i: int) -> Job:
