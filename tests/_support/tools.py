@@ -49,6 +49,9 @@ TOOLS = {
         Tool("tini", "tini", "the shutdown lab's entry points"),
         Tool("dumb-init", "dumb-init", "the shutdown lab's entry points"),
         Tool("unshare", "util-linux", "the shutdown lab's PID namespaces"),
+        Tool("redis-sentinel", "redis-sentinel", "the failover lab's Sentinel scenarios"),
+        Tool("redis-cli", "redis-tools", "the failover lab's Redis Cluster (--cluster create)"),
+        Tool("ip", "iproute2", "the failover lab's network namespaces (partitions)"),
     )
 }
 REASON = re.compile(re.escape(PREFIX) + r"(?P<name>\S+) \(Debian package (?P<package>[^)]+)\)")
