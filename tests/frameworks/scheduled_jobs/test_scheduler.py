@@ -162,3 +162,14 @@ def test_gauges_start_at_first_sight_and_move_on_success(r):
 def test_bad_schedules_are_refused_with_the_reason(bad):
     with pytest.raises(ValueError, match="schedule 'x'"):
         Schedule("x", **bad)
+
+
+def test_a_claim_without_its_enqueue_loses_the_slot(r):
+    """Why the claim and the enqueue are one script: a scheduler that died between a separate
+    SET NX and LPUSH leaves the slot claimed and never run (the script cannot be split)."""
+    clock = FakeClock(T0 - 1)
+    s = Schedule("sync", every=60, catch_up="all")
+    survivor = Scheduler(r, [s], clock, ident="b")
+    clock.advance(2)
+    r.set(f"sched:slot:sync:{int(T0)}", "run by a-two-step-scheduler", nx=True)  # ... then died
+    assert survivor.tick() == [] and not queued(r)
