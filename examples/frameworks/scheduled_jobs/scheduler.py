@@ -52,7 +52,7 @@ class Schedule:
         try:
             ZoneInfo(self.zone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"schedule {self.name!r}: unknown time zone {self.zone!r}") from None
+            raise ValueError(f"schedule {self.name!r}: unknown zone {self.zone!r}") from None
 # [end:schedule]
 
 
@@ -95,7 +95,7 @@ def plan(s: Schedule, due: list[Slot], now: float) -> Iterator[tuple[Slot, str]]
 
 
 # [start:scheduler]
-# Decide one slot: SET NX with a TTL, and enqueue in the same atomic step if the verdict is "run".
+# Decide one slot: SET NX with a TTL and, if the verdict is "run", enqueue in the same step.
 CLAIM = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if ARGV[3] ~= '' then redis.call('LPUSH', KEYS[2], ARGV[3]) end
@@ -132,7 +132,8 @@ class Scheduler:
             for slot, verdict in plan(s, slots(s, since, now), now):
                 job = new_job(s.name, {"slot": slot.key, "due": slot.due}, clock=self.clock,
                               job_id=slot.key) if verdict == "run" else None
-                args = [f"{verdict} by {self.ident}", self.slot_ttl * 1000, job.to_json() if job else ""]
+                by, body = f"{verdict} by {self.ident}", job.to_json() if job else ""
+                args: list[str | int] = [by, self.slot_ttl * 1000, body]
                 if self.claim(keys=[f"sched:slot:{slot.key}", self.queue], args=args):
                     decided.append((slot.key, verdict))
         return decided
@@ -140,10 +141,15 @@ class Scheduler:
 
 
 # [start:runner]
-RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
-def run_slot(r: redis.Redis, s: Schedule, job: Job, fn: Callable[[Job], None], clock: Clock) -> str:
+def run_slot(
+    r: redis.Redis, s: Schedule, job: Job, fn: Callable[[Job], None], clock: Clock
+) -> str:
     """Run one scheduled job in a worker: "done", or "overlap" if it must not start now."""
     lease = f"sched:running:{s.name}"
     if not s.overlap and not r.set(lease, job.id, nx=True, px=s.max_run * 1000):
@@ -170,10 +176,10 @@ class ScheduleCollector(Collector):
         last = GaugeMetricFamily("scheduled_job_last_success_timestamp_seconds",
                                  "When the schedule's last run succeeded", labels=["schedule"])
         limit = GaugeMetricFamily("scheduled_job_max_age_seconds",
-                                  "Alert when the last success is older than this", labels=["schedule"])
+                                  "Alert when the last success is older", labels=["schedule"])
         stored = {**self.r.hgetall("sched:since"), **self.r.hgetall("sched:last_success")}
         for s in self.schedules:
-            period = s.every or 25 * 3600  # a daily schedule's day lasts 25 h when clocks fall back
+            period = s.every or 25 * 3600  # a daily schedule: the autumn day lasts 25 h
             if s.name in stored:  # never succeeded: counts from when a scheduler first saw it
                 last.add_metric([s.name], float(stored[s.name]))
             limit.add_metric([s.name], float(period + s.grace + s.max_run))
