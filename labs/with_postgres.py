@@ -98,6 +98,21 @@ def postgres_cluster(*settings: str) -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+@contextmanager
+def fresh_schema(url: str) -> Iterator[str]:
+    """A connection string whose ``search_path`` is a new, empty schema, dropped afterwards."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    schema = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        try:
+            yield make_conninfo(url, options=f"-c search_path={schema}")
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 def server_version(url: str) -> str:
     """``SHOW server_version`` of the server at ``url``."""
     import psycopg

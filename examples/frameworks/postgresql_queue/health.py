@@ -22,7 +22,7 @@ WHERE s.relid = 'jobs'::regclass
 
 def table_health(conn: psycopg.Connection) -> dict[str, Any]:
     """One row of numbers about the ``jobs`` table on ``conn``'s ``search_path``."""
-    conn.execute("SELECT pg_stat_force_next_flush()")  # PostgreSQL 15: this backend's counts now
+    conn.execute("SELECT pg_stat_force_next_flush()")  # PostgreSQL 15: this session's counts
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         row = cur.execute(HEALTH).fetchone()
     if row is None:

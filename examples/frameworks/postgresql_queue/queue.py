@@ -25,7 +25,6 @@ from psycopg.rows import dict_row
 from examples.clock import Clock
 
 SCHEMA = Path(__file__).with_name("schema.sql")
-# [end:imports]
 
 
 def at(clock: Clock, seconds: float = 0.0) -> dt.datetime:
@@ -36,6 +35,7 @@ def channel(queue: str) -> str:
     if not queue.isidentifier():
         raise ValueError(f"queue name {queue!r} must be letters, digits and underscores")
     return f"jobs_{queue}"
+# [end:imports]
 
 
 # [start:enqueue]
@@ -54,6 +54,7 @@ def enqueue(conn: psycopg.Connection, queue: str, task: str, args: dict[str, Any
 # [end:enqueue]
 
 
+# [start:claim]
 @dataclass(frozen=True)
 class Claimed:
     id: int
@@ -62,7 +63,6 @@ class Claimed:
     attempts: int  # the fencing token: ack and fail name it
 
 
-# [start:claim]
 CLAIM = """
 WITH next AS (
     SELECT id FROM jobs
@@ -88,23 +88,25 @@ class Worker:
     def __init__(self, conn: psycopg.Connection, queue: str, clock: Clock, *,
                  lease: float = 300.0, max_attempts: int = 5, backoff: float = 10.0) -> None:
         if not conn.autocommit:
-            raise ValueError("Worker needs an autocommit connection (psycopg.connect(..., autocommit=True))")
+            raise ValueError("Worker needs an autocommit connection (autocommit=True)")
         self.conn, self.queue, self.clock = conn, queue, clock
         self.lease, self.max_attempts, self.backoff = lease, max_attempts, backoff
 
     def claim(self, n: int = 1) -> list[Claimed]:
-        params = {"queue": self.queue, "now": at(self.clock), "until": at(self.clock, self.lease), "n": n}
+        now, until = at(self.clock), at(self.clock, self.lease)
+        params = {"queue": self.queue, "now": now, "until": until, "n": n}
         with self.conn.transaction(), self.conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(CLAIM, params).fetchall()
         jobs = [Claimed(r["id"], r["task"], r["args"], r["attempts"]) for r in rows]
-        crashed = [j for j in jobs if j.attempts > self.max_attempts]  # killed its worker each time
+        crashed = [j for j in jobs if j.attempts > self.max_attempts]  # killed its workers
         for job in crashed:
             self.bury(job, f"claimed {job.attempts} times without finishing")
         return [j for j in jobs if j not in crashed]
 
     def ack(self, job: Claimed) -> bool:
         """Delete a finished job; False if this worker's lease was lost to another."""
-        done = self.conn.execute("DELETE FROM jobs WHERE id = %s AND attempts = %s", (job.id, job.attempts))
+        done = self.conn.execute(
+            "DELETE FROM jobs WHERE id = %s AND attempts = %s", (job.id, job.attempts))
         return done.rowcount == 1
 
     def fail(self, job: Claimed, error: str) -> str:
@@ -114,14 +116,16 @@ class Worker:
         delay = self.backoff * 2 ** (job.attempts - 1)
         done = self.conn.execute(
             "UPDATE jobs SET lease_until = NULL, run_at = %s, last_error = %s"
-            " WHERE id = %s AND attempts = %s", (at(self.clock, delay), error, job.id, job.attempts))
+            " WHERE id = %s AND attempts = %s",
+            (at(self.clock, delay), error, job.id, job.attempts))
         return "retry" if done.rowcount == 1 else "lost"
 
     def bury(self, job: Claimed, error: str) -> bool:
         with self.conn.transaction():
             self.conn.execute("UPDATE jobs SET last_error = %s WHERE id = %s AND attempts = %s",
                               (error, job.id, job.attempts))
-            moved = self.conn.execute(DEAD, {"id": job.id, "attempts": job.attempts, "now": at(self.clock)})
+            params = {"id": job.id, "attempts": job.attempts, "now": at(self.clock)}
+            moved = self.conn.execute(DEAD, params)
         return moved.rowcount == 1
 # [end:claim]
 
