@@ -6,7 +6,8 @@ transaction that rolls back, and a job whose worker died."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import procrastinate
 import psycopg
@@ -39,20 +40,28 @@ def statuses(conninfo: str) -> dict[str, int]:
     return {status: n for status, n in rows}
 
 
-def test_procrastinate_drains_retries_and_keeps_finished_jobs(conninfo):
+def run(conninfo: str, steps: Callable[..., Awaitable[Any]]) -> tuple[list[int], Any]:
+    """Open an app on a fresh schema, apply procrastinate's schema, run ``steps(app, task)``."""
     seen: list[int] = []
     app, record = make_app(conninfo, seen)
 
-    async def scenario() -> None:
+    async def scenario() -> Any:
         async with app.open_async():
             await app.schema_manager.apply_schema_async()
-            for n in range(40):
-                await record.defer_async(n=n)
-            await record.defer_async(n=-1)
-            for _ in range(3):  # wait=False stops at an empty queue, before a retry is due again
-                await app.run_worker_async(wait=False, concurrency=4, install_signal_handlers=False)
+            return await steps(app, record)
 
-    asyncio.run(scenario())
+    return seen, asyncio.run(scenario())
+
+
+def test_procrastinate_drains_retries_and_keeps_finished_jobs(conninfo):
+    async def steps(app, record) -> None:
+        for n in range(40):
+            await record.defer_async(n=n)
+        await record.defer_async(n=-1)
+        for _ in range(3):  # wait=False stops at an empty queue, before a retry is due again
+            await app.run_worker_async(wait=False, concurrency=4, install_signal_handlers=False)
+
+    seen, _ = run(conninfo, steps)
     assert sorted(n for n in seen if n >= 0) == list(range(40))
     assert seen.count(-1) == 3  # retry=2: three attempts
     # Finished jobs stay in the table (delete_jobs defaults to "never"): 41 rows for 41 jobs.
@@ -60,35 +69,25 @@ def test_procrastinate_drains_retries_and_keeps_finished_jobs(conninfo):
 
 
 def test_procrastinate_defers_outside_the_callers_transaction(conninfo):
-    seen: list[int] = []
-    app, record = make_app(conninfo, seen)
+    async def steps(app, record) -> None:
+        async with await psycopg.AsyncConnection.connect(conninfo) as business:
+            await business.execute("CREATE TEMP TABLE orders (id int)")
+            await business.execute("INSERT INTO orders VALUES (1)")
+            await record.defer_async(n=1)  # through the app's own pool, not `business`
+            await business.rollback()
 
-    async def scenario() -> None:
-        async with app.open_async():
-            await app.schema_manager.apply_schema_async()
-            async with await psycopg.AsyncConnection.connect(conninfo) as business:
-                await business.execute("CREATE TEMP TABLE orders (id int)")
-                await business.execute("INSERT INTO orders VALUES (1)")
-                await record.defer_async(n=1)  # through the app's own pool, not `business`
-                await business.rollback()
-
-    asyncio.run(scenario())
+    run(conninfo, steps)
     assert statuses(conninfo) == {"todo": 1}, "the order rolled back, its job did not"
 
 
 def test_a_job_whose_worker_died_stays_doing_until_someone_retries_it(conninfo):
-    seen: list[int] = []
-    app, record = make_app(conninfo, seen)
+    async def steps(app, record) -> list:
+        job_id = await record.defer_async(n=1)
+        with psycopg.connect(conninfo, autocommit=True) as conn:  # a worker took it, then died
+            conn.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %s", (job_id,))
+        await app.run_worker_async(wait=False, install_signal_handlers=False)
+        return list(await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=0))
 
-    async def scenario() -> list:
-        async with app.open_async():
-            await app.schema_manager.apply_schema_async()
-            job_id = await record.defer_async(n=1)
-            with psycopg.connect(conninfo, autocommit=True) as conn:  # a worker took it, then died
-                conn.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %s", (job_id,))
-            await app.run_worker_async(wait=False, install_signal_handlers=False)
-            return await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=0)
-
-    stalled = asyncio.run(scenario())
+    seen, stalled = run(conninfo, steps)
     assert seen == [] and statuses(conninfo) == {"doing": 1}  # the worker does not take it back
     assert len(stalled) == 1  # the API finds it; retrying it is the application's job
