@@ -30,7 +30,7 @@ def test_rules_check_and_unit_tests_pass(promtool):
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
-def test_a_schedule_that_keeps_succeeding_would_have_fired_without_the_limit(promtool, tmp_path):
+def test_the_unit_test_fails_if_the_stalled_schedule_succeeds(promtool, tmp_path):
     """The unit test can fail: with the report schedule succeeding, the expected alert is missing."""
     shutil.copy(HERE / "alerts.yml", tmp_path)
     text = (HERE / "alerts_test.yml").read_text(encoding="utf-8")
