@@ -389,6 +389,13 @@ def server_differences() -> Table:
     return Table(*differences_table())
 
 
+def release_lines() -> Table:
+    """The release lines the pages' version notes come from (``labs.versions``)."""
+    from labs.versions import release_lines_table
+
+    return Table(*release_lines_table())
+
+
 # -- PostgreSQL as the queue: labs/pg_bench.py's results file -------------------------------
 def _pg_note(data: dict) -> str:
     s, m = data["settings"], data["machine"]
