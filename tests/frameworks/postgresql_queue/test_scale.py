@@ -9,6 +9,7 @@ import psycopg
 from examples.clock import FakeClock
 from examples.frameworks.postgresql_queue.health import table_health
 from examples.frameworks.postgresql_queue.queue import Worker, enqueue
+from tests._support.waiting import eventually
 
 T0 = 1_772_442_000.0
 JOBS = 1000
@@ -31,6 +32,15 @@ def vacuum(dsn: str) -> None:
         conn.execute("VACUUM jobs")
 
 
+def vacuumed_clean(dsn: str) -> None:
+    """VACUUM until no dead row is left: a snapshot held for a moment elsewhere in the cluster
+    (an ANALYZE, another session) can keep one VACUUM from removing the newest ones."""
+    def vacuum_then_count() -> int:
+        vacuum(dsn)
+        return int(health(dsn)["n_dead_tup"])
+    eventually("VACUUM removes every dead row", vacuum_then_count, timeout=30, until=lambda n: n == 0)
+
+
 def health(dsn: str) -> dict:
     with psycopg.connect(dsn, autocommit=True) as conn:
         return table_health(conn)
@@ -49,10 +59,8 @@ def test_churn_leaves_dead_row_versions_until_vacuum(dsn):
     assert after["n_live_tup"] == 0
     assert after["n_dead_tup"] >= JOBS  # each finished job leaves dead versions behind
     assert after["table_bytes"] > 0 and after["index_bytes"] > 8192
-    vacuum(dsn)
-    cleaned = health(dsn)
-    assert cleaned["n_dead_tup"] == 0
-    assert cleaned["index_bytes"] == after["index_bytes"], "VACUUM reuses index pages, never returns them"
+    vacuumed_clean(dsn)
+    assert health(dsn)["index_bytes"] == after["index_bytes"], "VACUUM reuses index pages, never returns them"
 
 
 def test_a_long_transaction_keeps_vacuum_from_removing_dead_rows(dsn, pg_url):
@@ -66,8 +74,7 @@ def test_a_long_transaction_keeps_vacuum_from_removing_dead_rows(dsn, pg_url):
         assert held["n_dead_tup"] >= JOBS, "rows the open snapshot might see cannot be removed"
         assert held["oldest_xmin_age"] >= 1
         report.rollback()
-    vacuum(dsn)
-    assert health(dsn)["n_dead_tup"] == 0
+    vacuumed_clean(dsn)
 
 
 def test_each_worker_holds_one_connection(dsn, pg_url):
