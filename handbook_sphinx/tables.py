@@ -396,6 +396,46 @@ def release_lines() -> Table:
     return Table(*release_lines_table())
 
 
+# -- PostgreSQL as the queue: labs/pg_bench.py's results file -------------------------------
+def _pg_note(data: dict) -> str:
+    s, m = data["settings"], data["machine"]
+    return (
+        f"Measured on {data['date']} with PostgreSQL {data['versions']['postgresql']} "
+        f"(psycopg {data['versions']['psycopg']}) on {m['system']}, {m['cores']} cores, "
+        f"load average {m['load_average_at_end'][0]} at the end; {s['jobs']} jobs per drain, "
+        f"median of {s['runs']} runs; latency over {s['latency_jobs']} jobs committed at "
+        f"{s['rate_per_s']:g} per second. Reproduce with `tox -e pg-bench`."
+    )
+
+
+def postgresql_table(results: Path) -> Table:
+    """Drain rate and latency of the PostgreSQL queue per worker count and commit setting."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    rows = [
+        [f"`{row['synchronous_commit']}`", str(row["workers"]),
+         f"{row['drain_per_s']['median']:,.0f}",
+         f"{row['drain_per_s']['min']:,.0f}–{row['drain_per_s']['max']:,.0f}",
+         f"{row['latency_ms']['p50']:.1f}", f"{row['latency_ms']['p99']:.1f}"]
+        for row in data["workers"]
+    ]
+    header = ["`synchronous_commit`", "workers", "drain (jobs/s)", "slowest–fastest run",
+              "latency p50 (ms)", "latency p99 (ms)"]
+    return Table(header, rows, note=_pg_note(data))
+
+
+def postgresql_bloat(results: Path) -> Table:
+    """The jobs table after a sustained run, and after a VACUUM."""
+    data = json.loads(results.read_text(encoding="utf-8"))["sustained"]
+    rows = [
+        [when, f"{data[key]['n_dead_tup']:,}", f"{data[key]['table_bytes'] // 1024:,}",
+         f"{data[key]['index_bytes'] // 1024:,}"]
+        for when, key in ((f"after {data['jobs']:,} jobs, autovacuum on", "after_run"),
+                          ("after `VACUUM jobs`", "after_vacuum"))
+    ]
+    return Table(["`jobs` table", "dead row versions (`n_dead_tup`)", "table (KiB)",
+                  "indexes (KiB)"], rows)
+
+
 # -- SQS: cost per million jobs from the request arithmetic ---------------------------------
 def sqs_cost_table() -> Table:
     """Billed requests and USD per million jobs for a few worker designs (first-tier prices,

@@ -44,6 +44,7 @@ TOOLS = {
         Tool("sidekiq", "ruby-sidekiq", "Sidekiq tests"),
         Tool("rabbitmq-server", "rabbitmq-server", "RabbitMQ tests (topology, access rules)"),
         Tool("redis-server", "redis-server", "tests that start their own redis-server"),
+        Tool("initdb", "postgresql", "PostgreSQL queue tests (they start their own cluster)"),
         Tool("chromium", "chromium", "browser tests (tox -e browser)"),
         Tool("pdftotext", "poppler-utils", "PDF checks (tox -e pdf)"),
         Tool("tini", "tini", "the shutdown lab's entry points"),
