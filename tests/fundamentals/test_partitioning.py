@@ -13,8 +13,10 @@ import pytest
 
 from examples.clock import FakeClock
 from examples.envelope import new_job
+from examples.fundamentals.backpressure import QueueFull
 from examples.fundamentals.partitioning import (
     FairTenantQueue,
+    TenantQueueFull,
     PartitionedQueue,
     RendezvousHash,
     assign_partitions,
@@ -185,6 +187,26 @@ def test_a_single_fifo_makes_the_quiet_tenants_wait_behind_the_flood(r):
     while q.reserve("w").job.args["key"] != "tenant-b":
         waited += 1
     assert waited == 1000
+
+
+def test_a_tenant_flooding_the_queue_is_refused_at_its_cap_and_the_others_are_not(r):
+    """Security review, finding 13: the fair queue had no per-tenant bound, so one tenant (or
+    a producer holding its credentials) could fill Redis, and under noeviction every tenant's
+    enqueue then failed."""
+    q = FairTenantQueue(r, "exports", max_per_tenant=5)
+    assert [q.enqueue("noisy", job("noisy", i)) for i in range(5)] == [1, 2, 3, 4, 5]
+    with pytest.raises(TenantQueueFull, match=(
+            "tenant 'noisy' already has 5 jobs waiting in queue 'exports', its cap; "
+            "job 'noisy-5' was not enqueued")):
+        q.enqueue("noisy", job("noisy", 5))
+    assert issubclass(TenantQueueFull, QueueFull)  # producers that handle QueueFull handle it
+    assert r.llen(q.prefix + "noisy") == 5  # nothing was pushed
+    assert q.enqueue("quiet", job("quiet", 0)) == 1  # another tenant is not affected
+    assert [q.take()[0] for _ in range(2)] == ["noisy", "quiet"]
+    assert q.enqueue("noisy", job("noisy", 6)) == 5  # one taken: room for one more
+    for bad in (0, -1, 1.5, "10"):
+        with pytest.raises(ValueError, match="max_per_tenant must be an integer >= 1"):
+            FairTenantQueue(r, "q", max_per_tenant=bad)
 
 
 def test_fair_queue_empties_and_forgets_idle_tenants(r):
