@@ -75,7 +75,6 @@ class StreamQueue:
         self.max_deliveries = max_deliveries
         self.stream_key = f"stream:{{{name}}}:jobs"
         self.dead = DeadLetterList(r, f"stream:{{{name}}}:dead", clock=clock or SystemClock())
-        self._ack = r.register_script(STREAM_ACK_LUA)
         try:  # MKSTREAM creates the stream; id "0": the group also sees entries already there
             r.xgroup_create(self.stream_key, group, id="0", mkstream=True)
         except redis.ResponseError as exc:
@@ -102,8 +101,7 @@ class StreamQueue:
     def ack(self, delivery: StreamDelivery) -> None:
         """Acknowledge and delete the entry: ``XACK`` + ``XDEL`` in one script, which,
         unlike MULTI, still runs when Redis is at maxmemory."""
-        if not self._ack(keys=[self.stream_key, self.dead.key],
-                         args=[self.group, delivery.entry_id]):
+        if not self._ack_entry(delivery.entry_id):
             raise LookupError(
                 f"entry {delivery.entry_id} of job {delivery.job.id!r} "
                 "is not pending (acked twice?)"
@@ -174,8 +172,13 @@ class StreamQueue:
 
     def _set_aside(self, entry_id: str, raw: str, reason: str, deliveries: int) -> None:
         record = self.dead.record(raw, reason, attempts=deliveries)
-        self._ack(keys=[self.stream_key, self.dead.key],
-                  args=[self.group, entry_id, record, self.dead.max_records])
+        self._ack_entry(entry_id, record, self.dead.max_records)
+
+    def _ack_entry(self, entry_id: str, *record_and_cap: str | int) -> int:
+        """Run STREAM_ACK_LUA: XACK + XDEL, and the dead letter if given; 1 if it was pending."""
+        script = self.r.register_script(STREAM_ACK_LUA)  # a Script object: no round trip
+        keys = [self.stream_key, self.dead.key]
+        return int(script(keys=keys, args=[self.group, entry_id, *record_and_cap]))
 
     def dead_letters(self) -> list[DeadLetter]:
         """Entries that could not be processed, newest first, each with its reason."""
