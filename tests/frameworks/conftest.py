@@ -64,6 +64,10 @@ def tcp_redis_url() -> Iterator[str]:
     thread.start()
     host, port = server.server_address
     password = secrets.token_urlsafe(16)
+    # The password makes clients send AUTH as they would to a real server; fakeredis (2.41)
+    # checks an AUTH it receives but serves clients that send none, so this server is open to
+    # local users for the session, on loopback, holding test data only. The real-server runs
+    # (tox -e redis) enforce the password.
     redis.Redis(host=host, port=port).config_set("requirepass", password)
     try:
         yield f"redis://:{password}@{host}:{port}/0"
