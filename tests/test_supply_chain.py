@@ -74,3 +74,19 @@ def test_the_node_project_pins_exact_versions_and_installs_from_its_lockfile():
         assert re.fullmatch(r"\d+\.\d+\.\d+", version), f"{name}: {version} is a range"
     lock = json.loads((ROOT / "examples" / "frameworks" / "bullmq" / "package-lock.json").read_text())
     assert all(entry.get("integrity", "").startswith("sha512-") for path, entry in lock["packages"].items() if path)
+
+
+def test_every_npm_install_runs_no_install_scripts():
+    """Security review, finding 21: ``npm ci`` ran the packages' install scripts
+    (msgpackr-extract's). Its prebuilt binary is an optional package that needs no script:
+    the BullMQ tests pass on a tree installed with ``--ignore-scripts``."""
+    places = {
+        "tox.ini": (ROOT / "tox.ini").read_text(encoding="utf-8"),
+        "tests/frameworks/conftest.py": (ROOT / "tests" / "frameworks" / "conftest.py").read_text(encoding="utf-8"),
+        "labs/throughput.py": (ROOT / "labs" / "throughput.py").read_text(encoding="utf-8"),
+    }
+    for where, text in places.items():
+        calls = re.findall(r"npm --prefix \S+ ci\b[^\n]*|\[npm, \"ci\"[^\]]*\]", text)  # tox.ini; Python
+        assert calls, where
+        for call in calls:
+            assert "--ignore-scripts" in call, f"{where}: {call}"
