@@ -259,14 +259,16 @@ def fair_tenant_malformed(r, bad: bytes = NOT_UTF8):
     r.lpush(q.prefix + "acme", bad)
     r.lpush(q.ring_key, "acme")
     assert q.take() is None
-    return q.dead_letters()
+    return q.dead_letters("acme")
 
 
 def fair_tenant_failure(r):
     q = FairTenantQueue(r, "q", clock=clock())
     q.enqueue("acme", GOOD)
     taken = q.take()
-    return taken_then_failed(q, taken[1] if taken else None)
+    assert taken is not None and taken[1].id == "job-1"
+    q.dead_for("acme").push(taken[1].to_json(), repr(ERROR))  # the caller's handler failed
+    return q.dead_letters("acme")
 
 
 def envelope_malformed(r, bad: bytes | None = None):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import redis
 
 from examples.clock import Clock, SystemClock
-from examples.dead_letters import DeadLetter, DeadLetterList, check_key_part
+from examples.dead_letters import MAX_RECORDS, DeadLetter, DeadLetterList, check_key_part
 from examples.envelope import Job, MalformedJob
 from examples.fundamentals.backpressure import QueueFull
 from examples.redis_client import text_or_none
@@ -196,7 +196,7 @@ class FairTenantQueue:
 
     def __init__(
         self, r: redis.Redis, name: str, *, max_per_tenant: int = 10_000,
-        clock: Clock | None = None,
+        max_dead_per_tenant: int = MAX_RECORDS, clock: Clock | None = None,
     ) -> None:
         if not isinstance(max_per_tenant, int) or max_per_tenant < 1:
             raise ValueError(f"max_per_tenant must be an integer >= 1, got {max_per_tenant!r}")
@@ -204,7 +204,7 @@ class FairTenantQueue:
         self.name = check_key_part("queue name", name)
         self.ring_key = f"fq:{{{name}}}:ring"
         self.prefix = f"fq:{{{name}}}:tenant:"
-        self.dead = DeadLetterList(r, f"fq:{{{name}}}:dead", clock=clock or SystemClock())
+        self.clock, self.max_dead_per_tenant = clock or SystemClock(), max_dead_per_tenant
         self._enqueue = r.register_script(FAIR_ENQUEUE_LUA)
         self._take = r.register_script(FAIR_TAKE_LUA)
 
@@ -232,11 +232,18 @@ class FairTenantQueue:
             try:
                 return tenant, Job.from_json(raw)
             except MalformedJob as exc:  # popped by the script: keep it with the reason
-                self.dead.push(raw, str(exc))
+                self.dead_for(tenant).push(raw, str(exc))
         return None
 
-    def dead_letters(self) -> list[DeadLetter]:
-        return self.dead.records()
+    def dead_for(self, tenant: str) -> DeadLetterList:
+        """The tenant's own capped dead-letter list: one tenant's garbage never pushes
+        another tenant's records out of a shared list."""
+        key = f"fq:{{{self.name}}}:dead:{check_key_part('tenant', tenant)}"
+        cap = self.max_dead_per_tenant
+        return DeadLetterList(self.r, key, clock=self.clock, max_records=cap)
+
+    def dead_letters(self, tenant: str) -> list[DeadLetter]:
+        return self.dead_for(tenant).records()
 # [end:fair-tenants]
 
 
