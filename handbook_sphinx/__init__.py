@@ -19,6 +19,10 @@ What it adds to the build, one module each:
 :mod:`handbook_sphinx.settings_table`, :mod:`handbook_sphinx.runbook`
     Two domain directives: the settings-equivalence table and the on-call runbook.
 
+:mod:`handbook_sphinx.questions`
+    Questions from the field: production questions from the public trackers, answered on
+    the page a reader would open, from one data file, with an index page of them all.
+
 :mod:`handbook_sphinx.facts`
     One source for each fact the pages quote (library versions and defaults), read from the
     installed packages; ``conf.py`` hands them to MyST as substitutions.
@@ -42,12 +46,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
-    from handbook_sphinx import contract, example, generated, runbook, settings_table
+    from handbook_sphinx import (
+        contract, example, generated, questions, runbook, settings_table,
+    )
 
     app.add_config_value("handbook_root", str(ROOT), "env", str)
     # Listings may come from these folders (relative to handbook_root), nowhere else.
     app.add_config_value("handbook_listing_roots", ["examples", "labs"], "env", list)
-    for module in (example, generated, contract, settings_table, runbook):
+    for module in (example, generated, contract, settings_table, runbook, questions):
         module.setup(app)
     app.connect("doctree-read", api_objects_out_of_the_index)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -349,3 +349,13 @@ def test_liveness_checks_see_the_broker_and_the_worker(worker):
 
 def test_the_shared_worker_started_quickly(worker):
     assert worker.start_seconds < 10
+
+
+def test_a_task_name_no_worker_knows_is_discarded_not_requeued(broker):
+    """Questions from the field, "Received unregistered task": the worker rejects the message
+    without requeueing it and records the failure in the result backend; nothing retries it."""
+    result = app.send_task("examples.renamed_in_the_next_release", args=(1,), queue="default")
+    assert settled(broker, "default")  # gone from the queue and from the unacknowledged set
+    eventually("the failure recorded", lambda: result.state, 5, until=lambda s: s == "FAILURE")
+    assert type(result.result).__name__ == "NotRegistered"
+    assert "examples.renamed_in_the_next_release" in str(result.result)
