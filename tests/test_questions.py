@@ -120,3 +120,31 @@ def test_rq_scheduler_takeover_period_is_the_installed_one():
     from rq.defaults import DEFAULT_SCHEDULER_FALLBACK_PERIOD
 
     assert DEFAULT_SCHEDULER_FALLBACK_PERIOD == 120
+
+
+def test_celery_autoretry_reraises_the_task_error_not_max_retries_exceeded():
+    """After the last automatic retry Celery raises the task's own exception; only a bare
+    ``self.retry()`` without ``exc`` raises ``MaxRetriesExceededError``."""
+    from celery import Celery
+    from celery.app.task import Task
+    from celery.exceptions import MaxRetriesExceededError
+
+    app = Celery("questions-retry-probe", set_as_current=False)
+    app.conf.task_always_eager = True
+    calls: list[int] = []
+
+    @app.task(bind=True, autoretry_for=(KeyError,), max_retries=2, default_retry_delay=0, shared=False)
+    def flaky(self):
+        calls.append(self.request.retries)
+        raise KeyError("still down")
+
+    @app.task(bind=True, max_retries=1, default_retry_delay=0, shared=False)
+    def bare(self):
+        raise self.retry()
+
+    with pytest.raises(KeyError, match="still down"):
+        flaky.apply().get()
+    assert calls == [0, 1, 2]  # the first run and two retries
+    with pytest.raises(MaxRetriesExceededError):
+        bare.apply().get()
+    assert Task.max_retries == 3 and Task.default_retry_delay == 180
