@@ -17,7 +17,12 @@ What it adds to the build, one module each:
     shows more than its budget of code lines. Each problem is a warning at ``page.md:LINE``,
     so the strict build (``-W``) fails on it.
 :mod:`handbook_sphinx.settings_table`, :mod:`handbook_sphinx.runbook`
-    Two domain directives: the settings-equivalence table and the on-call runbook.
+    Two domain directives: the settings-equivalence table and the on-call runbook (with the
+    landing page's "Paged right now?" box and the alerting page's runbook links).
+:mod:`handbook_sphinx.search_terms`
+    Index entries for what a paged engineer types into the search, on the section that
+    answers it (``search_terms.toml``); ``search_scorer.js`` ranks section titles and the
+    runbook's entries above stray words.
 
 :mod:`handbook_sphinx.questions`
     Questions from the field: production questions from the public trackers, answered on
@@ -47,13 +52,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def setup(app: Sphinx) -> dict[str, Any]:
     from handbook_sphinx import (
-        contract, example, generated, questions, runbook, settings_table,
+        contract,
+        example,
+        generated,
+        questions,
+        runbook,
+        search_terms,
+        settings_table,
     )
 
     app.add_config_value("handbook_root", str(ROOT), "env", str)
     # Listings may come from these folders (relative to handbook_root), nowhere else.
     app.add_config_value("handbook_listing_roots", ["examples", "labs"], "env", list)
-    for module in (example, generated, contract, settings_table, runbook, questions):
+    for module in (
+        example, generated, contract, settings_table, runbook, search_terms, questions,
+    ):
         module.setup(app)
     app.connect("doctree-read", api_objects_out_of_the_index)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
