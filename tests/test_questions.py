@@ -148,3 +148,67 @@ def test_celery_autoretry_reraises_the_task_error_not_max_retries_exceeded():
     with pytest.raises(MaxRetriesExceededError):
         bare.apply().get()
     assert Task.max_retries == 3 and Task.default_retry_delay == 180
+
+
+def test_rq_default_job_timeout_and_result_ttl():
+    from rq import Queue
+    from rq.defaults import DEFAULT_RESULT_TTL
+
+    assert Queue.DEFAULT_TIMEOUT == 180  # "Task exceeded maximum timeout value (180 seconds)"
+    assert DEFAULT_RESULT_TTL == 500
+
+
+def test_celery_has_no_default_time_or_rate_limit_and_keeps_results_a_day():
+    from datetime import timedelta
+
+    from celery.app.defaults import DEFAULTS
+
+    assert DEFAULTS["task_time_limit"] is None and DEFAULTS["task_soft_time_limit"] is None
+    assert DEFAULTS["task_default_rate_limit"] is None
+    assert DEFAULTS["worker_disable_rate_limits"] is False
+    assert DEFAULTS["result_expires"] == timedelta(days=1)
+    assert DEFAULTS["broker_connection_retry_on_startup"] is None  # falls back, with a warning
+    assert DEFAULTS["worker_soft_shutdown_timeout"] == 0.0
+
+
+def test_flower_serves_metrics_without_credentials_and_the_api_only_with_them(monkeypatch):
+    """``/metrics`` and ``/healthcheck`` have no ``@web.authenticated``; the API needs
+    credentials unless FLOWER_UNAUTHENTICATED_API is set."""
+    from flower.views import BaseHandler
+    from flower.views.monitor import Healthcheck, Metrics
+    from flower.views.workers import WorkersView
+
+    assert not hasattr(Metrics.get, "__wrapped__") and not hasattr(Healthcheck.get, "__wrapped__")
+    assert hasattr(WorkersView.get, "__wrapped__")  # a page that does ask for a login
+    handler = object.__new__(BaseHandler)
+    monkeypatch.delenv("FLOWER_UNAUTHENTICATED_API", raising=False)
+    assert not handler.unauthenticated_api
+    monkeypatch.setenv("FLOWER_UNAUTHENTICATED_API", "true")
+    assert handler.unauthenticated_api
+
+
+def test_flower_keeps_its_state_in_memory_by_default():
+    from flower.options import options
+
+    assert options.persistent is False
+    assert options.max_tasks == 100000
+    assert options.purge_offline_workers is None
+
+
+def test_the_batch_span_processor_exports_every_five_seconds_by_default(monkeypatch):
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    monkeypatch.delenv("OTEL_BSP_SCHEDULE_DELAY", raising=False)
+    assert BatchSpanProcessor._default_schedule_delay_millis() == 5000
+
+
+def test_celery_default_concurrency_is_the_host_cpu_count_and_auto_reads_the_cgroup_quota():
+    import os
+
+    import billiard
+    from celery.utils import sysinfo
+
+    assert billiard.cpu_count() == os.cpu_count()  # what WorkController falls back to
+    assert sysinfo.is_auto_concurrency(" Auto ")
+    assert sysinfo._parse_quota("200000", "100000") == 2.0  # cgroup v2 cpu.max "200000 100000"
+    assert sysinfo._parse_quota("max", "100000") is None
