@@ -165,8 +165,10 @@ def _paragraphs(text: str) -> list[str]:
 def render_question(q: Question) -> str:
     lines = [f"({q.label})=", f"### {q.question}", ""]
     if q.symptoms:
-        for symptom in q.symptoms:  # MyST takes a directive's argument from one line only
-            lines += [f"```{{index}} single: {symptom}", "```"]
+        # Main entries ("!"): the site search ranks them with the full-text hits, where a
+        # plain entry would come after all of them. MyST takes the argument from one line.
+        for symptom in q.symptoms:
+            lines += [f"```{{index}} !single: {symptom}", "```"]
         lines.append("")
         shown = ", ".join(f"`{s}`" if _looks_like_code(s) else f"“{s}”" for s in q.symptoms)
         lines += [f"*You may see:* {shown}", ""]
