@@ -59,13 +59,15 @@ def setup(app: Sphinx) -> dict[str, Any]:
         runbook,
         search_terms,
         settings_table,
+        version_notes,
     )
 
     app.add_config_value("handbook_root", str(ROOT), "env", str)
     # Listings may come from these folders (relative to handbook_root), nowhere else.
     app.add_config_value("handbook_listing_roots", ["examples", "labs"], "env", list)
     for module in (
-        example, generated, contract, settings_table, runbook, search_terms, questions,
+        example, generated, contract, settings_table, runbook, search_terms, version_notes,
+        questions,
     ):
         module.setup(app)
     app.connect("doctree-read", api_objects_out_of_the_index)

@@ -49,8 +49,10 @@ def test_a_wrong_expectation_makes_promtool_fail(promtool, tmp_path):
 
 def test_a_broken_rule_fails_the_check(promtool, tmp_path):
     text = (ALERTING / "alerts.yml").read_text(encoding="utf-8")
-    (tmp_path / "alerts.yml").write_text(text.replace("max by (queue) (jobqueue_queue_dead_letters) > 0",
-                                                      "max by (queue) (jobqueue_queue_dead_letters > 0"))
+    broken = text.replace("max by (queue) (jobqueue_queue_oldest_job_age_seconds) > 300",
+                          "max by (queue) (jobqueue_queue_oldest_job_age_seconds > 300")
+    assert broken != text
+    (tmp_path / "alerts.yml").write_text(broken)
     result = run_promtool(promtool, "check", "rules", "alerts.yml", cwd=tmp_path)
     assert result.returncode == 1
     assert "unclosed left parenthesis" in result.stdout + result.stderr
@@ -61,7 +63,13 @@ def test_rules_use_only_contract_metrics_and_its_thresholds():
         used = set(re.findall(r"\bjobqueue_[a-z_]+", rule["expr"]))
         assert used and used <= contract.SERIES_NAMES, (name, used - contract.SERIES_NAMES)
     assert ALERTS["JobQueueOldestJobTooOld"]["expr"].endswith(f"> {contract.OLDEST_JOB_SLO_SECONDS:g}")
-    assert ALERTS["JobQueueErrorRatioHigh"]["expr"].rstrip().endswith(f"> {contract.ERROR_RATIO_THRESHOLD:g}")
+    ratio = ALERTS["JobQueueErrorRatioHigh"]["expr"]
+    assert f"> {contract.ERROR_RATIO_THRESHOLD:g}\n" in ratio
+    # the traffic guard: enough finished jobs in the same window
+    assert ratio.rstrip().endswith(
+        f"and on (queue) sum by (queue) (increase(jobqueue_jobs_processed_total[10m]))"
+        f" >= {contract.ERROR_RATIO_MIN_JOBS}")
+    assert f'min(up{{job="{contract.COLLECTOR_JOB}"}}) == 0' in ALERTS["JobQueueMetricsMissing"]["expr"]
 
 
 @pytest.mark.parametrize("name", sorted(ALERTS))
@@ -84,3 +92,43 @@ def test_every_alert_has_a_case_that_fires_and_one_that_must_not(name):
              if case["alertname"] == name]
     assert any(case.get("exp_alerts") for case in cases), f"{name}: no test where it fires"
     assert any(not case.get("exp_alerts") for case in cases), f"{name}: no test where it must stay quiet"
+
+
+def test_no_rule_panel_or_runbook_query_matches_an_le_value():
+    """Prometheus 3 stores `le` as a float ("30.0"); a query that matches `le="30"` finds
+    nothing there (the Versions note of the page). None of the handbook's queries does."""
+    from tests._support.promtool import EXAMPLES
+
+    for path in (ALERTING / "alerts.yml", EXAMPLES / "grafana" / "dashboard.json",
+                 EXAMPLES / "runbook" / "runbook.toml"):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"\ble\s*=~?\s*\\?[\"']", text), f"{path.name} matches an le value"
+
+
+# -- error-budget burn-rate alerts (slo.yml, slo_test.yml) -------------------------------------
+def slo_rules_without(promtool, tmp_path, clause: str):
+    """Run slo_test.yml against slo.yml with one clause of both alerts removed."""
+    text = (ALERTING / "slo.yml").read_text(encoding="utf-8")
+    assert clause in text
+    (tmp_path / "slo.yml").write_text(text.replace(clause, ""), encoding="utf-8")
+    shutil.copy(ALERTING / "slo_test.yml", tmp_path)
+    return run_promtool(promtool, "test", "rules", "slo_test.yml", cwd=tmp_path)
+
+
+def test_slo_burn_rate_rules_check_and_pass_their_unit_tests(promtool):
+    check = run_promtool(promtool, "check", "rules", "slo.yml", cwd=ALERTING)
+    assert check.returncode == 0 and "SUCCESS: 7 rules found" in check.stdout, check.stdout + check.stderr
+    result = run_promtool(promtool, "test", "rules", "slo_test.yml", cwd=ALERTING)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_without_the_short_window_the_page_outlives_the_outage_by_an_hour(promtool, tmp_path):
+    result = slo_rules_without(promtool, tmp_path, "\n            and queue:jobqueue_error_ratio:rate5m > 14.4 * 0.01")
+    assert result.returncode == 1
+    assert "time: 1h30m" in result.stdout + result.stderr  # still paging ten minutes after the last failure
+
+
+def test_without_the_traffic_floor_a_queue_of_one_job_a_minute_pages(promtool, tmp_path):
+    result = slo_rules_without(promtool, tmp_path, "\n            and queue:jobqueue_jobs_processed:increase1h >= 100")
+    assert result.returncode == 1
+    assert 'queue="rare"' in result.stdout + result.stderr
