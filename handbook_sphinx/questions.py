@@ -187,7 +187,7 @@ def render_question(q: Question) -> str:
 
 
 def _looks_like_code(text: str) -> bool:
-    return bool(re.search(r"[A-Z][a-z]+[A-Z]|[_:(){}=]|Error|Exception|^[A-Z_]+$", text))
+    return bool(re.search(r"[A-Z][a-z]+[A-Z]|[_:(){}=]|Error|Exception|^[A-Z_]+$|^-", text))
 
 
 def render_page(docname: str, questions: list[Question]) -> str:
