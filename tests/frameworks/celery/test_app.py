@@ -422,3 +422,20 @@ def test_a_pickled_message_is_dropped_and_the_worker_keeps_consuming(broker, wor
     assert settled(broker, "default")  # taken and acknowledged: not left queued or unacked
     assert add.delay(2, 3).get(timeout=10) == 5
     assert worker_responds(worker.hostname, app, timeout=2)
+
+
+def test_beats_default_schedule_file_is_a_shelve_so_pickle(tmp_path):
+    """Security review, finding 15: the page says beat's default scheduler keeps its schedule
+    in a shelve, whose values are pickles: whoever writes the file runs code in beat."""
+    import pickle
+    import shelve
+
+    from celery import beat
+
+    assert DEFAULTS["beat_scheduler"] == "celery.beat:PersistentScheduler"
+    assert beat.PersistentScheduler.persistence is shelve
+    with shelve.open(str(tmp_path / "beat-schedule")) as db:
+        db["entries"] = {"cleanup": 1}
+    with shelve.open(str(tmp_path / "beat-schedule")) as db:
+        stored = db.dict[b"entries"]  # the raw value in the dbm file
+    assert pickle.loads(stored) == {"cleanup": 1} and stored[:1] == b"\x80"  # a pickle frame
