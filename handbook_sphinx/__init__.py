@@ -24,6 +24,10 @@ What it adds to the build, one module each:
     answers it (``search_terms.toml``); ``search_scorer.js`` ranks section titles and the
     runbook's entries above stray words.
 
+:mod:`handbook_sphinx.questions`
+    Questions from the field: production questions from the public trackers, answered on
+    the page a reader would open, from one data file, with an index page of them all.
+
 :mod:`handbook_sphinx.facts`
     One source for each fact the pages quote (library versions and defaults), read from the
     installed packages; ``conf.py`` hands them to MyST as substitutions.
@@ -51,6 +55,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
         contract,
         example,
         generated,
+        questions,
         runbook,
         search_terms,
         settings_table,
@@ -62,6 +67,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("handbook_listing_roots", ["examples", "labs"], "env", list)
     for module in (
         example, generated, contract, settings_table, runbook, search_terms, version_notes,
+        questions,
     ):
         module.setup(app)
     app.connect("doctree-read", api_objects_out_of_the_index)

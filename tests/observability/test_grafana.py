@@ -100,3 +100,32 @@ def test_the_harness_catches_a_query_on_a_metric_outside_the_contract(promtool, 
     result = run_promtool(promtool, "test", "rules", "panels_test.yml", cwd=tmp_path)
     assert result.returncode == 1
     assert "dashboard:intruder" in result.stdout + result.stderr
+
+
+def test_increase_extrapolates_and_a_quantile_of_no_observations_is_nan(promtool, tmp_path):
+    """Two answers of the Grafana page's questions, run by promtool: ``increase()`` over a counter
+    that only moves in whole steps returns 2.5 for a window its samples do not fill, and
+    ``histogram_quantile`` of buckets whose rate is 0 is NaN, not 0."""
+    rules = [
+        {"record": "q:increase_150s", "expr": "increase(jobs_done_total[150s])"},
+        {"record": "q:p95_idle", "expr": "histogram_quantile(0.95, sum by (le) (rate(job_seconds_bucket[5m])))"},
+    ]
+    (tmp_path / "q.yml").write_text(yaml.safe_dump({"groups": [{"name": "q", "rules": rules}]}))
+    case = {"rule_files": ["q.yml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [
+            {"series": "jobs_done_total", "values": "0+1x20"},  # one job a minute, whole numbers
+            {"series": 'job_seconds_bucket{le="1"}', "values": "5+0x20"},  # nothing observed lately
+            {"series": 'job_seconds_bucket{le="+Inf"}', "values": "5+0x20"},
+        ],
+        "promql_expr_test": [
+            {"expr": "q:increase_150s", "eval_time": "10m",
+             "exp_samples": [{"labels": "q:increase_150s", "value": 2.5}]},
+            # NaN is the one value not equal to itself (promtool cannot expect NaN directly)
+            {"expr": "count(q:p95_idle != q:p95_idle)", "eval_time": "10m",
+             "exp_samples": [{"labels": "{}", "value": 1}]},
+        ],
+    }]}
+    (tmp_path / "q_test.yml").write_text(yaml.safe_dump(case))
+    result = run_promtool(promtool, "test", "rules", "q_test.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -400,6 +400,30 @@ def test_the_shared_worker_started_quickly(worker):
     assert worker.start_seconds < 10
 
 
+def test_a_task_name_no_worker_knows_is_discarded_not_requeued(broker):
+    """Questions from the field, "Received unregistered task": the worker rejects the message
+    without requeueing it and records the failure in the result backend; nothing retries it."""
+    result = app.send_task("examples.renamed_in_the_next_release", args=(1,), queue="default")
+    assert settled(broker, "default")  # gone from the queue and from the unacknowledged set
+    eventually("the failure recorded", lambda: result.state, 5, until=lambda s: s == "FAILURE")
+    assert type(result.result).__name__ == "NotRegistered"
+    assert "examples.renamed_in_the_next_release" in str(result.result)
+
+
+def test_a_pickled_message_is_dropped_and_the_worker_keeps_consuming(broker, worker, redis_url_env):
+    """Questions from the field, "ContentDisallowed ... pickle": a message in a serializer the
+    worker does not accept is acknowledged and dropped (logged as undecodable); the worker
+    survives and runs the next task."""
+    with kombu.Connection(redis_url_env) as conn:
+        conn.Producer(serializer="pickle").publish(
+            {"task": "examples.frameworks.celery.app.add", "args": [1, 2]},
+            routing_key="default", declare=[kombu.Queue("default")],
+        )
+    assert settled(broker, "default")  # taken and acknowledged: not left queued or unacked
+    assert add.delay(2, 3).get(timeout=10) == 5
+    assert worker_responds(worker.hostname, app, timeout=2)
+
+
 def test_beats_default_schedule_file_is_a_shelve_so_pickle(tmp_path):
     """Security review, finding 15: the page says beat's default scheduler keeps its schedule
     in a shelve, whose values are pickles: whoever writes the file runs code in beat."""
