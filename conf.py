@@ -35,6 +35,7 @@ extensions = [
     "sphinx.ext.doctest",  # renders {doctest} blocks; Sybil (docs/conftest.py) runs them
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
+    "sphinx.ext.graphviz",  # the diagrams: .dot files beside the code they draw, under examples/
     # The handbook's toolkit: {example} listings, generated tables and figures, the
     # page<->code contract (warnings at page.md:LINE), the settings table and the runbook.
     "handbook_sphinx",
@@ -44,7 +45,8 @@ numfig = True  # "Figure 3", "Listing 2": numbered in HTML and PDF
 numfig_format = {"figure": "Figure %s", "table": "Table %s", "code-block": "Listing %s"}
 # The PDF starts at parts, so depth 2 numbers figures and listings per chapter ("Figure 11.1").
 numfig_secnum_depth = 2
-exclude_patterns = ["_build", "conftest.py", "**/.pytest_cache"]
+# _front/: the PDF's preface and quick reference, included by index.md ({only} latex).
+exclude_patterns = ["_build", "conftest.py", "**/.pytest_cache", "_front"]
 templates_path = ["docs/_templates"]
 pygments_style = "a11y-high-contrast-light"  # accessible-pygments: WCAG AA contrast
 pygments_dark_style = "a11y-high-contrast-dark"
@@ -80,6 +82,10 @@ nitpick_ignore_regex = [
 # explicit :external: roles that would fail loudly. Mapping stays empty on purpose.
 intersphinx_mapping: dict[str, tuple[str, str | None]] = {}
 intersphinx_disabled_reftypes = ["*"]
+
+# -- Graphviz: vector diagrams in both outputs (SVG in HTML; the LaTeX builder always uses PDF)
+graphviz_output_format = "svg"
+graphviz_dot_args = ["-Gfontname=DejaVu Sans", "-Nfontname=DejaVu Sans", "-Efontname=DejaVu Sans"]
 
 # -- MyST --------------------------------------------------------------------------------
 myst_enable_extensions = ["colon_fence", "deflist", "substitution", "attrs_inline"]
@@ -161,7 +167,9 @@ latex_engine = "xelatex"
 latex_use_xindy = False  # Sphinx turns xindy on for xelatex; Debian's TeX lacks it
 latex_documents = [(root_doc, "handbook.tex", project.replace("&", r"\&"), author, "manual")]
 latex_toplevel_sectioning = "part"
-latex_show_urls = "footnote"
+# A link's address prints after its text, in the line: a footnote number glued onto
+# "celery/celery#2599" made "#259988" in copied text, and 257 footnotes cost pages.
+latex_show_urls = "inline"
 # No Python module index in the PDF: the API reference chapter lists the modules, and the
 # book's index is for concepts.
 latex_domain_indices = False
@@ -170,6 +178,9 @@ latex_elements = {
     "papersize": "a4paper",
     "extraclassoptions": "openany,oneside",  # no blank pages before parts and chapters
     "pointsize": "10pt",
+    # The printed contents list parts and chapters: the sections repeat the same template
+    # ("How it works", "Failure modes", ...) under every chapter; the PDF's bookmarks keep them.
+    "tocdepth": r"\setcounter{tocdepth}{0}",
     "fontpkg": r"""
 \setmainfont{FreeSerif}
 \setsansfont{FreeSans}
@@ -177,7 +188,11 @@ latex_elements = {
 """,
     # Index entries name long dotted paths; a smaller, ragged index keeps them in the margins.
     "printindex": r"\footnotesize\raggedright\sloppy\printindex",
-    "sphinxsetup": "verbatimforcewraps=true, verbatimmaxunderfull=0, TitleColor={rgb}{0.1,0.2,0.45}",
+    # A code line too long for the page wraps at a space or punctuation; it is cut inside a
+    # token only when that would leave more than 60 characters of the line empty (or when
+    # one token is wider than the line), so a copied command or query keeps its words whole.
+    "sphinxsetup": "verbatimforcewraps=true, verbatimmaxunderfull=60, "
+    "TitleColor={rgb}{0.1,0.2,0.45}, hmargin={0.85in,0.85in}, vmargin={0.8in,0.9in}",
     "preamble": r"""
 % sphinx-design cards arrive as sphinxuseclass environments: give them a frame.
 \usepackage{mdframed}
@@ -195,6 +210,16 @@ latex_elements = {
 \usepackage{needspace}
 \let\handbook@lineitem\sphinxlineitem
 \renewcommand{\sphinxlineitem}[2]{\needspace{3\baselineskip}\handbook@lineitem{#1}{#2}}
+% Running heads: the chapter on the left of the header, the book on the right; the footer
+% keeps the section and the page number.
+\renewcommand{\chaptermark}[1]{\markboth{\thechapter.\ #1}{}}
+\fancypagestyle{normal}{%
+  \fancyhf{}%
+  \fancyhead[L]{{\py@HeaderFamily\nouppercase{\leftmark}}}%
+  \fancyhead[R]{{\py@HeaderFamily Task Queues \& Async Job Processing}}%
+  \fancyfoot[L]{{\py@HeaderFamily\nouppercase{\rightmark}}}%
+  \fancyfoot[R]{{\py@HeaderFamily\thepage}}%
+  \renewcommand{\headrulewidth}{0.4pt}\renewcommand{\footrulewidth}{0.4pt}}
 \makeatother
 """,
 }

@@ -18,6 +18,12 @@ What it adds to the build, one module each:
     so the strict build (``-W``) fails on it.
 :mod:`handbook_sphinx.settings_table`, :mod:`handbook_sphinx.runbook`
     Two domain directives: the settings-equivalence table and the on-call runbook.
+:mod:`handbook_sphinx.concepts`
+    The index of concepts and symptoms: where each topic is treated, every failure mode and
+    every runbook symptom.
+:mod:`handbook_sphinx.oncall`
+    The "On call?" line under each Short answer (its Failure modes and runbook entries) and
+    the PDF's symptom → page quick reference.
 
 :mod:`handbook_sphinx.facts`
     One source for each fact the pages quote (library versions and defaults), read from the
@@ -42,14 +48,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
-    from handbook_sphinx import contract, example, generated, runbook, settings_table
+    from handbook_sphinx import (
+        concepts,
+        contract,
+        example,
+        generated,
+        oncall,
+        runbook,
+        settings_table,
+    )
 
     app.add_config_value("handbook_root", str(ROOT), "env", str)
     # Listings may come from these folders (relative to handbook_root), nowhere else.
     app.add_config_value("handbook_listing_roots", ["examples", "labs"], "env", list)
-    for module in (example, generated, contract, settings_table, runbook):
+    for module in (example, generated, contract, settings_table, runbook, oncall, concepts):
         module.setup(app)
     app.connect("doctree-read", api_objects_out_of_the_index)
+    app.connect("doctree-resolved", api_reference_on_the_site_only)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
 
 
@@ -59,6 +74,56 @@ def api_objects_out_of_the_index(app: Sphinx, doctree: nodes.document) -> None:
     if app.env.docname == "reference/api":
         for node in list(doctree.findall(addnodes.index)):
             node.parent.remove(node)
+
+
+#: The page that documents the code; the PDF prints a link to it instead of its 80 pages.
+API_PAGE = "reference/api"
+#: Sections that prove the handbook to itself (which tests cover a page, how its data is
+#: loaded, how to rerun a lab): on the site, not in the book.
+WEB_ONLY_SECTIONS = {
+    "What the tests show",
+    "What the tests prove",
+    "How the table is built",
+    "How the queries are tested",
+    "How this page is kept honest",
+    "Run the benchmark yourself",
+    "The simulator",
+    "Recipe: the experiment",
+}
+
+
+def api_reference_on_the_site_only(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    """In the PDF, the API reference is one paragraph pointing to the site, the pages' links
+    into it are plain text (their targets are not in the book), and the sections of
+    :data:`WEB_ONLY_SECTIONS` are left out."""
+    if app.builder.format != "latex":
+        return
+    for start in doctree.findall(addnodes.start_of_file):
+        if start.get("docname") != API_PAGE:
+            continue
+        section = start.next_node(nodes.section)
+        if section is None:
+            continue
+        url = f"{app.config.html_baseurl.rstrip('/')}/{API_PAGE}.html"
+        para = nodes.paragraph(
+            "",
+            "The reference of every module, class and function the pages show, with its "
+            "source, is on the site: ",
+        )
+        para += nodes.reference(url, url, refuri=url)
+        para += nodes.Text(".")
+        title = section.next_node(nodes.title)
+        section.clear()
+        if title is not None:
+            section += title
+        section += para
+    for section in list(doctree.findall(nodes.section)):
+        title = section.next_node(nodes.title)
+        if title is not None and title.astext().strip() in WEB_ONLY_SECTIONS:
+            section.parent.remove(section)
+    for ref in list(doctree.findall(nodes.reference)):
+        if ref.get("refuri", "").startswith(f"%{API_PAGE}#"):
+            ref.replace_self(ref.children)
 
 
 def root(config: Config) -> Path:
