@@ -167,9 +167,10 @@ latex_engine = "xelatex"
 latex_use_xindy = False  # Sphinx turns xindy on for xelatex; Debian's TeX lacks it
 latex_documents = [(root_doc, "handbook.tex", project.replace("&", r"\&"), author, "manual")]
 latex_toplevel_sectioning = "part"
-# A link's address prints after its text, in the line: a footnote number glued onto
-# "celery/celery#2599" made "#259988" in copied text, and 257 footnotes cost pages.
-latex_show_urls = "inline"
+# No footnotes for links: a footnote number glued onto "celery/celery#2599" made "#259988" in
+# copied text. handbook_sphinx prints each address after its link's text instead, in the line
+# and breakable (url_after_link), except an issue link, whose text already names it.
+latex_show_urls = "no"
 # No Python module index in the PDF: the API reference chapter lists the modules, and the
 # book's index is for concepts.
 latex_domain_indices = False
@@ -178,13 +179,14 @@ latex_elements = {
     "papersize": "a4paper",
     "extraclassoptions": "openany,oneside",  # no blank pages before parts and chapters
     "pointsize": "10pt",
+    "fncychap": "",  # chapter headings: titlesec, in the preamble below
     # The printed contents list parts and chapters: the sections repeat the same template
     # ("How it works", "Failure modes", ...) under every chapter; the PDF's bookmarks keep them.
     "tocdepth": r"\setcounter{tocdepth}{0}",
     "fontpkg": r"""
 \setmainfont{FreeSerif}
 \setsansfont{FreeSans}
-\setmonofont{DejaVu Sans Mono}[Scale=0.77]
+\setmonofont{DejaVu Sans Mono}[Scale=0.75]
 """,
     # Index entries name long dotted paths; a smaller, ragged index keeps them in the margins.
     "printindex": r"\footnotesize\raggedright\sloppy\printindex",
@@ -210,6 +212,19 @@ latex_elements = {
 \usepackage{needspace}
 \let\handbook@lineitem\sphinxlineitem
 \renewcommand{\sphinxlineitem}[2]{\needspace{3\baselineskip}\handbook@lineitem{#1}{#2}}
+% Code wraps at spaces and punctuation, not after "_" or "-": those sit inside names
+% (jobqueue_jobs_processed_total, maxmemory-policy, --user) and a copied command would break.
+\renewcommand*\sphinxbreaksafterlist{\do\PYGZcb\}\do\PYGZca\^\do\PYGZam\&\do\PYGZgt\>\do\PYGZti\~\do\PYGZbs\\}
+% Compact openings: a chapter starts a page with its number and title on one line (no
+% "CHAPTER ONE" banner and half a page of space); a part shares its page with its intro text.
+\titleformat{\chapter}[hang]{\py@HeaderFamily\bfseries\huge\py@TitleColor}{\thechapter.}{0.5em}{}
+\titlespacing*{\chapter}{0pt}{-12pt}{16pt}
+\titleclass{\part}{top}
+\titleformat{\part}[display]{\centering\py@HeaderFamily\bfseries\Huge\py@TitleColor}{Part \thepart}{10pt}{}
+\titlespacing*{\part}{0pt}{24pt}{28pt}
+% Large figures (the diagrams) sit on a page with text instead of a float page of their own.
+\renewcommand{\topfraction}{0.9}\renewcommand{\bottomfraction}{0.8}
+\renewcommand{\textfraction}{0.07}\renewcommand{\floatpagefraction}{0.85}
 % Running heads: the chapter on the left of the header, the book on the right; the footer
 % keeps the section and the page number.
 \renewcommand{\chaptermark}[1]{\markboth{\thechapter.\ #1}{}}

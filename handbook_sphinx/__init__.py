@@ -35,6 +35,7 @@ Two command-line helpers sit beside them: ``python -m handbook_sphinx.build_pdf`
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,14 @@ def api_objects_out_of_the_index(app: Sphinx, doctree: nodes.document) -> None:
 
 #: The page that documents the code; the PDF prints a link to it instead of its 80 pages.
 API_PAGE = "reference/api"
+#: Pages the PDF replaces with a paragraph and a link to the site: what they hold serves the
+#: people who work on the handbook (its API, its test machinery), not the book's reader.
+SITE_ONLY_PAGES = {
+    API_PAGE: "The reference of every module, class and function the pages show, with its "
+    "source, is on the site: ",
+    "reference/testing": "How the test suite runs every listing and session, how to run it, "
+    "and how to add a tested snippet (the preface summarises it) is on the site: ",
+}
 #: Sections that prove the handbook to itself (which tests cover a page, how its data is
 #: loaded, how to rerun a lab): on the site, not in the book.
 WEB_ONLY_SECTIONS = {
@@ -93,23 +102,20 @@ WEB_ONLY_SECTIONS = {
 
 
 def api_reference_on_the_site_only(app: Sphinx, doctree: nodes.document, docname: str) -> None:
-    """In the PDF, the API reference is one paragraph pointing to the site, the pages' links
-    into it are plain text (their targets are not in the book), and the sections of
-    :data:`WEB_ONLY_SECTIONS` are left out."""
+    """In the PDF, each page of :data:`SITE_ONLY_PAGES` (the API reference) is one paragraph
+    pointing to the site, links into those pages are plain text (their targets are not in the
+    book), and the sections of :data:`WEB_ONLY_SECTIONS` are left out."""
     if app.builder.format != "latex":
         return
     for start in doctree.findall(addnodes.start_of_file):
-        if start.get("docname") != API_PAGE:
+        page = start.get("docname")
+        if page not in SITE_ONLY_PAGES:
             continue
         section = start.next_node(nodes.section)
         if section is None:
             continue
-        url = f"{app.config.html_baseurl.rstrip('/')}/{API_PAGE}.html"
-        para = nodes.paragraph(
-            "",
-            "The reference of every module, class and function the pages show, with its "
-            "source, is on the site: ",
-        )
+        url = f"{app.config.html_baseurl.rstrip('/')}/{page}.html"
+        para = nodes.paragraph("", SITE_ONLY_PAGES[page])
         para += nodes.reference(url, url, refuri=url)
         para += nodes.Text(".")
         title = section.next_node(nodes.title)
@@ -122,8 +128,40 @@ def api_reference_on_the_site_only(app: Sphinx, doctree: nodes.document, docname
         if title is not None and title.astext().strip() in WEB_ONLY_SECTIONS:
             section.parent.remove(section)
     for ref in list(doctree.findall(nodes.reference)):
-        if ref.get("refuri", "").startswith(f"%{API_PAGE}#"):
+        if ref.get("refuri", "").startswith(tuple(f"%{page}#" for page in SITE_ONLY_PAGES)):
             ref.replace_self(ref.children)
+    url_after_link(doctree)
+
+
+#: Link text that names its target already: an issue or pull request, "owner/repo#123".
+ISSUE = re.compile(r"^[\w.-]+(/[\w.-]+)?#\d+$")
+
+
+def url_after_link(doctree: nodes.Node) -> None:
+    """Print ``(address)`` after each external link of the PDF, as a breakable URL.
+
+    Sphinx's ``latex_show_urls = "inline"`` prints the address as plain text, which cannot
+    break and runs into the margin; a reference whose text is its own address is set with
+    ``\\url`` and breaks after ``/``, ``.`` and ``-``. An issue link prints its text only.
+    """
+    for ref in list(doctree.findall(nodes.reference)):
+        uri = ref.get("refuri", "")
+        text = ref.astext().strip()
+        if not uri.startswith(("http://", "https://")) or text == uri or ISSUE.match(text):
+            continue
+        if any(isinstance(a, (nodes.title, nodes.caption)) for a in _ancestors(ref)):
+            continue
+        shown = nodes.inline("", "", classes=["handbook-url"])
+        shown += [nodes.Text(" ("), nodes.reference(uri, uri, refuri=uri), nodes.Text(")")]
+        ref.parent.insert(ref.parent.index(ref) + 1, shown)
+
+
+def _ancestors(node: nodes.Node) -> list[nodes.Node]:
+    found = []
+    while node.parent is not None:
+        node = node.parent
+        found.append(node)
+    return found
 
 
 def root(config: Config) -> Path:

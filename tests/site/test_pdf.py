@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from handbook_sphinx import ROOT
+from handbook_sphinx import ROOT, SITE_ONLY_PAGES, WEB_ONLY_SECTIONS
 from handbook_sphinx.example import collapsed_in, examples_in, region_text
 from tests._support.tools import require_tool
 
@@ -133,6 +133,22 @@ def logical_lines(layout: str) -> list[str]:
     return lines
 
 
+def book_text(markdown: str) -> str:
+    """A page's Markdown without the sections the PDF leaves out (WEB_ONLY_SECTIONS)."""
+    kept, skipping_level = [], 0
+    for line in markdown.splitlines(keepends=True):
+        heading = re.match(r"(#+) (.*)", line)
+        if heading:
+            level = len(heading.group(1))
+            if skipping_level and level <= skipping_level:
+                skipping_level = 0
+            if heading.group(2).strip() in WEB_ONLY_SECTIONS:
+                skipping_level = level
+        if not skipping_level:
+            kept.append(line)
+    return "".join(kept)
+
+
 def test_every_line_of_every_listing_is_in_the_pdf(pdf):
     layout = subprocess.run(
         [poppler("pdftotext"), "-layout", "-enc", "UTF-8", str(pdf), "-"], capture_output=True, text=True, check=True
@@ -141,7 +157,9 @@ def test_every_line_of_every_listing_is_in_the_pdf(pdf):
     joined = "\n".join(squashed)
     missing = []
     for page in sorted(DOCS.rglob("*.md")):
-        markdown = page.read_text(encoding="utf-8")
+        if page.relative_to(DOCS).with_suffix("").as_posix() in SITE_ONLY_PAGES:
+            continue
+        markdown = book_text(page.read_text(encoding="utf-8"))
         for example in examples_in(markdown):
             path, _, region = example.partition("#")
             if not region or example in collapsed_in(markdown):  # web only, by design
@@ -168,6 +186,7 @@ def test_figures_and_tables_are_numbered(text):
 # -- The PDF as a book (issue 24): front matter, running heads, index, no padding ----------------
 
 MAX_PAGES = 240
+QUOTES = str.maketrans("\u201c\u201d\u2018\u2019", "\"\"''")  # LaTeX sets curly quotes
 
 
 def pdf_pages(pdf: Path) -> int:
@@ -224,9 +243,9 @@ def test_front_matter_has_a_preface_and_every_runbook_symptom_with_its_page(pdf)
     first_part = outline_pages(pdf)[normal("Queue fundamentals & architecture")]
     front = "\n".join(page_text(pdf, n) for n in range(1, first_part))
     assert "Preface" in front and "How the examples are tested" in front
-    squashed = re.sub(r"\s+", " ", front)
+    squashed = re.sub(r"\s+", " ", front).translate(QUOTES)
     for entry in rb.load().entries:
-        assert re.search(re.escape(entry.symptom) + r" p\. ?\d+", squashed), entry.symptom
+        assert re.search(re.escape(entry.symptom.translate(QUOTES)) + r" p\. ?\d+", squashed), entry.symptom
 
 
 def test_running_heads_name_the_chapter(pdf):
