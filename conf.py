@@ -186,7 +186,7 @@ latex_elements = {
     "fontpkg": r"""
 \setmainfont{FreeSerif}
 \setsansfont{FreeSans}
-\setmonofont{DejaVu Sans Mono}[Scale=0.75]
+\setmonofont{DejaVu Sans Mono}[Scale=0.73]
 """,
     # Index entries name long dotted paths; a smaller, ragged index keeps them in the margins.
     "printindex": r"\footnotesize\raggedright\sloppy\printindex",
@@ -194,7 +194,8 @@ latex_elements = {
     # token only when that would leave more than 60 characters of the line empty (or when
     # one token is wider than the line), so a copied command or query keeps its words whole.
     "sphinxsetup": "verbatimforcewraps=true, verbatimmaxunderfull=60, "
-    "TitleColor={rgb}{0.1,0.2,0.45}, hmargin={0.85in,0.85in}, vmargin={0.8in,0.9in}",
+    "TitleColor={rgb}{0.1,0.2,0.45}, hmargin={0.85in,0.85in}, vmargin={0.8in,0.9in}, "
+    "pre_padding=2pt",
     "preamble": r"""
 % sphinx-design cards arrive as sphinxuseclass environments: give them a frame.
 \usepackage{mdframed}
@@ -215,6 +216,10 @@ latex_elements = {
 % Code wraps at spaces and punctuation, not after "_" or "-": those sit inside names
 % (jobqueue_jobs_processed_total, maxmemory-policy, --user) and a copied command would break.
 \renewcommand*\sphinxbreaksafterlist{\do\PYGZcb\}\do\PYGZca\^\do\PYGZam\&\do\PYGZgt\>\do\PYGZti\~\do\PYGZbs\\}
+\linespread{0.95}
+% The address printed after a link, and a chapter's list of sources, are set small.
+\expandafter\def\csname DUrolehandbookurl\endcsname#1{{\small#1}}
+\newenvironment{sphinxclasshandbooksources}{\small}{}
 % Compact openings: a chapter starts a page with its number and title on one line (no
 % "CHAPTER ONE" banner and half a page of space); a part shares its page with its intro text.
 \titleformat{\chapter}[hang]{\py@HeaderFamily\bfseries\huge\py@TitleColor}{\thechapter.}{0.5em}{}

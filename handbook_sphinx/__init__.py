@@ -131,6 +131,19 @@ def api_reference_on_the_site_only(app: Sphinx, doctree: nodes.document, docname
         if ref.get("refuri", "").startswith(tuple(f"%{page}#" for page in SITE_ONLY_PAGES)):
             ref.replace_self(ref.children)
     url_after_link(doctree)
+    for term in list(doctree.findall(nodes.term)):
+        # The runbook's test ids: which test reproduces an entry is the site's business.
+        item = term.parent
+        if term.astext().strip() == "Reproduced by" and item.parent is not None:
+            item.parent.remove(item)
+    for section in list(doctree.findall(nodes.section)):
+        title = section.next_node(nodes.title)
+        if title is not None and title.astext().strip() == "Sources":
+            # A chapter's sources are set small (conf.py: sphinxclasshandbooksources).
+            box = nodes.container(classes=["handbooksources"])
+            box.extend(section.children[1:])
+            section.children = section.children[:1]
+            section += box
 
 
 #: Link text that names its target already: an issue or pull request, "owner/repo#123".
@@ -151,7 +164,7 @@ def url_after_link(doctree: nodes.Node) -> None:
             continue
         if any(isinstance(a, (nodes.title, nodes.caption)) for a in _ancestors(ref)):
             continue
-        shown = nodes.inline("", "", classes=["handbook-url"])
+        shown = nodes.inline("", "", classes=["handbookurl"])  # conf.py sets it small
         shown += [nodes.Text(" ("), nodes.reference(uri, uri, refuri=uri), nodes.Text(")")]
         ref.parent.insert(ref.parent.index(ref) + 1, shown)
 
