@@ -137,6 +137,8 @@ html_sidebars = {
     ]
 }
 html_theme_options = {"navigation_with_keys": True}
+# Section titles and the runbook's entries rank above stray words (handbook_sphinx/search_terms.py).
+html_search_scorer = str(ROOT / "handbook_sphinx" / "search_scorer.js")
 
 # -- Site conventions, all from ONE base URL (labs/site.py) ------------------------------
 # HANDBOOK_BASE_URL is where the built site is published (default: the local address README's

@@ -17,7 +17,12 @@ What it adds to the build, one module each:
     shows more than its budget of code lines. Each problem is a warning at ``page.md:LINE``,
     so the strict build (``-W``) fails on it.
 :mod:`handbook_sphinx.settings_table`, :mod:`handbook_sphinx.runbook`
-    Two domain directives: the settings-equivalence table and the on-call runbook.
+    Two domain directives: the settings-equivalence table and the on-call runbook (with the
+    landing page's "Paged right now?" box and the alerting page's runbook links).
+:mod:`handbook_sphinx.search_terms`
+    Index entries for what a paged engineer types into the search, on the section that
+    answers it (``search_terms.toml``); ``search_scorer.js`` ranks section titles and the
+    runbook's entries above stray words.
 :mod:`handbook_sphinx.concepts`
     The index of concepts and symptoms: where each topic is treated, every failure mode and
     every runbook symptom.
@@ -56,13 +61,25 @@ def setup(app: Sphinx) -> dict[str, Any]:
         generated,
         oncall,
         runbook,
+        search_terms,
         settings_table,
+        version_notes,
     )
 
     app.add_config_value("handbook_root", str(ROOT), "env", str)
     # Listings may come from these folders (relative to handbook_root), nowhere else.
     app.add_config_value("handbook_listing_roots", ["examples", "labs"], "env", list)
-    for module in (example, generated, contract, settings_table, runbook, oncall, concepts):
+    for module in (
+        example,
+        generated,
+        contract,
+        settings_table,
+        runbook,
+        search_terms,
+        version_notes,
+        oncall,
+        concepts,
+    ):
         module.setup(app)
     app.connect("doctree-read", api_objects_out_of_the_index)
     app.connect("doctree-resolved", api_reference_on_the_site_only)

@@ -387,3 +387,10 @@ def server_differences() -> Table:
     from labs.versions import differences_table
 
     return Table(*differences_table())
+
+
+def release_lines() -> Table:
+    """The release lines the pages' version notes come from (``labs.versions``)."""
+    from labs.versions import release_lines_table
+
+    return Table(*release_lines_table())

@@ -157,7 +157,8 @@ class RetryPolicy:
 
 # KEYS: delayed sorted set, pending list. ARGV: now, batch size. Moves due retries to the queue.
 PROMOTE_LUA = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local due = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE',
+  'LIMIT', 0, tonumber(ARGV[2]))
 for _, raw in ipairs(due) do
   redis.call('ZREM', KEYS[1], raw)
   redis.call('LPUSH', KEYS[2], raw)

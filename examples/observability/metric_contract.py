@@ -22,8 +22,12 @@ from typing import Literal
 # The promise this fleet makes to the people who enqueue jobs: a job starts within five
 # minutes of being created. Alert thresholds and histogram buckets are derived from it.
 OLDEST_JOB_SLO_SECONDS = 300.0
-# Share of finished jobs that may fail before someone is paged.
+# Share of finished jobs that may fail before someone is paged, and the fewest jobs finished
+# in the alert's ten-minute window for a ratio to mean anything (1 failure in 10 is not one).
 ERROR_RATIO_THRESHOLD = 0.05
+ERROR_RATIO_MIN_JOBS = 20
+# The scrape job Prometheus reads the queue collector under: the alerts watch its `up`.
+COLLECTOR_JOB = "jobqueue-collector"
 # Where the alert rules' runbook links point: replace it with where you publish the handbook.
 HANDBOOK_URL = "https://handbook.example.org/"
 

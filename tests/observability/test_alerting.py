@@ -49,8 +49,10 @@ def test_a_wrong_expectation_makes_promtool_fail(promtool, tmp_path):
 
 def test_a_broken_rule_fails_the_check(promtool, tmp_path):
     text = (ALERTING / "alerts.yml").read_text(encoding="utf-8")
-    (tmp_path / "alerts.yml").write_text(text.replace("max by (queue) (jobqueue_queue_dead_letters) > 0",
-                                                      "max by (queue) (jobqueue_queue_dead_letters > 0"))
+    broken = text.replace("max by (queue) (jobqueue_queue_oldest_job_age_seconds) > 300",
+                          "max by (queue) (jobqueue_queue_oldest_job_age_seconds > 300")
+    assert broken != text
+    (tmp_path / "alerts.yml").write_text(broken)
     result = run_promtool(promtool, "check", "rules", "alerts.yml", cwd=tmp_path)
     assert result.returncode == 1
     assert "unclosed left parenthesis" in result.stdout + result.stderr
@@ -61,7 +63,13 @@ def test_rules_use_only_contract_metrics_and_its_thresholds():
         used = set(re.findall(r"\bjobqueue_[a-z_]+", rule["expr"]))
         assert used and used <= contract.SERIES_NAMES, (name, used - contract.SERIES_NAMES)
     assert ALERTS["JobQueueOldestJobTooOld"]["expr"].endswith(f"> {contract.OLDEST_JOB_SLO_SECONDS:g}")
-    assert ALERTS["JobQueueErrorRatioHigh"]["expr"].rstrip().endswith(f"> {contract.ERROR_RATIO_THRESHOLD:g}")
+    ratio = ALERTS["JobQueueErrorRatioHigh"]["expr"]
+    assert f"> {contract.ERROR_RATIO_THRESHOLD:g}\n" in ratio
+    # the traffic guard: enough finished jobs in the same window
+    assert ratio.rstrip().endswith(
+        f"and on (queue) sum by (queue) (increase(jobqueue_jobs_processed_total[10m]))"
+        f" >= {contract.ERROR_RATIO_MIN_JOBS}")
+    assert f'min(up{{job="{contract.COLLECTOR_JOB}"}}) == 0' in ALERTS["JobQueueMetricsMissing"]["expr"]
 
 
 @pytest.mark.parametrize("name", sorted(ALERTS))
@@ -84,3 +92,14 @@ def test_every_alert_has_a_case_that_fires_and_one_that_must_not(name):
              if case["alertname"] == name]
     assert any(case.get("exp_alerts") for case in cases), f"{name}: no test where it fires"
     assert any(not case.get("exp_alerts") for case in cases), f"{name}: no test where it must stay quiet"
+
+
+def test_no_rule_panel_or_runbook_query_matches_an_le_value():
+    """Prometheus 3 stores `le` as a float ("30.0"); a query that matches `le="30"` finds
+    nothing there (the Versions note of the page). None of the handbook's queries does."""
+    from tests._support.promtool import EXAMPLES
+
+    for path in (ALERTING / "alerts.yml", EXAMPLES / "grafana" / "dashboard.json",
+                 EXAMPLES / "runbook" / "runbook.toml"):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"\ble\s*=~?\s*\\?[\"']", text), f"{path.name} matches an le value"

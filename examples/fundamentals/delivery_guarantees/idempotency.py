@@ -114,3 +114,18 @@ def dedup_ttl(
         raise ValueError(f"safety must be >= 1, got {safety!r}")
     return safety * sum(parts.values())
 # [end:dedup-ttl]
+
+
+def within_retention(ttl: float, downstream_retention: float) -> float:
+    """``ttl`` (from :func:`dedup_ttl`), if a duplicate that late is still recognised by the
+    system the effect goes to, which keeps idempotency keys for ``downstream_retention``
+    seconds (often a day); a clear error with both numbers if not."""
+    if not isinstance(downstream_retention, (int, float)) or downstream_retention <= 0:
+        raise ValueError(f"downstream_retention must be a number of seconds > 0, "
+                         f"got {downstream_retention!r}")
+    if ttl > downstream_retention:
+        raise ValueError(
+            f"a duplicate can arrive up to {ttl:g} s late, but the downstream system keeps "
+            f"idempotency keys for {downstream_retention:g} s: shorten the backlog or the retry "
+            "span, or record the effect where it happens")
+    return ttl

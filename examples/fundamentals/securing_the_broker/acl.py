@@ -58,8 +58,8 @@ ROLES: dict[str, Role] = {
         keys=("~q:{QUEUE}:*", "~lq:{QUEUE}:*"),
         commands=(
             "+ping", "+lpush", "+rpush", "+lpop", "+rpop", "+blmove", "+lrem", "+llen",
-            "+lrange", "+ltrim", "+del", "+zadd", "+zscore", "+zrem", "+zrangebyscore",
-            "+hset", "+hget", "+hdel", "+hincrby",
+            "+lrange", "+ltrim", "+del", "+zadd", "+zscore", "+zrem", "+zrange",
+            "+zrangebyscore", "+hset", "+hget", "+hdel", "+hincrby",
             "+evalsha", "+script|load",
         ),
     ),

@@ -58,7 +58,8 @@ return 1
 -- has been handed out max-deliveries times (it keeps killing or outliving its workers).
 -- Returns {requeued, dead}.
 local now = tonumber(ARGV[1])
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local expired = redis.call('ZRANGE', KEYS[2], '-inf', now, 'BYSCORE',
+  'LIMIT', 0, tonumber(ARGV[3]))
 local requeued, dead = 0, 0
 for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[2], id)

@@ -27,20 +27,30 @@ class RunbookError(ValueError):
     """The runbook file is malformed; the message names the entry and the field."""
 
 
-# What each field must hold, and how a confirmation step is written.
-FIELDS = {"id": str, "symptom": str, "confirm": list, "cause": str, "fix": str,
-          "pages": list, "alerts": list, "tests": list, "sources": list}
+# What each field must hold, in the order the page shows an entry: what to do now, how to
+# confirm it, why it happens, how to fix it for good.
+FIELDS = {"id": str, "symptom": str, "mitigate": str, "confirm": list, "cause": str,
+          "fix": str, "pages": list, "alerts": list, "frameworks": list, "search": list,
+          "tests": list, "sources": list}
 # A step says what to look for, and gives exactly one thing to run:
 #   promql: a query for Prometheus (contract metrics only);
 #   redis:  the arguments of a redis-cli command (shown after REDIS_CLI, below);
 #   shell:  another command line (celery inspect, kubectl).
 STEP_KINDS = ("promql", "redis", "shell")
-MAY_BE_EMPTY = {"alerts", "tests"}  # a failure no rule catches, or none the suite reproduces
+# An entry names the frameworks it concerns; each of them needs a confirm step of its own,
+# whose text starts with the framework's name ("Celery: ...", "Celery on Redis: ...").
+FRAMEWORKS = {"celery": "Celery", "rq": "RQ", "bullmq": "BullMQ", "sidekiq": "Sidekiq"}
+# A failure no rule catches, none the suite reproduces, or one outside any framework.
+MAY_BE_EMPTY = {"alerts", "tests", "frameworks"}
 # How the page runs a redis step: TLS with the server's certificate checked, as the on-call
 # user, and the password from REDISCLI_AUTH, which redis-cli reads itself (never -a or a
 # URL with a password: a process's arguments are visible to every local user).
 REDIS_CLI = ('redis-cli --tls --cacert "$REDIS_CA" '
              '-h "$REDIS_HOST" -p "$REDIS_PORT" --user "$REDIS_USER"')
+# The page defines that prefix once as a shell function and shows each redis step as
+# `rcli COMMAND`, short enough to read on a phone without scrolling sideways.
+REDIS_FUNCTION = "rcli"
+REDIS_FUNCTION_DEFINITION = f'{REDIS_FUNCTION}() {{ {REDIS_CLI} "$@"; }}'
 
 
 @dataclass(frozen=True)
@@ -49,16 +59,31 @@ class Step:
     kind: str  # one of STEP_KINDS
     command: str
 
+    @property
+    def label(self) -> str:
+        """What the step is for, before the first colon: "Celery", "Kubernetes" ("" if none)."""
+        head, colon, _ = self.says.partition(":")
+        return head if colon and len(head) <= 40 and "`" not in head else ""
+
+    @property
+    def framework(self) -> str | None:
+        """The framework (a key of FRAMEWORKS) whose label starts the step, if any."""
+        first = self.label.split(" ")[0]
+        return next((k for k, name in FRAMEWORKS.items() if name == first), None)
+
 
 @dataclass(frozen=True)
 class Entry:
     id: str
     symptom: str
+    mitigate: str  # what to do first, before the cause is known
     confirm: tuple[Step, ...]
     cause: str
-    fix: str
+    fix: str  # the fix for good
     pages: tuple[str, ...]  # doc paths, as {doc} links write them: "/fundamentals/retries"
     alerts: tuple[str, ...]  # alert names in alerts.yml
+    frameworks: tuple[str, ...]  # keys of FRAMEWORKS: each has a confirm step of its own
+    search: tuple[str, ...]  # what a paged engineer types into the site search
     tests: tuple[str, ...]  # pytest node ids that reproduce the failure
     sources: tuple[str, ...]  # URLs: issues that show it, primary docs
 
@@ -113,9 +138,19 @@ def _entry(number: int, raw: object) -> Entry:
                 and not all(isinstance(v, str) and v for v in value)):
             raise RunbookError(f"{where}: every item of {name!r} must be a non-empty string")
     steps = tuple(_step(f"{where} confirm[{i}]", s) for i, s in enumerate(raw["confirm"]))
-    return Entry(raw["id"], raw["symptom"].strip(), steps,
+    unknown = sorted(set(raw["frameworks"]) - set(FRAMEWORKS))
+    if unknown:
+        raise RunbookError(
+            f"{where}: unknown framework(s) {unknown} (allowed: {', '.join(FRAMEWORKS)})"
+        )
+    uncovered = [FRAMEWORKS[f] for f in raw["frameworks"]
+                 if f not in {s.framework for s in steps}]
+    if uncovered:
+        raise RunbookError(f"{where}: no confirm step starts with {', '.join(uncovered)}")
+    return Entry(raw["id"], raw["symptom"].strip(), raw["mitigate"].strip(), steps,
                  raw["cause"].strip(), raw["fix"].strip(),
-                 *(tuple(raw[f]) for f in ("pages", "alerts", "tests", "sources")))
+                 *(tuple(raw[f]) for f in ("pages", "alerts", "frameworks", "search", "tests",
+                                           "sources")))
 
 
 def parse(text: str) -> Runbook:

@@ -15,6 +15,7 @@ import ssl
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from unittest.mock import Mock
 
 import celery
 import kombu
@@ -183,6 +184,54 @@ def test_every_default_the_page_quotes_is_the_installed_one(monkeypatch):
         assert literal(default) == installed_default(name), f"{name}: the page says {default}"
         if mine.startswith("`"):
             assert literal(mine) == ours(name), f"{name}: the page says ours is {mine}"
+
+
+def acknowledgement_after(conf: dict, exc: BaseException) -> list[str]:
+    """What a worker does with a late-acked task's message when the task fails with ``exc``
+    under settings ``conf``: Celery's own ``Request.on_failure``, its ack and reject hooks
+    recorded (no broker needed)."""
+    from billiard.einfo import ExceptionInfo
+    from celery.worker.request import Request
+    from kombu import Message
+
+    fresh = Celery("acks-on-failure", set_as_current=False, broker="memory://")
+    fresh.conf.update(task_acks_late=True, **conf)
+
+    @fresh.task(name="handbook.acks_probe")
+    def probe() -> None:
+        pass
+
+    headers, properties, body, _ = fresh.amqp.as_task_v2("job-1", probe.name)
+    message = Message(body=json.dumps(body), headers=headers, properties=properties,
+                      content_type="application/json", content_encoding="utf-8",
+                      channel=Mock(), delivery_info={})
+    seen: list[str] = []
+    request = Request(message, app=fresh, task=probe,
+                      on_ack=lambda *_: seen.append("ack"),
+                      on_reject=lambda _log, _errors, requeue: seen.append(f"reject, requeue={requeue}"))
+    try:
+        raise exc
+    except BaseException:
+        einfo = ExceptionInfo()
+    request.on_failure(einfo, return_ok=True)
+    return seen
+
+
+def test_celery_5_7_splits_acks_on_failure_or_timeout_into_two_settings():
+    """The page: `task_acks_on_failure` and `task_acks_on_timeout` default to None and fall
+    back to the deprecated `task_acks_on_failure_or_timeout` (True); timeouts can requeue."""
+    from billiard.exceptions import TimeLimitExceeded
+
+    assert DEFAULTS["task_acks_on_failure"] is None and DEFAULTS["task_acks_on_timeout"] is None
+    assert DEFAULTS["task_acks_on_failure_or_timeout"] is True
+    assert acknowledgement_after({}, RuntimeError("boom")) == ["ack"]
+    assert acknowledgement_after({}, TimeLimitExceeded(300)) == ["ack"]
+    assert acknowledgement_after({"task_acks_on_timeout": False}, TimeLimitExceeded(300)) == [
+        "reject, requeue=True"]
+    # the old setting still decides both when the new ones are unset
+    old = {"task_acks_on_failure_or_timeout": False}
+    assert acknowledgement_after(old, RuntimeError("boom")) == ["reject, requeue=False"]
+    assert acknowledgement_after(old, TimeLimitExceeded(300)) == ["reject, requeue=True"]
 
 
 def test_restore_sweep_defaults_the_page_explains():

@@ -32,6 +32,8 @@ CHANNEL = kombu.transport.redis.Channel
 # (row id) -> the `name = value` fragments its cell must contain, from the installed library
 CELERY = {
     "ack_timing": {"task_acks_late": DEFAULTS["task_acks_late"],
+                   "task_acks_on_failure": DEFAULTS["task_acks_on_failure"],
+                   "task_acks_on_timeout": DEFAULTS["task_acks_on_timeout"],
                    "task_acks_on_failure_or_timeout": DEFAULTS["task_acks_on_failure_or_timeout"]},
     # the facts the pages substitute (handbook_sphinx/facts.py): this file cannot substitute them
     "prefetch": {"worker_prefetch_multiplier": facts.value("celery_prefetch_multiplier")},

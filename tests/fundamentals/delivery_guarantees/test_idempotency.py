@@ -13,7 +13,11 @@ import redis
 
 from examples.clock import FakeClock
 from examples.envelope import new_job
-from examples.fundamentals.delivery_guarantees.idempotency import IdempotentConsumer, dedup_ttl
+from examples.fundamentals.delivery_guarantees.idempotency import (
+    IdempotentConsumer,
+    dedup_ttl,
+    within_retention,
+)
 
 
 def charge(effects, job) -> None:
@@ -113,6 +117,20 @@ def test_a_concurrent_writer_makes_the_loser_skip(r):
 def test_dedup_ttl_adds_every_way_a_duplicate_can_be_late():
     ttl = dedup_ttl(redelivery_after=30, longest_backlog=600, retry_span=900, producer_resend=60)
     assert ttl == 2 * (30 + 600 + 900 + 60)
+
+
+def test_dedup_ttl_refuses_a_window_longer_than_the_downstream_keeps_its_keys():
+    day = 24 * 3600
+    # an hour of recovery and backlog, retries over six hours: within a day, doubled
+    ttl = dedup_ttl(redelivery_after=60, longest_backlog=3600, retry_span=6 * 3600)
+    assert within_retention(ttl, day) == 2 * (60 + 3600 + 6 * 3600)
+    # a twelve-hour retry schedule: a duplicate may come after the provider forgot the key
+    with pytest.raises(ValueError, match=r"up to 93720 s late, but the downstream system keeps "
+                                         r"idempotency keys for 86400 s"):
+        within_retention(dedup_ttl(redelivery_after=60, longest_backlog=3600,
+                                   retry_span=12 * 3600), day)
+    with pytest.raises(ValueError, match="downstream_retention must be a number of seconds > 0"):
+        within_retention(60, 0)
 
 
 @pytest.mark.parametrize(
