@@ -73,7 +73,7 @@ def facts() -> dict[str, Facts]:
 #: A claim, the frameworks whose facts contradict it, and the caveat that makes it true for them.
 REDELIVERED = re.compile(
     r"handed (out )?to (someone|another)|hands? (it|the job|them) (on|to another)|redeliver"
-    r"|runs? (it )?twice|back to (wait|waiting|the queue|its queue|their queues?)|requeue",
+    r"|runs? (it )?twice|back to (wait|waiting|the queue|its queue|their queues?)|requeue[sd]\b",
     re.IGNORECASE,
 )
 ACKED_AFTER = re.compile(
