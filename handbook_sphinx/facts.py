@@ -98,6 +98,7 @@ FACTS: tuple[Fact, ...] = (
     _installed("flower_version", "flower", r"Flower"),
     _installed("prometheus_client_version", "prometheus-client", r"prometheus[_-]client"),
     _installed("botocore_version", "botocore", r"botocore"),
+    _installed("moto_version", "moto", r"moto"),
     _installed("bullmq_python_version", "bullmq", r"bullmq|PyPI port"),
     Fact("bullmq_version", _bullmq_npm, r"BullMQ|bullmq", is_version=True),
     _installed("opentelemetry_version", "opentelemetry-sdk", r"OpenTelemetry Python|SDK"),

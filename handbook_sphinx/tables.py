@@ -394,3 +394,109 @@ def release_lines() -> Table:
     from labs.versions import release_lines_table
 
     return Table(*release_lines_table())
+
+
+# -- SQS: cost per million jobs from the request arithmetic ---------------------------------
+def sqs_cost_table() -> Table:
+    """Billed requests and USD per million jobs for a few worker designs (first-tier prices,
+    no free tier), from :mod:`examples.frameworks.sqs`."""
+    from examples.frameworks.sqs import (
+        PRICES,
+        idle_receives_per_month,
+        requests_per_million_jobs,
+    )
+
+    def usd(requests: int, kind: str) -> str:
+        return f"{requests / 1_000_000 * PRICES[kind].per_million:.2f}"
+
+    designs = [
+        ("one job per call, 1 KiB jobs", {"batch": 1}),
+        ("batches of 10, 1 KiB jobs", {"batch": 10}),
+        ("one job per call, 256 KiB jobs", {"batch": 1, "job_bytes": 256 * 1024}),
+        ("batches of 10, 2 heartbeats and 0.1 retries per job", {"batch": 10, "heartbeats": 2,
+                                                                 "retries": 0.1}),
+    ]
+    rows: list[list[object]] = []
+    for name, kwargs in designs:
+        n = requests_per_million_jobs(**kwargs)  # type: ignore[arg-type]
+        rows.append([name, f"{n:,}", usd(n, "standard"), usd(n, "fifo")])
+    for wait in (0, 20):
+        n = idle_receives_per_month(10, wait_seconds=wait)
+        label = "long polling (20 s)" if wait else "short polling, 1 s sleep"
+        rows.append([f"10 idle workers for 30 days, {label}", f"{n:,}", usd(n, "standard"),
+                     usd(n, "fifo")])
+    return Table(
+        ["design", "billed requests", "standard (USD)", "FIFO (USD)"],
+        rows,
+        note=f"Prices per million requests: standard {PRICES['standard'].per_million:.2f} USD, "
+        f"FIFO {PRICES['fifo'].per_million:.2f} USD (first tier, us-east-1, as of "
+        f"{PRICES['standard'].as_of}); the first million requests a month are free and not "
+        "deducted here.",
+    )
+
+
+# -- Broker parity: where each topic is answered for Redis, SQS and RabbitMQ -----------------
+PARITY_BROKERS = {"redis": "Redis", "sqs": "Amazon SQS", "rabbitmq": "RabbitMQ"}
+
+
+def parity_topics(path: Path) -> list[dict[str, str]]:
+    """The topics of a parity file (``docs/fundamentals/_data/broker-parity.toml``)."""
+    import tomllib
+
+    topics = tomllib.loads(path.read_text(encoding="utf-8"))["topic"]
+    for topic in topics:
+        missing = [b for b in ("name", *PARITY_BROKERS) if not topic.get(b)]
+        if missing:
+            raise ValueError(f"topic {topic.get('name')!r} has no {missing} in {path}")
+    return topics
+
+
+def parity_heading(cell: str, docs: Path) -> str:
+    """The heading a ``TRACK/PAGE#anchor`` cell points to, read from the MyST source;
+    :class:`LookupError` if the page or the anchor does not exist."""
+    from myst_parser.slugs import github_slugify
+
+    page, _, anchor = cell.partition("#")
+    source = docs / f"{page}.md"
+    if not source.is_file():
+        raise LookupError(f"{cell!r}: no page {source}")
+    for line in source.read_text(encoding="utf-8").splitlines():
+        level = len(line) - len(line.lstrip("#"))
+        if 1 <= level <= 3 and line[level:level + 1] == " ":  # myst_heading_anchors = 3
+            title = line[level:].strip()
+            if github_slugify(title) == anchor:
+                return title
+    raise LookupError(f"{cell!r}: no heading with anchor #{anchor} in {source}")
+
+
+def parity_gaps(path: Path, docs: Path) -> list[str]:
+    """Cells that point to nothing: ``TOPIC / BROKER: reason``."""
+    gaps = []
+    for topic in parity_topics(path):
+        for broker in PARITY_BROKERS:
+            cell = topic[broker]
+            if cell.startswith("none:"):
+                if len(cell.removeprefix("none:").strip()) < 20:
+                    gaps.append(f"{topic['name']} / {broker}: 'none:' needs a sentence saying why")
+                continue
+            try:
+                parity_heading(cell, docs)
+            except LookupError as exc:
+                gaps.append(f"{topic['name']} / {broker}: {exc}")
+    return gaps
+
+
+def broker_parity(path: Path) -> Table:
+    """The parity file as a table of links (from ``docs/fundamentals/``) or reasons."""
+    docs = path.parents[2]
+
+    def cell(value: str) -> str:
+        if value.startswith("none:"):
+            return f"*none:* {value.removeprefix('none:').strip()}"
+        page, _, anchor = value.partition("#")
+        return f"[{parity_heading(value, docs)}](../{page}.md#{anchor})"
+
+    return Table(
+        ["topic", *PARITY_BROKERS.values()],
+        [[t["name"], *(cell(t[b]) for b in PARITY_BROKERS)] for t in parity_topics(path)],
+    )

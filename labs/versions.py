@@ -286,7 +286,7 @@ RELEASE_LINES: tuple[ReleaseLine, ...] = (
                    "an alternative to the TTL'd retry queues of the recipe.",
                    f"{RABBITMQ_QQ}#delayed-retry"),
         ),
-        ("fundamentals/broker-topology", "fundamentals/serialization",
+        ("frameworks/rabbitmq", "fundamentals/broker-topology", "fundamentals/serialization",
          "fundamentals/securing-the-broker", "fundamentals/visibility-timeouts"),
     ),
     ReleaseLine(

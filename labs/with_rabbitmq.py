@@ -1,15 +1,16 @@
 """Start a throwaway RabbitMQ node on loopback, and stop it.
 
-Used by the tests (``tests/fundamentals/conftest.py``)::
+Used by the tests (``tests/_support/rabbitmq_node.py``)::
 
     server = RabbitServer.start(workdir)   # returns at once; the node boots in the background
     server.wait_ready(timeout=60)          # then RABBITMQ_URL-style ``server.url`` works
     server.stop()                          # always, in a finally or a fixture finaliser
 
 Everything the node writes (Mnesia database, logs, Erlang cookie, config) stays in
-``workdir``. The node listens on 127.0.0.1 only, on free ports for AMQP, Erlang distribution
-and its own ``epmd`` (started here, so no system-wide ``epmd`` is left behind), and has a
-random password for its one user.
+``workdir``. The node listens on 127.0.0.1 only, on free ports for AMQP, Erlang distribution,
+its own ``epmd`` (started here, so no system-wide ``epmd`` is left behind) and the
+``rabbitmq_prometheus`` plugin's metrics endpoint (``server.metrics_url``), and has a random
+password for its one user.
 """
 
 from __future__ import annotations
@@ -69,10 +70,17 @@ class RabbitServer:
     user: str
     password: str
     workdir: Path
+    metrics_port: int
 
     @property
     def url(self) -> str:
         return f"amqp://{self.user}:{self.password}@127.0.0.1:{self.port}/%2F"
+
+    @property
+    def metrics_url(self) -> str:
+        """The Prometheus endpoint (aggregated; ``/metrics/per-object`` and
+        ``/metrics/detailed`` give per-queue series)."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @classmethod
     def start(cls, workdir: str | os.PathLike) -> RabbitServer:
@@ -82,16 +90,21 @@ class RabbitServer:
             raise FileNotFoundError(INSTALL_HINT)
         work = Path(workdir)
         port, dist_port, epmd_port = free_port(), free_port(), free_port()
+        metrics_port = free_port()
         user, password = "handbook", secrets.token_urlsafe(18)
         (work / "rabbitmq.conf").write_text(
             f"listeners.tcp.1 = 127.0.0.1:{port}\n"
             f"default_user = {user}\n"
             f"default_pass = {password}\n"
             "log.console = false\n"
-            "log.file.level = warning\n",
+            "log.file.level = warning\n"
+            # the metrics endpoint, on loopback like the rest (it needs no login: keep it
+            # off public interfaces in production too, or put TLS and a proxy in front)
+            "prometheus.tcp.ip = 127.0.0.1\n"
+            f"prometheus.tcp.port = {metrics_port}\n",
             encoding="utf-8",
         )
-        (work / "enabled_plugins").write_text("[].\n", encoding="utf-8")
+        (work / "enabled_plugins").write_text("[rabbitmq_prometheus].\n", encoding="utf-8")
         env = {
             **os.environ,
             "HOME": str(work),  # the Erlang cookie is written here
@@ -119,7 +132,7 @@ class RabbitServer:
             [binary], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         log.close()
-        return cls(proc, epmd, port, user, password, work)
+        return cls(proc, epmd, port, user, password, work, metrics_port)
 
     def wait_ready(self, timeout: float = 60) -> None:
         """Wait until the AMQP port answers; raise with the node's output if it does not."""

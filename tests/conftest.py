@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from examples.redis_client import connect
-from tests._support import tools
+from tests._support import rabbitmq_node, tools
+from tests._support.rabbitmq_node import rabbitmq_metrics_url, rabbitmq_url  # noqa: F401 - fixtures
 from tests._support.redis_server import real_redis_url
 
 FLUSH_GUARD = "HANDBOOK_ALLOW_FLUSH"
@@ -35,12 +36,22 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", rabbitmq_node.MARKER)
     if real_redis_url() and os.environ.get(FLUSH_GUARD) != "1":
         raise pytest.UsageError(
             f"REDIS_URL points at a real server and the tests FLUSH its database. "
             f"Set {FLUSH_GUARD}=1 if that server is a throwaway one, or use `tox -e redis`, "
             f"which starts its own."
         )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    rabbitmq_node.boot_if_needed(session)  # the node boots while the first tests run
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    rabbitmq_node.stop()
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -350,7 +350,8 @@ def test_the_broker_queues_refuse_deep_and_oversized_messages_without_crashing(m
     calls = []
     for bad in (DEEP, HUGE):
         channel = SimpleNamespace(
-            basic_get=lambda queue, auto_ack, body=bad: (SimpleNamespace(delivery_tag=7), SimpleNamespace(message_id="m"), body),
+            basic_qos=lambda prefetch_count: None, cancel=lambda: 0,
+            consume=lambda queue, inactivity_timeout, body=bad: iter([(SimpleNamespace(delivery_tag=7), SimpleNamespace(message_id="m"), body)]),
             basic_reject=lambda delivery_tag, requeue: calls.append(("reject", delivery_tag, requeue)),
         )
         assert rabbitmq.work_one(channel, "images", fails) is True
@@ -411,7 +412,8 @@ def test_the_rabbitmq_consumer_logs_a_failure_before_sending_it_to_its_retry_que
     """A stand-in channel: what matters here is the log line, not the broker."""
     calls = []
     channel = SimpleNamespace(
-        basic_get=lambda queue, auto_ack: (SimpleNamespace(delivery_tag=7), None, GOOD.to_json().encode()),
+        basic_qos=lambda prefetch_count: None, cancel=lambda: 0,
+        consume=lambda queue, inactivity_timeout: iter([(SimpleNamespace(delivery_tag=7), None, GOOD.to_json().encode())]),
         basic_publish=lambda exchange, routing_key, **kw: calls.append(("publish", exchange, routing_key)),
         basic_ack=lambda delivery_tag: calls.append(("ack", delivery_tag)),
     )

@@ -80,6 +80,12 @@ def test_botocore_version():
     assert facts.value("botocore_version") == botocore.__version__
 
 
+def test_moto_version():
+    from importlib.metadata import version
+
+    assert facts.value("moto_version") == version("moto")
+
+
 def test_bullmq_python_version():
     import bullmq
 

@@ -10,20 +10,24 @@ This module is the code behind the page *Backpressure & bounded queues*
   bucket in a Redis hash, with the time passed in from an injectable clock.
 * :func:`littles_law`, :func:`workers_needed` and :func:`queue_bound` turn arrival rates and
   job durations into a queue bound and a worker count.
+* :class:`FreshQueue` is for work that loses its value with age: it drops its oldest job
+  when full, skips jobs past their deadline (:func:`with_deadline`), and lets a producer
+  refuse new work while the oldest job has waited too long (:meth:`FreshQueue.admit`).
 """
 
 # [start:imports]
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis
 
 from examples.clock import Clock, SystemClock
 from examples.dead_letters import check_key_part
 from examples.envelope import Job
-from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
+from examples.fundamentals.delivery_guarantees.queues import Handler, ReliableQueue
 # [end:imports]
 
 
@@ -171,3 +175,100 @@ def queue_bound(throughput: float, max_wait: float) -> int:
         raise ValueError("throughput and max_wait must be > 0")
     return max(1, math.floor(throughput * max_wait))
 # [end:littles-law]
+
+
+# [start:stale-work]
+log = logging.getLogger(__name__)
+
+
+class QueueTooOld(QueueFull):
+    """The oldest waiting job has waited longer than the producer's promise: refuse new work."""
+
+
+def with_deadline(job: Job, seconds: float) -> Job:
+    """A copy of ``job`` that is worthless ``seconds`` after it was created."""
+    if seconds <= 0:
+        raise ValueError(f"a deadline must be > 0 seconds after creation, got {seconds}")
+    return replace(job, headers={**job.headers, "deadline": repr(job.created_at + seconds)})
+
+
+def past_deadline(job: Job, now: float) -> bool:
+    """Whether nobody waits for ``job`` any more (a job without a deadline never expires)."""
+    deadline = job.headers.get("deadline")
+    return deadline is not None and now > float(deadline)
+
+
+# Push ARGV[1], then drop the oldest jobs (taken from the right) beyond ARGV[2] and count
+# them in KEYS[2]. Returns {depth, dropped job 1, dropped job 2, ...}.
+SHED_OLDEST_LUA = """
+local depth = redis.call('LPUSH', KEYS[1], ARGV[1])
+local result = {0}
+while depth > tonumber(ARGV[2]) do
+  result[#result + 1] = redis.call('RPOP', KEYS[1])
+  depth = depth - 1
+end
+if #result > 1 then redis.call('INCRBY', KEYS[2], #result - 1) end
+result[1] = depth
+return result
+"""
+
+
+class FreshQueue(ReliableQueue):
+    """A reliable queue for work that loses its value with age: a full queue drops its
+    oldest job, workers skip jobs past their deadline, and producers can refuse new work
+    while the oldest job has waited longer than they promise."""
+
+    def __init__(
+        self, r: redis.Redis, name: str, *, max_pending: int, clock: Clock | None = None,
+    ) -> None:
+        super().__init__(r, name, clock=clock)
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
+        self.max_pending = max_pending
+        self.shed_key = f"q:{{{name}}}:shed"  # counters: jobs dropped unrun, by reason
+        self.expired_key = f"q:{{{name}}}:expired"
+        self._push = r.register_script(SHED_OLDEST_LUA)
+
+    def enqueue(self, job: Job) -> int:
+        """Enqueue; if that makes the queue longer than ``max_pending``, drop the oldest."""
+        depth, *dropped = self._push(
+            keys=[self.pending_key, self.shed_key], args=[job.to_json(), self.max_pending]
+        )
+        for raw in dropped:
+            log.warning("queue %s full: dropped its oldest job %s", self.name,
+                        Job.from_json(raw).id)
+        return int(depth)
+
+    def oldest_age(self) -> float:
+        """Seconds the next job to be taken has waited (0 when the queue is empty)."""
+        raw = self.r.lindex(self.pending_key, -1)
+        if raw is None:
+            return 0.0
+        return max(0.0, self.clock.now() - Job.from_json(raw).created_at)
+
+    def admit(self, job: Job, *, max_wait: float) -> int:
+        """Enqueue only if the oldest waiting job is younger than ``max_wait`` seconds."""
+        if (age := self.oldest_age()) > max_wait:
+            raise QueueTooOld(
+                f"queue {self.name!r}: the oldest job has waited {age:.0f} s, more than "
+                f"{max_wait:.0f} s; job {job.id!r} was not enqueued"
+            )
+        return self.enqueue(job)
+
+    def work_one(self, worker: str, handler: Handler) -> bool:
+        """Like ``ReliableQueue.work_one``, but a job past its deadline is
+        acknowledged and counted without running."""
+
+        def unless_expired(job: Job) -> None:
+            if past_deadline(job, self.clock.now()):
+                self.r.incr(self.expired_key)  # work_one then acknowledges it
+            else:
+                handler(job)
+
+        return super().work_one(worker, unless_expired)
+
+    def dropped(self) -> dict[str, int]:
+        """Jobs dropped without running: ``shed`` (queue full) and ``expired`` (deadline)."""
+        shed, expired = self.r.mget(self.shed_key, self.expired_key)
+        return {"shed": int(shed or 0), "expired": int(expired or 0)}
+# [end:stale-work]

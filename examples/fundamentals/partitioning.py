@@ -261,3 +261,25 @@ def route(
         f"healthy {sorted(healthy)}"
     )
 # [end:multi-region]
+
+
+# [start:shuffle-sharding]
+def shuffle_shard(tenant: str, shards: Sequence[str], k: int) -> list[str]:
+    """The ``k`` shards (queues, worker pools) that serve ``tenant``: the ``k`` that score it
+    highest, as in rendezvous hashing, so each tenant's choice is stable and spread evenly."""
+    if not 1 <= k <= len(shards):
+        raise ValueError(f"k must be in 1..{len(shards)} (the number of shards), got {k}")
+    ranked = sorted(shards, key=lambda shard: stable_hash(f"{shard}\x00{tenant}"), reverse=True)
+    return ranked[:k]
+
+
+def blast_radius(bad: str, tenants: Iterable[str], shards: Sequence[str], k: int) -> float:
+    """The share of the other tenants all of whose shards ``bad`` also uses: the tenants left
+    with no healthy shard when ``bad`` overwhelms its own."""
+    taken = set(shuffle_shard(bad, shards, k))
+    others = [tenant for tenant in tenants if tenant != bad]
+    if not others:
+        raise ValueError("blast_radius needs at least one tenant besides the bad one")
+    hit = sum(set(shuffle_shard(tenant, shards, k)) <= taken for tenant in others)
+    return hit / len(others)
+# [end:shuffle-sharding]

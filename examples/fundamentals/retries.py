@@ -19,6 +19,7 @@ This module is the code behind the page *Retries, backoff & dead letters*
 # [start:imports]
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 import math
@@ -145,10 +146,25 @@ class PermanentError(Exception):
     """Raise it from a handler for a failure that retrying cannot fix (a poison message)."""
 
 
+class RetryLater(Exception):
+    """Raise it from a handler when the dependency said when to come back: an HTTP 429 or
+    503 with ``Retry-After`` (see :func:`retry_after_seconds`). The retry waits at least
+    that long, whatever the backoff says."""
+
+    def __init__(self, seconds: float, detail: str = "") -> None:
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(
+                f"Retry-After must be a finite number of seconds >= 0, got {seconds}"
+            )
+        super().__init__(f"retry after {seconds:g} s{': ' + detail if detail else ''}")
+        self.seconds = seconds
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 5  # the first run counts as attempt 1
     backoff: Backoff = Backoff("full", base=1.0, cap=300.0)
+    max_retry_after: float = 3600.0  # a dependency asking for a longer wait: dead-letter
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
@@ -251,6 +267,11 @@ class RetryQueue(ReliableQueue):
         delay = self.policy.backoff.delay(job.attempts, self.rng, last_delay(job))
         if self.budget and not self.budget.allows_retry():
             delay = self.policy.backoff.cap  # budget spent: park the retry as late as allowed
+        if isinstance(error, RetryLater):  # the dependency said when: never sooner
+            if error.seconds > self.policy.max_retry_after:
+                reason = f"dependency asked to wait more than {self.policy.max_retry_after:g} s"
+                return self.fail(delivery, f"{reason}: {error!r}", attempts=job.attempts)
+            delay = max(delay, error.seconds)
         job = replace(job, headers={**job.headers, RETRY_DELAY_HEADER: repr(delay)})
         self._schedule_retry(
             keys=[self.processing_key(delivery.worker), self.delayed_key],
@@ -297,3 +318,28 @@ class RetryQueue(ReliableQueue):
             )
         return replayed
     # [end:replay]
+
+
+# [start:amplification]
+def calls_per_job(attempts_per_layer: list[int]) -> int:
+    """Calls the bottom dependency receives for one job that keeps failing, when each layer
+    makes up to ``attempts_per_layer[i]`` attempts of the layer below: their product."""
+    if not attempts_per_layer or min(attempts_per_layer) < 1:
+        raise ValueError(f"need one or more layers of >= 1 attempt, got {attempts_per_layer}")
+    return math.prod(attempts_per_layer)
+
+
+def retry_after_seconds(value: str, now: float) -> float | None:
+    """Seconds to wait from an HTTP ``Retry-After`` header (RFC 9110, section 10.2.3):
+    a number of seconds, or an HTTP date. None for a value that is neither."""
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; a date without a zone is not one
+        return None
+    return max(0.0, when.timestamp() - now)
+# [end:amplification]

@@ -12,6 +12,8 @@ This module is the code behind the page *Instrument a worker with Prometheus*
   dead-letter count and the jobs stranded with dead workers from Redis *when Prometheus
   scrapes*, and reports a scrape error instead of hanging or raising when Redis is slow or
   down.
+* :func:`trace_exemplar` attaches the trace id of the span in progress to each run-time
+  observation, as an OpenMetrics exemplar.
 * :func:`multiprocess_registry` serves the metrics of every process of a prefork worker
   from the files they write under ``PROMETHEUS_MULTIPROC_DIR``.
 """
@@ -27,6 +29,7 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
 
 import redis
+from opentelemetry import trace
 from prometheus_client import (
     REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest,
 )
@@ -137,9 +140,21 @@ class InstrumentedWorker:
         self._finished(queue, task, started)
 
     def _finished(self, queue: str, task: str, started: float) -> None:
-        self.metrics.run_duration.labels(queue, task).observe(self.timer() - started)
+        run_duration = self.metrics.run_duration.labels(queue, task)
+        run_duration.observe(self.timer() - started, exemplar=trace_exemplar())
         self.metrics.processed.labels(queue, task).inc()
 # [end:instrumented-worker]
+
+
+# [start:exemplars]
+def trace_exemplar() -> dict[str, str] | None:
+    """The trace of the span in progress, as an exemplar's labels: a slow bucket then
+    points at one trace that landed in it. None without a sampled span."""
+    context = trace.get_current_span().get_span_context()
+    if not (context.is_valid and context.trace_flags.sampled):
+        return None
+    return {"trace_id": format(context.trace_id, "032x")}
+# [end:exemplars]
 
 
 # [start:collector]

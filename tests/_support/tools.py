@@ -37,6 +37,7 @@ TOOLS = {
     tool.name: tool
     for tool in (
         Tool("promtool", "prometheus", "alert-rule, dashboard and runbook query tests"),
+        Tool("prometheus-redis-exporter", "prometheus-redis-exporter", "the Redis exporter test"),
         Tool("node", "nodejs", "BullMQ tests (Node.js 20+)"),
         Tool("npm", "npm", "installing the BullMQ example's packages"),
         Tool("ruby", "ruby-sidekiq", "Sidekiq tests"),

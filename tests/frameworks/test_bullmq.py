@@ -29,6 +29,7 @@ NODE_TESTS = {
     "stalled.test.js": 2,
     "shutdown.test.js": 2,
     "bridge.test.js": 2,
+    "dedup.test.js": 2,
 }
 # Files that need no Redis: they run on every suite, fakeredis included.
 NODE_TESTS_WITHOUT_REDIS = {"dispatch.test.js": 2}

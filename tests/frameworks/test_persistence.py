@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import redis
 
+from examples.frameworks.persistence.durable import NotDurable, durable_push
 from labs.persistence import MODES, run_experiment, run_mode
-from labs.with_redis import find_server, free_port
+from labs.with_redis import find_server, free_port, start_redis, stop
 from tests._support.waiting import eventually
 
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "frameworks" / "_data" / "persistence.json"
@@ -158,3 +161,81 @@ def test_the_queue_configuration_starts_and_keeps_a_job_through_a_kill(tmp_path)
         anonymous.close()
         proc.kill()
         proc.wait(timeout=10)
+
+
+# -- WAIT and WAITAOF; the fork's copy-on-write memory ------------------------------------------
+def server_or_skip(choice: str):
+    try:
+        return find_server(choice)
+    except SystemExit as exc:
+        pytest.skip(f"no {choice} server here: {str(exc).splitlines()[0]}")
+
+
+@contextmanager
+def own_server(choice: str, *extra: str):
+    """A throwaway server of the given kind (``redis``: redis-server 7.0; ``valkey``: 9.1)."""
+    server = server_or_skip(choice)
+    with tempfile.TemporaryDirectory(prefix="handbook-durable-") as workdir:
+        proc, url = start_redis(workdir, secrets.token_urlsafe(16), None, *extra, server=server)
+        client = redis.Redis.from_url(url, decode_responses=True)
+        try:
+            yield client
+        finally:
+            client.close()
+            stop(proc)
+
+
+@pytest.mark.real_redis("starts Valkey 9.1, which has WAITAOF")
+def test_waitaof_confirms_the_local_fsync_and_refuses_without_the_aof():
+    with own_server("valkey", "--appendonly", "yes") as r:
+        assert durable_push(r, "q:jobs", '{"id": "j1"}') == 1
+        with pytest.raises(NotDurable, match=r"fsync-ed locally 1/1 and on 0/1 replicas"):
+            durable_push(r, "q:jobs", '{"id": "j2"}', replicas=1, timeout_ms=100)  # no replica
+        assert r.llen("q:jobs") == 2  # pushed all the same: WAITAOF only reports
+    with own_server("valkey") as r:  # appendonly no
+        with pytest.raises(NotDurable, match="WAITAOF cannot be used when numlocal is set but appendonly is disabled"):
+            durable_push(r, "q:jobs", '{"id": "j3"}')
+
+
+@pytest.mark.real_redis("starts redis-server 7.0, which has no WAITAOF")
+def test_redis_7_0_has_no_waitaof_and_wait_does_not_roll_back():
+    with own_server("redis", "--appendonly", "yes") as r:
+        with pytest.raises(NotDurable, match="unknown command"):
+            durable_push(r, "q:jobs", '{"id": "j1"}')
+        r.lpush("q:jobs", '{"id": "j2"}')
+        assert r.execute_command("WAIT", 1, 100) == 0  # no replica acknowledged it...
+        assert r.llen("q:jobs") == 2  # ...and the writes stay: WAIT is not a transaction
+
+
+@pytest.mark.parametrize("choice", ["redis", "valkey"])
+@pytest.mark.real_redis("starts redis-server and Valkey to measure their forks")
+def test_a_snapshot_or_rewrite_under_writes_copies_about_as_much_memory_as_is_rewritten(choice):
+    """The forked child holds the dataset as it was; every page the parent writes meanwhile
+    is copied (INFO persistence rdb_last_cow_size, aof_last_cow_size). The child is slowed
+    down with rdb-key-save-delay (microseconds per key) so that the writes happen while it
+    runs; the AOF rewrite writes its RDB base file the same way."""
+    with own_server(choice, "--rdb-key-save-delay", "1000") as r:
+        for batch in range(30):  # 30 MB in 3,000 values of 10 kB
+            r.mset({f"k{batch}-{i}": "x" * 10_000 for i in range(100)})
+        dataset = r.info("memory")["used_memory"]
+        r.bgsave()
+        for batch in range(30):  # rewrite every value while the child saves
+            r.mset({f"k{batch}-{i}": "y" * 10_000 for i in range(100)})
+        assert r.info("persistence")["rdb_bgsave_in_progress"] == 1, "the child ended too early"
+        eventually("the snapshot to finish", lambda: r.info("persistence")["rdb_bgsave_in_progress"] == 0, 60)
+        copied = r.info("persistence")["rdb_last_cow_size"]
+        assert copied > 0.4 * dataset, (copied, dataset)
+        r.config_set("rdb-key-save-delay", 0)
+        r.bgsave()  # a snapshot with no writes during it copies almost nothing
+        eventually("the quiet snapshot", lambda: r.info("persistence")["rdb_bgsave_in_progress"] == 0, 60)
+        assert r.info("persistence")["rdb_last_cow_size"] < 0.1 * dataset
+        # An AOF rewrite forks the same way (its base file is an RDB: aof-use-rdb-preamble yes).
+        r.config_set("appendonly", "yes")  # starts a first rewrite; let it finish
+        eventually("the first rewrite", lambda: r.info("persistence")["aof_rewrite_in_progress"] == 0, 60)
+        r.config_set("rdb-key-save-delay", 1000)
+        r.bgrewriteaof()
+        for batch in range(30):
+            r.mset({f"k{batch}-{i}": "z" * 10_000 for i in range(100)})
+        assert r.info("persistence")["aof_rewrite_in_progress"] == 1, "the rewrite ended too early"
+        eventually("the rewrite", lambda: r.info("persistence")["aof_rewrite_in_progress"] == 0, 60)
+        assert r.info("persistence")["aof_last_cow_size"] > 0.4 * dataset

@@ -329,3 +329,17 @@ def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(queue, proces
     assert worker.wait(timeout=20) == 0
     assert job.get_status(refresh=True) == JobStatus.FINISHED
     assert pop(queue.connection, "test:finished", 1) == job.id
+
+
+@pytest.mark.real_redis("a worker process needs a real server to share")
+def test_a_killed_work_horse_fails_its_job_at_once_and_the_worker_goes_on(queue, processes):
+    lab = make_queue(queue.connection, "lab")
+    job = lab.enqueue("rq_lab_worker.oom_job", job_timeout=120, failure_ttl=600)
+    after = lab.enqueue("rq_lab_worker.slow_job", 0, job_timeout=30)
+    started = time.monotonic()
+    processes.start([str(LAB), "lab"])
+    assert pop(queue.connection, "test:started", 20) == job.id
+    assert pop(queue.connection, "test:finished", 20) == after.id  # the worker survived
+    assert time.monotonic() - started < 30  # no heartbeat to lapse, no maintenance pass
+    assert job.get_status(refresh=True) == JobStatus.FAILED
+    assert "Work-horse terminated unexpectedly; waitpid returned 9 (signal 9)" in job.latest_result().exc_string

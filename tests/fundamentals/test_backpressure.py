@@ -15,12 +15,17 @@ from examples.envelope import new_job
 from examples.fundamentals.backpressure import (
     BoundedQueue,
     BrokerOutOfMemory,
+    FreshQueue,
     QueueFull,
+    QueueTooOld,
     TokenBucket,
     littles_law,
+    past_deadline,
     queue_bound,
+    with_deadline,
     workers_needed,
 )
+from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
 from labs.versions import server_line
 
 CLOCK = FakeClock(0)
@@ -315,3 +320,90 @@ def test_at_maxmemory_acks_work_and_the_reliable_queue_can_still_drain_a_full_re
             r.close()
         finally:
             stop(proc)
+
+
+# -- stale work: deadlines, shed-oldest, admission by age -------------------------------------
+def fresh_job(clock, i, deadline=None):
+    made = new_job("quote", {"n": i}, clock=clock, job_id=f"quote-{i}")
+    return made if deadline is None else with_deadline(made, deadline)
+
+
+def test_a_job_past_its_deadline_is_acknowledged_and_counted_without_running(r):
+    clock = FakeClock(1000)
+    q = FreshQueue(r, "quotes", max_pending=10, clock=clock)
+    q.enqueue(fresh_job(clock, 1, deadline=30))
+    q.enqueue(fresh_job(clock, 2, deadline=90))
+    clock.advance(31)
+    ran: list[str] = []
+    while q.work_one("w1", lambda j: ran.append(j.id)):
+        pass
+    assert ran == ["quote-2"]  # quote-1's caller gave up 1 s ago: not run
+    assert q.dropped() == {"shed": 0, "expired": 1}
+    assert r.llen(q.processing_key("w1")) == 0 and q.pending() == 0  # acknowledged, not lost
+
+
+def test_a_full_fresh_queue_drops_its_oldest_jobs_and_keeps_the_newest(r):
+    clock = FakeClock(0)
+    q = FreshQueue(r, "positions", max_pending=3, clock=clock)
+    depths = [q.enqueue(fresh_job(clock, i)) for i in range(5)]
+    assert depths == [1, 2, 3, 3, 3]
+    taken = []
+    while q.work_one("w1", lambda j: taken.append(j.id)):
+        pass
+    assert taken == ["quote-2", "quote-3", "quote-4"]  # the two oldest were dropped
+    assert q.dropped() == {"shed": 2, "expired": 0}
+
+
+def test_admission_by_age_refuses_work_while_the_oldest_job_is_older_than_the_promise(r):
+    clock = FakeClock(0)
+    q = FreshQueue(r, "reports", max_pending=100, clock=clock)
+    q.admit(fresh_job(clock, 1), max_wait=60)
+    clock.advance(61)
+    assert q.oldest_age() == 61
+    with pytest.raises(QueueTooOld, match="waited 61 s, more than 60 s; job 'quote-2'"):
+        q.admit(fresh_job(clock, 2), max_wait=60)
+    assert isinstance(QueueTooOld("x"), QueueFull)  # producers handle both the same way
+    q.work_one("w1", lambda j: None)
+    assert q.admit(fresh_job(clock, 3), max_wait=60) == 1  # drained: accepted again
+
+
+def test_with_deadline_refuses_a_deadline_that_is_not_in_the_future():
+    with pytest.raises(ValueError, match="> 0 seconds"):
+        with_deadline(new_job("quote", {}), 0)
+
+
+def serve_a_burst(r, queue_class, **kwargs):
+    """Simulated minute of overload then calm, on a fake clock: 2 jobs/s for 60 s, then
+    0.5 job/s for 120 s, one worker that runs one job per second, deadline 30 s.
+    Returns (jobs finished within their deadline, jobs finished after it)."""
+    clock = FakeClock(0)
+    q = queue_class(r, "sim", clock=clock, **kwargs)
+    in_time = late = 0
+
+    def run(job):
+        nonlocal in_time, late
+        if past_deadline(job, clock.now()):
+            late += 1
+        else:
+            in_time += 1
+
+    for second in range(180):
+        for k in range(2 if second < 60 else (1 if second % 2 else 0)):
+            q.enqueue(fresh_job(clock, f"{second}-{k}", deadline=30))
+        ran = in_time + late
+        while in_time + late == ran and q.work_one("w1", run):
+            pass  # skipping an expired job costs no work time: take the next one
+        clock.advance(1)
+    return in_time, late
+
+
+def test_dropping_stale_work_lets_the_queue_recover_after_a_burst(r):
+    plain = serve_a_burst(r, ReliableQueue)
+    r.flushdb()
+    fresh = serve_a_burst(r, FreshQueue, max_pending=1000)
+    # 180 jobs arrive. Without deadlines the worker spends 88 of its 180 seconds on jobs
+    # whose callers gave up, and the backlog of the burst delays the calm's jobs too.
+    assert plain == (92, 88)
+    # With them it skips the 30 stale jobs (at no cost) and serves the other 150 in time.
+    assert fresh == (150, 0)
+    assert FreshQueue(r, "sim", max_pending=1000).dropped() == {"shed": 0, "expired": 30}

@@ -19,11 +19,13 @@ from examples.fundamentals.partitioning import (
     RendezvousHash,
     assign_partitions,
     assignment,
+    blast_radius,
     build_routing_table,
     fraction_moved,
     hot_partitions,
     partition_for,
     route,
+    shuffle_shard,
     stable_hash,
 )
 
@@ -319,3 +321,27 @@ def test_routing_table_queues_work_on_moto_sqs(monkeypatch):
             sqs = boto3.client("sqs", region_name=address.region)
             url = sqs.create_queue(QueueName=address.url.rsplit("/", 1)[1])["QueueUrl"]
             assert url == address.url
+
+
+# -- shuffle sharding ---------------------------------------------------------------------------
+POOLS = [f"pool-{i}" for i in range(8)]
+TENANTS = [f"tenant-{i}" for i in range(10_000)]
+
+
+@pytest.mark.parametrize(("k", "combinations"), [(1, 8), (2, 28), (3, 56)])
+def test_shuffle_sharding_leaves_one_tenant_in_c_8_k_without_a_healthy_shard(k, combinations):
+    """A bad tenant overwhelms its k pools; only tenants whose k pools are the same ones lose all
+    capacity: about 1 in C(8, k) (8 for plain hashing, 28 for k = 2, 56 for k = 3)."""
+    for bad in ("tenant-0", "tenant-1", "tenant-42"):
+        assert abs(blast_radius(bad, TENANTS, POOLS, k) - 1 / combinations) < 0.25 / combinations
+
+
+def test_shuffle_shards_are_stable_and_spread_evenly():
+    assert shuffle_shard("acme", POOLS, 2) == shuffle_shard("acme", list(reversed(POOLS)), 2)
+    load = {pool: 0 for pool in POOLS}
+    for tenant in TENANTS:
+        for pool in shuffle_shard(tenant, POOLS, 2):
+            load[pool] += 1
+    assert all(abs(n - 2_500) < 150 for n in load.values()), load
+    with pytest.raises(ValueError, match=r"k must be in 1..8"):
+        shuffle_shard("acme", POOLS, 9)

@@ -10,7 +10,8 @@ import pytest
 from examples.clock import FakeClock
 from examples.envelope import Job, new_job
 from examples.fundamentals.retries import (
-    STRATEGIES, Backoff, PermanentError, RetryBudget, RetryPolicy, RetryQueue, peak_load, retry_times,
+    STRATEGIES, Backoff, PermanentError, RetryBudget, RetryLater, RetryPolicy, RetryQueue, calls_per_job,
+    peak_load, retry_after_seconds, retry_times,
 )
 from tests._support.celery_probe import autoretry_defaults
 
@@ -246,3 +247,63 @@ def test_rq_retry_has_no_backoff_by_default():
 
     retry = Retry(max=3)
     assert retry.intervals == [0]
+
+
+# -- retry amplification and Retry-After ------------------------------------------------------
+def run_until_dead(q, clock, handler) -> None:
+    q.enqueue(job())
+    while not q.dead_letters():
+        q.work_one("w", handler)
+        clock.advance(100)
+
+
+@pytest.mark.parametrize(("client_attempts", "calls"), [(3, 9), (1, 3)])
+def test_retries_in_the_handler_and_in_the_queue_multiply_calls(r, clock, client_attempts, calls):
+    seen = []
+
+    def dependency() -> None:  # down for the whole test
+        seen.append(clock.now())
+        raise ConnectionError("503 from the payment API")
+
+    def handler(job: Job) -> None:  # an HTTP client that retries on its own, as many do
+        for attempt in range(client_attempts):
+            try:
+                return dependency()
+            except ConnectionError:
+                if attempt == client_attempts - 1:
+                    raise
+
+    run_until_dead(make_queue(r, clock), clock, handler)  # the queue: 3 attempts
+    assert len(seen) == calls == calls_per_job([client_attempts, 3])
+    assert calls_per_job([3, 3, 3]) == 27  # a third layer (the caller's own retries)
+
+
+def test_retry_after_is_honoured_over_a_shorter_backoff(r, clock):
+    q = make_queue(r, clock)  # backoff without jitter: 10 s before the first retry
+    q.enqueue(job())
+    q.work_one("w", lambda j: (_ for _ in ()).throw(RetryLater(120, "429 Too Many Requests")))
+    clock.advance(119)
+    assert q.work_one("w", always_fails) is False  # the backoff's 10 s would have retried
+    clock.advance(1)
+    assert q.work_one("w", lambda j: None) is True and q.dead_letters() == []
+
+
+def test_a_retry_after_beyond_the_limit_dead_letters_the_job(r, clock):
+    q = RetryQueue(r, "api", policy=RetryPolicy(max_retry_after=600), clock=clock)
+    q.enqueue(job())
+    q.work_one("w", lambda j: (_ for _ in ()).throw(RetryLater(86400)))
+    [dead] = q.dead_letters()
+    assert dead["reason"].startswith("dependency asked to wait more than 600 s: RetryLater")
+
+
+def test_retry_after_parses_seconds_and_http_dates():
+    assert retry_after_seconds("120", now=0) == 120
+    # an HTTP date (IMF-fixdate); 30 s before it, the header means "in 30 s"
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412450) == 30
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490) == 0  # past
+    for bad in ("soon", "-5", "1.5", "Wed, 21 Oct 2015 07:28:00", "１２"):
+        assert retry_after_seconds(bad, now=0) is None
+    with pytest.raises(ValueError, match="finite number of seconds"):
+        RetryLater(float("nan"))
+    with pytest.raises(ValueError, match="one or more layers"):
+        calls_per_job([3, 0])

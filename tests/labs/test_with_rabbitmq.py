@@ -30,5 +30,6 @@ def test_every_port_of_the_node_listens_on_loopback_only(tmp_path):
     # AMQP, the distribution port and epmd at least (epmd listens on IPv4 and IPv6 loopback)
     assert len({p.rsplit(":", 1)[1] for p in ports}) >= 3, ports
     assert f"127.0.0.1:{server.port}" in ports
+    assert f"127.0.0.1:{server.metrics_port}" in ports  # the rabbitmq_prometheus endpoint
     for address in ports:
         assert ipaddress.ip_address(address.rsplit(":", 1)[0]).is_loopback, f"{address} is not loopback: {ports}"

@@ -103,3 +103,32 @@ def test_no_rule_panel_or_runbook_query_matches_an_le_value():
                  EXAMPLES / "runbook" / "runbook.toml"):
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"\ble\s*=~?\s*\\?[\"']", text), f"{path.name} matches an le value"
+
+
+# -- error-budget burn-rate alerts (slo.yml, slo_test.yml) -------------------------------------
+def slo_rules_without(promtool, tmp_path, clause: str):
+    """Run slo_test.yml against slo.yml with one clause of both alerts removed."""
+    text = (ALERTING / "slo.yml").read_text(encoding="utf-8")
+    assert clause in text
+    (tmp_path / "slo.yml").write_text(text.replace(clause, ""), encoding="utf-8")
+    shutil.copy(ALERTING / "slo_test.yml", tmp_path)
+    return run_promtool(promtool, "test", "rules", "slo_test.yml", cwd=tmp_path)
+
+
+def test_slo_burn_rate_rules_check_and_pass_their_unit_tests(promtool):
+    check = run_promtool(promtool, "check", "rules", "slo.yml", cwd=ALERTING)
+    assert check.returncode == 0 and "SUCCESS: 7 rules found" in check.stdout, check.stdout + check.stderr
+    result = run_promtool(promtool, "test", "rules", "slo_test.yml", cwd=ALERTING)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_without_the_short_window_the_page_outlives_the_outage_by_an_hour(promtool, tmp_path):
+    result = slo_rules_without(promtool, tmp_path, "\n            and queue:jobqueue_error_ratio:rate5m > 14.4 * 0.01")
+    assert result.returncode == 1
+    assert "time: 1h30m" in result.stdout + result.stderr  # still paging ten minutes after the last failure
+
+
+def test_without_the_traffic_floor_a_queue_of_one_job_a_minute_pages(promtool, tmp_path):
+    result = slo_rules_without(promtool, tmp_path, "\n            and queue:jobqueue_jobs_processed:increase1h >= 100")
+    assert result.returncode == 1
+    assert 'queue="rare"' in result.stdout + result.stderr

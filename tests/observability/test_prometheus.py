@@ -29,6 +29,7 @@ from examples.observability.prometheus import (
     child_exit,
     multiprocess_registry,
     scrape,
+    trace_exemplar,
     worst_case_seconds,
 )
 
@@ -317,3 +318,70 @@ def test_multiprocess_registry_without_the_directory_says_so(tmp_path, monkeypat
     monkeypatch.delenv(MULTIPROC_ENV, raising=False)
     with pytest.raises(ValueError, match="env PROMETHEUS_MULTIPROC_DIR is not set or not a directory"):
         multiprocess_registry()
+
+
+# -- exemplars: from a slow bucket to one trace ------------------------------------------------
+def test_a_run_time_observation_carries_the_trace_of_the_span_in_progress(lab):
+    from opentelemetry.sdk.trace import TracerProvider
+    from prometheus_client import generate_latest
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+
+    clock, queue, worker, registry = lab
+    tracer = TracerProvider().get_tracer("test")  # the SDK samples every root span by default
+    queue.enqueue(new_job("resize", {"image": 1}, clock=clock))
+    assert trace_exemplar() is None  # no span: no exemplar
+    with tracer.start_as_current_span("process emails") as span:
+        worker.work_one(handler_for(clock))
+    trace_id = format(span.get_span_context().trace_id, "032x")
+    openmetrics = openmetrics_latest(registry).decode()
+    [line] = [line for line in openmetrics.splitlines() if f'trace_id="{trace_id}"' in line]
+    # the 2 s run lands in the 2.5 s bucket, and the exemplar records the value it saw
+    assert line.startswith('jobqueue_job_run_duration_seconds_bucket{') and 'le="2.5"' in line
+    value, _timestamp = line.split(f'# {{trace_id="{trace_id}"}} ')[1].split()
+    assert float(value) == 2.0
+    assert "trace_id" not in generate_latest(registry).decode()  # the classic format drops them
+
+
+# -- Redis itself: the exporter ------------------------------------------------------------------
+@pytest.mark.real_redis("starts its own redis-server and the Redis exporter against it")
+def test_the_redis_exporter_reports_memory_headroom_evictions_and_a_queue_length(tmp_path):
+    from labs.with_redis import free_port, start_redis, stop
+    from tests._support.tools import require_tool
+    from tests._support.waiting import eventually
+
+    exporter = require_tool("prometheus-redis-exporter")
+    password = "exporter-test-password"
+    proc, url = start_redis(str(tmp_path), password, None, "--maxmemory", "64mb")
+    client = redis.Redis.from_url(url)
+    port = free_port()
+    try:
+        client.lpush("q:{emails}:pending", "a", "b", "c")
+        address = url.rsplit("@", 1)[1].rsplit("/", 1)[0]
+        exp = subprocess.Popen(
+            [exporter, "-redis.addr", f"redis://{address}",
+             "-check-single-keys", "q:{emails}:pending", "-web.listen-address", f"127.0.0.1:{port}"],
+            # the password in the environment, not in arguments that every user can read
+            env={**os.environ, "REDIS_PASSWORD": password},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            def scrape_exporter() -> str:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                    s.sendall(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                    return b"".join(iter(lambda: s.recv(65536), b"")).decode()
+
+            text = eventually("the exporter to answer", scrape_exporter, 15, ignoring=(OSError,),
+                              until=lambda t: "redis_up 1" in t)
+        finally:
+            exp.terminate()
+            exp.wait(timeout=10)
+    finally:
+        client.close()
+        stop(proc)
+    samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+                   and not line.startswith("HTTP") and " " in line)
+    assert float(samples["redis_memory_max_bytes"]) == 64 * 1024 * 1024
+    assert float(samples["redis_memory_used_bytes"]) > 0
+    assert samples["redis_evicted_keys_total"] == "0" and samples["redis_rejected_connections_total"] == "0"
+    assert samples['redis_key_size{db="db0",key="q:{emails}:pending"}'] == "3"
+    assert "redis_blocked_clients" in samples

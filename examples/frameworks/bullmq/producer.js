@@ -18,4 +18,15 @@ async function enqueue(queue, task, args, { id, ...jobOptions } = {}) {
 }
 // [end:producer]
 
-module.exports = { createQueue, enqueue };
+// [start:dedup]
+// One job per business key while one is waiting or running (BullMQ's `deduplication`): a
+// second add returns the existing job's id and adds nothing. The key is deleted when that job
+// completes or fails; with `ttlMs` it lives that long instead, even after the job finished
+// ("at most one per ttlMs", a throttle).
+async function enqueueUnlessPending(queue, task, args, dedupKey, { ttlMs } = {}) {
+  const deduplication = ttlMs ? { id: dedupKey, ttl: ttlMs } : { id: dedupKey };
+  return enqueue(queue, task, args, { deduplication });
+}
+// [end:dedup]
+
+module.exports = { createQueue, enqueue, enqueueUnlessPending };

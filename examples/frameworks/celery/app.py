@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, UTC
 from urllib.parse import SplitResult, urljoin, urlsplit
 
+from billiard.exceptions import WorkerLostError
 from celery import Celery, Task
+from celery.signals import task_failure
 
 from examples.redis_client import connect
 # [end:imports]
@@ -96,6 +98,18 @@ class ProductionTask(Task):
 # [start:app]
 app = Celery("handbook", task_cls=ProductionTask)
 app.config_from_object("examples.frameworks.celery.settings")
+
+
+@task_failure.connect
+def record_lost_worker(sender=None, task_id=None, exception=None, args=None, kwargs=None,
+                       **_) -> None:
+    """Dead-letter a task that failed because its pool process died (OOM kill, SIGKILL).
+
+    Celery runs ``Task.on_failure`` inside the pool process, which a killed process never
+    reaches; for a lost worker the worker's main process sends only this signal.
+    """
+    if isinstance(exception, WorkerLostError) and isinstance(sender, ProductionTask):
+        sender.on_failure(exception, task_id, args, kwargs, None)
 # [end:app]
 
 

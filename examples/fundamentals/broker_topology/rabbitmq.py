@@ -14,8 +14,9 @@ This module is the code behind the RabbitMQ part of the page *Broker topology*
 
 Publishing uses **publisher confirms** (enabled once per channel by :func:`open_channel`) and
 ``mandatory=True``: :func:`publish` returns only once the broker has taken responsibility for
-the message, and raises if it could not route or store it. Consumers acknowledge after the
-work (``auto_ack=False``).
+the message, and raises if it could not route or store it. :func:`consume` subscribes with
+``basic_consume`` and a prefetch limit (``basic_qos``), so the broker pushes jobs instead of
+being polled, and acknowledges each job after its work.
 """
 
 # [start:imports]
@@ -29,6 +30,7 @@ from dataclasses import replace
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
+from pika.spec import Basic
 
 from examples.envelope import Job, MalformedJob
 from examples.fundamentals.retries import Backoff
@@ -109,25 +111,46 @@ def publish(channel: BlockingChannel, exchange: str, routing_key: str, job: Job,
 RETRY_BACKOFF = Backoff("full", base=1.0, cap=300.0)
 
 
-def work_one(
+def consume(
     channel: BlockingChannel, queue: str, handler: Callable[[Job], None], *,
+    prefetch: int = 10, idle_timeout: float | None = None, limit: int | None = None,
     retries: int = 3, backoff: Backoff = RETRY_BACKOFF, rng: random.Random | None = None,
-) -> bool:
-    """Run one job if there is one; ack after the work.
+) -> int:
+    """Work jobs as the broker pushes them (``basic_consume``); return how many were handled.
 
-    A failed job waits in the retry queue of its attempt for the backoff, then comes back;
-    after ``retries`` retries, or if it is malformed, it is rejected to the dead letters.
-    ``channel`` must come from :func:`open_channel`.
+    At most ``prefetch`` deliveries are unacknowledged at once (``basic_qos``); each is
+    acknowledged after its work. Runs until ``limit`` jobs are handled or nothing arrives
+    for ``idle_timeout`` s (``None``: forever). ``channel`` comes from :func:`open_channel`.
     """
-    method, properties, body = channel.basic_get(queue=queue, auto_ack=False)
-    if method is None:
-        return False
+    if prefetch < 1:
+        raise ValueError(f"prefetch must be >= 1 (0 means unlimited in AMQP), got {prefetch}")
+    channel.basic_qos(prefetch_count=prefetch)
+    rng, handled = rng or random.Random(), 0
+    try:
+        for method, properties, body in channel.consume(queue, inactivity_timeout=idle_timeout):
+            if method is None:  # idle for idle_timeout seconds
+                break
+            _handle(channel, queue, method, properties, body, handler, retries, backoff, rng)
+            handled += 1
+            if limit is not None and handled >= limit:
+                break
+    finally:
+        channel.cancel()  # deliveries prefetched but not handled go back to the queue
+    return handled
+
+
+def _handle(channel: BlockingChannel, queue: str, method: Basic.Deliver,
+            properties: pika.BasicProperties, body: bytes, handler: Callable[[Job], None],
+            retries: int, backoff: Backoff, rng: random.Random) -> None:
+    """Run one delivery; a failed job waits in the retry queue of its attempt for the
+    backoff, then comes back; after ``retries`` retries, or if malformed, it is rejected to
+    the dead letters."""
     try:
         job = Job.from_json(body)
     except MalformedJob as exc:
         log.warning("message %s rejected to the dead letters: %s", properties.message_id, exc)
         channel.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
-        return True
+        return
     try:
         handler(job)
     except Exception:
@@ -135,15 +158,23 @@ def work_one(
         if retry > retries:
             log.exception("job %s failed %d times; rejected to the dead letters", job.id, retry)
             channel.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
-            return True
-        delay = backoff.delay(retry, rng or random.Random())
+            return
+        delay = backoff.delay(retry, rng)
         log.exception("job %s failed; retry %d in %.1f s", job.id, retry, delay)
         # confirmed before the ack: a crash in between runs the job twice, never zero times
         publish(channel, f"{queue}.retry", str(retry), replace(job, attempts=retry),
                 expiration_ms=max(1, round(delay * 1000)))
     channel.basic_ack(delivery_tag=method.delivery_tag)
-    return True
 # [end:consume]
+
+
+def work_one(channel: BlockingChannel, queue: str, handler: Callable[[Job], None], *,
+             retries: int = 3, backoff: Backoff = RETRY_BACKOFF,
+             rng: random.Random | None = None, wait: float = 0.5) -> bool:
+    """One job through :func:`consume` (prefetch 1), for scripts and tests: ``False`` if none
+    arrived within ``wait`` seconds. A worker calls :func:`consume` and keeps consuming."""
+    return consume(channel, queue, handler, prefetch=1, idle_timeout=wait, limit=1,
+                   retries=retries, backoff=backoff, rng=rng) == 1
 
 
 def connect(url: str | None = None) -> pika.BlockingConnection:

@@ -7,9 +7,10 @@ the same boto3 calls a production worker makes.
 
 * :func:`create_job_queue` creates a queue and its dead-letter queue, joined by a redrive
   policy: a message received ``max_receive_count`` times without being deleted moves to the DLQ.
-* :class:`SqsWorker` receives (the message becomes invisible for the visibility timeout),
-  extends the lease of a long job with ``ChangeMessageVisibility``, deletes on success (the
-  ack), and hides a failed job for a backoff that grows with its ``ApproximateReceiveCount``
+* :class:`SqsWorker` long-polls (``WaitTimeSeconds`` 20) and receives (the message becomes
+  invisible for the visibility timeout), extends the lease from a :class:`Heartbeat` thread
+  with ``ChangeMessageVisibility`` while the job runs, deletes on success (the ack), and
+  hides a failed job for a backoff that grows with its ``ApproximateReceiveCount``
   (``ChangeMessageVisibility`` again), so that retries do not come back at once.
 * FIFO queues deliver the messages of one *message group* in order, one batch at a time;
   different groups proceed in parallel.
@@ -22,10 +23,14 @@ import json
 import logging
 import math
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from examples.clock import Clock, SystemClock
 from examples.envelope import SQS_MAX_MESSAGE_BYTES, Job, MalformedJob, PayloadError
 from examples.fundamentals.retries import Backoff
 
@@ -94,51 +99,55 @@ def send_job(sqs: Any, url: str, job: Job, *, group: str | None = None) -> str:
 
 
 # [start:worker]
+MAX_VISIBILITY = 43_200  # 12 hours from the receive, however often it is extended
+
+
 @dataclass(frozen=True)
 class SqsDelivery:
     job: Job
     receipt_handle: str
     receive_count: int
+    received_at: float  # the worker's clock at the receive: the 12-hour ceiling counts from it
 
 
 RETRY_BACKOFF = Backoff("full", base=10, cap=900)  # how long a failed job stays hidden
 
 
 class SqsWorker:
-    """Receive, work, delete: at-least-once delivery
-    with the visibility timeout as the lease."""
+    """Receive (long-polling), work, delete: at-least-once delivery with the visibility
+    timeout as the lease, extended by a heartbeat while the job runs."""
 
-    def __init__(self, sqs: Any, url: str, *, backoff: Backoff = RETRY_BACKOFF,
-                 rng: random.Random | None = None) -> None:
-        self.sqs, self.url = sqs, url
+    def __init__(self, sqs: Any, url: str, *, visibility_timeout: int = 30,
+                 backoff: Backoff = RETRY_BACKOFF, rng: random.Random | None = None,
+                 clock: Clock | None = None, heartbeat_every: float | None = None) -> None:
+        self.sqs, self.url, self.visibility_timeout = sqs, url, visibility_timeout
+        self.heartbeat_every = heartbeat_every or visibility_timeout / 3
         self.backoff, self.rng = backoff, rng or random.Random()
+        self.clock = clock or SystemClock()
 
-    def receive(self, *, max_messages: int = 1, wait_seconds: int = 0) -> list[SqsDelivery]:
-        """Receive up to ``max_messages`` (1..10); long-poll up to ``wait_seconds`` (0..20)."""
+    def receive(self, *, max_messages: int = 1, wait_seconds: int = 20) -> list[SqsDelivery]:
+        """Receive up to ``max_messages`` (1..10), waiting up to ``wait_seconds`` (0..20) for
+        the first: long polling, so an idle worker costs 3 requests a minute, not hundreds."""
         reply = self.sqs.receive_message(
             QueueUrl=self.url,
             MaxNumberOfMessages=max_messages,
             WaitTimeSeconds=wait_seconds,
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
         )
-        out = []
+        out, now = [], self.clock.now()
         for message in reply.get("Messages", []):
             count = int(message["Attributes"]["ApproximateReceiveCount"])
             try:
-                out.append(
-                    SqsDelivery(
-                        Job.from_json(message["Body"]), message["ReceiptHandle"], count
-                    )
-                )
+                job = Job.from_json(message["Body"])
             except MalformedJob:
                 # Leave it invisible; after max_receive_count receives the redrive policy
                 # moves it to the DLQ, where the body can be inspected.
                 continue
+            out.append(SqsDelivery(job, message["ReceiptHandle"], count, now))
         return out
 
     def extend(self, delivery: SqsDelivery, seconds: int) -> None:
-        """Heartbeat for a long job: make the message invisible
-        for ``seconds`` more, from now."""
+        """Make the message invisible for ``seconds`` more, from now."""
         self.sqs.change_message_visibility(
             QueueUrl=self.url, ReceiptHandle=delivery.receipt_handle, VisibilityTimeout=seconds
         )
@@ -150,17 +159,22 @@ class SqsWorker:
         """Hide a failed job for a backoff that grows with its receive count; return the
         seconds. The redrive policy's maxReceiveCount still caps the attempts."""
         delay = math.ceil(self.backoff.delay(delivery.receive_count, self.rng))
-        seconds = min(delay, 43_200)  # 12 hours, the most SQS allows
+        seconds = min(delay, self.time_left(delivery))
         self.extend(delivery, seconds)
         return seconds
 
-    def work_one(self, handler: Callable[[Job], None]) -> bool:
-        deliveries = self.receive()
+    def time_left(self, delivery: SqsDelivery) -> int:
+        """Seconds of visibility SQS still allows this receive (12 h from the receive)."""
+        return max(0, MAX_VISIBILITY - math.ceil(self.clock.now() - delivery.received_at))
+
+    def work_one(self, handler: Callable[[Job], None], *, wait_seconds: int = 20) -> bool:
+        deliveries = self.receive(wait_seconds=wait_seconds)
         if not deliveries:
             return False
         delivery = deliveries[0]
         try:
-            handler(delivery.job)
+            with Heartbeat(self, delivery, self.heartbeat_every):
+                handler(delivery.job)
         except Exception:
             seconds = self.retry_later(delivery)
             log.exception(
@@ -171,3 +185,37 @@ class SqsWorker:
         self.ack(delivery)
         return True
 # [end:worker]
+
+
+# [start:heartbeat]
+class Heartbeat:
+    """While a job runs, extend its visibility to a full timeout every ``every`` seconds
+    (a daemon thread); stop at SQS's 12-hour ceiling, or when an extension is refused."""
+
+    def __init__(self, worker: SqsWorker, delivery: SqsDelivery, every: float) -> None:
+        self.worker, self.delivery, self.every = worker, delivery, every
+        self.beats = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="sqs-heartbeat")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            seconds = min(self.worker.visibility_timeout, self.worker.time_left(self.delivery))
+            if seconds <= 0:
+                log.warning("job %s: 12-hour visibility ceiling", self.delivery.job.id)
+                return
+            try:
+                self.worker.extend(self.delivery, seconds)
+            except ClientError as exc:  # deleted, or the receipt handle expired
+                log.warning("heartbeat for job %s refused: %s", self.delivery.job.id, exc)
+                return
+            self.beats += 1
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+# [end:heartbeat]

@@ -1,10 +1,12 @@
 """A forking RQ worker process, and its job, for the real-Redis tests in test_rq.py.
 
 Run as ``python rq_lab_worker.py QUEUE`` with ``REDIS_URL`` set. The job
-``rq_lab_worker.slow_job`` records that it started, sleeps, and records that it finished.
+``rq_lab_worker.slow_job`` records that it started, sleeps, and records that it finished;
+``rq_lab_worker.oom_job`` kills its own work-horse.
 """
 
 import os
+import signal
 import sys
 import time
 
@@ -23,8 +25,15 @@ def slow_job(seconds: float) -> str:
     return "done"
 
 
+def oom_job() -> None:
+    """Dies as the OOM killer would end it: SIGKILL to the work-horse, the worker survives."""
+    job = get_current_job()
+    job.connection.rpush("test:started", job.id)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 class LabJob(AllowlistedJob):
-    allowed = frozenset({"rq_lab_worker.slow_job"})
+    allowed = frozenset({"rq_lab_worker.slow_job", "rq_lab_worker.oom_job"})
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ from examples.clock import FakeClock
 from examples.envelope import Job, new_job
 from examples.fundamentals.broker_topology.rabbitmq import (
     connect,
+    consume,
     declare_job_queue,
-    open_channel,
     publish,
     retry_queue,
     work_one,
@@ -21,6 +21,7 @@ from examples.fundamentals.broker_topology.rabbitmq import (
 from examples.fundamentals.retries import Backoff
 from labs.versions import installed_version
 from tests._support.tools import require_tool
+from tests._support import rabbitmq_node
 from tests._support.waiting import eventually
 
 pytestmark = pytest.mark.rabbitmq
@@ -30,29 +31,14 @@ def job(i: int) -> Job:
     return new_job("charge", {"order": i}, clock=FakeClock(0), job_id=f"job-{i}")
 
 
+connection = rabbitmq_node.connection  # the shared fixtures: a connection per module,
+channel = rabbitmq_node.channel  # a confirm channel and a queue name per test
+
+
 def poll_get(ch, queue: str, *, auto_ack: bool = True, timeout: float = 10):
     """basic_get until a message arrives: requeues and dead-lettering are asynchronous."""
     return eventually(f"a message in {queue}", lambda: ch.basic_get(queue=queue, auto_ack=auto_ack),
                       timeout, until=lambda got: got[0] is not None)
-
-
-@pytest.fixture(scope="module")
-def connection(rabbitmq_url):
-    conn = connect(rabbitmq_url)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def channel(connection, request):
-    ch = open_channel(connection)
-    name = request.node.name.replace("[", "-").replace("]", "")
-    yield ch, name
-    for queue in (name, f"{name}.dead", *(retry_queue(name, n) for n in range(1, 4))):
-        ch.queue_delete(queue=queue)
-    for exchange in (name, f"{name}.dlx"):
-        ch.exchange_delete(exchange=exchange)
-    ch.close()
 
 
 def test_redeclaring_is_a_no_op_and_a_conflicting_declare_is_refused(connection, channel):
@@ -72,10 +58,30 @@ def test_confirmed_publish_then_ack_after_the_work(connection, channel):
     for i in range(3):
         publish(ch, name, name, job(i))
     done: list[str] = []
-    while work_one(ch, name, lambda j: done.append(j.id)):
-        pass
+    assert consume(ch, name, lambda j: done.append(j.id), idle_timeout=0.5) == 3
     assert done == ["job-0", "job-1", "job-2"]
     assert ch.queue_declare(queue=name, passive=True).method.message_count == 0
+
+
+def test_the_consumer_holds_at_most_prefetch_unacknowledged_jobs(connection, channel):
+    """basic_qos: the broker pushes no more than `prefetch` deliveries the worker has not acked."""
+    ch, name = channel
+    declare_job_queue(ch, name)
+    for i in range(10):
+        publish(ch, name, name, job(i))
+    unacked: list[int] = []
+
+    def look_at_the_queue(j: Job) -> None:  # while this job runs, count what the broker holds
+        peek = connection.channel()
+        unacked.append(peek.queue_declare(queue=name, passive=True).method.message_count)
+        peek.close()
+
+    assert consume(ch, name, look_at_the_queue, prefetch=3, idle_timeout=0.5) == 10
+    # while job n runs, n jobs are acked and at most 3 are held by the worker: the queue still
+    # has 10 - n - 3 ready at least (the broker refills the prefetch asynchronously)
+    assert all(10 - n - 3 <= ready <= 10 - n - 1 for n, ready in enumerate(unacked[:7])), unacked
+    with pytest.raises(ValueError, match="prefetch must be >= 1"):
+        consume(ch, name, look_at_the_queue, prefetch=0)
 
 
 def test_unroutable_publish_raises_instead_of_vanishing(channel):
@@ -125,7 +131,7 @@ def test_a_failing_job_is_retried_after_growing_delays_then_dead_lettered(channe
     backoff = Backoff("none", base=0.4, cap=10)
 
     def work_then_look_in_the_dead_letter_queue():
-        work_one(ch, name, always_fails, retries=3, backoff=backoff)
+        consume(ch, name, always_fails, retries=3, backoff=backoff, idle_timeout=0.05)
         return ch.basic_get(queue=f"{name}.dead", auto_ack=True)
 
     _, props, body = eventually("the job in the dead-letter queue", work_then_look_in_the_dead_letter_queue,
@@ -158,8 +164,7 @@ def test_malformed_message_is_rejected_to_the_dead_letter_queue_at_once(channel)
     ch.basic_publish(exchange=name, routing_key=name, body=b'{"v": 99}')
     publish(ch, name, name, job(1))
     done: list[str] = []
-    while work_one(ch, name, lambda j: done.append(j.id)):
-        pass
+    assert consume(ch, name, lambda j: done.append(j.id), idle_timeout=0.5) == 2
     assert done == ["job-1"]
     method, props, body = poll_get(ch, f"{name}.dead")
     assert body == b'{"v": 99}'

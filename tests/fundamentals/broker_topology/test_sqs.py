@@ -2,7 +2,8 @@
 
 No AWS account is reachable here: moto emulates SQS in process. moto reads the wall clock
 for visibility timeouts; the ``clock`` fixture points it at a FakeClock instead, so that a
-timeout can expire without sleeping.
+timeout can expire without sleeping, and makes a long poll's one-second waits move that
+clock instead of sleeping (moto's long poll loops on ``Queue.wait_for_messages(1)``).
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ import pytest
 from examples.clock import FakeClock
 from examples.envelope import Job, PayloadError, new_job
 from examples.fundamentals.broker_topology.sqs import (
+    MAX_VISIBILITY,
+    Heartbeat,
     SQS_MAX_MESSAGE_BYTES,
     SqsWorker,
     create_job_queue,
     send_job,
 )
 from examples.fundamentals.retries import Backoff
+from tests._support.moto_sqs import fake_clock
+from tests._support.waiting import eventually
 
 
 @pytest.fixture
@@ -35,12 +40,7 @@ def sqs(monkeypatch):
 
 @pytest.fixture
 def clock(monkeypatch):
-    clock = FakeClock(1_700_000_000)
-    import moto.sqs.models
-
-    monkeypatch.setattr(moto.sqs.models, "unix_time", lambda dt=None: clock.now())
-    monkeypatch.setattr(moto.sqs.models, "unix_time_millis", lambda dt=None: clock.now() * 1000)
-    return clock
+    return fake_clock(monkeypatch)
 
 
 def job(i: int) -> Job:
@@ -50,7 +50,7 @@ def job(i: int) -> Job:
 def test_a_received_job_is_invisible_until_its_visibility_timeout_expires(sqs, clock):
     url, _ = create_job_queue(sqs, "images", visibility_timeout=30)
     send_job(sqs, url, job(1))
-    worker = SqsWorker(sqs, url)
+    worker = SqsWorker(sqs, url, clock=clock)
     [first] = worker.receive()
     assert worker.receive() == []  # leased to the first worker
     clock.advance(31)  # the worker died: the lease runs out
@@ -61,7 +61,7 @@ def test_a_received_job_is_invisible_until_its_visibility_timeout_expires(sqs, c
 def test_change_message_visibility_extends_the_lease_of_a_long_job(sqs, clock):
     url, _ = create_job_queue(sqs, "images", visibility_timeout=30)
     send_job(sqs, url, job(1))
-    worker = SqsWorker(sqs, url)
+    worker = SqsWorker(sqs, url, clock=clock)
     [delivery] = worker.receive()
     for _ in range(4):  # a two-minute job sends a heartbeat every 20 s
         clock.advance(20)
@@ -72,10 +72,61 @@ def test_change_message_visibility_extends_the_lease_of_a_long_job(sqs, clock):
     assert worker.receive() == []  # deleted: gone for good
 
 
+def test_an_idle_worker_long_polls_20_seconds_per_request(sqs, clock):
+    """Long polling: one empty receive per 20 s, not one per loop turn."""
+    url, _ = create_job_queue(sqs, "images")
+    worker, started = SqsWorker(sqs, url, clock=clock), clock.now()
+    calls = []
+    sqs.meta.events.register("provide-client-params.sqs.ReceiveMessage", lambda **kw: calls.append(kw["params"]))
+    assert worker.work_one(lambda j: None) is False
+    assert 20 <= clock.now() - started <= 21  # moto checks the deadline once a (fake) second
+    assert [c["WaitTimeSeconds"] for c in calls] == [20]
+
+
+def test_the_heartbeat_keeps_a_long_job_hidden_and_the_worker_deletes_it_after(sqs, clock):
+    """A 2-minute job under a 30 s timeout: the heartbeat thread extends it while it runs."""
+    url, _ = create_job_queue(sqs, "images", visibility_timeout=30)
+    send_job(sqs, url, job(1))
+    # beat every 10 ms of real time; the test moves moto's clock 20 s between beats
+    worker = SqsWorker(sqs, url, clock=clock, heartbeat_every=0.01)
+    other = SqsWorker(sqs, url, clock=clock)
+    extensions: list[int] = []
+    done: list[object] = []  # extensions that SQS (moto) has applied
+    sqs.meta.events.register("provide-client-params.sqs.ChangeMessageVisibility",
+                             lambda **kw: extensions.append(kw["params"]["VisibilityTimeout"]))
+    sqs.meta.events.register("after-call.sqs.ChangeMessageVisibility", lambda **kw: done.append(1))
+
+    def long_job(j: Job) -> None:
+        for _ in range(6):  # 6 x 20 s of work, each step covered by a heartbeat
+            seen = len(done)
+            eventually("a heartbeat", lambda: len(done), until=lambda k, seen=seen: k > seen)
+            clock.advance(20)
+            assert other.receive(wait_seconds=0) == []  # still hidden from other workers
+
+    assert worker.work_one(long_job) is True
+    assert len(extensions) >= 6 and set(extensions) == {30}  # a full timeout from each beat
+    clock.advance(60)
+    assert other.receive(wait_seconds=0) == []  # deleted after the work
+
+
+def test_the_heartbeat_stops_at_the_12_hour_ceiling(sqs, clock):
+    url, _ = create_job_queue(sqs, "images", visibility_timeout=600)
+    send_job(sqs, url, job(1))
+    worker = SqsWorker(sqs, url, visibility_timeout=600, clock=clock)
+    [delivery] = worker.receive()
+    assert worker.time_left(delivery) == MAX_VISIBILITY == 43_200
+    clock.advance(MAX_VISIBILITY - 100)
+    assert worker.time_left(delivery) == 100
+    with Heartbeat(worker, delivery, every=0.01) as beat:
+        eventually("one short beat", lambda: beat.beats)  # extends by the 100 s left, not 600
+        clock.advance(100)
+    assert worker.time_left(delivery) == 0
+
+
 def test_redrive_policy_moves_a_failing_job_to_the_dlq(sqs, clock):
     url, dead_url = create_job_queue(sqs, "images", max_receive_count=3)
     send_job(sqs, url, job(9))
-    worker = SqsWorker(sqs, url)
+    worker = SqsWorker(sqs, url, clock=clock)
     attempts = 0
 
     def fails(j: Job) -> None:
@@ -98,7 +149,7 @@ def test_a_failed_job_comes_back_after_a_backoff_that_grows_with_its_receive_cou
     """No hot retry loop: the job stays hidden for 10, 20, 40, 80 s (no jitter here)."""
     url, dead_url = create_job_queue(sqs, "images", max_receive_count=5)
     send_job(sqs, url, job(9))
-    worker = SqsWorker(sqs, url, backoff=Backoff("none", base=10, cap=900))
+    worker = SqsWorker(sqs, url, backoff=Backoff("none", base=10, cap=900), clock=clock)
     runs: list[float] = []
 
     def fails(j: Job) -> None:
@@ -106,10 +157,9 @@ def test_a_failed_job_comes_back_after_a_backoff_that_grows_with_its_receive_cou
         raise RuntimeError("decoder crashed")
 
     while len(runs) < 5:
-        if not worker.work_one(fails):
-            clock.advance(1)  # poll once a (fake) second
+        worker.work_one(fails)  # a long poll: moto's clock moves while it waits
     gaps = [later - earlier for earlier, later in itertools.pairwise(runs)]
-    assert all(delay <= gap <= delay + 1 for gap, delay in zip(gaps, [10, 20, 40, 80], strict=True))  # 1 s polls
+    assert all(delay < gap <= delay + 1 for gap, delay in zip(gaps, [10, 20, 40, 80], strict=True))  # 1 s checks
     clock.advance(3600)
     assert worker.receive() == []  # the fifth receive was the last: now in the DLQ
     assert len(sqs.receive_message(QueueUrl=dead_url)["Messages"]) == 1
@@ -120,7 +170,7 @@ def test_the_default_backoff_is_jittered_and_capped(sqs, clock):
 
     url, _ = create_job_queue(sqs, "images", max_receive_count=20)
     send_job(sqs, url, job(1))
-    worker = SqsWorker(sqs, url, rng=random.Random(3))
+    worker = SqsWorker(sqs, url, rng=random.Random(3), clock=clock)
     hidden = []
     for _ in range(12):
         [delivery] = worker.receive()
@@ -181,3 +231,7 @@ def test_sqs_limits_quoted_on_the_page_match_the_installed_botocore_model():
     assert "An integer from 0 to 900 (15 minutes). Default: 0." in attrs_doc  # DelaySeconds
     # MessageRetentionPeriod: what ends "unlimited receives" without a redrive policy (retries page)
     assert "from 60 (1 minute) to 1,209,600 (14 days). Default: 345,600 (4 days)" in attrs_doc
+    receive = model.operation_model("ReceiveMessage").input_shape.members
+    assert "Valid values: 1 to 10. Default: 1." in receive["MaxNumberOfMessages"].documentation
+    assert "ReceiveMessageWaitTimeSeconds" in attrs_doc and "An integer from 0 to 20 (seconds)" in attrs_doc
+    assert MAX_VISIBILITY == 43_200

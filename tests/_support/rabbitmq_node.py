@@ -1,7 +1,8 @@
-"""Fixtures for Track 1 tests that need a broker other than Redis.
+"""The RabbitMQ node of the test session, for every track (hooked up in ``tests/conftest.py``).
 
 ``rabbitmq_url`` starts a throwaway RabbitMQ node (``labs/with_rabbitmq.py``) once per test
-session and stops it at the end. The node begins booting when the run starts, if a selected
+session and stops it at the end; ``rabbitmq_metrics_url`` is its ``rabbitmq_prometheus``
+endpoint. The node begins booting when the run starts, if a selected
 test needs it, so its start-up (about ten seconds) overlaps the tests that run first; nothing
 starts during collection (``pytest --collect-only`` starts no server).
 Without ``rabbitmq-server`` installed those tests are skipped, naming the package
@@ -21,12 +22,10 @@ from tests._support.tools import require_tool
 _state: dict = {}
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "rabbitmq: needs a RabbitMQ node (started by the rabbitmq_url fixture)")
+MARKER = "rabbitmq: needs a RabbitMQ node (started by the rabbitmq_url fixture)"
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtestloop(session: pytest.Session) -> None:
+def boot_if_needed(session: pytest.Session) -> None:
     """Before the first test runs (never on ``--collect-only``), boot the node if a test needs it."""
     if session.config.option.collectonly:
         return
@@ -56,7 +55,7 @@ def _stop() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
+def stop() -> None:
     _stop()  # also when no test asked for the fixture after all (deselected, -x, Ctrl-C)
 
 
@@ -71,3 +70,35 @@ def rabbitmq_url():
         yield _state["server"].url
     finally:
         _stop()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_metrics_url(rabbitmq_url):
+    """The node's Prometheus endpoint (``/metrics``; per-queue series under ``/metrics/per-object``)."""
+    return _state["server"].metrics_url
+
+
+@pytest.fixture(scope="module")
+def connection(rabbitmq_url):
+    """A blocking connection for one test module (import this fixture where it is used)."""
+    from examples.fundamentals.broker_topology.rabbitmq import connect
+
+    conn = connect(rabbitmq_url)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def channel(connection, request):
+    """A confirm channel and a queue name of the test's own; the job queue's queues and
+    exchanges of that name are deleted afterwards."""
+    from examples.fundamentals.broker_topology.rabbitmq import open_channel, retry_queue
+
+    ch = open_channel(connection)
+    name = f"{request.module.__name__}-{request.node.name}".replace("[", "-").replace("]", "")
+    yield ch, name
+    for queue in (name, f"{name}.dead", f"{name}.delay", *(retry_queue(name, n) for n in range(1, 4))):
+        ch.queue_delete(queue=queue)
+    for exchange in (name, f"{name}.dlx", f"{name}.retry"):
+        ch.exchange_delete(exchange=exchange)
+    ch.close()

@@ -1,0 +1,1 @@
+"""The code of the page *Run RabbitMQ in production* (``docs/frameworks/rabbitmq.md``)."""

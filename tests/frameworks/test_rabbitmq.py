@@ -1,0 +1,156 @@
+"""Tests for docs/frameworks/rabbitmq.md (examples/frameworks/rabbitmq/), against the real
+RabbitMQ node of the test session (Debian 12's rabbitmq-server 3.10, with the
+rabbitmq_prometheus plugin on a loopback port), plus the KEDA manifests against the schema
+of tests/frameworks/fixtures/keda-schema.json."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from pathlib import Path
+
+import pika
+import pytest
+import yaml
+
+from examples.clock import FakeClock
+from examples.envelope import Job, new_job
+from examples.frameworks.rabbitmq.celery_config import make_app
+from examples.frameworks.rabbitmq.operations import (
+    declare_shared_delay_queue,
+    poll_with_basic_get,
+    queue_series,
+)
+from examples.fundamentals.broker_topology.rabbitmq import (
+    consume,
+    declare_job_queue,
+    publish,
+)
+from tests._support import rabbitmq_node
+from tests._support.waiting import eventually
+
+FOLDER = Path(__file__).resolve().parents[2] / "examples" / "frameworks" / "rabbitmq"
+
+
+def job(i: int) -> Job:
+    return new_job("charge", {"order": i}, clock=FakeClock(0), job_id=f"job-{i}")
+
+
+connection = rabbitmq_node.connection  # the shared fixtures: a connection per module,
+channel = rabbitmq_node.channel  # a confirm channel and a queue name per test
+
+
+@pytest.mark.rabbitmq
+def test_polling_with_basic_get_costs_a_request_and_a_wait_per_job(connection, channel):
+    """The same 300 jobs, drained by polling and by a consumer with prefetch 50: pika's own
+    frame counters show a synchronous basic.get per job against none for basic_consume."""
+    ch, name = channel
+    declare_job_queue(ch, name)
+    impl = connection._impl  # pika.connection.Connection counts the frames it writes
+    sent = {}
+    for way in ("basic_get", "basic_consume"):
+        for i in range(300):
+            publish(ch, name, name, job(i))
+        done: list[str] = []
+        before = impl.frames_sent
+        if way == "basic_get":
+            handled, _ = poll_with_basic_get(ch, name, lambda j, done=done: done.append(j.id), idle_sleep=0, idle_polls=1)
+        else:
+            handled = consume(ch, name, lambda j, done=done: done.append(j.id), prefetch=50, idle_timeout=0.2)
+        sent[way] = impl.frames_sent - before
+        assert handled == 300 and len(set(done)) == 300
+    assert sent["basic_get"] >= 2 * 300  # a basic.get and a basic.ack per job
+    assert sent["basic_consume"] <= 300 + 5  # the acks, plus basic.qos, basic.consume, cancel
+
+
+@pytest.mark.rabbitmq
+def test_a_short_ttl_waits_behind_a_long_one_in_a_shared_delay_queue(channel):
+    """Per-message TTL expires only at the head: the 50 ms retry waits for the 1.5 s one."""
+    ch, name = channel
+    declare_job_queue(ch, name)
+    declare_shared_delay_queue(ch, f"{name}.delay", target=name)
+    published = time.monotonic()
+    publish(ch, "", f"{name}.delay", job(1), expiration_ms=1500)  # a late retry
+    publish(ch, "", f"{name}.delay", job(2), expiration_ms=50)  # an early retry, behind it
+    arrived: dict[str, float] = {}
+
+    def take() -> dict[str, float]:
+        method, _, body = ch.basic_get(queue=name, auto_ack=True)
+        if method is not None:
+            arrived[Job.from_json(body).id] = time.monotonic() - published
+        return arrived
+
+    eventually("both retries back in the queue", take, timeout=15, until=lambda got: len(got) == 2)
+    assert list(arrived) == ["job-1", "job-2"]  # the short TTL came out second
+    assert arrived["job-2"] >= 1.5  # it waited 30 times its own delay
+
+
+@pytest.mark.rabbitmq
+def test_the_prometheus_plugin_reports_ready_and_unacknowledged_jobs(connection, channel, rabbitmq_metrics_url):
+    ch, name = channel
+    declare_job_queue(ch, name)
+    for i in range(3):
+        publish(ch, name, name, job(i))
+    holder = connection.channel()
+    method, _, _ = holder.basic_get(queue=name, auto_ack=False)  # one job in flight
+    assert method is not None
+
+    def scrape() -> dict[str, float] | None:
+        with urllib.request.urlopen(f"{rabbitmq_metrics_url}/per-object", timeout=5) as reply:
+            text = reply.read().decode()
+        try:
+            return queue_series(text, name)
+        except LookupError:
+            return None  # the plugin reads statistics collected every few seconds
+
+    series = eventually("per-queue series", scrape, timeout=30,
+                        until=lambda got: got is not None and got["rabbitmq_queue_messages_unacked"] == 1)
+    assert series["rabbitmq_queue_messages_ready"] == 2
+    holder.close()
+    with urllib.request.urlopen(rabbitmq_metrics_url, timeout=5) as reply:  # the aggregated endpoint
+        assert "rabbitmq_queue_messages_ready" in reply.read().decode()
+    with pytest.raises(LookupError, match="no .* for queue 'nope'"):
+        queue_series("", "nope")
+
+
+@pytest.mark.rabbitmq
+def test_celery_declares_its_queue_as_a_quorum_queue(rabbitmq_url, connection):
+    app = make_app(rabbitmq_url)
+    app.send_task("jobs.resize", args=[1])
+    ch = connection.channel()
+    try:
+        eventually("the task in the queue", lambda: ch.queue_declare(queue="jobs", passive=True).method.message_count,
+                   until=lambda n: n == 1)
+        other = connection.channel()
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="inequivalent arg 'x-queue-type'"):
+            other.queue_declare(queue="jobs", durable=True, arguments={"x-queue-type": "classic"})
+    finally:
+        ch.queue_delete(queue="jobs")
+        ch.close()
+        app.close()
+    with pytest.raises(ValueError, match="set CELERY_BROKER_URL"):
+        make_app("redis://localhost:6379/0")
+
+
+def test_celery_settings_keep_one_unacked_task_per_process():
+    conf = make_app("amqp://u:p@127.0.0.1:5672//").conf
+    assert (conf.task_acks_late, conf.worker_prefetch_multiplier, conf.task_default_queue_type) == (True, 1, "quorum")
+    assert conf.worker_detect_quorum_queues is True  # Celery 5.7 default: no global QoS on quorum queues
+
+
+# -- KEDA -------------------------------------------------------------------------------------
+def load(name: str) -> dict:
+    return yaml.safe_load((FOLDER / name).read_text(encoding="utf-8"))
+
+
+def test_the_keda_manifests_pass_the_keda_schema_and_scale_on_the_celery_queue():
+    from tests.frameworks.test_kubernetes_autoscaling import keda_errors
+
+    scaled, auth = load("keda-scaledobject.yaml"), load("keda-triggerauthentication.yaml")
+    assert keda_errors(scaled) == [] and keda_errors(auth) == []
+    [trigger] = scaled["spec"]["triggers"]
+    assert trigger["metadata"]["queueName"] == make_app("amqp://u:p@h//").conf.task_default_queue
+    assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
+    assert [ref["parameter"] for ref in auth["spec"]["secretTargetRef"]] == ["host"]  # no password in the file
+    trigger["metadata"]["mode"] = "QueueLenght"
+    assert keda_errors(scaled) == ["spec/triggers/0/metadata/mode: 'QueueLenght' is not one of ['QueueLength', 'MessageRate']"]
