@@ -148,6 +148,12 @@ def api_reference_on_the_site_only(app: Sphinx, doctree: nodes.document, docname
         if ref.get("refuri", "").startswith(tuple(f"%{page}#" for page in SITE_ONLY_PAGES)):
             ref.replace_self(ref.children)
     url_after_link(doctree)
+    for table in doctree.findall(nodes.table):
+        group = table.next_node(nodes.tgroup)
+        if group is not None and group.get("cols", 0) >= 6 and "longtable" not in table["classes"]:
+            # A wide comparison matrix grows taller than a page once its cells wrap: as a
+            # longtable it may break between rows instead of running off the page.
+            table["classes"].append("longtable")
     for term in list(doctree.findall(nodes.term)):
         # The runbook's test ids: which test reproduces an entry is the site's business.
         item = term.parent
