@@ -70,6 +70,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(datetime|decimal|pika|msgpack|fastavro)(\..*)?"),
     # Track 2: the frameworks' own types and the standard library's (no inventories either).
     (r"py:.*", r"(celery|kombu|rq|pathlib|datetime)(\..*)?"),
+    # The PostgreSQL queue annotates with psycopg's types; psycopg's inventory is not offline.
+    (r"py:.*", r"psycopg(\..*)?"),
     # rq's Job annotates its connection with the bare name Redis; the webhook egress policy
     # annotates with these standard-library modules (no inventory offline either).
     (r"py:class", r"Redis"),

@@ -1,10 +1,13 @@
 """One way to make a Redis client, used by every example in the handbook.
 
 :func:`connect` reads the server's address from the ``REDIS_URL`` environment variable,
-so no password is ever written in code. Put the password in the URL the process receives
-from its secret store, and prefer ``rediss://`` (TLS) when the traffic leaves the host::
+so no password is ever written in code. The process receives the whole URL from its secret
+store, with its own user and password (percent-encoded), and ``rediss://`` (TLS, the
+certificate checked against your CA) when the traffic leaves the host::
 
-    REDIS_URL=rediss://:${REDIS_PASSWORD}@redis.internal:6380/0
+    REDIS_URL=rediss://USER:PASSWORD@redis.internal:6380/0?ssl_cert_reqs=required&ssl_ca_certs=CA
+
+:func:`examples.fundamentals.securing_the_broker.tls.secret_url` writes such a URL.
 
 The scheme ``fakeredis://`` gives a fresh in-memory server (it needs the ``fakeredis``
 package). It lets you try the examples without running Redis, and it is what the test

@@ -106,6 +106,8 @@ FACTS: tuple[Fact, ...] = (
                r"opentelemetry-instrumentation-celery"),
     _installed("opentelemetry_semconv_version", "opentelemetry-semantic-conventions",
                r"semconv\S*"),
+    _installed("procrastinate_version", "procrastinate", r"procrastinate"),
+    _installed("psycopg_version", "psycopg", r"psycopg"),
     # -- defaults quoted on more than one page ---------------------------------------------
     Fact("kombu_visibility_timeout", _kombu_redis_visibility_timeout,
          r"visibility[_ ]timeout|Celery on Redis"),

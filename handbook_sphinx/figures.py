@@ -181,3 +181,37 @@ def dashboard_layout() -> Figure:
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
     return fig
+
+
+def failover(results: Path) -> Figure:
+    """Jobs lost after acknowledgement (left) and seconds without enqueues (right), per
+    fault and configuration, from the failover lab's results file."""
+    from handbook_sphinx.tables import FAILOVER_CONFIGS, FAILOVER_FAULTS
+
+    data = json.loads(results.read_text(encoding="utf-8"))["sentinel"]
+    faults = [f for f in FAILOVER_FAULTS if any(r["fault"] == f for r in data)]
+    configs = [c for c in FAILOVER_CONFIGS if any(r["config"] == c for r in data)]
+    cell = {(r["fault"], r["config"]): r for r in data}
+    fig = Figure(figsize=(9, 4), layout="constrained")
+    lost_ax, down_ax = fig.subplots(1, 2)
+    width = 0.8 / len(configs)
+    colours = ("#c0392b", "#1f4e79", "#7f8c8d", "#e59866", "#f5b7b1")
+    for i, config in enumerate(configs):
+        xs = [n + (i - (len(configs) - 1) / 2) * width for n in range(len(faults))]
+        label = FAILOVER_CONFIGS[config].replace("`", "")
+        lost = [cell[(f, config)]["acked_then_lost"] if (f, config) in cell else 0
+                for f in faults]
+        down = [cell[(f, config)]["unavailable_seconds"] if (f, config) in cell else 0
+                for f in faults]
+        bars = lost_ax.bar(xs, lost, width, color=colours[i % len(colours)], label=label)
+        lost_ax.bar_label(bars, fontsize=7)  # a zero is a result too: say it
+        down_ax.bar(xs, down, width, color=colours[i % len(colours)], label=label)
+    for ax, title in ((lost_ax, "jobs lost after acknowledgement"),
+                      (down_ax, "seconds without an acknowledged enqueue")):
+        ax.set_xticks(range(len(faults)),
+                      [FAILOVER_FAULTS[f].replace(", ", ",\n").replace(" then", "\nthen")
+                       .replace(" with", "\nwith") for f in faults], fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    lost_ax.legend(fontsize=8, loc="upper left")
+    return fig

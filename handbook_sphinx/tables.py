@@ -396,6 +396,46 @@ def release_lines() -> Table:
     return Table(*release_lines_table())
 
 
+# -- PostgreSQL as the queue: labs/pg_bench.py's results file -------------------------------
+def _pg_note(data: dict) -> str:
+    s, m = data["settings"], data["machine"]
+    return (
+        f"Measured on {data['date']} with PostgreSQL {data['versions']['postgresql']} "
+        f"(psycopg {data['versions']['psycopg']}) on {m['system']}, {m['cores']} cores, "
+        f"load average {m['load_average_at_end'][0]} at the end; {s['jobs']} jobs per drain, "
+        f"median of {s['runs']} runs; latency over {s['latency_jobs']} jobs committed at "
+        f"{s['rate_per_s']:g} per second. Reproduce with `tox -e pg-bench`."
+    )
+
+
+def postgresql_table(results: Path) -> Table:
+    """Drain rate and latency of the PostgreSQL queue per worker count and commit setting."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    rows = [
+        [f"`{row['synchronous_commit']}`", str(row["workers"]),
+         f"{row['drain_per_s']['median']:,.0f}",
+         f"{row['drain_per_s']['min']:,.0f}–{row['drain_per_s']['max']:,.0f}",
+         f"{row['latency_ms']['p50']:.1f}", f"{row['latency_ms']['p99']:.1f}"]
+        for row in data["workers"]
+    ]
+    header = ["`synchronous_commit`", "workers", "drain (jobs/s)", "slowest–fastest run",
+              "latency p50 (ms)", "latency p99 (ms)"]
+    return Table(header, rows, note=_pg_note(data))
+
+
+def postgresql_bloat(results: Path) -> Table:
+    """The jobs table after a sustained run, and after a VACUUM."""
+    data = json.loads(results.read_text(encoding="utf-8"))["sustained"]
+    rows = [
+        [when, f"{data[key]['n_dead_tup']:,}", f"{data[key]['table_bytes'] // 1024:,}",
+         f"{data[key]['index_bytes'] // 1024:,}"]
+        for when, key in ((f"after {data['jobs']:,} jobs, autovacuum on", "after_run"),
+                          ("after `VACUUM jobs`", "after_vacuum"))
+    ]
+    return Table(["`jobs` table", "dead row versions (`n_dead_tup`)", "table (KiB)",
+                  "indexes (KiB)"], rows)
+
+
 # -- SQS: cost per million jobs from the request arithmetic ---------------------------------
 def sqs_cost_table() -> Table:
     """Billed requests and USD per million jobs for a few worker designs (first-tier prices,
@@ -500,3 +540,137 @@ def broker_parity(path: Path) -> Table:
         ["topic", *PARITY_BROKERS.values()],
         [[t["name"], *(cell(t[b]) for b in PARITY_BROKERS)] for t in parity_topics(path)],
     )
+
+
+# -- Replication, failover and Redis Cluster: the failover lab's results file ---------------
+FAILOVER_FAULTS = {
+    "kill-primary": "primary killed",
+    "lagging-replicas": "replicas lag, then primary dies",
+    "partition": "primary partitioned with a producer",
+}
+FAILOVER_CONFIGS = {
+    "async": "asynchronous replication",
+    "wait": "`WAIT 1` after each enqueue",
+    "min-replicas": "`min-replicas-to-write 1`",
+    "aof-everysec": "AOF `everysec` everywhere",
+    "aof-always": "AOF `always` everywhere",
+}
+
+
+def _bold_if(value: int) -> str:
+    return f"**{value}**" if value else "0"
+
+
+def failover_table(results: Path) -> Table:
+    """One row per fault and configuration: what the ledger counted."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    rows = []
+    for row in data["sentinel"]:
+        latency = row["enqueue_latency_ms"]
+        isolated = row["isolated"]
+        lost = _bold_if(row["acked_then_lost"])
+        if isolated and isolated["acked_then_lost"]:
+            lost += (f" ({isolated['acked_then_lost']} from the cut-off producer; old primary "
+                     f"demoted {isolated['demoted_seconds_after_heal']:.0f} s after the heal)")
+        rows.append([
+            FAILOVER_FAULTS[row["fault"]],
+            FAILOVER_CONFIGS[row["config"]],
+            str(row["acknowledged"]),
+            lost,
+            str(row["duplicates"]),
+            str(row["reappeared_after_ack"]),
+            f"{row['unavailable_seconds']:.1f}",
+            f"{latency['p50']:.1f} / {latency['p99']:.1f}",
+        ])
+    p = data["parameters"]
+    note = (
+        f"Each row is one run: a producer offering {p['rate']} jobs/s, {p['workers']} workers "
+        f"({p['work_seconds'] * 1000:.0f} ms of work per job), Sentinel "
+        f"`down-after-milliseconds {p['down_after_ms']}`, `min-replicas-max-lag "
+        f"{p['max_lag_seconds']}`, `WAIT 1 {p['wait_timeout_ms']}`; the replicas fall "
+        f"{p['lag_seconds']} s behind before the primary dies. *Lost after ack*: jobs a "
+        "producer was told were enqueued and no worker ever ran. *Back after ack*: jobs run "
+        "again after a worker's acknowledgement had succeeded. *Unavailable*: the longest "
+        "stretch from a failed enqueue to the next acknowledged one, for the producer on the "
+        "majority side. Latency: enqueue round trip before the fault."
+    )
+    return Table(
+        ["fault", "configuration", "acknowledged", "lost after ack", "run twice",
+         "back after ack", "unavailable (s)", "enqueue p50 / p99 (ms)"],
+        rows, note=note,
+    )
+
+
+def failover_cluster(results: Path) -> Table:
+    """The Redis Cluster scenarios: one queue on one slot against a partitioned queue, and
+    a primary killed mid-run."""
+    data = json.loads(results.read_text(encoding="utf-8"))["cluster"]
+    rows = []
+    for row in data["throughput"]:
+        rows.append([
+            "reliable queue, one hash tag" if row["design"] == "single-slot"
+            else f"partitioned queue, {row['slots']} hash tags",
+            str(row["slots"]),
+            str(row["primaries_used"]),
+            f"{row['busiest_primary_share']:.0%}",
+            f"{row['jobs_per_second']:,}",
+        ])
+    kill = data["kill_primary"]
+    note = (
+        f"{data['throughput'][0]['jobs']:,} jobs enqueued by {data['throughput'][0]['threads']} "
+        "threads through one redis-py `RedisCluster` client; the busiest primary's share "
+        "counts the commands each primary processed. Killing the primary of the reliable "
+        f"queue's slot mid-run (`cluster-node-timeout {data['node_timeout_ms']}`): "
+        f"{kill['acknowledged']} jobs acknowledged, {kill['acked_then_lost']} lost after "
+        f"acknowledgement, {kill['duplicates']} run twice, enqueues failing for "
+        f"{kill['unavailable_seconds']:.1f} s until a replica took over the slot "
+        f"{kill['failover_seconds']:.1f} s after the kill."
+    )
+    return Table(["queue", "slots", "primaries used", "busiest primary's share",
+                  "enqueue rate (jobs/s)"], rows, note=note)
+
+
+def failover_crossslot(results: Path) -> Table:
+    """What a two-key script without a shared hash tag gets on the cluster."""
+    seen = json.loads(results.read_text(encoding="utf-8"))["cluster"]["crossslot"]
+    return Table(["who refuses", "what it says"], [
+        ["the server (`redis-cli`)", f"`{seen['server']}`"],
+        ["redis-py, a plain client on one node", f"`{seen['redis-py, one node']}`"],
+        ["redis-py `RedisCluster`, before sending", f"`{seen['redis-py']}`"],
+    ])
+
+
+def failover_run(results: Path) -> Table:
+    """Where, when and with what the failover lab ran."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    machine = data["machine"]
+    rows = [[name, f"`{value}`"] for name, value in data["versions"].items()]
+    note = (
+        f"Measured on {data['date']} on {machine['os']}, {machine['cpu']} ({machine['cpus']} "
+        f"CPUs, shared with other work), seed {data['seed']}: {len(data['sentinel'])} Sentinel "
+        f"runs and the cluster scenarios in {data['wall_seconds']:.0f} s. Reproduce with "
+        f"`{data['command']}` (as root), or `tox -e failover`."
+    )
+    return Table(["component", "version"], rows, note=note)
+
+
+def failover_celery(results: Path) -> Table:
+    """Celery through kombu's ``sentinel://`` URL, under the faults it was run with."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    rows = [[
+        FAILOVER_FAULTS[row["fault"]],
+        str(row["acknowledged"]),
+        _bold_if(row["acked_then_lost"]),
+        str(row["duplicates"]),
+        str(row["held_in_unacked"]),
+        f"{row['unavailable_seconds']:.1f}",
+    ] for row in data["celery"]]
+    note = (
+        f"Celery {data['versions']['celery']}, kombu {data['versions']['kombu']}: one worker "
+        "(`--pool solo`, `task_acks_late`, `task_reject_on_worker_lost`, prefetch 1) and a "
+        "producer calling `send_task`, on a Sentinel group with asynchronous replication. "
+        "*Held in `unacked`*: messages left in kombu's `unacked` hash after the failover, "
+        "which come back only when a worker restores them after the visibility timeout."
+    )
+    return Table(["fault", "published", "lost after publish", "run twice",
+                  "held in `unacked`", "unavailable (s)"], rows, note=note)

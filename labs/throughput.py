@@ -274,8 +274,8 @@ def bullmq_node_worker(s: Setup) -> Timing:
         )
     # the committed lockfile's versions
     if not (BULLMQ_DIR / "node_modules" / "bullmq").is_dir():
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=BULLMQ_DIR, check=True,
-                       capture_output=True, timeout=300)
+        subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
+                       cwd=BULLMQ_DIR, check=True, capture_output=True, timeout=300)
     done = subprocess.run([node, "bench.js", str(s.n), str(s.batch)], cwd=BULLMQ_DIR,
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "REDIS_URL": s.url})

@@ -259,14 +259,16 @@ def fair_tenant_malformed(r, bad: bytes = NOT_UTF8):
     r.lpush(q.prefix + "acme", bad)
     r.lpush(q.ring_key, "acme")
     assert q.take() is None
-    return q.dead_letters()
+    return q.dead_letters("acme")
 
 
 def fair_tenant_failure(r):
     q = FairTenantQueue(r, "q", clock=clock())
     q.enqueue("acme", GOOD)
     taken = q.take()
-    return taken_then_failed(q, taken[1] if taken else None)
+    assert taken is not None and taken[1].id == "job-1"
+    q.dead_for("acme").push(taken[1].to_json(), repr(ERROR))  # the caller's handler failed
+    return q.dead_letters("acme")
 
 
 def envelope_malformed(r, bad: bytes | None = None):
@@ -447,3 +449,35 @@ def test_a_flood_of_malformed_messages_is_capped_at_the_newest_records(r):
     assert stream.read("c", count=10) == [] and len(stream.dead) == 3
     with pytest.raises(ValueError, match="max_records must be a positive int, got 0"):
         DeadLetterList(r, "k", clock=clock(), max_records=0)
+
+
+def test_the_dead_letters_pushed_inside_lua_scripts_are_capped_too(r):
+    """The lease queue's ack and reap scripts and the batched queue's step pushed their records
+    with LPUSH alone: the list grew past any cap (13 records here before, 3 now)."""
+    q = lease(r, max_deliveries=1)
+    q.dead.max_records = 3
+    for n in range(5):  # malformed on claim: the ack script with a record
+        r.hset(q.jobs_key, f"bad-{n}", NOT_UTF8)
+        r.lpush(q.ready_key, f"bad-{n}")
+    assert q.claim() is None and len(q.dead) == 3
+    for n in range(4):  # handler failures: the same script, from fail()
+        q.enqueue(new_job("t", {}, clock=q.clock, job_id=f"fail-{n}"))
+        assert work_one(q, lambda job, beat: fails(job)) is True
+    assert len(q.dead) == 3 and q.dead.records()[0]["raw"].startswith('{"args"')
+    for n in range(4):  # leases that expired max_deliveries times: the reap script
+        q.enqueue(new_job("t", {}, clock=q.clock, job_id=f"lost-{n}"))
+        assert q.claim() is not None
+    q.clock.advance(11)
+    assert q.reap().dead == 4 and len(q.dead) == 3
+    assert {json_id(rec) for rec in q.dead.records()} <= {f"lost-{n}" for n in range(4)}
+
+    b = batched(r)
+    b.dead.max_records = 3
+    b.enqueue_many(new_job("t", {}, clock=b.clock, job_id=f"batch-{n}") for n in range(8))
+    r.lpush(b.pending_key, NOT_UTF8, NOT_UTF8)
+    assert b.drain("w", fails) == 8
+    assert len(b.dead) == 3 and b.pending() == 0
+
+
+def json_id(record: DeadLetter) -> str:
+    return Job.from_json(record["raw"]).id

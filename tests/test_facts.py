@@ -97,6 +97,16 @@ def test_bullmq_version_is_the_one_npm_installs_from_the_lockfile():
     assert facts.value("bullmq_version") == lock["packages"]["node_modules/bullmq"]["version"]
 
 
+def test_procrastinate_version():
+    assert facts.value("procrastinate_version") == installed("procrastinate")
+
+
+def test_psycopg_version():
+    import psycopg
+
+    assert facts.value("psycopg_version") == psycopg.__version__
+
+
 def test_opentelemetry_version():
     assert facts.value("opentelemetry_version") == otel_sdk_version
 

@@ -12,7 +12,7 @@ This module is the code behind the page *Partitioning strategies*
   measures it against plain modulo hashing.
 * :func:`hot_partitions` flags partitions whose backlog is far above the mean.
 * :class:`FairTenantQueue` serves tenants round-robin, so a tenant that floods the queue
-  waits behind itself, not in front of everyone else.
+  waits behind itself, not in front of everyone else, and caps each tenant's backlog.
 * :func:`build_routing_table` and :func:`route` lay out SQS queues per region and shard and
   fail a region over to the next one in a fixed preference list.
 """
@@ -28,8 +28,9 @@ from dataclasses import dataclass
 import redis
 
 from examples.clock import Clock, SystemClock
-from examples.dead_letters import DeadLetter, DeadLetterList, check_key_part
+from examples.dead_letters import MAX_RECORDS, DeadLetter, DeadLetterList, check_key_part
 from examples.envelope import Job, MalformedJob
+from examples.fundamentals.backpressure import QueueFull
 from examples.redis_client import text_or_none
 # [end:imports]
 
@@ -154,14 +155,19 @@ def hot_partitions(
 
 
 # [start:fair-tenants]
-# Enqueue: push the job on the tenant's list and, if the tenant was idle, put it in the
-# ring of tenants that have work. KEYS: ring, tenant list. ARGV: tenant, job.
+# Enqueue: unless the tenant already has its cap of jobs waiting, push the job on the
+# tenant's list and, if the tenant was idle, put it in the ring of tenants that have work.
+# KEYS: ring, tenant list. ARGV: tenant, job, cap. Returns the tenant's depth, or -1 (full).
 FAIR_ENQUEUE_LUA = """
+local depth = redis.call('LLEN', KEYS[2])
+if depth >= tonumber(ARGV[3]) then
+  return -1
+end
 redis.call('LPUSH', KEYS[2], ARGV[2])
-if redis.call('LLEN', KEYS[2]) == 1 then
+if depth == 0 then
   redis.call('LPUSH', KEYS[1], ARGV[1])
 end
-return 1
+return depth + 1
 """
 
 # Take: rotate the ring by one tenant and pop that tenant's oldest job; a tenant whose list
@@ -180,21 +186,42 @@ return {tenant, job}
 """
 
 
-class FairTenantQueue:
-    """Round-robin across tenants: each tenant with work gets one job per turn."""
+class TenantQueueFull(QueueFull):
+    """One tenant has ``max_per_tenant`` jobs waiting; the other tenants are not affected."""
 
-    def __init__(self, r: redis.Redis, name: str, *, clock: Clock | None = None) -> None:
-        self.r = r
+
+class FairTenantQueue:
+    """Round-robin across tenants: each tenant with work gets one job per turn, and has at
+    most ``max_per_tenant`` jobs waiting, so a flood from one tenant cannot fill Redis."""
+
+    def __init__(
+        self, r: redis.Redis, name: str, *, max_per_tenant: int = 10_000,
+        max_dead_per_tenant: int = MAX_RECORDS, clock: Clock | None = None,
+    ) -> None:
+        if not isinstance(max_per_tenant, int) or max_per_tenant < 1:
+            raise ValueError(f"max_per_tenant must be an integer >= 1, got {max_per_tenant!r}")
+        self.r, self.max_per_tenant = r, max_per_tenant
         self.name = check_key_part("queue name", name)
         self.ring_key = f"fq:{{{name}}}:ring"
         self.prefix = f"fq:{{{name}}}:tenant:"
-        self.dead = DeadLetterList(r, f"fq:{{{name}}}:dead", clock=clock or SystemClock())
+        self.clock, self.max_dead_per_tenant = clock or SystemClock(), max_dead_per_tenant
         self._enqueue = r.register_script(FAIR_ENQUEUE_LUA)
         self._take = r.register_script(FAIR_TAKE_LUA)
 
-    def enqueue(self, tenant: str, job: Job) -> None:
+    def enqueue(self, tenant: str, job: Job) -> int:
+        """Add ``job`` for ``tenant``; return the tenant's depth, or raise
+        :class:`TenantQueueFull` when the tenant already has its cap of jobs waiting."""
         tenant = check_key_part("tenant", tenant)
-        self._enqueue(keys=[self.ring_key, self.prefix + tenant], args=[tenant, job.to_json()])
+        depth = self._enqueue(
+            keys=[self.ring_key, self.prefix + tenant],
+            args=[tenant, job.to_json(), self.max_per_tenant],
+        )
+        if depth < 0:
+            raise TenantQueueFull(
+                f"tenant {tenant!r} already has {self.max_per_tenant} jobs waiting in queue "
+                f"{self.name!r}, its cap; job {job.id!r} was not enqueued"
+            )
+        return int(depth)
 
     def take(self) -> tuple[str, Job] | None:
         """The next tenant's oldest job, or ``None``; malformed messages are set aside."""
@@ -205,11 +232,18 @@ class FairTenantQueue:
             try:
                 return tenant, Job.from_json(raw)
             except MalformedJob as exc:  # popped by the script: keep it with the reason
-                self.dead.push(raw, str(exc))
+                self.dead_for(tenant).push(raw, str(exc))
         return None
 
-    def dead_letters(self) -> list[DeadLetter]:
-        return self.dead.records()
+    def dead_for(self, tenant: str) -> DeadLetterList:
+        """The tenant's own capped dead-letter list: one tenant's garbage never pushes
+        another tenant's records out of a shared list."""
+        key = f"fq:{{{self.name}}}:dead:{check_key_part('tenant', tenant)}"
+        cap = self.max_dead_per_tenant
+        return DeadLetterList(self.r, key, clock=self.clock, max_records=cap)
+
+    def dead_letters(self, tenant: str) -> list[DeadLetter]:
+        return self.dead_for(tenant).records()
 # [end:fair-tenants]
 
 

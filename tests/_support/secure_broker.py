@@ -13,6 +13,7 @@ one); :func:`make_signing` makes RSA identities for Celery's ``auth`` serializer
 from __future__ import annotations
 
 import datetime
+import secrets
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +26,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from labs.with_redis import stop
+from examples.fundamentals.securing_the_broker.acl import ROLES, acl_file
+from labs.with_redis import free_port, stop
 from tests._support.tools import require_tool
 from tests._support.waiting import eventually
 
@@ -172,3 +174,35 @@ def make_signing(directory: Path) -> dict[str, object]:
         if name == "producer":
             write_cert(store / "producer.crt", cert)
     return identities
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "fundamentals" / "securing_the_broker"
+QUEUES = ("images",)
+
+
+def write_aclfile(directory: Path) -> tuple[Path, dict[str, str]]:
+    """The page's ACL file for ``QUEUES``, with fresh random passwords, readable by us only."""
+    passwords = {role: secrets.token_urlsafe(32) for role in ROLES}
+    path = directory / "users.acl"
+    path.write_text(acl_file(passwords, QUEUES), encoding="utf-8")
+    path.chmod(0o600)
+    return path, passwords
+
+
+@contextmanager
+def tls_redis(workdir: Path, pki: Pki) -> Iterator[TlsServer]:
+    """``redis-server`` with ``redis-secure.conf`` (TLS only), the ACL users and ``pki``'s
+    certificate for ``localhost``, on a free loopback port, until the block ends."""
+    aclfile, passwords = write_aclfile(workdir)
+    server = TlsServer(free_port(), passwords, pki)
+    admin = redis.Redis.from_url(server.url("admin"), ssl_ca_certs=str(pki.ca))
+    try:
+        with redis_server(
+            workdir, admin.ping, str(EXAMPLES / "redis-secure.conf"),
+            "--tls-port", str(server.port), "--tls-cert-file", str(pki.server_cert),
+            "--tls-key-file", str(pki.server_key), "--tls-ca-cert-file", str(pki.ca),
+            "--aclfile", str(aclfile),
+        ):
+            yield server
+    finally:
+        admin.close()

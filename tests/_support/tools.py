@@ -44,6 +44,7 @@ TOOLS = {
         Tool("sidekiq", "ruby-sidekiq", "Sidekiq tests"),
         Tool("rabbitmq-server", "rabbitmq-server", "RabbitMQ tests (topology, access rules)"),
         Tool("redis-server", "redis-server", "tests that start their own redis-server"),
+        Tool("initdb", "postgresql", "PostgreSQL queue tests (they start their own cluster)"),
         Tool("chromium", "chromium", "browser tests (tox -e browser)"),
         Tool("pdftotext", "poppler-utils", "PDF checks (tox -e pdf)"),
         Tool("pdfimages", "poppler-utils", "PDF checks (tox -e pdf): figures are vector"),
@@ -51,6 +52,9 @@ TOOLS = {
         Tool("tini", "tini", "the shutdown lab's entry points"),
         Tool("dumb-init", "dumb-init", "the shutdown lab's entry points"),
         Tool("unshare", "util-linux", "the shutdown lab's PID namespaces"),
+        Tool("redis-sentinel", "redis-sentinel", "the failover lab's Sentinel scenarios"),
+        Tool("redis-cli", "redis-tools", "the failover lab's Redis Cluster (--cluster create)"),
+        Tool("ip", "iproute2", "the failover lab's network namespaces (partitions)"),
     )
 }
 REASON = re.compile(re.escape(PREFIX) + r"(?P<name>\S+) \(Debian package (?P<package>[^)]+)\)")

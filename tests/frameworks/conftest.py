@@ -1,7 +1,7 @@
 """Fixtures for the framework tests.
 
 Programs in other languages (BullMQ under Node, Sidekiq under Ruby):
-``node_project`` installs the BullMQ example's npm packages once (``npm ci`` from the
+``node_project`` installs the BullMQ example's npm packages once (``npm ci --ignore-scripts`` from the
 committed lockfile) when ``node_modules`` is missing; ``tests/_support/node.py`` runs one
 ``*.test.js`` file under ``node --test`` against the test Redis and returns the counts from
 the runner's TAP summary. Without Node.js both skip the test, naming the package
@@ -39,7 +39,7 @@ def node_project() -> Path:
     if not (BULLMQ_DIR / "node_modules" / "bullmq" / "package.json").is_file():
         npm = require("npm")
         done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"], cwd=BULLMQ_DIR, capture_output=True, text=True, timeout=300
+            [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=BULLMQ_DIR, capture_output=True, text=True, timeout=300
         )
         if done.returncode != 0:
             pytest.fail(f"npm ci failed in {BULLMQ_DIR}:\n{done.stderr[-3000:]}", pytrace=False)
@@ -64,6 +64,10 @@ def tcp_redis_url() -> Iterator[str]:
     thread.start()
     host, port = server.server_address
     password = secrets.token_urlsafe(16)
+    # The password makes clients send AUTH as they would to a real server; fakeredis (2.41)
+    # checks an AUTH it receives but serves clients that send none, so this server is open to
+    # local users for the session, on loopback, holding test data only. The real-server runs
+    # (tox -e redis) enforce the password.
     redis.Redis(host=host, port=port).config_set("requirepass", password)
     try:
         yield f"redis://:{password}@{host}:{port}/0"

@@ -27,6 +27,7 @@ from labs.autoscaling_sim import (
     simulate,
 )
 from examples.frameworks.horizontal_scaling import WorkerSettings, grace_period_needed
+from tests._support.pod_env import redis_url_problems
 from tests._support.pod_security import restricted_violations
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "examples" / "frameworks" / "kubernetes_autoscaling"
@@ -133,7 +134,21 @@ def test_the_scaled_object_points_at_the_deployment_and_its_queue():
     assert trigger["metadata"]["listName"] == f"q:{{{queue}}}:pending"  # ReliableQueue's key
     auth = load("keda-triggerauthentication.yaml")
     assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
-    assert [ref["parameter"] for ref in auth["spec"]["secretTargetRef"]] == ["password"]
+
+
+@pytest.mark.parametrize("name", ["keda-scaledobject.yaml", "keda-scaledjob.yaml"])
+def test_keda_reads_the_queue_over_tls_as_the_read_only_user(name):
+    """Security review, finding 4: the triggers spoke plain redis:// on 6379 with the shared
+    password. KEDA v2.20.1's redis scaler (pkg/scalers/redis_scaler.go) takes username,
+    password, tls=enable and ca from the TriggerAuthentication, and verifies unless unsafeSsl."""
+    auth = load("keda-triggerauthentication.yaml")
+    params = {ref["parameter"]: ref for ref in auth["spec"]["secretTargetRef"]}
+    assert set(params) == {"username", "password", "tls", "ca"}
+    assert {ref["name"] for ref in params.values()} == {auth["metadata"]["name"]}  # one Secret
+    [trigger] = load(name)["spec"]["triggers"]
+    assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
+    assert trigger["metadata"]["address"].endswith(":6380")
+    assert not {"unsafeSsl", "enableTLS", "password", "username"} & set(trigger["metadata"])
 
 
 def test_the_worker_container_starts_the_module_with_settings_from_its_environment():
@@ -161,11 +176,29 @@ def test_no_manifest_carries_a_secret_value():
     for name in CORE + KEDA:
         text = (MANIFESTS / name).read_text(encoding="utf-8")
         assert not re.search(r"^\s*(password|requirepass)\s*:", text, re.MULTILINE), name
-        for match in re.finditer(r"redis://([^@\"]*)@", text):
-            assert match.group(1) == ":$(REDIS_PASSWORD)", name  # only the variable, filled from the Secret
-    for name in ("worker-deployment.yaml", "keda-scaledjob.yaml"):
-        text = (MANIFESTS / name).read_text(encoding="utf-8")
-        assert "secretKeyRef" in text
+        # no URL with a credential in it; comments may spell the shape with the word PASSWORD
+        assert not re.search(r"rediss?://[^:\s\"]*:(?!PASSWORD@)[^@\s\"]+@", text), name
+
+
+@pytest.mark.parametrize("name", sorted(POD_TEMPLATES))
+def test_every_pod_takes_the_whole_redis_url_from_a_secret(name):
+    """Security review, finding 16: the password was spliced into REDIS_URL with $(VAR),
+    unencoded (tests/_support/pod_env.py says what the check refuses)."""
+    assert redis_url_problems(POD_TEMPLATES[name](load(name))) == []
+
+
+def test_the_url_check_refuses_the_old_splice():
+    template = copy.deepcopy(load("worker-deployment.yaml")["spec"]["template"])
+    [container] = template["spec"]["containers"]
+    container["env"] = [e for e in container["env"] if e["name"] != "REDIS_URL"] + [
+        {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "redis-auth", "key": "password"}}},
+        {"name": "REDIS_URL", "value": "redis://:$(REDIS_PASSWORD)@redis.jobs.svc.cluster.local:6379/0"},
+    ]
+    assert redis_url_problems(template) == [
+        "worker: REDIS_URL is not the whole URL from a Secret (key: url)",
+        "worker: REDIS_PASSWORD splices or holds a credential",
+        "worker: REDIS_URL splices or holds a credential",
+    ]
 
 
 # -- Pod Security Standards, restricted (security review, finding 6) -----------------------
@@ -242,7 +275,7 @@ def test_only_the_job_system_reaches_redis():
     policy = load("redis-networkpolicy.yaml")["spec"]
     assert policy["policyTypes"] == ["Ingress"] and selects(policy["podSelector"], {"app.kubernetes.io/name": "redis"})
     [rule] = policy["ingress"]
-    assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 6380}]  # the TLS port
     same_namespace = [peer["podSelector"] for peer in rule["from"] if "namespaceSelector" not in peer]
     for name in POD_TEMPLATES:  # both kinds of worker pod are admitted...
         assert any(selects(sel, pod_labels(name)) for sel in same_namespace), name
@@ -259,7 +292,7 @@ def test_workers_may_connect_to_redis_and_dns_only():
         assert selects(policy["podSelector"], pod_labels(name)), name
     redis_rule, dns_rule = policy["egress"]
     assert redis_rule["to"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "redis"}}}]
-    assert redis_rule["ports"] == [{"protocol": "TCP", "port": 6379}]
+    assert redis_rule["ports"] == [{"protocol": "TCP", "port": 6380}]
     assert {p["protocol"] for p in dns_rule["ports"]} == {"UDP", "TCP"} and {p["port"] for p in dns_rule["ports"]} == {53}
     assert all("ipBlock" not in peer for rule in policy["egress"] for peer in rule["to"])  # no address range
 

@@ -13,8 +13,10 @@ import pytest
 
 from examples.clock import FakeClock
 from examples.envelope import new_job
+from examples.fundamentals.backpressure import QueueFull
 from examples.fundamentals.partitioning import (
     FairTenantQueue,
+    TenantQueueFull,
     PartitionedQueue,
     RendezvousHash,
     assign_partitions,
@@ -189,6 +191,26 @@ def test_a_single_fifo_makes_the_quiet_tenants_wait_behind_the_flood(r):
     assert waited == 1000
 
 
+def test_a_tenant_flooding_the_queue_is_refused_at_its_cap_and_the_others_are_not(r):
+    """Security review, finding 13: the fair queue had no per-tenant bound, so one tenant (or
+    a producer holding its credentials) could fill Redis, and under noeviction every tenant's
+    enqueue then failed."""
+    q = FairTenantQueue(r, "exports", max_per_tenant=5)
+    assert [q.enqueue("noisy", job("noisy", i)) for i in range(5)] == [1, 2, 3, 4, 5]
+    with pytest.raises(TenantQueueFull, match=(
+            "tenant 'noisy' already has 5 jobs waiting in queue 'exports', its cap; "
+            "job 'noisy-5' was not enqueued")):
+        q.enqueue("noisy", job("noisy", 5))
+    assert issubclass(TenantQueueFull, QueueFull)  # producers that handle QueueFull handle it
+    assert r.llen(q.prefix + "noisy") == 5  # nothing was pushed
+    assert q.enqueue("quiet", job("quiet", 0)) == 1  # another tenant is not affected
+    assert [q.take()[0] for _ in range(2)] == ["noisy", "quiet"]
+    assert q.enqueue("noisy", job("noisy", 6)) == 5  # one taken: room for one more
+    for bad in (0, -1, 1.5, "10"):
+        with pytest.raises(ValueError, match="max_per_tenant must be an integer >= 1"):
+            FairTenantQueue(r, "q", max_per_tenant=bad)
+
+
 def test_fair_queue_empties_and_forgets_idle_tenants(r):
     q = FairTenantQueue(r, "q")
     q.enqueue("t1", job("t1", 0))
@@ -206,7 +228,7 @@ def test_fair_queue_skips_a_tenant_whose_list_was_deleted_behind_its_back(r):
     r.delete(q.prefix + "gone")  # an operator cleaned up by hand; the ring still names it
     tenant, got = q.take()
     assert (tenant, got.id) == ("kept", "kept-0")
-    assert q.take() is None and q.dead_letters() == []
+    assert q.take() is None and q.dead_letters("gone") == []
     assert r.keys("*") == []  # the stale tenant left the ring too
 
 
@@ -240,7 +262,7 @@ def test_fair_queue_dead_letters_a_malformed_message_and_takes_the_next_job(r):
     q.enqueue("acme", job("acme", 0))
     tenant, got = q.take()
     assert (tenant, got.id) == ("acme", "acme-0")
-    [dead] = q.dead_letters()
+    [dead] = q.dead_letters("acme")
     assert dead["raw"] == NOT_JSON
     assert dead["reason"].startswith("message is not valid JSON: ")
     assert dead["at"] == 42
@@ -251,14 +273,14 @@ def test_fair_queue_dead_letters_a_malformed_message_and_takes_the_next_job(r):
 def test_a_queue_of_only_malformed_messages_returns_none_and_keeps_them_all(r, kind):
     if kind == "partitioned":
         q = PartitionedQueue(r, "q", partitions=1)
-        push, take = (lambda raw: r.lpush(q.key_of(0), raw)), (lambda: q.take(0))
+        push, take, dead_list = (lambda raw: r.lpush(q.key_of(0), raw)), (lambda: q.take(0)), q.dead
     else:
         q = FairTenantQueue(r, "q")
-        push, take = (lambda raw: push_raw_to_tenant(q, "t1", raw)), q.take
+        push, take, dead_list = (lambda raw: push_raw_to_tenant(q, "t1", raw)), q.take, q.dead_for("t1")
     for raw in (NOT_JSON, NOT_UTF8, '{"v": 99}'):
         push(raw)
     assert take() is None
-    dead = q.dead_letters()  # newest first
+    dead = dead_list.records()  # newest first
     assert [d["raw"] for d in dead] == ['{"v": 99}', NOT_UTF8.decode("utf-8", "surrogateescape"), NOT_JSON]
     assert dead[1]["raw"].encode("utf-8", "surrogateescape") == NOT_UTF8  # the original bytes
     assert [d["reason"].split(":")[0] for d in dead] == [
@@ -266,7 +288,20 @@ def test_a_queue_of_only_malformed_messages_returns_none_and_keeps_them_all(r, k
         "message is not valid UTF-8",
         "message is not valid JSON",
     ]
-    assert set(r.keys("*")) == {q.dead.key}  # no empty list or ring is left behind
+    assert set(r.keys("*")) == {dead_list.key}  # no empty list or ring is left behind
+
+
+def test_each_tenant_has_its_own_capped_dead_letter_list(r):
+    """Security review, finding 13: one fq:{name}:dead for all tenants, so a tenant sending
+    garbage pushed the other tenants' records out of the capped list."""
+    q = FairTenantQueue(r, "q", max_dead_per_tenant=10)
+    push_raw_to_tenant(q, "quiet", "quiet's one bad message")
+    for n in range(30):
+        push_raw_to_tenant(q, "noisy", f"noisy garbage {n}")
+    assert q.take() is None  # all 31 malformed, all set aside
+    assert [d["raw"] for d in q.dead_letters("quiet")] == ["quiet's one bad message"]
+    noisy = [d["raw"] for d in q.dead_letters("noisy")]
+    assert len(noisy) == 10 and noisy[0] == "noisy garbage 29"  # capped at the newest ten
 
 
 def test_partitions_share_one_dead_letter_list(r):

@@ -15,6 +15,7 @@ import re
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -28,7 +29,9 @@ from celery import Celery
 from flower.options import default_options
 
 from examples.observability.flower import flowerconfig
-from examples.observability.flower.celery_app import app, build_report
+from examples.fundamentals.securing_the_broker.tls import secret_url
+from examples.observability.flower.celery_app import app, broker_tls, build_report
+from tests._support.secure_broker import make_pki, tls_redis
 from tests._support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,3 +215,82 @@ def test_flower_sees_the_task_and_refuses_anonymous_clients(redis_url, tmp_path)
         assert re.search(r'flower_events_total\{task="reports.build",type="task-succeeded",worker="flower-test@', metrics)
         # Behind a prefix, Flower serves only under it: the proxy must not strip it.
         assert http(f"http://127.0.0.1:{port}/healthcheck")[0] == 404
+
+
+# -- across hosts: rediss:// with the certificate checked (security review, finding 4) -----
+def test_the_app_refuses_plain_redis_to_another_host_and_urls_that_skip_the_check():
+    """The page showed redis://...@redis.internal:6379: AUTH and every event in clear."""
+    with pytest.raises(ValueError, match="reaches redis.internal over plain redis://"):
+        broker_tls("redis://flower:pw@redis.internal:6379/0", "/etc/redis-ca/ca.crt")
+    for reqs in ("none", "CERT_NONE", "optional", "CERT_OPTIONAL"):
+        with pytest.raises(ValueError, match="turns the certificate check off"):
+            broker_tls(f"rediss://flower:pw@redis.internal:6380/0?ssl_cert_reqs={reqs}", "/ca.crt")
+    with pytest.raises(ValueError, match="TLS options but no ssl_ca_certs"):
+        broker_tls("rediss://flower:pw@redis.internal:6380/0?ssl_cert_reqs=required", "/ca.crt")
+    assert broker_tls("redis://127.0.0.1:6379/0", "/ca.crt") is None  # loopback: no TLS needed
+
+
+def test_kombu_takes_tls_options_from_the_url_alone_when_it_has_any():
+    """Why broker_tls insists on ssl_ca_certs in a URL with TLS options (kombu 5.7,
+    Connection.__init__: the URL's parameters, ssl included, replace the settings')."""
+    for url, ca in [("rediss://f:pw@redis.internal:6380/0?ssl_cert_reqs=required", None),
+                    ("rediss://f:pw@redis.internal:6380/0?ssl_cert_reqs=required&ssl_ca_certs=/u.crt", "/u.crt"),
+                    ("rediss://f:pw@redis.internal:6380/0", "/ca.crt")]:
+        probe = Celery("probe", broker=url, set_as_current=False)
+        probe.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": "/ca.crt"}
+        with probe.connection_for_write() as conn:
+            assert conn.ssl["ssl_cert_reqs"] == ssl.CERT_REQUIRED and conn.ssl.get("ssl_ca_certs") == ca
+
+
+def test_flowers_own_redis_client_checks_the_certificate_only_through_broker_use_ssl():
+    """Flower 2.2's RedisSsl (flower/utils/broker.py) ignores the URL's ssl_* query: without
+    broker_use_ssl it has no CA, and a private CA's certificate fails; with the app's setting
+    it checks against the CA kombu uses, the URL's, else REDIS_CA_FILE."""
+    from flower.utils.broker import Broker
+
+    url = "rediss://flower:pw@redis.internal:6380/0?ssl_cert_reqs=required&ssl_ca_certs=/x.crt"
+    query_only = Broker(url, broker_use_ssl=None)._get_redis_client_args()
+    assert "ssl_ca_certs" not in query_only
+    args = Broker(url, broker_use_ssl=broker_tls(url, "/etc/redis-ca/ca.crt"))._get_redis_client_args()
+    assert args["ssl"] is True and args["ssl_cert_reqs"] == ssl.CERT_REQUIRED
+    assert args["ssl_ca_certs"] == "/x.crt"
+    bare = "rediss://flower:pw@redis.internal:6380/0"
+    assert broker_tls(bare, "/etc/redis-ca/ca.crt")["ssl_ca_certs"] == "/etc/redis-ca/ca.crt"
+
+
+@pytest.mark.real_redis("starts redis-server with TLS, and Flower and a worker on it")
+@pytest.mark.timeout(120)
+def test_flower_and_its_worker_reach_redis_over_verified_tls(tmp_path):
+    """The page's recipe across hosts: REDIS_URL rediss://...?ssl_cert_reqs=required and
+    REDIS_CA_FILE. Events arrive (kombu over TLS), and Flower's own client reads the queue
+    lengths; with another CA, Flower's client is refused."""
+    import asyncio
+
+    import redis
+    from flower.utils.broker import Broker
+
+    pki_dir = tmp_path / "pki"
+    pki_dir.mkdir()
+    pki = make_pki(pki_dir)
+    with tls_redis(tmp_path, pki) as server:
+        url = secret_url("admin", server.passwords["admin"], "localhost", port=server.port,
+                         ca_file=str(pki.ca))  # ?ssl_cert_reqs=required&ssl_ca_certs=...
+        env = clean_env(REDIS_URL=url)
+        credentials = f"ops:{secrets.token_urlsafe(18)}"
+        port = free_port()
+        base = f"http://127.0.0.1:{port}/{PREFIX}"
+        worker_log, flower_log = tmp_path / "worker.log", tmp_path / "flower.log"
+        logs = [worker_log, flower_log]
+        worker_cmd = [sys.executable, "-m", "celery", "-A", APP, "worker", "--pool=solo",
+                      "--without-mingle", "--without-gossip", "--hostname=tls-test@%h"]
+        with process(worker_cmd, env, worker_log), \
+             process(flower_command(port), {**env, "FLOWER_BASIC_AUTH": credentials}, flower_log):
+            wait_for("a worker heartbeat in Flower, over TLS", lambda: re.search(
+                r'flower_worker_online\{worker="tls-test@[^"]+"\} 1\.0', http(f"{base}/metrics")[1]),
+                timeout=60, logs=logs)
+            status, body = http(f"{base}/api/queues/length", auth=credentials)
+            assert status == 200, body
+            assert {"name": "celery", "messages": 0} in json.loads(body)["active_queues"]
+        wrong = Broker(url, broker_use_ssl=broker_tls(url.replace(str(pki.ca), str(pki.wrong_ca)), ""))
+        with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
+            asyncio.run(wrong.queues(["celery"]))

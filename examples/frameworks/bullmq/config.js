@@ -5,7 +5,8 @@
 
 // [start:connection]
 // The server comes from REDIS_URL (with its password), never from code:
-//   REDIS_URL=rediss://:${REDIS_PASSWORD}@redis.internal:6380/0
+//   REDIS_URL=rediss://USER:PASSWORD@redis.internal:6380/0, whole from the secret store
+//   (ioredis checks the certificate; a private CA goes in NODE_EXTRA_CA_CERTS)
 function redisUrl() {
   const url = process.env.REDIS_URL;
   if (!url || !/^rediss?:\/\//.test(url)) {

@@ -1,7 +1,7 @@
 // A BullMQ 6.7 worker that runs handbook envelopes and shuts down cleanly on SIGTERM
 // (page: docs/frameworks/bullmq.md).
 //
-//   REDIS_URL=redis://:secret@127.0.0.1:6379/0 node worker.js emails
+//   REDIS_URL="$(cat /run/secrets/redis-url)" node worker.js emails
 'use strict';
 
 // [start:imports]

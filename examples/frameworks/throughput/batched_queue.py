@@ -70,8 +70,9 @@ MAX_BATCH = 1000
 # the head: at most two, the one being worked on and the one fetched ahead.
 # KEYS: pending list, this worker's processing list, heartbeat sorted set, dead-letter list.
 # ARGV: worker id, now, jobs to claim (0: none), size of the oldest batch, being acknowledged
-# (0: none), jobs the worker believes it holds, then dead-letter records for jobs of the
-# acknowledged batch whose handler failed.
+# (0: none), jobs the worker believes it holds, the dead-letter list's cap, then dead-letter
+# records for jobs of the acknowledged batch whose handler failed (the list is trimmed to the
+# newest cap records).
 # Returns nil (nothing claimed), -1 (the worker no longer holds what it believes: recovery
 # gave its jobs back to the queue), or the number of jobs claimed and the jobs joined by
 # newlines: one reply string instead of one per job.
@@ -97,8 +98,9 @@ else
   elseif acking > 0 then
     redis.call('LTRIM', KEYS[2], 0, -acking - 1)  -- the oldest batch is at the tail
   end
-  if #ARGV > 5 then
-    redis.call('LPUSH', KEYS[4], unpack(ARGV, 6))
+  if #ARGV > 6 then
+    redis.call('LPUSH', KEYS[4], unpack(ARGV, 7))
+    redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[6]) - 1)
   end
   local want = tonumber(ARGV[3])
   if want == 0 then
@@ -312,7 +314,9 @@ class BatchedReliableQueue(ReliableQueue):
         dead = [self.dead.record(job.to_json(), reason) for job, reason in failures]
         dead += [self.dead.record(raw, reason) for raw, reason in rejected]
         keys = [self.pending_key, self.processing_key(worker), self.workers_key, self.dead.key]
-        args: list[str | float] = [worker, self.clock.now(), claim, acked, holding, *dead]
+        args: list[str | float] = [
+            worker, self.clock.now(), claim, acked, holding, self.dead.max_records, *dead
+        ]
         conn.send_command("EVALSHA", self._step_script.sha, len(keys), *keys, *args)
         return _Sent(worker, holding, keys, args)
 

@@ -34,6 +34,21 @@ from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
 from examples.redis_client import text
 # [end:imports]
 
+# Acknowledge and delete a stream entry and, given a record, dead-letter it (the list trimmed
+# to its cap). KEYS: stream, dead-letter list. ARGV: group, entry id, then optionally the
+# record and the cap. Returns 1, or 0 if the entry was not pending. A script, not MULTI: at
+# maxmemory Redis 7.0 refuses every command queued in MULTI, but runs a script whose first
+# command (XACK) it allows there, to the end.
+STREAM_ACK_LUA = """
+local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+if ARGV[3] then
+  redis.call('LPUSH', KEYS[2], ARGV[3])
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
+end
+return acked
+"""
+
 
 # [start:stream-queue]
 @dataclass(frozen=True)
@@ -84,12 +99,9 @@ class StreamQueue:
         return self._parse(entries, deliveries={})
 
     def ack(self, delivery: StreamDelivery) -> None:
-        """Acknowledge and delete the entry (``XACK`` + ``XDEL`` in one transaction)."""
-        with self.r.pipeline(transaction=True) as tx:
-            tx.xack(self.stream_key, self.group, delivery.entry_id)
-            tx.xdel(self.stream_key, delivery.entry_id)
-            acked, _ = tx.execute()
-        if not acked:
+        """Acknowledge and delete the entry: ``XACK`` + ``XDEL`` in one script, which,
+        unlike MULTI, still runs when Redis is at maxmemory."""
+        if not self._ack_entry(delivery.entry_id):
             raise LookupError(
                 f"entry {delivery.entry_id} of job {delivery.job.id!r} "
                 "is not pending (acked twice?)"
@@ -159,12 +171,14 @@ class StreamQueue:
         self._set_aside(delivery.entry_id, delivery.job.to_json(), reason, delivery.deliveries)
 
     def _set_aside(self, entry_id: str, raw: str, reason: str, deliveries: int) -> None:
-        with self.r.pipeline(transaction=True) as tx:
-            tx.lpush(self.dead.key, self.dead.record(raw, reason, attempts=deliveries))
-            tx.ltrim(self.dead.key, 0, self.dead.max_records - 1)
-            tx.xack(self.stream_key, self.group, entry_id)
-            tx.xdel(self.stream_key, entry_id)
-            tx.execute()
+        record = self.dead.record(raw, reason, attempts=deliveries)
+        self._ack_entry(entry_id, record, self.dead.max_records)
+
+    def _ack_entry(self, entry_id: str, *record_and_cap: str | int) -> int:
+        """Run STREAM_ACK_LUA: XACK + XDEL, and the dead letter if given; 1 if it was pending."""
+        script = self.r.register_script(STREAM_ACK_LUA)  # a Script object: no round trip
+        keys = [self.stream_key, self.dead.key]
+        return int(script(keys=keys, args=[self.group, entry_id, *record_and_cap]))
 
     def dead_letters(self) -> list[DeadLetter]:
         """Entries that could not be processed, newest first, each with its reason."""

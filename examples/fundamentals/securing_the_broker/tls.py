@@ -14,13 +14,24 @@ ValueError: use rediss:// (TLS) for a Redis server on another host, not redis://
 Traceback (most recent call last):
 ...
 ValueError: the URL turns certificate checks off (ssl_cert_reqs=none), and redis-py lets ...
+
+:func:`secret_url` writes the whole URL a Secret holds, with the password percent-encoded:
+
+>>> from urllib.parse import unquote
+>>> url = secret_url("worker", "p@ss/w:rd#1%", "redis.jobs.svc.cluster.local")
+>>> url
+'rediss://worker:p%40ss%2Fw%3Ard%231%25@redis.jobs.svc.cluster.local:6380/0?ssl_cert_reqs=...'
+>>> urlsplit(url).hostname, unquote(urlsplit(url).password or "")
+('redis.jobs.svc.cluster.local', 'p@ss/w:rd#1%')
+>>> urlsplit("rediss://worker:p@ss/w:rd#1%@redis.jobs.svc.cluster.local:6380/0").hostname
+'ss'
 """
 
 # [start:imports]
 from __future__ import annotations
 
 import ssl
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import redis
 
@@ -60,3 +71,21 @@ def celery_tls_settings(ca_file: str) -> dict[str, dict]:
     verify = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": ca_file}
     return {"broker_use_ssl": dict(verify), "redis_backend_use_ssl": dict(verify)}
 # [end:celery-tls]
+
+
+# [start:secret-url]
+def secret_url(
+    user: str, password: str, host: str, *, port: int = 6380, db: int = 0,
+    ca_file: str = "/etc/redis-ca/ca.crt",
+) -> str:
+    """The whole Redis URL to store in a Secret: TLS with the certificate checked against
+    ``ca_file``, and the user and password percent-encoded, so that no character of a
+    generated password (``@ / : # % ?``) can move the host. redis-py, kombu and Celery's
+    result backend decode both, and read the two TLS options from the query."""
+    if not user or not password:
+        raise ValueError("a URL for another host needs a user and a password (one per role)")
+    return (
+        f"rediss://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{db}"
+        f"?ssl_cert_reqs=required&ssl_ca_certs={quote(ca_file)}"
+    )
+# [end:secret-url]

@@ -36,9 +36,9 @@ return 1
 -- [end:extend]
 
 -- [start:ack]
--- ARGV: job id, token, and optionally a dead-letter record (JSON): with a record the job moves
--- to the dead letters instead of being deleted. Returns 1, or 0 if the caller no longer holds
--- the lease.
+-- ARGV: job id, token, and optionally a dead-letter record (JSON) and the list's cap: with a
+-- record the job moves to the dead letters (trimmed to the newest cap records) instead of
+-- being deleted. Returns 1, or 0 if the caller no longer holds the lease.
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then
   return 0
 end
@@ -48,15 +48,16 @@ redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('HDEL', KEYS[5], ARGV[1])
 if ARGV[3] then
   redis.call('LPUSH', KEYS[6], ARGV[3])
+  redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[4]) - 1)
 end
 return 1
 -- [end:ack]
 
 -- [start:reap]
--- ARGV: now, max deliveries, batch size. Takes back every lease whose deadline has
--- passed: the job goes to the front of the ready list, or to the dead letters once it
--- has been handed out max-deliveries times (it keeps killing or outliving its workers).
--- Returns {requeued, dead}.
+-- ARGV: now, max deliveries, batch size, dead-letter cap. Takes back every lease whose
+-- deadline has passed: the job goes to the front of the ready list, or to the dead letters
+-- (trimmed to the cap) once it has been handed out max-deliveries times (it keeps killing or
+-- outliving its workers). Returns {requeued, dead}.
 local now = tonumber(ARGV[1])
 local expired = redis.call('ZRANGE', KEYS[2], '-inf', now, 'BYSCORE',
   'LIMIT', 0, tonumber(ARGV[3]))
@@ -77,6 +78,9 @@ for _, id in ipairs(expired) do
     redis.call('RPUSH', KEYS[1], id)
     requeued = requeued + 1
   end
+end
+if dead > 0 then
+  redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[4]) - 1)
 end
 return {requeued, dead}
 -- [end:reap]

@@ -142,7 +142,7 @@ class LeaseQueue:
                 return Lease(Job.from_json(raw), token, now + seconds, int(deliveries))
             except MalformedJob as exc:  # keep it, with the reason, and take the next one
                 record = self.dead.record(raw, str(exc), attempts=int(deliveries))
-                self._run("ack", job_id, token, record)
+                self._run("ack", job_id, token, record, self.dead.max_records)
 
     def extend(self, lease: Lease, *, lease_seconds: float | None = None) -> Lease:
         """Push the deadline to ``now + lease_seconds``; raise
@@ -166,13 +166,15 @@ class LeaseQueue:
     def reap(self, *, batch: int = 100) -> Reaped:
         """Take back expired leases: requeue their jobs, or dead-letter them
         after too many deliveries."""
-        requeued, dead = self._run("reap", self.clock.now(), self.max_deliveries, batch)
+        requeued, dead = self._run(
+            "reap", self.clock.now(), self.max_deliveries, batch, self.dead.max_records
+        )
         return Reaped(int(requeued), int(dead))
 
     def fail(self, lease: Lease, reason: str) -> None:
         """Dead-letter a job whose work failed; raise :class:`LeaseLost` if too late."""
         record = self.dead.record(lease.job.to_json(), reason, attempts=lease.deliveries)
-        if not self._run("ack", lease.job.id, lease.token, record):
+        if not self._run("ack", lease.job.id, lease.token, record, self.dead.max_records):
             raise LeaseLost(f"job {lease.job.id!r} is not held by this lease any more")
 
     def dead_letters(self) -> list[DeadLetter]:

@@ -398,3 +398,20 @@ def test_liveness_checks_see_the_broker_and_the_worker(worker):
 
 def test_the_shared_worker_started_quickly(worker):
     assert worker.start_seconds < 10
+
+
+def test_beats_default_schedule_file_is_a_shelve_so_pickle(tmp_path):
+    """Security review, finding 15: the page says beat's default scheduler keeps its schedule
+    in a shelve, whose values are pickles: whoever writes the file runs code in beat."""
+    import pickle
+    import shelve
+
+    from celery import beat
+
+    assert DEFAULTS["beat_scheduler"] == "celery.beat:PersistentScheduler"
+    assert beat.PersistentScheduler.persistence is shelve
+    with shelve.open(str(tmp_path / "beat-schedule")) as db:
+        db["entries"] = {"cleanup": 1}
+    with shelve.open(str(tmp_path / "beat-schedule")) as db:
+        stored = db.dict[b"entries"]  # the raw value in the dbm file
+    assert pickle.loads(stored) == {"cleanup": 1} and stored[:1] == b"\x80"  # a pickle frame

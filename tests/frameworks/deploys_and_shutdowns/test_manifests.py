@@ -26,6 +26,7 @@ from examples.frameworks.deploys_and_shutdowns import celery_worker, health, wor
 from examples.frameworks.horizontal_scaling import DrainingWorker, grace_period_needed
 from handbook_sphinx.tables import shutdown_exit_seconds
 from labs import shutdown_lab
+from tests._support.pod_env import redis_url_problems
 
 ROOT = Path(__file__).resolve().parents[3]
 MANIFESTS = ROOT / "examples" / "frameworks" / "deploys_and_shutdowns"
@@ -187,9 +188,14 @@ def test_no_manifest_carries_a_secret_value():
     for name in CORE:
         text = (MANIFESTS / name).read_text(encoding="utf-8")
         assert not re.search(r"^\s*(password|requirepass)\s*:", text, re.MULTILINE), name
-        for match in re.finditer(r"redis://([^@\"]*)@", text):
-            assert match.group(1) == ":$(REDIS_PASSWORD)", name
-        assert "secretKeyRef" in text
+        # no URL with a credential in it; comments may spell the shape with the word PASSWORD
+        assert not re.search(r"rediss?://[^:\s\"]*:(?!PASSWORD@)[^@\s\"]+@", text), name
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_every_pod_takes_the_whole_redis_url_from_a_secret(name):
+    """Security review, finding 16: no $(REDIS_PASSWORD) spliced into a URL (tests/_support/pod_env.py)."""
+    assert redis_url_problems(one(name, "Deployment")["spec"]["template"]) == []
 
 
 # -- the image -------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import secrets
+import tempfile
 import time
 from types import SimpleNamespace
 
@@ -26,6 +28,54 @@ def job(i: int | str, task: str = "work"):
 
 
 # -- streams ------------------------------------------------------------------------------
+@pytest.mark.real_redis("needs redis-server's maxmemory, which fakeredis does not model")
+def test_a_full_redis_still_takes_stream_acknowledgements_and_dead_letters():
+    """Issue 16: ack() and the dead-letter path ran XACK + XDEL in MULTI, which Redis 7.0
+    refuses whole at maxmemory under noeviction, so the stream's consumers could not drain a
+    full Redis. Now one script that starts with XACK, which Redis allows there."""
+    from redis.exceptions import OutOfMemoryError
+
+    from examples.redis_client import connect
+    from labs.versions import server_line
+    from labs.with_redis import start_redis, stop
+
+    with tempfile.TemporaryDirectory(prefix="handbook-oom-") as workdir:
+        proc, url = start_redis(workdir, secrets.token_urlsafe(12), None, "--maxmemory", "4mb",
+                                "--maxmemory-policy", "noeviction", "--latency-tracking", "no")
+        try:
+            r = connect(url)
+            q = StreamQueue(r, "orders", clock=FakeClock(0))
+            for i in range(6):
+                q.enqueue(job(i))
+            taken = q.read("c1", count=6)  # taken while there was memory
+            for i in range(3000):  # 12 MiB of cache-like values, three times maxmemory
+                try:
+                    r.set(f"cache:{i}", "x" * 4096)
+                except OutOfMemoryError:
+                    break
+            r.config_set("maxmemory", r.info("memory")["used_memory"] - 8192)  # firmly full
+            with pytest.raises(OutOfMemoryError):
+                q.enqueue(job("new"))  # new jobs are refused: that is noeviction's point
+            multi = r.pipeline(transaction=True).xack(q.stream_key, q.group, "0-1").xdel(q.stream_key, "0-1")
+            if server_line(r.info("server")) == "Valkey 9.1":
+                assert multi.execute() == [0, 0]  # Valkey 9.1 runs a MULTI that cannot grow memory
+            else:  # Redis 7.0 refuses every command queued in MULTI when memory is full
+                with pytest.raises(OutOfMemoryError):
+                    multi.execute()
+
+            for delivery in taken[:4]:
+                q.ack(delivery)
+            q.fail(taken[4], "permanent error")  # XACK, XDEL, then the dead letter: allowed
+            assert q.pending_count() == 1 and r.xlen(q.stream_key) == 1
+            [record] = q.dead_letters()
+            assert record["reason"] == "permanent error" and record["attempts"] == 1
+            with pytest.raises(LookupError, match="is not pending"):
+                q.ack(taken[0])  # acked twice: still told, at maxmemory too
+            r.close()
+        finally:
+            stop(proc)
+
+
 def test_crashed_consumers_pending_entries_are_reclaimed_by_another(r):
     q = StreamQueue(r, "orders")
     for i in range(5):

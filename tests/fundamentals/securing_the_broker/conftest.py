@@ -10,14 +10,11 @@ live in ``tests/_support/secure_broker.py``.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
 
-from examples.fundamentals.securing_the_broker.acl import ROLES, acl_file
 from labs.with_redis import free_port
 from tests._support.secure_broker import (
     AclServer,
@@ -26,24 +23,15 @@ from tests._support.secure_broker import (
     make_pki,
     make_signing,
     redis_server,
+    tls_redis,
+    write_aclfile,
 )
-
-QUEUES = ("images",)
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "fundamentals" / "securing_the_broker"
-
-
-def _aclfile(directory: Path) -> tuple[Path, dict[str, str]]:
-    passwords = {role: secrets.token_urlsafe(32) for role in ROLES}
-    path = directory / "users.acl"
-    path.write_text(acl_file(passwords, QUEUES), encoding="utf-8")
-    path.chmod(0o600)
-    return path, passwords
 
 
 @pytest.fixture(scope="module")
 def acl_server(tmp_path_factory) -> Iterator[AclServer]:
     workdir = tmp_path_factory.mktemp("redis-acl")
-    aclfile, passwords = _aclfile(workdir)
+    aclfile, passwords = write_aclfile(workdir)
     server = AclServer(free_port(), passwords)
     admin = server.client("admin")
     with redis_server(workdir, admin.ping, "--port", str(server.port), "--aclfile", str(aclfile)):
@@ -68,18 +56,8 @@ def pki(tmp_path_factory) -> Pki:
 
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory, pki) -> Iterator[TlsServer]:
-    workdir = tmp_path_factory.mktemp("redis-tls")
-    aclfile, passwords = _aclfile(workdir)
-    server = TlsServer(free_port(), passwords, pki)
-    admin = redis.Redis.from_url(server.url("admin"), ssl_ca_certs=str(pki.ca))
-    with redis_server(
-        workdir, admin.ping, str(EXAMPLES / "redis-secure.conf"),
-        "--tls-port", str(server.port), "--tls-cert-file", str(pki.server_cert),
-        "--tls-key-file", str(pki.server_key), "--tls-ca-cert-file", str(pki.ca),
-        "--aclfile", str(aclfile),
-    ):
+    with tls_redis(tmp_path_factory.mktemp("redis-tls"), pki) as server:
         yield server
-    admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,9 @@
-"""Tests for the KEDA manifest of docs/fundamentals/securing-the-broker.md
-(examples/fundamentals/securing_the_broker/keda-scaler-tls.yaml): valid against the KEDA
-schema the Kubernetes autoscaling page uses, and set up for TLS with a checked certificate
-and the read-only ACL user. The parameter names are those of KEDA v2.20.1's redis scaler
-(pkg/scalers/redis_scaler.go: ``username``, ``password``, ``tls`` = ``enable``, ``ca``,
-``unsafeSsl`` defaulting to false)."""
+"""Tests for the KEDA part of docs/fundamentals/securing-the-broker.md, which shows the
+autoscaling page's TriggerAuthentication (examples/frameworks/kubernetes_autoscaling/): valid
+against the KEDA schema that page uses, set up for TLS with a checked certificate and the
+read-only ACL user, who may read every list a trigger watches. The parameter names are those of
+KEDA v2.20.1's redis scaler (pkg/scalers/redis_scaler.go: ``username``, ``password``, ``tls`` =
+``enable``, ``ca``, ``unsafeSsl`` defaulting to false)."""
 
 from __future__ import annotations
 
@@ -17,33 +17,36 @@ import yaml
 from examples.fundamentals.securing_the_broker.acl import ROLES
 
 ROOT = Path(__file__).resolve().parents[3]
-MANIFEST = ROOT / "examples" / "fundamentals" / "securing_the_broker" / "keda-scaler-tls.yaml"
+MANIFESTS = ROOT / "examples" / "frameworks" / "kubernetes_autoscaling"
 KEDA_SCHEMA = ROOT / "tests" / "frameworks" / "fixtures" / "keda-schema.json"
+TRIGGERS = ["keda-scaledobject.yaml", "keda-scaledjob.yaml"]
 
 
-def documents() -> list[dict]:
-    return list(yaml.safe_load_all(MANIFEST.read_text(encoding="utf-8")))
+def load(name: str) -> dict:
+    return yaml.safe_load((MANIFESTS / name).read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("index", [0, 1])
-def test_each_document_passes_the_keda_schema(index):
+def test_the_trigger_authentication_passes_the_keda_schema():
     validator = jsonschema.Draft202012Validator(json.loads(KEDA_SCHEMA.read_text(encoding="utf-8")))
-    assert [e.message for e in validator.iter_errors(documents()[index])] == []
+    assert [e.message for e in validator.iter_errors(load("keda-triggerauthentication.yaml"))] == []
 
 
 def test_tls_is_on_and_the_certificate_is_checked_against_a_ca():
-    auth, scaled = documents()
+    auth = load("keda-triggerauthentication.yaml")
     params = {ref["parameter"]: ref for ref in auth["spec"]["secretTargetRef"]}
     assert set(params) == {"username", "password", "tls", "ca"}
-    [trigger] = scaled["spec"]["triggers"]
-    assert "unsafeSsl" not in trigger["metadata"]  # KEDA's default: verify
-    assert "enableTLS" not in trigger["metadata"]  # KEDA refuses tls in both places
-    assert trigger["metadata"]["address"].endswith(":6380")
-    assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
+    for name in TRIGGERS:
+        [trigger] = load(name)["spec"]["triggers"]
+        assert "unsafeSsl" not in trigger["metadata"]  # KEDA's default: verify
+        assert "enableTLS" not in trigger["metadata"]  # KEDA refuses tls in both places
+        assert trigger["metadata"]["address"].endswith(":6380")
+        assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
 
 
-def test_the_scaler_user_may_read_the_list_keda_watches():
-    [trigger] = documents()[1]["spec"]["triggers"]
+@pytest.mark.parametrize("name", TRIGGERS)
+def test_the_scaler_user_may_read_the_list_keda_watches(name):
+    [trigger] = load(name)["spec"]["triggers"]
     list_name = trigger["metadata"]["listName"]
-    scaler_keys = [k.replace("QUEUE", "images") for k in ROLES["scaler"].keys]
+    queue = list_name.split("{")[1].split("}")[0]
+    scaler_keys = [k.replace("QUEUE", queue) for k in ROLES["scaler"].keys]
     assert f"~{list_name}" in scaler_keys  # ~, not %R~: KEDA sends an EVAL (read-write keys)

@@ -12,14 +12,17 @@ result backend refuses a ``rediss://`` URL without ``ssl_cert_reqs``.
 from __future__ import annotations
 
 import logging
+import secrets
 import ssl
+from urllib.parse import urlsplit
 
 import kombu.exceptions
 import pytest
 import redis
 from celery import Celery
 
-from examples.fundamentals.securing_the_broker.tls import celery_tls_settings, tls_client
+from examples.fundamentals.securing_the_broker.tls import celery_tls_settings, secret_url, tls_client
+from examples.redis_client import connect
 
 pytestmark = pytest.mark.real_redis("starts redis-server with TLS")
 
@@ -143,3 +146,51 @@ def test_the_celery_settings_module_verifies_a_rediss_url_with_its_ca(tls_server
     finally:
         monkeypatch.undo()
         importlib.reload(celery_settings)  # back to the environment's REDIS_URL for other tests
+
+
+# -- the whole URL in a Secret (security review, finding 16) -----------------------------------
+#: A generated password with every character a URL gives a meaning to.
+NASTY = "p@ss/w:rd#1%?x=&" + secrets.token_urlsafe(24)
+
+
+@pytest.fixture
+def generated_user(tls_server):
+    admin = tls_client(tls_server.url("admin"), str(tls_server.pki.ca))
+    admin.acl_setuser("generated", enabled=True, reset_passwords=True, passwords=[f"+{NASTY}"],
+                      reset_keys=True, keys=["~q:{images}:*"], commands=["+ping", "+llen", "+acl|whoami"])
+    yield
+    admin.acl_deluser("generated")
+    admin.close()
+
+
+def test_a_spliced_password_moves_the_host(tls_server):
+    """The old manifests: REDIS_URL "redis://:$(REDIS_PASSWORD)@redis..." with Kubernetes'
+    $(VAR) expansion, which does no percent-encoding."""
+    spliced = "rediss://generated:$(REDIS_PASSWORD)@localhost:6380/0".replace("$(REDIS_PASSWORD)", NASTY)
+    assert urlsplit(spliced).hostname == "ss"  # a fragment of the password, looked up in DNS
+    assert redis.connection.parse_url(spliced)["host"] == "ss"
+
+
+@pytest.mark.parametrize("ca", ["ca", "wrong_ca"])
+def test_the_secret_url_carries_any_password_and_the_certificate_check(tls_server, generated_user, ca):
+    """What a Secret made by secret_url gives redis-py, kombu and Celery's result backend: the
+    user and the password as generated, TLS, and the check against the CA its query names."""
+    url = secret_url("generated", NASTY, "localhost", port=tls_server.port,
+                     ca_file=str(getattr(tls_server.pki, ca)))
+    client = connect(url)
+    app = celery_app(url)
+    if ca == "ca":
+        assert client.acl_whoami() == "generated" and client.llen("q:{images}:pending") == 0
+        with app.connection_for_write() as conn:
+            assert conn.ssl["ssl_cert_reqs"] == ssl.CERT_REQUIRED
+            conn.ensure_connection(max_retries=1)
+        assert app.backend.client.ping()
+    else:
+        with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
+            client.ping()
+        with pytest.raises(kombu.exceptions.OperationalError, match="certificate verify failed"):
+            with app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1)
+        with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
+            app.backend.client.ping()
+    client.close()
