@@ -185,11 +185,11 @@ def test_figures_and_tables_are_numbered(text):
 
 # -- The PDF as a book (issue 24): front matter, running heads, index, no padding ----------------
 
-#: Issue 24's target is 240 pages. The book met it (239) before the SQS and RabbitMQ pages, the
-#: gap sections and the version notes landed (287 pages at merge 7f1394e); this ceiling only
-#: stops padding from coming back (the API reference alone was 84 pages) until the lead decides
-#: what the book leaves to the site.
-MAX_PAGES = 295
+#: Issue 24's target is 240 pages. The book met it (239) before the SQS, RabbitMQ, replication,
+#: scheduled-jobs and PostgreSQL-queue pages, the gap sections and the version notes landed
+#: (317 pages at merge 1e86ea8); this ceiling only stops padding from coming back (the API
+#: reference alone was 84 pages) until the lead decides what the book leaves to the site.
+MAX_PAGES = 325
 QUOTES = str.maketrans("\u201c\u201d\u2018\u2019", "\"\"''")  # LaTeX sets curly quotes
 
 
