@@ -108,14 +108,16 @@ def new_worker_id(prefix: str = "worker") -> str:
 
 # [start:recover-script]
 # Give a dead worker's jobs back (LPOP, RPUSH: LMOVE, but also at maxmemory) unless it beat
-# since the cutoff. KEYS: its processing list, pending list, heartbeats. ARGV: worker id,
-# cutoff. Returns the number of jobs moved, or -1 if the worker turned out to be alive.
+# since the cutoff, counting each job's recoveries. KEYS: its processing list, pending list,
+# heartbeats, recovery counts. ARGV: worker id, cutoff. Returns the number of jobs moved, or
+# -1 if the worker turned out to be alive.
 RECOVER_LUA = """
 local beat = redis.call('ZSCORE', KEYS[3], ARGV[1])
 if beat and tonumber(beat) > tonumber(ARGV[2]) then return -1 end
 local moved = 0
 local raw = redis.call('LPOP', KEYS[1])
 while raw do
+  redis.call('HINCRBY', KEYS[4], raw, 1)
   redis.call('RPUSH', KEYS[2], raw)
   moved = moved + 1
   raw = redis.call('LPOP', KEYS[1])
@@ -127,8 +129,9 @@ return moved
 
 
 # [start:claim-script]
-# Take the oldest job into the worker's processing list and record its heartbeat. KEYS:
-# pending list, processing list, heartbeat sorted set. ARGV: worker id, now. Not LMOVE:
+# Take the oldest job into the worker's processing list and record its heartbeat; return it
+# with the number of times it was recovered. KEYS: pending list, processing list, heartbeat
+# sorted set, recovery counts. ARGV: worker id, now. Not LMOVE:
 # at maxmemory Redis refuses it (it may add data) but allows RPOP, and lets a script finish
 # once it has run a write, so the take still works on a full Redis.
 CLAIM_LUA = """
@@ -138,7 +141,7 @@ if not raw then
 end
 redis.call('LPUSH', KEYS[2], raw)
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-return raw
+return {raw, redis.call('HGET', KEYS[4], raw)}
 """
 
 # Record a heartbeat (KEYS: heartbeat sorted set; ARGV: worker id, now). ZREM first, for the
@@ -158,14 +161,20 @@ class Delivery:
     job: Job
     raw: str
     worker: str
+    recovered: int = 0  # times its worker died and recover() gave it back
 
 
 class ReliableQueue(QueueBase):
     """Move first, delete after the work: a crash leaves the job where it can be recovered."""
 
-    def __init__(self, r: redis.Redis, name: str, *, clock: Clock | None = None) -> None:
+    def __init__(self, r: redis.Redis, name: str, *, clock: Clock | None = None,
+                 max_recoveries: int = 3) -> None:
         super().__init__(r, name, clock=clock)
+        if not isinstance(max_recoveries, int) or max_recoveries < 0:
+            raise ValueError(f"max_recoveries must be an int >= 0, got {max_recoveries!r}")
+        self.max_recoveries = max_recoveries  # then a job that kills its worker is dead-lettered
         self.workers_key = f"q:{{{name}}}:workers"  # sorted set: worker id -> last heartbeat
+        self.recovered_key = f"q:{{{name}}}:recovered"  # hash: job -> recoveries
         self._recover = r.register_script(RECOVER_LUA)
         self._claim = r.register_script(CLAIM_LUA)
         self._heartbeat = r.register_script(HEARTBEAT_LUA)
@@ -184,20 +193,27 @@ class ReliableQueue(QueueBase):
         if timeout < 0:
             raise ValueError(f"timeout must be >= 0 seconds, got {timeout}")
         processing = self.processing_key(worker)
-        keys = [self.pending_key, processing, self.workers_key]
+        keys = [self.pending_key, processing, self.workers_key, self.recovered_key]
         self.heartbeat(worker)  # before each fetch: a worker waiting for jobs is alive too
         while True:
-            raw = text_or_none(self._claim(keys=keys, args=[worker, self.clock.now()]))
+            reply = self._claim(keys=keys, args=[worker, self.clock.now()])
+            raw, recovered = (text(reply[0]), int(reply[1] or 0)) if reply else (None, 0)
             if raw is None and timeout:  # empty: wait (redis-py types the timeout as int)
                 raw = text_or_none(self.r.blmove(
                     self.pending_key, processing,
                     timeout,  # type: ignore[arg-type]
                     "RIGHT", "LEFT",
                 ))
+                recovered = int(self.r.hget(self.recovered_key, raw) or 0) if raw else 0
             if raw is None:
                 return None
+            if recovered > self.max_recoveries:  # it killed its worker every time: set aside
+                reason = f"its worker died {recovered} times while running it"
+                self.dead.move(processing, raw, reason, attempts=recovered + 1)
+                self.r.hdel(self.recovered_key, raw)
+                continue
             try:
-                return Delivery(Job.from_json(raw), raw, worker)
+                return Delivery(Job.from_json(raw), raw, worker, recovered)
             except MalformedJob as exc:  # move it aside with the reason
                 self.dead.move(processing, raw, str(exc))
 
@@ -209,6 +225,8 @@ class ReliableQueue(QueueBase):
                 f"{delivery.worker!r} (already acknowledged, "
                 "or recovered after a missed heartbeat)"
             )
+        if delivery.recovered:  # it ran to the end this time: forget its count
+            self.r.hdel(self.recovered_key, delivery.raw)
 
     def recover(self, dead_after: float) -> int:
         """Requeue the jobs of every worker silent for more than ``dead_after`` seconds."""
@@ -217,7 +235,8 @@ class ReliableQueue(QueueBase):
         cutoff = self.clock.now() - dead_after
         moved = 0
         for worker in map(text, self.r.zrangebyscore(self.workers_key, "-inf", cutoff)):
-            keys = [self.processing_key(worker), self.pending_key, self.workers_key]
+            keys = [self.processing_key(worker), self.pending_key, self.workers_key,
+                    self.recovered_key]
             moved += max(0, self._recover(keys=keys, args=[worker, cutoff]))
         return moved
 
@@ -239,4 +258,6 @@ class ReliableQueue(QueueBase):
         """Move a job whose work failed from the processing list to the dead letters."""
         processing = self.processing_key(delivery.worker)
         self.dead.move(processing, delivery.raw, reason, attempts=attempts)
+        if delivery.recovered:
+            self.r.hdel(self.recovered_key, delivery.raw)
 # [end:reliable-queue]

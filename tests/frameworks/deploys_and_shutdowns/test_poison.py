@@ -169,16 +169,19 @@ def test_bullmq_fails_a_job_that_stalls_more_than_max_stalled_count(r, redis_url
 
 
 # -- the reliable queue ---------------------------------------------------------------------
-@pytest.mark.timeout(90)
-def test_the_reliable_queue_recovers_a_poison_job_again_and_again(r, redis_url, processes):
-    queue = ReliableQueue(r, QUEUE)
+@pytest.mark.timeout(150)
+def test_the_reliable_queue_sets_a_poison_job_aside_after_max_recoveries(r, redis_url, processes):
+    queue = ReliableQueue(r, QUEUE)  # max_recoveries=3, as in the worker processes
     queue.enqueue(new_job("poison", {"id": "p7", "how": "kill"}, job_id="p7"))
-    for attempt in range(1, 4):
+    for attempt in range(1, 5):  # the first run, then one per recovery
         worker = processes.start(["-m", "labs.shutdown_workers.reliable_worker", f"pod-{attempt}"],
                                  env={"REDIS_URL": redis_url})
         assert worker.wait(timeout=60) == -signal.SIGKILL
         assert starts(r, "p7") == attempt
         # the sweeper, once the dead pod's heartbeat is older than its limit
         later = ReliableQueue(r, QUEUE, clock=FakeClock(time.time() + 61))
-        assert later.recover(dead_after=60) == 1  # back in the queue: nothing counts the attempts
-    assert queue.pending() == 1
+        assert later.recover(dead_after=60) == 1
+    assert queue.reserve("pod-5") is None  # the fourth recovery was one too many
+    [record] = queue.dead_letters()
+    assert record["reason"] == "its worker died 4 times while running it"
+    assert starts(r, "p7") == 4 and queue.pending() == 0

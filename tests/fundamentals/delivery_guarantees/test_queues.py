@@ -95,7 +95,7 @@ def test_recover_script_refuses_a_worker_that_came_back(r):
     q = ReliableQueue(r, "q", clock=clock)
     q.enqueue(jobs(1)[0])
     q.reserve("w")
-    keys = [q.processing_key("w"), q.pending_key, q.workers_key]
+    keys = [q.processing_key("w"), q.pending_key, q.workers_key, q.recovered_key]
     assert q._recover(keys=keys, args=["w", -1]) == -1  # heartbeat at 0 is newer than cutoff -1
     assert r.llen(q.processing_key("w")) == 1
 
@@ -221,3 +221,53 @@ def test_a_restart_with_a_fresh_worker_id_lets_recovery_return_the_job(r):
     done: list[str] = []
     q.work_one(second, lambda job: done.append(job.id))
     assert done == ["job-0"]
+
+
+def test_a_job_that_kills_every_worker_is_dead_lettered_after_max_recoveries(r):
+    """The security review's row 5: without a count, recover() handed a job that crashes its
+    worker to the next worker for ever. Now the fourth recovery sets it aside; the others run."""
+    clock = FakeClock(1_000)
+    q = ReliableQueue(r, "emails", clock=clock, max_recoveries=3)
+    poison, fine = jobs(2)
+    q.enqueue(poison)
+    q.enqueue(fine)
+    crashes, done = 0, []
+
+    def handler(job: Job) -> None:
+        if job.id == poison.id:
+            crash(job)
+        done.append(job.id)
+
+    for n in range(10):  # each round: a fresh worker takes the oldest job, maybe dies on it
+        try:
+            if not q.work_one(f"worker-{n}", handler):
+                break
+        except SimulatedCrash:
+            crashes += 1
+        clock.advance(31)
+        q.recover(dead_after=30)
+    assert crashes == 4  # the first delivery and three recoveries, then never again
+    assert done == [fine.id]
+    [record] = q.dead_letters()
+    assert record["raw"] == poison.to_json() and record["attempts"] == 5
+    assert record["reason"] == "its worker died 4 times while running it"
+    assert r.hlen(q.recovered_key) == 0  # nothing left to count
+
+
+def test_a_recovered_job_that_finishes_forgets_its_count(r):
+    clock = FakeClock(1_000)
+    q = ReliableQueue(r, "emails", clock=clock)
+    q.enqueue(jobs(1)[0])
+    with pytest.raises(SimulatedCrash):
+        q.work_one("worker-a", crash)
+    clock.advance(31)
+    assert q.recover(dead_after=30) == 1
+    delivery = q.reserve("worker-b")
+    assert delivery is not None and delivery.recovered == 1
+    q.ack(delivery)
+    assert r.hlen(q.recovered_key) == 0 and q.dead_letters() == []
+
+
+def test_max_recoveries_must_be_a_non_negative_int(r):
+    with pytest.raises(ValueError, match="max_recoveries must be an int >= 0, got -1"):
+        ReliableQueue(r, "emails", max_recoveries=-1)
