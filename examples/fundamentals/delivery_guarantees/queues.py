@@ -172,7 +172,7 @@ class ReliableQueue(QueueBase):
         super().__init__(r, name, clock=clock)
         if not isinstance(max_recoveries, int) or max_recoveries < 0:
             raise ValueError(f"max_recoveries must be an int >= 0, got {max_recoveries!r}")
-        self.max_recoveries = max_recoveries  # then a job that kills its worker is dead-lettered
+        self.max_recoveries = max_recoveries  # then a worker-killing job is dead-lettered
         self.workers_key = f"q:{{{name}}}:workers"  # sorted set: worker id -> last heartbeat
         self.recovered_key = f"q:{{{name}}}:recovered"  # hash: job -> recoveries
         self._recover = r.register_script(RECOVER_LUA)
