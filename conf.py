@@ -35,6 +35,7 @@ extensions = [
     "sphinx.ext.doctest",  # renders {doctest} blocks; Sybil (docs/conftest.py) runs them
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
+    "sphinx.ext.graphviz",  # the diagrams: .dot files beside the code they draw, under examples/
     # The handbook's toolkit: {example} listings, generated tables and figures, the
     # page<->code contract (warnings at page.md:LINE), the settings table and the runbook.
     "handbook_sphinx",
@@ -44,7 +45,8 @@ numfig = True  # "Figure 3", "Listing 2": numbered in HTML and PDF
 numfig_format = {"figure": "Figure %s", "table": "Table %s", "code-block": "Listing %s"}
 # The PDF starts at parts, so depth 2 numbers figures and listings per chapter ("Figure 11.1").
 numfig_secnum_depth = 2
-exclude_patterns = ["_build", "conftest.py", "**/.pytest_cache"]
+# _front/: the PDF's preface and quick reference, included by index.md ({only} latex).
+exclude_patterns = ["_build", "conftest.py", "**/.pytest_cache", "_front"]
 templates_path = ["docs/_templates"]
 pygments_style = "a11y-high-contrast-light"  # accessible-pygments: WCAG AA contrast
 pygments_dark_style = "a11y-high-contrast-dark"
@@ -82,6 +84,10 @@ nitpick_ignore_regex = [
 # explicit :external: roles that would fail loudly. Mapping stays empty on purpose.
 intersphinx_mapping: dict[str, tuple[str, str | None]] = {}
 intersphinx_disabled_reftypes = ["*"]
+
+# -- Graphviz: vector diagrams in both outputs (SVG in HTML; the LaTeX builder always uses PDF)
+graphviz_output_format = "svg"
+graphviz_dot_args = ["-Gfontname=DejaVu Sans", "-Nfontname=DejaVu Sans", "-Efontname=DejaVu Sans"]
 
 # -- MyST --------------------------------------------------------------------------------
 myst_enable_extensions = ["colon_fence", "deflist", "substitution", "attrs_inline"]
@@ -165,7 +171,10 @@ latex_engine = "xelatex"
 latex_use_xindy = False  # Sphinx turns xindy on for xelatex; Debian's TeX lacks it
 latex_documents = [(root_doc, "handbook.tex", project.replace("&", r"\&"), author, "manual")]
 latex_toplevel_sectioning = "part"
-latex_show_urls = "footnote"
+# No footnotes for links: a footnote number glued onto "celery/celery#2599" made "#259988" in
+# copied text. handbook_sphinx prints each address after its link's text instead, in the line
+# and breakable (url_after_link), except an issue link, whose text already names it.
+latex_show_urls = "no"
 # No Python module index in the PDF: the API reference chapter lists the modules, and the
 # book's index is for concepts.
 latex_domain_indices = False
@@ -174,14 +183,23 @@ latex_elements = {
     "papersize": "a4paper",
     "extraclassoptions": "openany,oneside",  # no blank pages before parts and chapters
     "pointsize": "10pt",
+    "fncychap": "",  # chapter headings: titlesec, in the preamble below
+    # The printed contents list parts and chapters: the sections repeat the same template
+    # ("How it works", "Failure modes", ...) under every chapter; the PDF's bookmarks keep them.
+    "tocdepth": r"\setcounter{tocdepth}{0}",
     "fontpkg": r"""
 \setmainfont{FreeSerif}
 \setsansfont{FreeSans}
-\setmonofont{DejaVu Sans Mono}[Scale=0.77]
+\setmonofont{DejaVu Sans Mono}[Scale=0.73]
 """,
     # Index entries name long dotted paths; a smaller, ragged index keeps them in the margins.
     "printindex": r"\footnotesize\raggedright\sloppy\printindex",
-    "sphinxsetup": "verbatimforcewraps=true, verbatimmaxunderfull=0, TitleColor={rgb}{0.1,0.2,0.45}",
+    # A code line too long for the page wraps at a space or punctuation; it is cut inside a
+    # token only when that would leave more than 60 characters of the line empty (or when
+    # one token is wider than the line), so a copied command or query keeps its words whole.
+    "sphinxsetup": "verbatimforcewraps=true, verbatimmaxunderfull=60, "
+    "TitleColor={rgb}{0.1,0.2,0.45}, hmargin={0.85in,0.85in}, vmargin={0.8in,0.9in}, "
+    "pre_padding=2pt",
     "preamble": r"""
 % sphinx-design cards arrive as sphinxuseclass environments: give them a frame.
 \usepackage{mdframed}
@@ -199,6 +217,33 @@ latex_elements = {
 \usepackage{needspace}
 \let\handbook@lineitem\sphinxlineitem
 \renewcommand{\sphinxlineitem}[2]{\needspace{3\baselineskip}\handbook@lineitem{#1}{#2}}
+% Code wraps at spaces and punctuation, not after "_" or "-": those sit inside names
+% (jobqueue_jobs_processed_total, maxmemory-policy, --user) and a copied command would break.
+\renewcommand*\sphinxbreaksafterlist{\do\PYGZcb\}\do\PYGZca\^\do\PYGZam\&\do\PYGZgt\>\do\PYGZti\~\do\PYGZbs\\}
+\linespread{0.95}
+% The address printed after a link, and a chapter's list of sources, are set small.
+\expandafter\def\csname DUrolehandbookurl\endcsname#1{{\small#1}}
+\newenvironment{sphinxclasshandbooksources}{\small}{}
+% Compact openings: a chapter starts a page with its number and title on one line (no
+% "CHAPTER ONE" banner and half a page of space); a part shares its page with its intro text.
+\titleformat{\chapter}[hang]{\py@HeaderFamily\bfseries\huge\py@TitleColor}{\thechapter.}{0.5em}{}
+\titlespacing*{\chapter}{0pt}{-12pt}{16pt}
+\titleclass{\part}{top}
+\titleformat{\part}[display]{\centering\py@HeaderFamily\bfseries\Huge\py@TitleColor}{Part \thepart}{10pt}{}
+\titlespacing*{\part}{0pt}{24pt}{28pt}
+% Large figures (the diagrams) sit on a page with text instead of a float page of their own.
+\renewcommand{\topfraction}{0.9}\renewcommand{\bottomfraction}{0.8}
+\renewcommand{\textfraction}{0.07}\renewcommand{\floatpagefraction}{0.85}
+% Running heads: the chapter on the left of the header, the book on the right; the footer
+% keeps the section and the page number.
+\renewcommand{\chaptermark}[1]{\markboth{\thechapter.\ #1}{}}
+\fancypagestyle{normal}{%
+  \fancyhf{}%
+  \fancyhead[L]{{\py@HeaderFamily\nouppercase{\leftmark}}}%
+  \fancyhead[R]{{\py@HeaderFamily Task Queues \& Async Job Processing}}%
+  \fancyfoot[L]{{\py@HeaderFamily\nouppercase{\rightmark}}}%
+  \fancyfoot[R]{{\py@HeaderFamily\thepage}}%
+  \renewcommand{\headrulewidth}{0.4pt}\renewcommand{\footrulewidth}{0.4pt}}
 \makeatother
 """,
 }

@@ -23,6 +23,12 @@ What it adds to the build, one module each:
     Index entries for what a paged engineer types into the search, on the section that
     answers it (``search_terms.toml``); ``search_scorer.js`` ranks section titles and the
     runbook's entries above stray words.
+:mod:`handbook_sphinx.concepts`
+    The index of concepts and symptoms: where each topic is treated, every failure mode and
+    every runbook symptom.
+:mod:`handbook_sphinx.oncall`
+    The "On call?" line under each Short answer (its Failure modes and runbook entries) and
+    the PDF's symptom → page quick reference.
 
 :mod:`handbook_sphinx.questions`
     Questions from the field: production questions from the public trackers, answered on
@@ -38,6 +44,7 @@ Two command-line helpers sit beside them: ``python -m handbook_sphinx.build_pdf`
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +59,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def setup(app: Sphinx) -> dict[str, Any]:
     from handbook_sphinx import (
+        concepts,
         contract,
         example,
         generated,
+        oncall,
         questions,
         runbook,
         search_terms,
@@ -66,11 +75,20 @@ def setup(app: Sphinx) -> dict[str, Any]:
     # Listings may come from these folders (relative to handbook_root), nowhere else.
     app.add_config_value("handbook_listing_roots", ["examples", "labs"], "env", list)
     for module in (
-        example, generated, contract, settings_table, runbook, search_terms, version_notes,
+        example,
+        generated,
+        contract,
+        settings_table,
+        runbook,
+        search_terms,
+        version_notes,
+        oncall,
+        concepts,
         questions,
     ):
         module.setup(app)
     app.connect("doctree-read", api_objects_out_of_the_index)
+    app.connect("doctree-resolved", api_reference_on_the_site_only)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
 
 
@@ -80,6 +98,112 @@ def api_objects_out_of_the_index(app: Sphinx, doctree: nodes.document) -> None:
     if app.env.docname == "reference/api":
         for node in list(doctree.findall(addnodes.index)):
             node.parent.remove(node)
+
+
+#: The page that documents the code; the PDF prints a link to it instead of its 80 pages.
+API_PAGE = "reference/api"
+#: Pages the PDF replaces with a paragraph and a link to the site: what they hold serves the
+#: people who work on the handbook (its API, its test machinery), not the book's reader.
+SITE_ONLY_PAGES = {
+    API_PAGE: "The reference of every module, class and function the pages show, with its "
+    "source, is on the site: ",
+    "reference/testing": "How the test suite runs every listing and session, how to run it, "
+    "and how to add a tested snippet (the preface summarises it) is on the site: ",
+}
+#: Sections that prove the handbook to itself (which tests cover a page, how its data is
+#: loaded, how to rerun a lab): on the site, not in the book.
+WEB_ONLY_SECTIONS = {
+    "What the tests show",
+    "What the tests prove",
+    "How the table is built",
+    "How the queries are tested",
+    "How this page is kept honest",
+    "Run the benchmark yourself",
+    "The simulator",
+    "Recipe: the experiment",
+}
+
+
+def api_reference_on_the_site_only(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    """In the PDF, each page of :data:`SITE_ONLY_PAGES` (the API reference) is one paragraph
+    pointing to the site, links into those pages are plain text (their targets are not in the
+    book), and the sections of :data:`WEB_ONLY_SECTIONS` are left out."""
+    if app.builder.format != "latex":
+        return
+    for start in doctree.findall(addnodes.start_of_file):
+        page = start.get("docname")
+        if page not in SITE_ONLY_PAGES:
+            continue
+        section = start.next_node(nodes.section)
+        if section is None:
+            continue
+        url = f"{app.config.html_baseurl.rstrip('/')}/{page}.html"
+        para = nodes.paragraph("", SITE_ONLY_PAGES[page])
+        para += nodes.reference(url, url, refuri=url)
+        para += nodes.Text(".")
+        title = section.next_node(nodes.title)
+        section.clear()
+        if title is not None:
+            section += title
+        section += para
+    for section in list(doctree.findall(nodes.section)):
+        title = section.next_node(nodes.title)
+        if title is not None and title.astext().strip() in WEB_ONLY_SECTIONS:
+            section.parent.remove(section)
+    for ref in list(doctree.findall(nodes.reference)):
+        if ref.get("refuri", "").startswith(tuple(f"%{page}#" for page in SITE_ONLY_PAGES)):
+            ref.replace_self(ref.children)
+    url_after_link(doctree)
+    for table in doctree.findall(nodes.table):
+        group = table.next_node(nodes.tgroup)
+        if group is not None and group.get("cols", 0) >= 6 and "longtable" not in table["classes"]:
+            # A wide comparison matrix grows taller than a page once its cells wrap: as a
+            # longtable it may break between rows instead of running off the page.
+            table["classes"].append("longtable")
+    for term in list(doctree.findall(nodes.term)):
+        # The runbook's test ids: which test reproduces an entry is the site's business.
+        item = term.parent
+        if term.astext().strip() == "Reproduced by" and item.parent is not None:
+            item.parent.remove(item)
+    for section in list(doctree.findall(nodes.section)):
+        title = section.next_node(nodes.title)
+        if title is not None and title.astext().strip() == "Sources":
+            # A chapter's sources are set small (conf.py: sphinxclasshandbooksources).
+            box = nodes.container(classes=["handbooksources"])
+            box.extend(section.children[1:])
+            section.children = section.children[:1]
+            section += box
+
+
+#: Link text that names its target already: an issue or pull request, "owner/repo#123".
+ISSUE = re.compile(r"^[\w.-]+(/[\w.-]+)?#\d+$")
+
+
+def url_after_link(doctree: nodes.Node) -> None:
+    """Print ``(address)`` after each external link of the PDF, as a breakable URL.
+
+    Sphinx's ``latex_show_urls = "inline"`` prints the address as plain text, which cannot
+    break and runs into the margin; a reference whose text is its own address is set with
+    ``\\url`` and breaks after ``/``, ``.`` and ``-``. An issue link prints its text only.
+    """
+    for ref in list(doctree.findall(nodes.reference)):
+        uri = ref.get("refuri", "")
+        text = ref.astext().strip()
+        if not uri.startswith(("http://", "https://")) or text == uri or ISSUE.match(text):
+            continue
+        if any(isinstance(a, (nodes.title, nodes.caption)) for a in _ancestors(ref)):
+            continue
+        shown = nodes.inline("", "", classes=["handbookurl"])  # conf.py sets it small
+        shown += [nodes.Text(" ("), nodes.reference(uri, uri, refuri=uri), nodes.Text(")")]
+        ref.parent.insert(ref.parent.index(ref) + 1, shown)
+
+
+def _ancestors(node: nodes.Node) -> list[nodes.Node]:
+    found = []
+    while node.parent is not None:
+        node = node.parent
+        found.append(node)
+    return found
 
 
 def root(config: Config) -> Path:

@@ -21,12 +21,12 @@ from handbook_sphinx import ROOT
 BUILD = ROOT / "_build"
 PACKAGES = (
     "texlive-xetex texlive-latex-recommended texlive-fonts-recommended latexmk "
-    "fonts-freefont-otf fonts-dejavu-core make"
+    "fonts-freefont-otf fonts-dejavu-core make graphviz"
 )
 
 
 def missing_tools() -> list[str]:
-    return [tool for tool in ("latexmk", "xelatex", "make") if shutil.which(tool) is None]
+    return [tool for tool in ("latexmk", "xelatex", "make", "dot") if shutil.which(tool) is None]
 
 
 def main(argv: list[str] | None = None) -> int:

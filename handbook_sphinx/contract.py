@@ -39,8 +39,9 @@ from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
 
-#: Characters of code that fit on one line of the PDF (conf.py: DejaVu Sans Mono at 0.77 of
-#: 10 pt on A4 fits 97; one spare). Longer lines wrap mid-word there and scroll in HTML.
+#: Characters of code that fit on one line of the PDF (conf.py: DejaVu Sans Mono at 0.73 of
+#: 10 pt, 0.85 in margins on A4, fits 107; kept at 96, the width the listings are written to).
+#: Longer lines wrap there and scroll in HTML.
 CODE_WIDTH = 96
 #: Lines of code a topic page may show (non-blank lines of listings, sessions, commands).
 CODE_LINE_BUDGET = 400

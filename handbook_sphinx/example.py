@@ -16,6 +16,11 @@ The caption links to the whole file: its highlighted source page (``sphinx.ext.v
 Python module the API reference documents, a download of the file otherwise. A reader who
 copies one listing gets the rest in one click. In the PDF the caption is the path.
 
+``:collapsed: SUMMARY`` is for listings that prove the handbook to itself rather than teach:
+import-only listings, lab and benchmark harnesses, page-data loaders. On the web the listing
+sits closed behind a ``<details>`` whose summary is SUMMARY (or "The listing: PATH"); the PDF
+leaves it out, since a book cannot unfold it and the caption's file is on the site.
+
 A missing file, region or end marker stops the strict build with one message at
 ``page.md:LINE`` that names the regions the file does have.
 """
@@ -28,6 +33,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from docutils import nodes
+from docutils.parsers.rst import directives
 from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.directives.code import LiteralInclude
@@ -52,6 +58,10 @@ LANGUAGES = {
     ".txt": "text",
 }
 _REGION = re.compile(r"\[start:([\w.-]+)\]")
+_BLOCK = re.compile(
+    r"^[ \t]*(`{3,}|:{3,}|~{3,})\{example\}[ \t]+(\S+)[^\n]*\n(.*?)^[ \t]*\1[ \t]*$",
+    re.MULTILINE | re.DOTALL,
+)
 _DIRECTIVE = re.compile(r"^[ \t]*(?:`{3,}|:{3,}|~{3,})\{example\}[ \t]+(\S+)", re.MULTILINE)
 
 
@@ -63,6 +73,32 @@ def regions(text: str) -> list[str]:
 def examples_in(page: str) -> list[str]:
     """The arguments of the ``{example}`` directives of a page's Markdown, in page order."""
     return _DIRECTIVE.findall(page)
+
+
+def collapsed_in(page: str) -> list[str]:
+    """The arguments of the page's ``{example}`` directives that have ``:collapsed:``."""
+    return [m.group(2) for m in _BLOCK.finditer(page) if ":collapsed:" in m.group(3)]
+
+
+class collapsed(nodes.General, nodes.Element):
+    """A listing shown closed on the web (``<details>``) and left out of the PDF."""
+
+
+def visit_collapsed_html(self, node: collapsed) -> None:
+    # Styled inline: the summary reads as a quiet, clickable caption above the closed listing.
+    self.body.append('<details class="handbook-collapsed" style="margin: 0 0 1rem">')
+    self.body.append(
+        '<summary style="cursor: pointer; font-size: var(--font-size--small)">'
+        f"{self.encode(node['summary'])}</summary>"
+    )
+
+
+def depart_collapsed_html(self, node: collapsed) -> None:
+    self.body.append("</details>")
+
+
+def skip_collapsed(self, node: collapsed) -> None:
+    raise nodes.SkipNode
 
 
 def first_line(text: str, shown: str, after: int = 0) -> int:
@@ -89,7 +125,7 @@ class Example(LiteralInclude):
         for key, spec in LiteralInclude.option_spec.items()
         if key
         in {"dedent", "pyobject", "emphasize-lines", "class", "name", "lineno-match", "linenos"}
-    }
+    } | {"collapsed": directives.unchanged}
 
     def run(self) -> list[nodes.Node]:
         path, _, region = self.arguments[0].partition("#")
@@ -137,6 +173,11 @@ class Example(LiteralInclude):
             for caption in container.findall(nodes.caption):
                 caption.children = []
                 caption += self.link(file, path)
+        if "collapsed" in self.options:
+            box = collapsed(summary=self.options["collapsed"].strip() or f"The listing: {path}")
+            box.extend(result)
+            self.set_source_info(box)
+            return [box]
         return result
 
     def link(self, file: Path, path: str) -> addnodes.download_reference:
@@ -184,4 +225,13 @@ def link_source_pages(app: Sphinx, doctree: nodes.document, docname: str) -> Non
 
 def setup(app: Sphinx) -> None:
     app.add_directive("example", Example)
+    skip = (skip_collapsed, None)
+    app.add_node(
+        collapsed,
+        html=(visit_collapsed_html, depart_collapsed_html),
+        latex=skip,
+        text=skip,
+        man=skip,
+        texinfo=skip,
+    )
     app.connect("doctree-resolved", link_source_pages)

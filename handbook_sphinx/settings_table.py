@@ -74,32 +74,41 @@ def build_table(directory=settings_table.SETTINGS_DIR) -> nodes.table:
     return table
 
 
-def build_tables_per_framework(directory=settings_table.SETTINGS_DIR) -> list[nodes.table]:
-    """The same cells as one two-column table per framework, for the PDF.
+def build_tables_per_decision(directory=settings_table.SETTINGS_DIR) -> list[nodes.table]:
+    """The same cells as one table per decision (row), the four frameworks as its rows: the PDF's
+    layout, so that a reader compares all four frameworks on one page for each decision.
 
-    A LaTeX table row cannot break across pages, and a row of five wide cells is taller than
-    a page; a framework's column, set as rows of its own, fits.
+    The wide table does not fit a portrait page; cut per framework, it lost the comparison.
+    Transposed per decision, each table is four short rows and never breaks across pages.
     """
     rows, frameworks = settings_table.load_table(directory)
     tables = []
-    for fw in frameworks:
-        # longtable: the PDF may break a framework's table between rows, never inside one.
-        table = nodes.table(classes=["settings-equivalence", "longtable"])
-        title = f"{fw.name} {fw.version}"
-        table += nodes.title(title, title)
-        group = nodes.tgroup(cols=2)
+    for row in rows:
+        classes = ["settings-equivalence", "settings-decision", "colwidths-given"]
+        table = nodes.table(classes=classes)
+        table += nodes.title(row.label, row.label)
+        group = nodes.tgroup(cols=4)
         table += group
-        for width in (20, 80):
+        for width in (14, 22, 32, 32):
             group += nodes.colspec(colwidth=width)
         head = nodes.row()
-        head += _entry(nodes.paragraph(text="Setting"))
-        head += _entry(nodes.paragraph(text=title))
+        for text in ("Framework", "Setting", "Default", "What to do"):
+            head += _entry(nodes.paragraph(text=text))
         group += nodes.thead("", head)
         body = nodes.tbody()
-        for row in rows:
+        for fw in frameworks:
+            cell = fw.cells[row.id]
+            setting = nodes.paragraph()
+            if cell.setting.startswith("("):
+                setting += nodes.emphasis(cell.setting, cell.setting)
+            else:
+                setting += nodes.literal(cell.setting, cell.setting)
             line = nodes.row()
-            line += _entry(nodes.paragraph("", "", nodes.strong(row.label, row.label)))
-            line += _cell(fw.cells[row.id])
+            name = nodes.strong(fw.name, f"{fw.name} {fw.version}")
+            line += _entry(nodes.paragraph("", "", name))
+            line += _entry(setting)
+            line += _entry(nodes.paragraph("", "", *inline_code(cell.default)))
+            line += _entry(nodes.paragraph("", "", *inline_code(cell.note)), _source(cell.source))
             body += line
         group += body
         tables.append(table)
@@ -116,7 +125,7 @@ class SettingsEquivalence(SphinxDirective):
             wide = addnodes.only(expr="html")
             wide += build_table()
             narrow = addnodes.only(expr="latex")
-            narrow.extend(build_tables_per_framework())
+            narrow.extend(build_tables_per_decision())
             for node in (wide, narrow):
                 self.set_source_info(node)
             return [wide, narrow]

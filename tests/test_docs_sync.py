@@ -18,7 +18,7 @@ from sphinx.application import Sphinx
 from sphinx.util.docutils import docutils_namespace
 
 from handbook_sphinx import figures, stats
-from handbook_sphinx.example import examples_in
+from handbook_sphinx.example import collapsed_in, examples_in
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -359,3 +359,25 @@ def test_every_figure_draws_the_same_picture_each_build(name):
         getattr(figures, name)(*args).savefig(out, format="png", metadata={"Software": None})
         pictures.append(out.getvalue())
     assert pictures[0] == pictures[1] and pictures[0][:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_collapsed_listing_is_closed_on_the_web_and_absent_from_the_pdf(tmp_path):
+    page = textwrap.dedent("""\
+        # Collapsed
+
+        ```{example} examples/mod.py
+        :collapsed: How push is written
+        ```
+        """)
+    assert collapsed_in(page) == ["examples/mod.py"]
+    assert build(tmp_path, {"page": page}) == []
+    html = (tmp_path / "out" / "page.html").read_text(encoding="utf-8")
+    details = re.search(r"<details[^>]*>\s*<summary[^>]*>(.*?)</summary>(.*?)</details>", html, re.S)
+    assert details and details.group(1) == "How push is written"
+    assert "push" in details.group(2) and "highlight" in details.group(2)  # the listing, inside
+    warnings = io.StringIO()
+    with docutils_namespace():
+        Sphinx(str(tmp_path / "docs"), str(tmp_path / "docs"), str(tmp_path / "latex"),
+               str(tmp_path / "doctrees"), "latex", status=None, warning=warnings, freshenv=True).build()
+    tex = next((tmp_path / "latex").glob("*.tex")).read_text(encoding="utf-8")
+    assert "How push is written" not in tex and "push" not in tex

@@ -47,6 +47,8 @@ TOOLS = {
         Tool("initdb", "postgresql", "PostgreSQL queue tests (they start their own cluster)"),
         Tool("chromium", "chromium", "browser tests (tox -e browser)"),
         Tool("pdftotext", "poppler-utils", "PDF checks (tox -e pdf)"),
+        Tool("pdfimages", "poppler-utils", "PDF checks (tox -e pdf): figures are vector"),
+        Tool("dot", "graphviz", "the figures drawn from Graphviz sources (examples/**/*.dot)"),
         Tool("tini", "tini", "the shutdown lab's entry points"),
         Tool("dumb-init", "dumb-init", "the shutdown lab's entry points"),
         Tool("unshare", "util-linux", "the shutdown lab's PID namespaces"),
