@@ -147,14 +147,17 @@ def load(path: Path = DATA) -> list[Question]:
 
 
 def source_name(url: str) -> str:
-    """``celery/celery#4400`` for a GitHub issue or pull request, else the host and path."""
+    """``celery/celery#4400`` for a GitHub issue or pull request, else the host and the last
+    part of the path (``redis.io: persistence``): short enough for a line of the PDF."""
     parts = urlsplit(url)
     segments = [s for s in parts.path.split("/") if s]
     if parts.hostname == "github.com" and len(segments) >= 4 and segments[2] in {
         "issues", "pull", "discussions"
     }:
         return f"{segments[0]}/{segments[1]}#{segments[3]}"
-    return f"{parts.hostname}{parts.path}".rstrip("/")
+    last = next((s for s in reversed(segments) if s not in {"index.html"}), "")
+    last = last.removesuffix(".html").removesuffix(".md")
+    return f"{parts.hostname}: {last}" if last else str(parts.hostname)
 
 
 def _paragraphs(text: str) -> list[str]:

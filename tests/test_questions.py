@@ -104,7 +104,9 @@ def test_a_bad_entry_fails_with_its_id(bad, message):
 def test_github_sources_are_named_by_repository_and_number():
     assert fq.source_name("https://github.com/celery/kombu/issues/337") == "celery/kombu#337"
     assert fq.source_name("https://github.com/taskforcesh/bullmq/pull/836") == "taskforcesh/bullmq#836"
-    assert fq.source_name("https://docs.celeryq.dev/en/stable/x.html") == "docs.celeryq.dev/en/stable/x.html"
+    assert fq.source_name("https://docs.celeryq.dev/en/stable/x.html") == "docs.celeryq.dev: x"
+    long = "https://redis.io/docs/latest/operate/oss_and_stack/management/persistence/"
+    assert fq.source_name(long) == "redis.io: persistence"
 
 
 # -- defaults the answers quote, asserted against the installed libraries ------------------

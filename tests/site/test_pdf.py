@@ -187,9 +187,10 @@ def test_figures_and_tables_are_numbered(text):
 
 #: Issue 24's target is 240 pages. The book met it (239) before the SQS, RabbitMQ, replication,
 #: scheduled-jobs and PostgreSQL-queue pages, the gap sections and the version notes landed
-#: (317 pages at merge 1e86ea8); this ceiling only stops padding from coming back (the API
-#: reference alone was 84 pages) until the lead decides what the book leaves to the site.
-MAX_PAGES = 325
+#: (317 pages at merge 1e86ea8; 340 with the questions from the field); this ceiling only
+#: stops padding from coming back (the API reference alone was 84 pages) until the lead
+#: decides what the book leaves to the site.
+MAX_PAGES = 345
 QUOTES = str.maketrans("\u201c\u201d\u2018\u2019", "\"\"''")  # LaTeX sets curly quotes
 
 
