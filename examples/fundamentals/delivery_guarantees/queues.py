@@ -168,10 +168,11 @@ class ReliableQueue(QueueBase):
     """Move first, delete after the work: a crash leaves the job where it can be recovered."""
 
     def __init__(self, r: redis.Redis, name: str, *, clock: Clock | None = None,
-                 max_recoveries: int = 3) -> None:
+                 max_recoveries: int | None = 3) -> None:
         super().__init__(r, name, clock=clock)
-        if not isinstance(max_recoveries, int) or max_recoveries < 0:
-            raise ValueError(f"max_recoveries must be an int >= 0, got {max_recoveries!r}")
+        if max_recoveries is not None and (not isinstance(max_recoveries, int)
+                                           or max_recoveries < 0):
+            raise ValueError(f"max_recoveries must be an int >= 0 or None: {max_recoveries!r}")
         self.max_recoveries = max_recoveries  # past it, a job is dead-lettered
         self.workers_key = f"q:{{{name}}}:workers"  # sorted set: worker id -> last heartbeat
         self.recovered_key = f"q:{{{name}}}:recovered"  # hash: job -> recoveries
@@ -207,7 +208,7 @@ class ReliableQueue(QueueBase):
                 recovered = int(self.r.hget(self.recovered_key, raw) or 0) if raw else 0
             if raw is None:
                 return None
-            if recovered > self.max_recoveries:  # it killed its worker every time: set aside
+            if self.max_recoveries is not None and recovered > self.max_recoveries:
                 reason = f"its worker died {recovered} times while running it"
                 self.dead.move(processing, raw, reason, attempts=recovered + 1)
                 self.r.hdel(self.recovered_key, raw)

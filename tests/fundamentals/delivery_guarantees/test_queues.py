@@ -269,5 +269,5 @@ def test_a_recovered_job_that_finishes_forgets_its_count(r):
 
 
 def test_max_recoveries_must_be_a_non_negative_int(r):
-    with pytest.raises(ValueError, match="max_recoveries must be an int >= 0, got -1"):
+    with pytest.raises(ValueError, match="max_recoveries must be an int >= 0 or None: -1"):
         ReliableQueue(r, "emails", max_recoveries=-1)
