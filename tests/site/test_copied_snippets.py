@@ -69,12 +69,16 @@ def test_some_pages_have_python_to_copy(site_dir):
 
 
 @pytest.mark.real_redis("readers run the snippets against a real server")
+@pytest.mark.timeout(900)  # every page's listings, copied one by one: minutes, not seconds
 def test_copied_python_runs(context, base_url, site_dir):
     assert real_redis_url(), "run under tox -e browser, which starts a real Redis"
     failures = []
     for name in pages_with_python(site_dir):
         page = context.new_page()
         page.goto(urljoin(base_url, name))
+        # A reader copying a page's listings opens the collapsed ones too (the imports sit in
+        # closed <details>), and the listings of a file only run with them.
+        page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
         listings = copy_all(page, "div.highlight-python:not(.needs-context):not(.needs-context *)")
         sessions = copy_all(page, "div.highlight-pycon")
         page.close()
