@@ -187,7 +187,9 @@ def own_server(choice: str, *extra: str):
 
 @pytest.mark.real_redis("starts Valkey 9.1, which has WAITAOF")
 def test_waitaof_confirms_the_local_fsync_and_refuses_without_the_aof():
-    with own_server("valkey", "--appendonly", "yes") as r:
+    # appendfsync always: the local fsync is done when the write returns, so the 100 ms below
+    # waits only for the replica that is not there (with everysec it lost the race under load).
+    with own_server("valkey", "--appendonly", "yes", "--appendfsync", "always") as r:
         assert durable_push(r, "q:jobs", '{"id": "j1"}') == 1
         with pytest.raises(NotDurable, match=r"fsync-ed locally 1/1 and on 0/1 replicas"):
             durable_push(r, "q:jobs", '{"id": "j2"}', replicas=1, timeout_ms=100)  # no replica
