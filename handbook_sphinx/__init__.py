@@ -186,24 +186,18 @@ def url_after_link(doctree: nodes.Node) -> None:
     break and runs into the margin; a reference whose text is its own address is set with
     ``\\url`` and breaks after ``/``, ``.`` and ``-``. An issue link prints its text only.
     """
+    from handbook_sphinx.contract import ancestors  # contract imports this package
+
     for ref in list(doctree.findall(nodes.reference)):
         uri = ref.get("refuri", "")
         text = ref.astext().strip()
         if not uri.startswith(("http://", "https://")) or text == uri or ISSUE.match(text):
             continue
-        if any(isinstance(a, (nodes.title, nodes.caption)) for a in _ancestors(ref)):
+        if any(isinstance(a, (nodes.title, nodes.caption)) for a in ancestors(ref)):
             continue
         shown = nodes.inline("", "", classes=["handbookurl"])  # conf.py sets it small
         shown += [nodes.Text(" ("), nodes.reference(uri, uri, refuri=uri), nodes.Text(")")]
         ref.parent.insert(ref.parent.index(ref) + 1, shown)
-
-
-def _ancestors(node: nodes.Node) -> list[nodes.Node]:
-    found = []
-    while node.parent is not None:
-        node = node.parent
-        found.append(node)
-    return found
 
 
 def root(config: Config) -> Path:
