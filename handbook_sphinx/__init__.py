@@ -109,6 +109,10 @@ SITE_ONLY_PAGES = {
     "source, is on the site: ",
     "reference/testing": "How the test suite runs every listing and session, how to run it, "
     "and how to add a tested snippet (the preface summarises it) is on the site: ",
+    # Its questions are printed in the chapters that answer them; the list of them all, by
+    # track, with links, is a page of the site.
+    "reference/questions": "Each chapter prints its questions from the field, after its "
+    "settings. The list of them all, by track and by system, is on the site: ",
 }
 #: Sections that prove the handbook to itself (which tests cover a page, how its data is
 #: loaded, how to rerun a lab): on the site, not in the book.
@@ -130,6 +134,7 @@ def api_reference_on_the_site_only(app: Sphinx, doctree: nodes.document, docname
     book), and the sections of :data:`WEB_ONLY_SECTIONS` are left out."""
     if app.builder.format != "latex":
         return
+    from handbook_sphinx import version_notes
     for start in doctree.findall(addnodes.start_of_file):
         page = start.get("docname")
         if page not in SITE_ONLY_PAGES:
@@ -154,12 +159,30 @@ def api_reference_on_the_site_only(app: Sphinx, doctree: nodes.document, docname
         if ref.get("refuri", "").startswith(tuple(f"%{page}#" for page in SITE_ONLY_PAGES)):
             ref.replace_self(ref.children)
     url_after_link(doctree)
+    version_notes.notes_once_in_the_book(doctree)
+    questions_with_their_fixes(doctree, app.config.html_baseurl)
+    for emphasis in list(doctree.findall(nodes.emphasis)):
+        # A question's "Shown by:" names the tests that show it: the site's business.
+        if emphasis.astext() == "Shown by:" and emphasis.parent is not None:
+            para = emphasis.parent
+            del para.children[para.index(emphasis):]
+            if para.children and isinstance(para.children[-1], nodes.Text):
+                para.children[-1] = nodes.Text(para.children[-1].astext().rstrip())
+    for block in doctree.findall(nodes.literal_block):
+        one_blank_line(block)
     for table in doctree.findall(nodes.table):
         group = table.next_node(nodes.tgroup)
         if group is not None and group.get("cols", 0) >= 6 and "longtable" not in table["classes"]:
             # A wide comparison matrix grows taller than a page once its cells wrap: as a
             # longtable it may break between rows instead of running off the page.
             table["classes"].append("longtable")
+    for meta in doctree.findall(nodes.paragraph):
+        # The runbook's "Reproduced by" test names, too; the entry's sources stay.
+        if "runbook-meta" in meta["classes"] and meta.children:
+            sources = next((i for i, c in enumerate(meta.children) if isinstance(c, nodes.strong)
+                            and c.astext().strip() == "Sources"), len(meta.children))
+            if meta.children[0].astext().strip() == "Reproduced by":
+                del meta.children[:sources]
     for term in list(doctree.findall(nodes.term)):
         # The runbook's test ids: which test reproduces an entry is the site's business.
         item = term.parent
@@ -173,6 +196,56 @@ def api_reference_on_the_site_only(app: Sphinx, doctree: nodes.document, docname
             box.extend(section.children[1:])
             section.children = section.children[:1]
             section += box
+
+
+QUESTIONS = "Questions from the field"
+
+
+def questions_with_their_fixes(doctree: nodes.Node, base_url: str) -> None:
+    """In the PDF a chapter's questions from the field keep their title, fix, versions and
+    sources; the explanation and the error texts are on the site, which the section's first
+    line links (the book gives each question a third of the room)."""
+    page_of = {}
+    for start in doctree.findall(addnodes.start_of_file):  # inner files come later: they win
+        for section in start.findall(nodes.section):
+            page_of[id(section)] = start.get("docname", "")
+    for section in list(doctree.findall(nodes.section)):
+        title = section.next_node(nodes.title)
+        if title is None or title.astext().strip() != QUESTIONS:
+            continue
+        intro = next((c for c in section.children if isinstance(c, nodes.paragraph)), None)
+        if intro is not None:
+            ids = section.get("ids", [])
+            url = f"{base_url.rstrip('/')}/{page_of.get(id(section), '')}.html"
+            url += f"#{ids[0]}" if ids else ""
+            text = ("Questions that production users keep asking in the projects' public "
+                    "trackers, each with its fix and the versions it applies to. The "
+                    "explanations and the error texts to search for are on the site: ")
+            para = nodes.paragraph("", text)
+            para += nodes.reference(url, url, refuri=url)
+            para += nodes.Text(".")
+            intro.replace_self(para)
+        for question in [c for c in section.children if isinstance(c, nodes.section)]:
+            fix = next((i for i, c in enumerate(question.children) if isinstance(c, nodes.paragraph)
+                        and c.astext().startswith("Fix.")), None)
+            if fix is None:
+                continue
+            question.children = [c for i, c in enumerate(question.children)
+                                 if i >= fix or not isinstance(c, nodes.paragraph)]
+
+
+def one_blank_line(block: nodes.literal_block) -> None:
+    """In the PDF a listing keeps one blank line where its file has two (between top-level
+    definitions): every line of code is printed, in 4 % less height."""
+    text = block.astext()
+    if block.rawsource != text or block.get("highlight_args", {}).get("hl_lines"):
+        return  # a parsed literal, or emphasised lines whose numbers would shift
+    if block.get("linenos"):
+        return
+    squeezed = re.sub(r"\n[ \t]*\n([ \t]*\n)+", "\n\n", text)
+    if squeezed != text:
+        block.rawsource = squeezed
+        block.children = [nodes.Text(squeezed)]
 
 
 #: Link text that names its target already: an issue or pull request, "owner/repo#123".
