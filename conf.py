@@ -198,10 +198,10 @@ latex_elements = {
     # token only when that would leave more than 60 characters of the line empty (or when
     # one token is wider than the line), so a copied command or query keeps its words whole.
     "sphinxsetup": "verbatimforcewraps=true, verbatimmaxunderfull=60, "
-    "TitleColor={rgb}{0.1,0.2,0.45}, hmargin={0.85in,0.85in}, vmargin={0.7in,0.75in}, "
+    "TitleColor={rgb}{0.1,0.2,0.45}, hmargin={0.75in,0.75in}, vmargin={0.7in,0.75in}, "
     "pre_padding=2pt",
-    # Code is set at the mono font's scaled size (7.3 pt) on a 9 pt line, not on the body
-    # text's 11.4 pt line: a listing takes a fifth less height and reads as a block.
+    # Code is set at the mono font's scaled size (7.3 pt) on an 8.8 pt line, not on the body
+    # text's 11.2 pt line: a listing takes a fifth less height and reads as a block.
     "fvset": r"\fvset{fontsize=\fontsize{10pt}{9.5pt}\selectfont}",
     "preamble": r"""
 % sphinx-design cards arrive as sphinxuseclass environments: give them a frame.
@@ -223,11 +223,13 @@ latex_elements = {
 % Code wraps at spaces and punctuation, not after "_" or "-": those sit inside names
 % (jobqueue_jobs_processed_total, maxmemory-policy, --user) and a copied command would break.
 \renewcommand*\sphinxbreaksafterlist{\do\PYGZcb\}\do\PYGZca\^\do\PYGZam\&\do\PYGZgt\>\do\PYGZti\~\do\PYGZbs\\}
-\linespread{0.95}
+\linespread{0.93}
 % The address printed after a link, and a chapter's list of sources, are set small.
-\expandafter\def\csname DUrolehandbookurl\endcsname#1{{\small#1}}
+\newcommand{\handbookurlsize}{\small}
+\expandafter\def\csname DUrolehandbookurl\endcsname#1{{\handbookurlsize#1}}
 % A chapter's sources: footnote size, the items without space between them.
-\newenvironment{sphinxclasshandbooksources}{\footnotesize\let\handbook@itemize\itemize
+\newenvironment{sphinxclasshandbooksources}{\footnotesize\let\handbookurlsize\scriptsize
+  \let\handbook@itemize\itemize
   \def\itemize{\handbook@itemize\setlength{\itemsep}{0pt}\setlength{\parskip}{0pt}}}{}
 % Compact openings: a chapter has its number and title on one line (no
 % "CHAPTER ONE" banner and half a page of space); a part shares its page with its intro text.

@@ -44,6 +44,7 @@ class VersionNote(SphinxDirective):
         self.env.note_dependency(versions.__file__)
         note = nodes.admonition(classes=["version-note", "important"])
         note["handbook_lines"] = list(self.arguments)  # the PDF prints a pointer (see below)
+        self.env.note_dependency(__file__)
         self.set_source_info(note)
         note += nodes.title(TITLE, TITLE)
         for key in self.arguments:
@@ -93,17 +94,14 @@ def notes_once_in_the_book(doctree: nodes.Node) -> None:
     which prints every note in full: the same notes on eleven chapters took five pages."""
     from sphinx import addnodes
 
-    def is_note(node: nodes.Node) -> bool:
-        return isinstance(node, nodes.admonition) and "version-note" in node["classes"]
-
     kept = {  # walked downwards: the LaTeX builder does not reparent a file's nodes
         id(note)
         for start in doctree.findall(addnodes.start_of_file)
         if start.get("docname") == SUMMARY_PAGE
-        for note in start.findall(is_note)
+        for note in start.findall(nodes.admonition)
     }
-    for note in list(doctree.findall(is_note)):
-        if id(note) not in kept:
+    for note in list(doctree.findall(nodes.admonition)):
+        if "version-note" in note["classes"] and id(note) not in kept:
             note.replace_self(pointer(note.get("handbook_lines", [])))
 
 
