@@ -117,7 +117,7 @@ def slo_rules_without(promtool, tmp_path, clause: str):
 
 def test_slo_burn_rate_rules_check_and_pass_their_unit_tests(promtool):
     check = run_promtool(promtool, "check", "rules", "slo.yml", cwd=ALERTING)
-    assert check.returncode == 0 and "SUCCESS: 7 rules found" in check.stdout, check.stdout + check.stderr
+    assert check.returncode == 0 and "SUCCESS: 14 rules found" in check.stdout, check.stdout + check.stderr
     result = run_promtool(promtool, "test", "rules", "slo_test.yml", cwd=ALERTING)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -132,3 +132,46 @@ def test_without_the_traffic_floor_a_queue_of_one_job_a_minute_pages(promtool, t
     result = slo_rules_without(promtool, tmp_path, "\n            and queue:jobqueue_jobs_processed:increase1h >= 100")
     assert result.returncode == 1
     assert 'queue="rare"' in result.stdout + result.stderr
+
+
+# -- latency burn-rate alerts (slo.yml: 99 % of jobs start within the contract's SLO) -----------
+def test_without_the_short_window_the_latency_page_outlives_the_late_starts(promtool, tmp_path):
+    result = slo_rules_without(promtool, tmp_path, "\n            and queue:jobqueue_slow_start_ratio:rate5m > 14.4 * 0.01")
+    assert result.returncode == 1
+    out = result.stdout + result.stderr
+    assert "alertname: JobQueueLatencyBudgetFastBurn, time: 1h30m" in out
+
+
+def test_without_the_traffic_floor_a_queue_of_one_late_job_in_five_pages(promtool, tmp_path):
+    result = slo_rules_without(promtool, tmp_path, "\n            and queue:jobqueue_jobs_started:increase1h >= 100")
+    assert result.returncode == 1
+    out = result.stdout + result.stderr
+    assert 'queue="rare"' in out and "JobQueueLatencyBudgetFastBurn" in out
+
+
+def test_latency_rules_match_le_as_the_client_writes_the_slo_edge():
+    """The SLO edge is matched as prometheus_client exposes it ("300.0"), which is also the form
+    Prometheus 3 normalises every `le` to; an integer `le="300"` would match no series."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    registry = CollectorRegistry()
+    spec = contract.metric("jobqueue_job_time_in_queue_seconds")
+    Histogram(spec.client_name, spec.help, spec.labels, buckets=spec.buckets,
+              registry=registry).labels("emails").observe(1.0)
+    exposed = set(re.findall(r'le="([^"]+)"', generate_latest(registry).decode()))
+    rules = yaml.safe_load((ALERTING / "slo.yml").read_text(encoding="utf-8"))
+    exprs = " ".join(rule["expr"] for group in rules["groups"] for rule in group["rules"])
+    matched = set(re.findall(r'le="([^"]+)"', exprs))
+    assert matched == {f"{contract.OLDEST_JOB_SLO_SECONDS:.1f}"} and matched <= exposed
+
+
+def test_an_integer_le_makes_the_latency_page_silent(promtool, tmp_path):
+    """The Prometheus 3 `le` change as a rule author meets it: `le="300"` selects nothing in a
+    store of float-form values, so the ratio is empty and the page that must fire does not."""
+    text = (ALERTING / "slo.yml").read_text(encoding="utf-8")
+    (tmp_path / "slo.yml").write_text(text.replace('le="300.0"', 'le="300"'), encoding="utf-8")
+    shutil.copy(ALERTING / "slo_test.yml", tmp_path)
+    result = run_promtool(promtool, "test", "rules", "slo_test.yml", cwd=tmp_path)
+    assert result.returncode == 1
+    out = result.stdout + result.stderr
+    assert "alertname: JobQueueLatencyBudgetFastBurn, time: 1h15m" in out and "got:[]" in out
