@@ -31,7 +31,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -162,18 +162,12 @@ def _start(name: str, args: list[str], url: str, workdir: Path, timeout: float) 
 def stop(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
     """SIGTERM the process group of ``proc``, SIGKILL it after ``grace`` seconds."""
     if proc.poll() is None:
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
+        with suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
-    try:  # anything left in the group, even after its leader exited
+    with suppress(ProcessLookupError, PermissionError):  # anything left in the group
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     proc.wait()
 
 
