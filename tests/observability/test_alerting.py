@@ -105,6 +105,22 @@ def test_no_rule_panel_or_runbook_query_matches_an_le_value():
         assert not re.search(r"\ble\s*=~?\s*\\?[\"']", text), f"{path.name} matches an le value"
 
 
+def test_no_query_uses_what_prometheus_3_changed_in_promql():
+    """Prometheus 3 lets `.` in a regex match newlines and renames holt_winters (the Versions
+    note). The rules and runbook queries use no regex and no holt_winters; the dashboard's only
+    regex matcher is `queue=~"$queue"`, and a queue name cannot hold a newline."""
+    from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
+    from tests._support.promtool import EXAMPLES
+
+    for path in (ALERTING / "alerts.yml", ALERTING / "slo.yml", EXAMPLES / "runbook" / "runbook.toml"):
+        assert not re.search(r"[=!]~|holt_winters", path.read_text(encoding="utf-8")), path.name
+    dashboard = (EXAMPLES / "grafana" / "dashboard.json").read_text(encoding="utf-8")
+    assert "holt_winters" not in dashboard
+    assert set(re.findall(r'\w+\s*[=!]~\s*\\"[^\\]*\\"', dashboard)) == {'queue=~\\"$queue\\"'}
+    with pytest.raises(ValueError, match="without spaces"):
+        ReliableQueue(None, "emails\nurgent")  # type: ignore[arg-type]
+
+
 # -- error-budget burn-rate alerts (slo.yml, slo_test.yml) -------------------------------------
 def slo_rules_without(promtool, tmp_path, clause: str):
     """Run slo_test.yml against slo.yml with one clause of both alerts removed."""
