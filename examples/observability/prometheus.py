@@ -27,7 +27,7 @@ import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+import contextlib
 
 import redis
 from opentelemetry import trace
@@ -98,7 +98,7 @@ class InstrumentedWorker:
         max_attempts: int = 3,
         slots: int = 1,
         timer: Callable[[], float] = time.perf_counter,
-        job_context: Callable[[Job], AbstractContextManager[object]] | None = None,
+        job_context: Callable[[Job], contextlib.AbstractContextManager[object]] | None = None,
     ) -> None:
         if not isinstance(max_attempts, int) or max_attempts < 1:
             raise ValueError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
@@ -107,7 +107,7 @@ class InstrumentedWorker:
         self.queue, self.worker, self.metrics = queue, worker, metrics
         self.tasks = frozenset(tasks)
         self.max_attempts, self.slots, self.timer = max_attempts, slots, timer
-        self.job_context = job_context or (lambda job: nullcontext())
+        self.job_context = job_context or (lambda job: contextlib.nullcontext())
         metrics.worker_slots.labels(queue.name).inc(slots)
 
     def close(self) -> None:

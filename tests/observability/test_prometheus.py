@@ -455,8 +455,8 @@ def test_a_late_jobs_exemplar_read_back_from_prometheus_names_that_jobs_trace(r)
             assert prom.query('jobqueue_job_time_in_queue_seconds_bucket{le="300"}') == []
             assert len(prom.query('jobqueue_job_time_in_queue_seconds_bucket{le="300.0"}')) == 1
             # format negotiation, and what native histograms change for a Python worker
-            assert scrapes and all(s["content_type"].startswith("application/openmetrics-text")
-                                   for s in scrapes)
+            assert scrapes and all(s["content_type"].startswith(
+                "application/openmetrics-text; version=1.0.0") for s in scrapes)
             protobuf_first = scrapes[0]["accept"].startswith("application/vnd.google.protobuf")
             assert protobuf_first == native
             buckets = prom.query('jobqueue_job_time_in_queue_seconds_bucket{queue="emails"}')
