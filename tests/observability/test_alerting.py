@@ -72,9 +72,15 @@ def test_rules_use_only_contract_metrics_and_its_thresholds():
     assert f'min(up{{job="{contract.COLLECTOR_JOB}"}}) == 0' in ALERTS["JobQueueMetricsMissing"]["expr"]
 
 
-@pytest.mark.parametrize("name", sorted(ALERTS))
+SLO_RULES = yaml.safe_load((ALERTING / "slo.yml").read_text(encoding="utf-8"))
+SLO_ALERTS = {rule["alert"]: rule for group in SLO_RULES["groups"] for rule in group["rules"]
+              if "alert" in rule}
+SLO_UNIT_TESTS = yaml.safe_load((ALERTING / "slo_test.yml").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("name", sorted(ALERTS | SLO_ALERTS))
 def test_every_alert_waits_has_a_severity_and_a_runbook_that_exists(name):
-    rule = ALERTS[name]
+    rule = (ALERTS | SLO_ALERTS)[name]
     assert re.fullmatch(r"\d+m", rule["for"])
     assert rule["labels"]["severity"] in {"page", "ticket"}
     url = rule["annotations"]["runbook_url"]
@@ -86,9 +92,10 @@ def test_every_alert_waits_has_a_severity_and_a_runbook_that_exists(name):
     assert anchor in {h.strip().lower() for h in headings}, f"{name}: no heading for #{anchor} in {source.name}"
 
 
-@pytest.mark.parametrize("name", sorted(ALERTS))
+@pytest.mark.parametrize("name", sorted(ALERTS | SLO_ALERTS))
 def test_every_alert_has_a_case_that_fires_and_one_that_must_not(name):
-    cases = [case for test in UNIT_TESTS["tests"] for case in test.get("alert_rule_test", [])
+    tests = (UNIT_TESTS if name in ALERTS else SLO_UNIT_TESTS)["tests"]
+    cases = [case for test in tests for case in test.get("alert_rule_test", [])
              if case["alertname"] == name]
     assert any(case.get("exp_alerts") for case in cases), f"{name}: no test where it fires"
     assert any(not case.get("exp_alerts") for case in cases), f"{name}: no test where it must stay quiet"
