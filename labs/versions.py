@@ -305,8 +305,8 @@ RELEASE_LINES: tuple[ReleaseLine, ...] = (
                    "normalised to a float at ingestion from 3.0: `le=\"30.0\"`, never "
                    "`le=\"30\"`. A rule or panel that matches an integer `le` finds nothing. "
                    "The latency SLO rules match `le=\"300.0\"`, the form prometheus_client "
-                   "writes and 3.x stores; with `le=\"300\"` their page never fires, on 2.42 "
-                   "as on 3.x (a test shows both).",
+                   "writes and 3.x stores; with `le=\"300\"` their page never fires (shown "
+                   "on 2.42 by promtool and by a live Prometheus; 3.x stores no other form).",
                    f"{PROMETHEUS_MIGRATION}#le-and-quantile-label-values"),
             Change("In regular expressions `.` matches a newline from 3.0, and `holt_winters` "
                    "is renamed `double_exponential_smoothing` behind the "
