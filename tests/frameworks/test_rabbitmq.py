@@ -22,11 +22,14 @@ from examples.frameworks.rabbitmq.operations import (
     queue_series,
 )
 from examples.fundamentals.broker_topology.rabbitmq import (
+    connect,
     consume,
     declare_job_queue,
+    open_channel,
     publish,
 )
 from tests._support import rabbitmq_node
+from tests._support.tools import require_tool
 from tests._support.waiting import eventually
 
 FOLDER = Path(__file__).resolve().parents[2] / "examples" / "frameworks" / "rabbitmq"
@@ -38,6 +41,7 @@ def job(i: int) -> Job:
 
 connection = rabbitmq_node.connection  # the shared fixtures: a connection per module,
 channel = rabbitmq_node.channel  # a confirm channel and a queue name per test
+short_consumer_timeout_url = rabbitmq_node.short_consumer_timeout_url  # a node of its own
 
 
 @pytest.mark.rabbitmq
@@ -111,6 +115,60 @@ def test_the_prometheus_plugin_reports_ready_and_unacknowledged_jobs(connection,
         assert "rabbitmq_queue_messages_ready" in reply.read().decode()
     with pytest.raises(LookupError, match="no .* for queue 'nope'"):
         queue_series("", "nope")
+
+
+def _rabbit_app_default(key: str) -> int:
+    import glob
+    import re
+
+    files = glob.glob("/usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins/rabbit-*/ebin/rabbit.app")
+    require_tool("rabbitmq-server", finder=lambda: files[0] if files else None)
+    [default] = re.findall(rf"\{{{key},\s*(\d+)\}}", Path(files[0]).read_text(encoding="utf-8"))
+    return int(default)
+
+
+def test_channels_check_the_consumer_timeout_once_a_minute_by_default():
+    """The page's "checked about once a minute": 3.10.8's channel_tick_interval default."""
+    assert _rabbit_app_default("channel_tick_interval") == 60_000
+    assert _rabbit_app_default("consumer_timeout") == 30 * 60_000
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.timeout(180)
+def test_a_job_held_past_consumer_timeout_loses_its_channel_and_runs_again(short_consumer_timeout_url):
+    """On a node with consumer_timeout 1 s, checked every 200 ms: the worker that never acks
+    has its channel closed with PRECONDITION_FAILED about a second after the delivery, its
+    late ack fails, and the job is back in the queue, marked redelivered."""
+    timeout = rabbitmq_node.SHORT_CONSUMER_TIMEOUT_MS / 1000
+    name = "slow-jobs"
+    admin, worker = connect(short_consumer_timeout_url), connect(short_consumer_timeout_url)
+    try:
+        ch = open_channel(admin)
+        declare_job_queue(ch, name)
+        publish(ch, name, name, job(1))
+        wch = worker.channel()
+        wch.basic_qos(prefetch_count=1)
+        held: list[tuple[float, int]] = []
+        wch.basic_consume(name, lambda _c, method, _p, _b: held.append((time.monotonic(), method.delivery_tag)))
+        worker.call_later(60, wch.stop_consuming)  # a bound in case the broker never closes it
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+            wch.start_consuming()  # returns only when the broker closes the channel
+        after = time.monotonic() - held[0][0]
+        assert closed.value.reply_code == 406  # PRECONDITION_FAILED
+        assert "delivery acknowledgement on channel 1 timed out" in closed.value.reply_text
+        assert timeout * 0.9 <= after < timeout + 5  # the timeout plus at most a tick (and load)
+        with pytest.raises(pika.exceptions.ChannelWrongStateError):
+            wch.basic_ack(held[0][1])  # the first run's ack has nowhere to go
+
+        def take():
+            return ch.basic_get(queue=name, auto_ack=True)
+
+        method, props, body = eventually("the job back in the queue", take, until=lambda got: got[0] is not None)
+        assert method.redelivered and Job.from_json(body).id == "job-1"
+        assert props.headers["x-delivery-count"] == 1  # the quorum queue counted the return
+    finally:
+        worker.close()
+        admin.close()
 
 
 @pytest.mark.rabbitmq
