@@ -17,7 +17,9 @@ from examples.clock import FakeClock
 from examples.envelope import Job, new_job
 from examples.frameworks.rabbitmq.celery_config import make_app
 from examples.frameworks.rabbitmq.operations import (
+    declare_partitions,
     declare_shared_delay_queue,
+    partition_key,
     poll_with_basic_get,
     queue_series,
 )
@@ -115,6 +117,50 @@ def test_the_prometheus_plugin_reports_ready_and_unacknowledged_jobs(connection,
         assert "rabbitmq_queue_messages_ready" in reply.read().decode()
     with pytest.raises(LookupError, match="no .* for queue 'nope'"):
         queue_series("", "nope")
+
+
+@pytest.mark.rabbitmq
+def test_a_partition_has_one_active_consumer_and_keeps_its_order(rabbitmq_url, channel):
+    """Two workers subscribe to one partition: the first works every job in publish order,
+    the second none; when the first goes, the second takes over the partition."""
+    ch, name = channel
+    queues = declare_partitions(ch, name, 4)
+    routing = partition_key("customer-42", 4)
+    for i in range(10):
+        publish(ch, name, routing, job(i))
+    workers = [connect(rabbitmq_url) for _ in range(2)]
+    got: list[list[str]] = [[], []]
+    try:
+        for n, conn in enumerate(workers):
+            wch = conn.channel()
+            wch.basic_qos(prefetch_count=1)
+
+            def work(c, method, _p, body, n=n):
+                got[n].append(Job.from_json(body).id)
+                c.basic_ack(method.delivery_tag)
+
+            wch.basic_consume(queues[int(routing)], work)
+
+        def pump(conns):
+            for conn in conns:
+                conn.process_data_events(time_limit=0.05)
+            return got[0] + got[1]
+
+        eventually("ten jobs worked", lambda: pump(workers), until=lambda ids: len(ids) == 10)
+        assert got == [[f"job-{i}" for i in range(10)], []]  # one active consumer, in order
+        workers[0].close()  # the active worker goes; the standby becomes active
+        for i in range(10, 13):
+            publish(ch, name, routing, job(i))
+        eventually("the standby took over", lambda: pump(workers[1:]), until=lambda ids: len(ids) == 13)
+        assert got[1] == ["job-10", "job-11", "job-12"]
+    finally:
+        for conn in workers:
+            if conn.is_open:
+                conn.close()
+        for queue in queues:
+            ch.queue_delete(queue=queue)
+    with pytest.raises(ValueError, match="partitions must be >= 1"):
+        declare_partitions(ch, name, 0)
 
 
 def _rabbit_app_default(key: str) -> int:
