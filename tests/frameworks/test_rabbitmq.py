@@ -17,6 +17,7 @@ from examples.clock import FakeClock
 from examples.envelope import Job, new_job
 from examples.frameworks.rabbitmq.celery_config import make_app
 from examples.frameworks.rabbitmq.operations import (
+    QUEUE_SERIES,
     declare_partitions,
     declare_shared_delay_queue,
     partition_key,
@@ -258,3 +259,67 @@ def test_the_keda_manifests_pass_the_keda_schema_and_scale_on_the_celery_queue()
     assert [ref["parameter"] for ref in auth["spec"]["secretTargetRef"]] == ["host"]  # no password in the file
     trigger["metadata"]["mode"] = "QueueLenght"
     assert keda_errors(scaled) == ["spec/triggers/0/metadata/mode: 'QueueLenght' is not one of ['QueueLength', 'MessageRate']"]
+
+
+# -- the alert rules on the plugin's series --------------------------------------------------
+RULE_TESTS = """
+rule_files: [alerts.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'rabbitmq_queue_messages_ready{vhost="/",queue="emails"}'
+        values: '3x10'
+      - series: 'rabbitmq_queue_consumers{vhost="/",queue="emails"}'
+        values: '0x10'
+      - series: 'rabbitmq_queue_messages_ready{vhost="/",queue="images"}'
+        values: '40x10'
+      - series: 'rabbitmq_queue_consumers{vhost="/",queue="images"}'
+        values: '2x10'
+      - series: 'rabbitmq_queue_messages_ready{vhost="/",queue="emails.dead"}'
+        values: '0 0 1x8'
+      - series: 'rabbitmq_queue_consumers{vhost="/",queue="emails.dead"}'
+        values: '0x10'
+    alert_rule_test:
+      - eval_time: 4m
+        alertname: RabbitMQJobsWaitingWithNoConsumer
+        exp_alerts: []
+      - eval_time: 6m
+        alertname: RabbitMQJobsWaitingWithNoConsumer
+        exp_alerts:
+          - exp_labels: {severity: page, vhost: "/", queue: emails}
+            exp_annotations: {summary: "emails: jobs wait and no worker is subscribed"}
+      - eval_time: 4m
+        alertname: RabbitMQDeadLetters
+        exp_alerts:
+          - exp_labels: {severity: ticket, vhost: "/", queue: emails.dead}
+            exp_annotations: {summary: "emails.dead holds 1 dead-lettered jobs"}
+"""
+
+
+def test_the_alert_rules_pass_promtool_and_read_the_plugins_series(tmp_path):
+    """The waiting-with-no-consumer rule fires after 5 minutes for the unwatched queue only
+    (not for a worked queue, nor for the dead-letter queue, which has its own rule)."""
+    import re
+    import shutil
+    import subprocess
+
+    promtool = require_tool("promtool")
+    shutil.copy(FOLDER / "alerts.yml", tmp_path)
+    (tmp_path / "alerts_test.yml").write_text(RULE_TESTS, encoding="utf-8")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([promtool, *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+    checked = run("check", "rules", "alerts.yml")
+    assert "SUCCESS: 2 rules found" in checked.stdout, checked.stdout + checked.stderr
+    tested = run("test", "rules", "alerts_test.yml")
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    rules = (FOLDER / "alerts.yml").read_text(encoding="utf-8")
+    assert set(re.findall(r"rabbitmq_queue_\w+", rules)) <= set(QUEUE_SERIES)  # what the plugin serves
+    # and the test can fail: with a consumer on "emails", no page
+    (tmp_path / "alerts_test.yml").write_text(
+        RULE_TESTS.replace("consumers{vhost=\"/\",queue=\"emails\"}'\n        values: '0x10'",
+                           "consumers{vhost=\"/\",queue=\"emails\"}'\n        values: '1x10'"),
+        encoding="utf-8")
+    assert run("test", "rules", "alerts_test.yml").returncode == 1
