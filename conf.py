@@ -200,8 +200,8 @@ latex_elements = {
     "sphinxsetup": "verbatimforcewraps=true, verbatimmaxunderfull=60, "
     "TitleColor={rgb}{0.1,0.2,0.45}, hmargin={0.75in,0.75in}, vmargin={0.7in,0.75in}, "
     "pre_padding=2pt",
-    # Code is set at the mono font's scaled size (7.3 pt) on an 8.8 pt line, not on the body
-    # text's 11.2 pt line: a listing takes a fifth less height and reads as a block.
+    # Code is set at the mono font's scaled size (7.3 pt) on an 8.7 pt line, not on the body
+    # text's 11 pt line: a listing takes a fifth less height and reads as a block.
     "fvset": r"\fvset{fontsize=\fontsize{10pt}{9.5pt}\selectfont}",
     "preamble": r"""
 % sphinx-design cards arrive as sphinxuseclass environments: give them a frame.
@@ -223,7 +223,7 @@ latex_elements = {
 % Code wraps at spaces and punctuation, not after "_" or "-": those sit inside names
 % (jobqueue_jobs_processed_total, maxmemory-policy, --user) and a copied command would break.
 \renewcommand*\sphinxbreaksafterlist{\do\PYGZcb\}\do\PYGZca\^\do\PYGZam\&\do\PYGZgt\>\do\PYGZti\~\do\PYGZbs\\}
-\linespread{0.93}
+\linespread{0.92}
 % The address printed after a link, and a chapter's list of sources, are set small.
 \newcommand{\handbookurlsize}{\small}
 \expandafter\def\csname DUrolehandbookurl\endcsname#1{{\handbookurlsize#1}}
@@ -261,11 +261,14 @@ latex_elements = {
 \AtBeginDocument{\spx@image@maxheight0.45\textheight}
 % Running heads: the chapter on the left of the header, the book on the right; the footer
 % keeps the section and the page number.
+% A long chapter title leaves the book's title out of the header rather than run into it.
 \renewcommand{\chaptermark}[1]{\markboth{\thechapter.\ #1}{}}
+\newlength{\handbookheadwidth}
 \fancypagestyle{normal}{%
   \fancyhf{}%
   \fancyhead[L]{{\py@HeaderFamily\nouppercase{\leftmark}}}%
-  \fancyhead[R]{{\py@HeaderFamily Task Queues \& Async Job Processing}}%
+  \fancyhead[R]{\settowidth{\handbookheadwidth}{\py@HeaderFamily\nouppercase{\leftmark}}%
+    \ifdim\handbookheadwidth<0.55\textwidth{\py@HeaderFamily Task Queues \& Async Job Processing}\fi}%
   \fancyfoot[L]{{\py@HeaderFamily\nouppercase{\rightmark}}}%
   \fancyfoot[R]{{\py@HeaderFamily\thepage}}%
   \renewcommand{\headrulewidth}{0.4pt}\renewcommand{\footrulewidth}{0.4pt}}
