@@ -102,9 +102,10 @@ def test_the_old_primary_accepts_writes_until_sentinel_next_reads_its_info():
         assert 0 < demoted < 10 + 5, config
 
 
-def test_the_two_cluster_queues_differ_little_in_rate_on_this_client_bound_machine():
+def test_partitioning_spreads_the_work_without_slowing_the_queue():
     single, partitioned = DATA["cluster"]["throughput"]
-    assert 0.67 < partitioned["jobs_per_second"] / single["jobs_per_second"] < 1.5
+    assert partitioned["jobs_per_second"] > 0.67 * single["jobs_per_second"]
+    assert partitioned["busiest_primary_share"] < 0.6 < single["busiest_primary_share"]
 
 
 def test_a_celery_task_running_at_the_failover_is_left_in_unacked():
