@@ -654,7 +654,8 @@ def failover_run(results: Path) -> Table:
     note = (
         f"Measured on {data['date']} on {machine['os']}, {machine['cpu']} ({machine['cpus']} "
         f"CPUs, shared with other work), seed {data['seed']}: {len(data['sentinel'])} Sentinel "
-        f"runs and the cluster scenarios in {data['wall_seconds']:.0f} s. Reproduce with "
+        f"runs, the Celery and BullMQ runs and the cluster scenarios in "
+        f"{data['wall_seconds']:.0f} s. Reproduce with "
         f"`{data['command']}` (as root), or `tox -e failover`."
     )
     return Table(["component", "version"], rows, note=note)
@@ -697,7 +698,7 @@ def failover_retry(results: Path) -> Table:
                 label, "retries" if config == "wait-retry" else "one try",
                 str(row["jobs"]), _bold_if(row["not_acknowledged"]), str(row["retried"]),
                 str(row["retried_ran_twice"]), _bold_if(row["acked_then_lost"]),
-                f"{row['enqueue_longest_ms'] / 1000:.1f}",
+                f"{row['enqueue_longest_ms'] / 1000:.2f}",
             ])
     p = data["parameters"]
     note = (

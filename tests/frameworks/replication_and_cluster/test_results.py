@@ -166,3 +166,9 @@ def test_the_cluster_counts_crossslot_refusals_in_errorstats():
     """The runbook's signal for CROSSSLOT: INFO errorstats counts each refusal."""
     assert DATA["cluster"]["crossslot"]["errorstat"].startswith("errorstat_CROSSSLOT:count=")
     assert int(DATA["cluster"]["crossslot"]["errorstat"].rsplit("=", 1)[1]) >= 1
+
+
+def test_jobs_came_back_after_ack_when_the_replicas_lagged_and_not_in_the_partition():
+    for config in lab.CONFIGS:
+        assert ROWS[("lagging-replicas", config)]["reappeared_after_ack"] > 0, config
+        assert ROWS[("partition", config)]["reappeared_after_ack"] == 0, config
