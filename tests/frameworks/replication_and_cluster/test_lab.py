@@ -101,13 +101,10 @@ def test_celery_through_sentinel_runs_and_counts(fault, nothing_left):
 
 
 @pytest.mark.parametrize("fault", ["kill-primary", "lagging-replicas"])
-def test_bullmq_through_sentinel_runs_and_counts(fault, nothing_left):
-    need(fault)
-    require_tool("node")
-    from labs.failover_bullmq import missing, run_bullmq
+def test_bullmq_through_sentinel_runs_and_counts(fault, node_project, nothing_left):
+    need(fault)  # node_project: Node and BullMQ's packages (npm ci once), or a skip
+    from labs.failover_bullmq import run_bullmq
 
-    if missing():
-        pytest.skip("; ".join(missing()))
     row = run_bullmq(fault, scale=SMALL)
     assert row["acknowledged"] >= SMALL.warm + SMALL.after and row["failover_seconds"] > 0
     if fault == "kill-primary":
