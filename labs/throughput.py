@@ -1,4 +1,4 @@
-"""Throughput ceilings: the same no-op jobs through raw Redis, the handbook's queues, RQ and Celery.
+"""Throughput ceilings: the same no-op jobs through raw Redis, the handbook's queues and frameworks.
 
 This module is the benchmark behind the page *Throughput ceilings*
 (``docs/frameworks/throughput.md``). Run it with::
@@ -7,8 +7,10 @@ This module is the benchmark behind the page *Throughput ceilings*
 
 It starts its own ``redis-server`` on a loopback port (no persistence, a random password),
 pushes the same jobs through every contender, run after run with the contenders
-interleaved so that a noisy neighbour slows them all alike, and prints and writes the
-enqueue and drain rates (median and spread), the machine, the versions and the date. It
+interleaved so that a noisy neighbour slows them all alike (raw Redis, the handbook's
+queues, and RQ, Celery, BullMQ and Sidekiq at minimal and at production settings), and
+prints and writes the enqueue and drain rates (median and spread), the batched queue's
+run-by-run ratios, the machine, the versions, every setting and the date. It
 asserts nothing about speed; the page's table and figure are drawn from the JSON it writes
 (by :mod:`handbook_sphinx.tables` and :mod:`handbook_sphinx.figures`, at build time).
 """

@@ -181,7 +181,8 @@ def parse_batch(count: int, joined: str) -> list[Job] | None:
 MAX_PUSH = 10_000
 # What Job.to_json() writes, field by field in its (sorted) key order; %r writes a float or
 # an int as json.dumps does.
-_TEMPLATE = '{"args":%s,"attempts":%d,"created_at":%r,"headers":%s,"id":"%s","task":"%s","v":%d}'
+_TEMPLATE = ('{"args":%s,"attempts":%d,"created_at":%r,"headers":%s,'
+             '"id":"%s","task":"%s","v":%d}')
 _ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False).encode
 # The batch's arguments are encoded in one call, as a list with the string "\0" between
 # them; compact JSON writes that string as "\u0000", and in this exact form, with a comma
@@ -234,7 +235,7 @@ def dump_batch(jobs: Iterable[Job]) -> list[str]:
     """Serialise ``jobs`` exactly as :meth:`~examples.envelope.Job.to_json` does, refusing
     every job a worker would refuse.
 
-    The fast path (:func:`_fast_dump`) takes batches of usual jobs: exact types, ids and task
+    The fast path (``_fast_dump``) takes batches of usual jobs: exact types, ids and task
     names that JSON writes unchanged, finite ``created_at``, the current schema version; of
     its messages it keeps those within :meth:`~examples.envelope.Job.from_json`'s limits of
     size and nesting. Anything else goes the slow way, job by job: ``to_json``, then

@@ -181,3 +181,12 @@ def test_the_command_runs_on_a_tiny_n_and_writes_the_schema(tmp_path):
     assert data["versions"]["redis-server"].count(".") == 2
     assert "BatchedReliableQueue" in done.stdout
     assert {c["id"]: c["jobs_per_run"] for c in data["contenders"]}["rq-pool"] == 2  # 8 ÷ 4
+
+
+def test_the_advice_table_names_every_ratio_from_the_committed_run():
+    data = json.loads(RESULTS.read_text(encoding="utf-8"))
+    table = tables.throughput_advice(RESULTS)
+    assert len(table.rows) == len(tables.THROUGHPUT_ADVICE)
+    enqueue = data["reference_ratios"]["enqueue_vs_ceiling"]
+    assert table.rows[0][1].startswith(tables.format_ratio(enqueue["median"]))  # the run-by-run median
+    assert str(data["machine"]["load_average_at_end"][0]) in (table.note or "")
