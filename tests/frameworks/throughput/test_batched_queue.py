@@ -19,13 +19,8 @@ from hypothesis import strategies as st
 
 from examples.clock import FakeClock
 from examples.envelope import MAX_MESSAGE_BYTES, Job, MalformedJob, PayloadError, new_job
-from examples.frameworks.throughput.batched_queue import (
-    MAX_BATCH,
-    MAX_PUSH,
-    BatchedReliableQueue,
-    dump_batch,
-    parse_batch,
-)
+from examples.frameworks.throughput.batched_queue import MAX_BATCH, BatchedReliableQueue
+from examples.frameworks.throughput.wire import MAX_PUSH, dump_batch, parse_batch
 from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
 
 

@@ -190,3 +190,12 @@ def test_the_advice_table_names_every_ratio_from_the_committed_run():
     enqueue = data["reference_ratios"]["enqueue_vs_ceiling"]
     assert table.rows[0][1].startswith(tables.format_ratio(enqueue["median"]))  # the run-by-run median
     assert str(data["machine"]["load_average_at_end"][0]) in (table.note or "")
+
+
+def test_sidekiq_default_concurrency_quoted_on_the_page():
+    """The page's settings table: 10 on Debian's Sidekiq 6.4 (5 from Sidekiq 7)."""
+    require_tool("ruby")
+    require_tool("sidekiq")
+    assert throughput._ruby_version("Sidekiq::VERSION").startswith("6.")
+    assert throughput._sidekiq_default_concurrency() == 10
+    assert "| Sidekiq `concurrency` (Sidekiq 6.4.1) | 10 (5 from Sidekiq 7) |" in PAGE.read_text(encoding="utf-8")
