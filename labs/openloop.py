@@ -48,8 +48,9 @@ without batched sends loops over them.
   compete for the same cores).
 * :func:`poisson_schedule` and :func:`percentiles` are the pieces, for tests and other labs.
 
-Both runners are bounded by ``timeout`` and kill their processes on the way out, on failure
-too.
+The runners are bounded by ``timeout`` and kill their processes on the way out, on failure
+too. ``threads=True`` runs producer and consumer as threads of this process instead: for quick
+tests only (the GIL serialises them), never for numbers.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import random
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -204,22 +206,31 @@ class _Child:
         return msg
 
 
-def _start(name: str, target: Any, *args: Any) -> _Child:
+def _start(name: str, target: Any, *args: Any, threads: bool = False) -> _Child:
+    """A child process (``spawn``), or a thread for quick tests (``threads=True``)."""
     parent, child = SPAWN.Pipe()
-    proc = SPAWN.Process(target=target, args=(*args, child), name=name, daemon=True)
+    proc: Any
+    if threads:
+        proc = threading.Thread(target=target, args=(*args, child), name=name, daemon=True)
+    else:
+        proc = SPAWN.Process(target=target, args=(*args, child), name=name, daemon=True)
     proc.start()
-    child.close()
+    if not threads:
+        child.close()
     return _Child(proc, parent)
 
 
 def _reap(children: list[_Child]) -> None:
     for c in children:
-        if c.proc.is_alive():
-            c.proc.terminate()
-        c.proc.join(timeout=5)
-        if c.proc.is_alive():
-            c.proc.kill()
-            c.proc.join()
+        if isinstance(c.proc, threading.Thread):  # bounded by the recorder's deadline
+            c.proc.join(timeout=5)
+        else:
+            if c.proc.is_alive():
+                c.proc.terminate()
+            c.proc.join(timeout=5)
+            if c.proc.is_alive():
+                c.proc.kill()
+                c.proc.join()
         c.conn.close()
 
 
@@ -246,7 +257,7 @@ class OpenLoopResult:
 
 def open_loop(
     contender: Contender, *, rate: float, n: int, seed: int = 1, max_batch: int = 100,
-    timeout: float = 120.0, lead: float = 0.3,
+    timeout: float = 120.0, lead: float = 0.3, threads: bool = False,
 ) -> OpenLoopResult:
     """Send ``n`` jobs at Poisson ``rate`` per second and measure their latencies.
 
@@ -258,10 +269,12 @@ def open_loop(
     deadline = time.monotonic() + timeout
     children: list[_Child] = []
     try:
-        consumer = _start("openloop-consumer", _consumer_main, contender, n, timeout)
+        consumer = _start("openloop-consumer", _consumer_main, contender, n, timeout,
+                          threads=threads)
         children.append(consumer)
         consumer.expect("ready", deadline)
-        producer = _start("openloop-producer", _producer_main, contender, offsets, max_batch)
+        producer = _start("openloop-producer", _producer_main, contender, offsets, max_batch,
+                          threads=threads)
         children.append(producer)
         producer.expect("ready", deadline)
         t0 = time.monotonic() + lead
@@ -278,7 +291,9 @@ def open_loop(
                           percentiles(lag), n - len(acks))
 
 
-def closed_loop(contender: Contender, *, n: int, batch: int = 1, timeout: float = 120.0) -> dict:
+def closed_loop(
+    contender: Contender, *, n: int, batch: int = 1, timeout: float = 120.0, threads: bool = False
+) -> dict:
     """Enqueue ``n`` jobs as fast as the producer can (``batch`` per ``send``), then drain
     them with one consumer; return ``{"enqueue": jobs/s, "drain": jobs/s}``.
 
@@ -289,12 +304,14 @@ def closed_loop(contender: Contender, *, n: int, batch: int = 1, timeout: float 
     deadline = time.monotonic() + timeout
     children: list[_Child] = []
     try:
-        producer = _start("closedloop-producer", _producer_main, contender, [0.0] * n, batch)
+        producer = _start("closedloop-producer", _producer_main, contender, [0.0] * n, batch,
+                          threads=threads)
         children.append(producer)
         producer.expect("ready", deadline)
         producer.conn.send(None)  # closed loop: no schedule, send at once
         _, enqueue_s, _sent = producer.expect("done", deadline)
-        consumer = _start("closedloop-consumer", _consumer_main, contender, n, timeout)
+        consumer = _start("closedloop-consumer", _consumer_main, contender, n, timeout,
+                          threads=threads)
         children.append(consumer)
         consumer.expect("ready", deadline)
         _, ready, _starts, acks = consumer.expect("done", deadline)
@@ -305,17 +322,21 @@ def closed_loop(contender: Contender, *, n: int, batch: int = 1, timeout: float 
     return {"enqueue": n / enqueue_s, "drain": n / (max(acks.values()) - ready)}
 
 
-def sustained(contender: Contender, *, n: int, batch: int = 1, timeout: float = 120.0) -> float:
+def sustained(
+    contender: Contender, *, n: int, batch: int = 1, timeout: float = 120.0, threads: bool = False
+) -> float:
     """Producer (as fast as it can, ``batch`` per ``send``) and consumer at the same time:
     jobs per second from the first send to the last confirmed acknowledgement."""
     contender.prepare()
     deadline = time.monotonic() + timeout
     children: list[_Child] = []
     try:
-        consumer = _start("sustained-consumer", _consumer_main, contender, n, timeout)
+        consumer = _start("sustained-consumer", _consumer_main, contender, n, timeout,
+                          threads=threads)
         children.append(consumer)
         consumer.expect("ready", deadline)
-        producer = _start("sustained-producer", _producer_main, contender, [0.0] * n, batch)
+        producer = _start("sustained-producer", _producer_main, contender, [0.0] * n, batch,
+                          threads=threads)
         children.append(producer)
         producer.expect("ready", deadline)
         began = time.monotonic()

@@ -20,7 +20,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
+from urllib.parse import unquote, urlsplit
 
+import amqp
 import pika
 
 from examples.envelope import Job, new_job
@@ -172,8 +174,10 @@ class StreamProducer:
     q: StreamQueue
 
     def send(self, payloads: list[dict[str, Any]]) -> None:
-        for p in payloads:
-            self.q.enqueue(as_job(p))  # XADD, answered by Redis
+        with self.q.r.pipeline(transaction=False) as pipe:  # one round trip, a reply per XADD
+            for p in payloads:
+                pipe.xadd(self.q.stream_key, {"job": as_job(p).to_json()})
+            pipe.execute()  # raises if any XADD failed
 
     def close(self) -> None:
         self.q.r.close()
@@ -241,21 +245,58 @@ class RabbitQueue:
         connection.close()
 
     def producer(self) -> RabbitProducer:
-        return RabbitProducer(*self._channel(), self.queue)
+        return RabbitProducer.connect(self.url, self.queue)  # prepare() declared the queue
 
     def consumer(self) -> RabbitConsumer:
         return RabbitConsumer(*self._channel(), self.queue, self.prefetch)
 
 
-@dataclass
 class RabbitProducer:
-    connection: pika.BlockingConnection
-    channel: Any
-    queue: str
+    """Publishes a batch, then waits for the broker's confirms of all of it (py-amqp: pika's
+    blocking channel waits for each confirm before the next publish)."""
+
+    def __init__(self, connection: amqp.Connection, queue: str) -> None:
+        self.connection, self.queue = connection, queue
+        self.channel = connection.channel()
+        self.channel.confirm_select()  # publisher confirms; delivery tags count from 1
+        self.published = 0
+        self.unconfirmed: set[int] = set()
+        self.refused: list[str] = []
+        self.channel.events["basic_ack"].add(self._confirmed)
+        self.channel.events["basic_nack"].add(
+            lambda tag, multiple: self.refused.append(f"nack {tag}"))
+        self.channel.events["basic_return"].add(  # mandatory, and no queue took it
+            lambda exc, *_: self.refused.append(str(exc)))
+
+    @classmethod
+    def connect(cls, url: str, queue: str) -> RabbitProducer:
+        """``url`` is ``amqp://USER:PASSWORD@HOST:PORT/%2F``, as for pika."""
+        parts = urlsplit(url)
+        connection = amqp.Connection(
+            host=f"{parts.hostname}:{parts.port or 5672}", userid=unquote(parts.username or ""),
+            password=unquote(parts.password or ""), virtual_host=unquote(parts.path[1:]) or "/",
+        )
+        connection.connect()
+        return cls(connection, queue)
+
+    def _confirmed(self, tag: int, multiple: bool) -> None:
+        done = [t for t in self.unconfirmed if t <= tag] if multiple else [tag]
+        self.unconfirmed.difference_update(done)  # one confirm may cover many messages
 
     def send(self, payloads: list[dict[str, Any]]) -> None:
-        for p in payloads:  # persistent, mandatory; returns when the broker confirmed it
-            rabbitmq.publish(self.channel, "", self.queue, as_job(p))
+        for p in payloads:
+            job = as_job(p)
+            self.channel.basic_publish(
+                amqp.Message(job.to_json(), content_type="application/json",
+                             delivery_mode=2, message_id=job.id),  # 2: persistent
+                exchange="", routing_key=self.queue, mandatory=True,
+            )
+            self.published += 1
+            self.unconfirmed.add(self.published)
+        while self.unconfirmed and not self.refused:
+            self.connection.drain_events(timeout=30)  # runs the callbacks above
+        if self.refused:
+            raise RuntimeError(f"the broker did not take every message: {self.refused[:3]}")
 
     def close(self) -> None:
         self.connection.close()
