@@ -674,3 +674,115 @@ def failover_celery(results: Path) -> Table:
     )
     return Table(["fault", "published", "lost after publish", "run twice",
                   "held in `unacked`", "unavailable (s)"], rows, note=note)
+
+
+# -- Choosing a broker: labs/broker_bench.py's results file ---------------------------------
+BROKER_REFERENCE = "redis-list"  # the one-job reliable list queue: the ratios' denominator
+
+
+def _range(stats: dict) -> str:
+    return f"{_rate(stats['min'])}–{_rate(stats['max'])}"
+
+
+def _machine_note(data: dict) -> str:
+    m, v, s = data["machine"], data["versions"], data["settings"]
+    return (
+        f"Measured on {data['date']} on {m['cores']} cores ({m['cpu']}, {m['system']}), shared "
+        f"with other work: load average {m['load_average_at_start'][0]} at the start, "
+        f"{m['load_average_at_end'][0]} at the end. {v['redis-server']}, RabbitMQ "
+        f"{v['rabbitmq-server']} (Erlang {v['erlang']}), redis-py {v['redis-py']}, pika "
+        f"{v['pika']}, py-amqp {v['amqp']}, Python {v['python']}; {s['runs']} runs per "
+        f"contender, batches of {s['batch']}; the whole benchmark took "
+        f"{s['wall_seconds']:,.0f} s. Reproduce with `tox -e broker-bench`."
+    )
+
+
+def broker_throughput_table(results: Path) -> Table:
+    """Enqueue and drain rates (median and range), capacity, and the drain ratio to the
+    one-job reliable list queue, per contender."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    by_id = {c["id"]: c for c in data["contenders"]}
+    ref = by_id.get(BROKER_REFERENCE)
+    rows = [
+        [
+            c["label"], f"{c['jobs_per_run']:,}",
+            _rate(c["enqueue"]["median"]), _range(c["enqueue"]),
+            _rate(c["drain"]["median"]), _range(c["drain"]),
+            f"{_rate(c['capacity'])} ({_range(c['sustained'])})",
+            format_ratio(c["drain"]["median"] / ref["drain"]["median"] if ref else None),
+        ]
+        for c in data["contenders"]
+    ]
+    return Table(
+        ["contender", "jobs per run", "enqueue (median)", "enqueue (range)", "drain (median)",
+         "drain (range)", "capacity (range)", "drain ÷ one-job list"],
+        rows, note=_machine_note(data),
+    )
+
+
+def broker_latency_table(results: Path, load: str = "0.8") -> Table:
+    """Open-loop latency at one load (a fraction of each contender's capacity): p50, p99,
+    p99.9 in milliseconds, from the scheduled send time, with the number of samples."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    rows = []
+    for c in data["contenders"]:
+        point = next(p for p in c["open_loop"] if abs(p["load"] - float(load)) < 1e-9)
+        start, ack = point["start_ms"], point["ack_ms"]
+        rows.append([
+            c["label"], _rate(point["rate"]),
+            *(f"{start[q]:,.1f}" for q in ("p50", "p99", "p99.9")),
+            *(f"{ack[q]:,.1f}" for q in ("p50", "p99", "p99.9")),
+            f"{ack['n']:,}", f"{point['send_lag_ms']['p99']:,.1f}", str(point["lost"]),
+        ])
+    return Table(
+        ["contender", "jobs/s sent", "start p50", "start p99", "start p99.9", "ack p50",
+         "ack p99", "ack p99.9", "n", "producer late, p99", "lost"],
+        rows,
+        note=(f"Milliseconds from each job's scheduled send time, at {float(load):.0%} of the "
+              "contender's capacity; *n* is the number of jobs measured, *producer late* how "
+              "far behind its schedule the producer's confirmed sends were. "
+              + _machine_note(data)),
+    )
+
+
+def broker_ratios_table(results: Path) -> Table:
+    """The ratios the page's advice quotes, each computed from the medians of one run."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    c = {x["id"]: x for x in data["contenders"]}
+
+    def ratio(a: str, b: str, what: str = "drain") -> str:
+        if a not in c or b not in c:
+            return "–"
+        get = (lambda x: x["capacity"]) if what == "capacity" else (lambda x: x[what]["median"])
+        return format_ratio(get(c[a]) / get(c[b]))
+
+    def p99(cid: str, load: float = 0.8) -> float | None:
+        point = next((p for p in c.get(cid, {}).get("open_loop", []) if p["load"] == load), None)
+        return point["ack_ms"]["p99"] if point else None
+
+    def latency_ratio(a: str, b: str) -> str:
+        x, y = p99(a), p99(b)
+        return format_ratio(x / y) if x is not None and y else "–"
+
+    rows = [
+        ["batched list ÷ one-job list", "drain", ratio("redis-list-batched", "redis-list")],
+        ["batched list ÷ one-job list", "capacity",
+         ratio("redis-list-batched", "redis-list", "capacity")],
+        ["Streams (COUNT) ÷ one-job list", "drain", ratio("redis-stream", "redis-list")],
+        ["RabbitMQ quorum, prefetch 100 ÷ prefetch 1", "drain",
+         ratio("rabbitmq-quorum-p100", "rabbitmq-quorum-p1")],
+        ["RabbitMQ classic, prefetch 100 ÷ prefetch 1", "drain",
+         ratio("rabbitmq-classic-p100", "rabbitmq-classic-p1")],
+        ["RabbitMQ quorum ÷ classic, prefetch 10", "drain",
+         ratio("rabbitmq-quorum-p10", "rabbitmq-classic-p10")],
+        ["RabbitMQ quorum ÷ classic (batched confirms)", "enqueue",
+         ratio("rabbitmq-quorum-p10", "rabbitmq-classic-p10", "enqueue")],
+        ["batched list ÷ RabbitMQ quorum, prefetch 100", "capacity",
+         ratio("redis-list-batched", "rabbitmq-quorum-p100", "capacity")],
+        ["Streams ÷ RabbitMQ quorum, prefetch 100", "capacity",
+         ratio("redis-stream", "rabbitmq-quorum-p100", "capacity")],
+        ["RabbitMQ quorum p100 ÷ batched list", "ack p99 at 80 %",
+         latency_ratio("rabbitmq-quorum-p100", "redis-list-batched")],
+    ]
+    return Table(["comparison", "measure", "ratio"], rows,
+                 note="Ratios of medians, from the same run as the tables above.")

@@ -13,7 +13,8 @@ separate processes (:mod:`labs.openloop`):
 
 1. ``--runs`` closed-loop runs: enqueue ``n`` jobs as fast as the producer can, then drain
    them (median and range);
-2. its *capacity*: producer and consumer at once, unpaced;
+2. in each of those runs also its *capacity*: producer and consumer at once, unpaced (the
+   median is what the loads are fractions of);
 3. open-loop runs at ``--loads`` fractions of that capacity (Poisson arrivals, seeded), about
    ``--seconds`` each: enqueue→start and enqueue→acknowledged latency from the scheduled send
    time, p50 / p99 / p99.9 with the sample count.
@@ -81,19 +82,23 @@ def _stats(values: list[float]) -> dict:
 def measure(
     pairs: list[tuple[str, Any]], *, n: dict[str, int], runs: int, batch: int,
     loads: tuple[float, ...], seconds: float, seed: int, timeout: float, max_jobs: int = 50_000,
+    threads: bool = False,
     log: Callable[[str], None] = lambda line: None,
 ) -> list[dict]:
     """Run every contender: throughput, capacity, open-loop latency. ``n`` maps a broker
-    (``redis``, ``rabbitmq``) to the jobs per closed-loop run."""
+    (``redis``, ``rabbitmq``) to the jobs per closed-loop run; ``threads`` is for tests."""
     results = []
     for cid, contender in pairs:
         size = n["rabbitmq" if cid.startswith("rabbitmq") else "redis"]
-        enq, drain = [], []
-        for _ in range(runs):
-            rates = openloop.closed_loop(contender, n=size, batch=batch, timeout=timeout)
+        enq, drain, sustained = [], [], []
+        for _ in range(runs):  # each run: closed loop, then both at once
+            rates = openloop.closed_loop(contender, n=size, batch=batch, timeout=timeout,
+                                         threads=threads)
             enq.append(rates["enqueue"])
             drain.append(rates["drain"])
-        capacity = openloop.sustained(contender, n=size, batch=batch, timeout=timeout)
+            sustained.append(openloop.sustained(contender, n=size, batch=batch,
+                                                timeout=timeout, threads=threads))
+        capacity = statistics.median(sustained)
         log(f"{contender.label}: enqueue {statistics.median(enq):,.0f}/s, drain "
             f"{statistics.median(drain):,.0f}/s, capacity {capacity:,.0f}/s")
         curve = []
@@ -101,7 +106,8 @@ def measure(
             rate = capacity * load
             jobs = min(max_jobs, max(50, round(rate * seconds)))
             result = openloop.open_loop(contender, rate=rate, n=jobs, seed=seed + i,
-                                        max_batch=batch, timeout=timeout + seconds * 4)
+                                        max_batch=batch, timeout=timeout + seconds * 4,
+                                        threads=threads)
             row = {"load": load, **result.as_dict()}
             curve.append(row)
             log(f"  {load:.0%}: ack p50 {row['ack_ms']['p50']} ms, p99 {row['ack_ms']['p99']} "
@@ -109,6 +115,7 @@ def measure(
         results.append({
             "id": cid, "label": contender.label, "jobs_per_run": size,
             "enqueue": _stats(enq), "drain": _stats(drain), "capacity": capacity,
+            "sustained": _stats(sustained),
             "open_loop": curve,
         })
         if hasattr(contender, "delete"):
@@ -140,6 +147,7 @@ def document(results: list[dict], settings: dict, load_start: list[float],
             "erlang": _deb_version("erlang-base"),
             "redis-py": version("redis"),
             "pika": version("pika"),
+            "amqp": version("amqp"),
         },
         "settings": {**settings, "persistence": PERSISTENCE},
         "contenders": results,

@@ -128,7 +128,7 @@ def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 99, 99.9)) -
         if not ordered:
             out[key] = None
             continue
-        rank = max(1, math.ceil(q / 100 * len(ordered)))
+        rank = max(1, math.ceil(round(q * len(ordered) / 100, 9)))  # no float noise
         out[key] = round(ordered[rank - 1] * 1000, 3)
     return out
 
@@ -283,12 +283,22 @@ def open_loop(
         _, _ready, starts, acks = consumer.expect("done", deadline)
     finally:
         _reap(children)
-    scheduled = [t0 + o for o in offsets]
-    start_lat = [starts[k] - scheduled[k] for k in starts]
-    ack_lat = [acks[k] - scheduled[k] for k in acks]
-    lag = [s - a for s, a in zip(sent_plain, scheduled, strict=True)]
+    start_lat, ack_lat, lag = latencies([t0 + o for o in offsets], starts, acks, sent_plain)
     return OpenLoopResult(rate, n, offsets[-1], percentiles(start_lat), percentiles(ack_lat),
                           percentiles(lag), n - len(acks))
+
+
+def latencies(
+    scheduled: Sequence[float], starts: dict[int, float], acks: dict[int, float],
+    sent: Sequence[float],
+) -> tuple[list[float], list[float], list[float]]:
+    """Seconds from each job's *scheduled* send time to its start, to its acknowledgement,
+    and to the confirmation of its send (how late the producer was)."""
+    return (
+        [starts[k] - scheduled[k] for k in sorted(starts)],
+        [acks[k] - scheduled[k] for k in sorted(acks)],
+        [s - a for s, a in zip(sent, scheduled, strict=True)],
+    )
 
 
 def closed_loop(
