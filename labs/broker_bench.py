@@ -82,7 +82,7 @@ def _stats(values: list[float]) -> dict:
 def measure(
     pairs: list[tuple[str, Any]], *, n: dict[str, int], runs: int, batch: int,
     loads: tuple[float, ...], seconds: float, seed: int, timeout: float, max_jobs: int = 50_000,
-    threads: bool = False,
+    linger: float = 0.002, threads: bool = False,
     log: Callable[[str], None] = lambda line: None,
 ) -> list[dict]:
     """Run every contender: throughput, capacity, open-loop latency. ``n`` maps a broker
@@ -107,7 +107,7 @@ def measure(
             jobs = min(max_jobs, max(50, round(rate * seconds)))
             result = openloop.open_loop(contender, rate=rate, n=jobs, seed=seed + i,
                                         max_batch=batch, timeout=timeout + seconds * 4,
-                                        threads=threads)
+                                        linger=linger, threads=threads)
             row = {"load": load, **result.as_dict()}
             curve.append(row)
             log(f"  {load:.0%}: ack p50 {row['ack_ms']['p50']} ms, p99 {row['ack_ms']['p99']} "
@@ -164,6 +164,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="jobs per call for batched producers, COUNT for the stream")
     parser.add_argument("--loads", type=float, nargs="+", default=[0.5, 0.8, 0.95])
     parser.add_argument("--seconds", type=float, default=8.0, help="length of one open-loop run")
+    parser.add_argument("--linger", type=float, default=0.002,
+                        help="open loop: seconds between two sends of the producer, at least")
     parser.add_argument("--seed", type=int, default=20)
     parser.add_argument("--only", choices=["redis", "rabbitmq"], help="one broker only")
     parser.add_argument("--timeout", type=float, default=120.0,
@@ -173,8 +175,9 @@ def main(argv: list[str] | None = None) -> dict:
     for name in ("n_redis", "n_rabbitmq", "runs", "batch"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if not all(0 < load < 1.5 for load in args.loads) or args.seconds <= 0:
-        parser.error("--loads must be fractions of capacity (0 < load < 1.5), --seconds > 0")
+    if not all(0 < load < 1.5 for load in args.loads) or args.seconds <= 0 or args.linger < 0:
+        parser.error("--loads must be fractions of capacity (0 < load < 1.5), --seconds > 0, "
+                     "--linger >= 0")
 
     def log(line: str) -> None:
         print(f"broker-bench: {line}", file=sys.stderr, flush=True)
@@ -183,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
     load_start = [round(x, 2) for x in os.getloadavg()]
     settings = {"n": {"redis": args.n_redis, "rabbitmq": args.n_rabbitmq}, "runs": args.runs,
                 "batch": args.batch, "loads": args.loads, "open_loop_seconds": args.seconds,
-                "seed": args.seed, "prefetch": [1, 10, 100]}
+                "seed": args.seed, "linger_s": args.linger, "prefetch": [1, 10, 100]}
     with tempfile.TemporaryDirectory(prefix="broker-bench-") as workdir:
         redis_proc = rabbit = None
         redis_url = rabbit_url = redis_name = None
@@ -205,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
             results = measure(
                 pairs, n={"redis": args.n_redis, "rabbitmq": args.n_rabbitmq}, runs=args.runs,
                 batch=args.batch, loads=tuple(args.loads), seconds=args.seconds,
-                seed=args.seed, timeout=args.timeout, log=log,
+                seed=args.seed, timeout=args.timeout, linger=args.linger, log=log,
             )
         finally:
             if rabbit is not None:

@@ -35,8 +35,11 @@ and the consumer in separate processes with the ``spawn`` method):
 A payload is ``{"seq": int, "at": float}``: ``at`` is the scheduled send time on
 ``time.monotonic()``, which on Linux is the system-wide ``CLOCK_MONOTONIC``, the same clock in
 every process (Node's ``process.hrtime`` reads it too). ``send`` gets every job that is due
-(``max_batch`` at most): one job when the producer keeps up, more when it is late; a contender
-without batched sends loops over them.
+(``max_batch`` at most), in at most one call per ``linger`` seconds (2 ms by default, like a
+Kafka producer's ``linger.ms``): one job per call at low rates, more at high rates or when the
+producer is late, so that the producer's cost per call does not eat the machine the broker and
+the consumer need. A job may wait up to ``linger`` at the producer, and that wait counts in
+its latency. A contender without batched sends loops over them.
 
 * :func:`open_loop` runs one rate and returns percentiles (p50, p99, p99.9, nearest rank,
   with the sample count), how late the producer sent, and any job never acknowledged.
@@ -151,11 +154,12 @@ def _consumer_main(contender: Contender, expected: int, timeout: float, conn: Co
 
 
 def _producer_main(
-    contender: Contender, offsets: list[float], max_batch: int, conn: Connection
+    contender: Contender, offsets: list[float], max_batch: int, linger: float, conn: Connection
 ) -> None:
     """Connect, say so, receive the schedule's start ``t0``, then send every job at
-    ``t0 + offset``, ``max_batch`` at most per call. ``t0 = None``: closed loop, every job at
-    once. Reports the elapsed time and when each job's send was confirmed."""
+    ``t0 + offset``: all the jobs that are due, ``max_batch`` at most per call, and at most
+    one call per ``linger`` seconds. ``t0 = None``: closed loop, every job at once. Reports
+    the elapsed time and when each job's send was confirmed."""
     try:
         producer = contender.producer()
         try:
@@ -163,23 +167,26 @@ def _producer_main(
             t0: float | None = conn.recv()
             sent: list[float] = []
             i, n = 0, len(offsets)
-            began = time.monotonic()
+            began = next_call = time.monotonic()
             while i < n:
                 if t0 is None:
                     due = min(n, i + max_batch)
                     at = began
                 else:
-                    now, due = time.monotonic(), i
+                    now = time.monotonic()
+                    if now < next_call or t0 + offsets[i] > now:  # too soon, or nothing due
+                        time.sleep(max(next_call, t0 + offsets[i]) - now)
+                        continue
+                    due = i
                     while due < n and due - i < max_batch and t0 + offsets[due] <= now:
                         due += 1
-                    if due == i:  # the next job is not due yet: wait for its time
-                        time.sleep(max(0.0, t0 + offsets[i] - now))
-                        continue
                 producer.send([
                     {"seq": k, "at": at if t0 is None else t0 + offsets[k]}
                     for k in range(i, due)
                 ])
-                sent += [time.monotonic()] * (due - i)
+                done = time.monotonic()
+                sent += [done] * (due - i)
+                next_call = done + linger
                 i = due
             elapsed = time.monotonic() - began
         finally:
@@ -257,7 +264,7 @@ class OpenLoopResult:
 
 def open_loop(
     contender: Contender, *, rate: float, n: int, seed: int = 1, max_batch: int = 100,
-    timeout: float = 120.0, lead: float = 0.3, threads: bool = False,
+    timeout: float = 120.0, lead: float = 0.3, linger: float = 0.002, threads: bool = False,
 ) -> OpenLoopResult:
     """Send ``n`` jobs at Poisson ``rate`` per second and measure their latencies.
 
@@ -274,6 +281,7 @@ def open_loop(
         children.append(consumer)
         consumer.expect("ready", deadline)
         producer = _start("openloop-producer", _producer_main, contender, offsets, max_batch,
+                          linger,
                           threads=threads)
         children.append(producer)
         producer.expect("ready", deadline)
@@ -315,7 +323,7 @@ def closed_loop(
     children: list[_Child] = []
     try:
         producer = _start("closedloop-producer", _producer_main, contender, [0.0] * n, batch,
-                          threads=threads)
+                          0.0, threads=threads)
         children.append(producer)
         producer.expect("ready", deadline)
         producer.conn.send(None)  # closed loop: no schedule, send at once
@@ -346,7 +354,7 @@ def sustained(
         children.append(consumer)
         consumer.expect("ready", deadline)
         producer = _start("sustained-producer", _producer_main, contender, [0.0] * n, batch,
-                          threads=threads)
+                          0.0, threads=threads)
         children.append(producer)
         producer.expect("ready", deadline)
         began = time.monotonic()

@@ -58,8 +58,8 @@ def work(job: Job, recorder: Recorder) -> int:
 def empty(url: str, pattern: str) -> None:
     """Delete a queue's keys (before a run)."""
     r = connect(url)
-    if keys := r.keys(pattern):
-        r.delete(*keys)
+    for key in r.scan_iter(match=pattern):
+        r.delete(key)
     r.close()
 
 
