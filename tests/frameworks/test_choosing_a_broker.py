@@ -2,7 +2,8 @@
 examples/frameworks/choosing_a_broker/).
 
 The benchmark asserts nothing about speed. These tests run every contender on a few dozen jobs
-(threads instead of processes, to take seconds), check how latency is measured (from the
+(threads instead of processes, to take seconds; the Redis ones on the ``tcp_redis_url`` of
+``tests/frameworks/conftest.py``: fakeredis over TCP, or the real server of ``tox -e redis``), check how latency is measured (from the
 scheduled send time), the results file's schema, the tables and figure drawn from it, and that
 the page's advice still agrees with the committed numbers.
 """
@@ -10,9 +11,6 @@ the page's advice still agrees with the committed numbers.
 from __future__ import annotations
 
 import json
-import socket
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,29 +26,6 @@ from labs import broker_bench, openloop
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "frameworks" / "_data" / "brokers.json"
 PAGE = ROOT / "docs" / "frameworks" / "choosing-a-broker.md"
-
-
-@pytest.fixture
-def tcp_redis_url(redis_url: str) -> Iterator[str]:
-    """A URL other threads and processes can reach: the real server of ``tox -e redis``, or
-    fakeredis served over TCP on loopback."""
-    if not redis_url.startswith("fakeredis"):
-        yield redis_url
-        return
-    from fakeredis import TcpFakeServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 # -- the open-loop generator -----------------------------------------------------------------
