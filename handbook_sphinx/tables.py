@@ -745,6 +745,14 @@ def broker_latency_table(results: Path, load: str = "0.8") -> Table:
     )
 
 
+def _late_share(contender: dict | None) -> str:
+    """How much of the p99 latency at 80 % the producer's lateness accounts for."""
+    point = next((p for p in (contender or {}).get("open_loop", []) if p["load"] == 0.8), None)
+    if point is None or not point["ack_ms"]["p99"]:
+        return "–"
+    return format_ratio(point["send_lag_ms"]["p99"] / point["ack_ms"]["p99"])
+
+
 def broker_ratios_table(results: Path) -> Table:
     """The ratios the page's advice quotes, each computed from the medians of one run."""
     data = json.loads(results.read_text(encoding="utf-8"))
@@ -756,8 +764,8 @@ def broker_ratios_table(results: Path) -> Table:
         get = (lambda x: x["capacity"]) if what == "capacity" else (lambda x: x[what]["median"])
         return format_ratio(get(c[a]) / get(c[b]))
 
-    def p99(cid: str, load: float = 0.8) -> float | None:
-        point = next((p for p in c.get(cid, {}).get("open_loop", []) if p["load"] == load), None)
+    def p99(cid: str) -> float | None:
+        point = next((p for p in c.get(cid, {}).get("open_loop", []) if p["load"] == 0.8), None)
         return point["ack_ms"]["p99"] if point else None
 
     def latency_ratio(a: str, b: str) -> str:
@@ -773,8 +781,10 @@ def broker_ratios_table(results: Path) -> Table:
          ratio("rabbitmq-quorum-p100", "rabbitmq-quorum-p1")],
         ["RabbitMQ classic, prefetch 100 ÷ prefetch 1", "drain",
          ratio("rabbitmq-classic-p100", "rabbitmq-classic-p1")],
-        ["RabbitMQ quorum ÷ classic, prefetch 10", "drain",
-         ratio("rabbitmq-quorum-p10", "rabbitmq-classic-p10")],
+        ["RabbitMQ quorum ÷ classic, prefetch 1", "drain",
+         ratio("rabbitmq-quorum-p1", "rabbitmq-classic-p1")],
+        ["RabbitMQ quorum ÷ classic, prefetch 100", "drain",
+         ratio("rabbitmq-quorum-p100", "rabbitmq-classic-p100")],
         ["RabbitMQ quorum ÷ classic (batched confirms)", "enqueue",
          ratio("rabbitmq-quorum-p10", "rabbitmq-classic-p10", "enqueue")],
         ["batched list ÷ RabbitMQ quorum, prefetch 100", "capacity",
@@ -783,6 +793,8 @@ def broker_ratios_table(results: Path) -> Table:
          ratio("redis-stream", "rabbitmq-quorum-p100", "capacity")],
         ["RabbitMQ quorum p100 ÷ batched list", "ack p99 at 80 %",
          latency_ratio("rabbitmq-quorum-p100", "redis-list-batched")],
+        ["batched list: producer late ÷ acknowledged", "p99 at 80 %",
+         _late_share(c.get("redis-list-batched"))],
     ]
     return Table(["comparison", "measure", "ratio"], rows,
                  note="Ratios of medians, from the same run as the tables above.")

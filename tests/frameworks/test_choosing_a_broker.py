@@ -198,3 +198,48 @@ def test_the_tables_and_the_figure_are_drawn_from_the_results():
     assert len(tables.broker_ratios_table(RESULTS).rows) >= 5
     fig = figures.broker_latency(RESULTS)
     assert len([ax for ax in fig.axes if ax.get_visible()]) == len(data["contenders"])
+
+
+# -- the page's advice, checked against the committed results ---------------------------------
+
+def committed() -> dict[str, dict]:
+    return {c["id"]: c for c in json.loads(RESULTS.read_text(encoding="utf-8"))["contenders"]}
+
+
+def ack_p99(contender: dict, load: float) -> float:
+    return next(p for p in contender["open_loop"] if p["load"] == load)["ack_ms"]["p99"]
+
+
+def test_the_batched_list_drains_fastest_and_quorum_at_prefetch_1_slowest():
+    c = committed()
+    for measure in ("drain", "capacity"):
+        def value(cid: str, m: str = measure) -> float:
+            return c[cid]["capacity"] if m == "capacity" else c[cid][m]["median"]
+        assert max(c, key=value) == "redis-list-batched", measure
+        assert min(c, key=value) == "rabbitmq-quorum-p1", measure
+    assert c["redis-list"]["drain"]["median"] < c["redis-stream"]["drain"]["median"] < (
+        c["redis-list-batched"]["drain"]["median"])
+
+
+def test_prefetch_above_1_helps_quorum_most_and_quorum_wins_only_at_prefetch_100():
+    c = committed()
+
+    def drain(cid: str) -> float:
+        return c[cid]["drain"]["median"]
+
+    assert drain("rabbitmq-quorum-p100") / drain("rabbitmq-quorum-p1") > (
+        drain("rabbitmq-classic-p100") / drain("rabbitmq-classic-p1"))
+    assert drain("rabbitmq-quorum-p100") > drain("rabbitmq-classic-p100")
+    assert drain("rabbitmq-quorum-p1") < drain("rabbitmq-classic-p1")
+
+
+def test_latency_claims_of_the_page_hold():
+    c = committed()
+    at_half = sorted(ack_p99(x, 0.5) for x in c.values())
+    assert at_half[-2] < 1000 <= at_half[-1]  # "all contenders but one" below a second
+    for cid in ("rabbitmq-classic-p1", "rabbitmq-quorum-p1", "redis-stream"):
+        assert ack_p99(c[cid], 0.8) > 1000, cid  # "went past a second" at 80 %
+    for cid in ("rabbitmq-classic-p100", "rabbitmq-quorum-p100"):
+        assert ack_p99(c[cid], 0.8) < ack_p99(c["redis-list-batched"], 0.8), cid
+    batched = next(p for p in c["redis-list-batched"]["open_loop"] if p["load"] == 0.8)
+    assert batched["send_lag_ms"]["p99"] > 0.9 * batched["ack_ms"]["p99"]  # "almost all"
