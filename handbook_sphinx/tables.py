@@ -698,24 +698,23 @@ def _machine_note(data: dict) -> str:
 
 
 def broker_throughput_table(results: Path) -> Table:
-    """Enqueue and drain rates (median and range), capacity, and the drain ratio to the
-    one-job reliable list queue, per contender."""
+    """Enqueue and drain rates and capacity (median, and the range in brackets), and the drain
+    ratio to the one-job reliable list queue, per contender."""
     data = json.loads(results.read_text(encoding="utf-8"))
     by_id = {c["id"]: c for c in data["contenders"]}
     ref = by_id.get(BROKER_REFERENCE)
     rows = [
         [
             c["label"], f"{c['jobs_per_run']:,}",
-            _rate(c["enqueue"]["median"]), _range(c["enqueue"]),
-            _rate(c["drain"]["median"]), _range(c["drain"]),
+            f"{_rate(c['enqueue']['median'])} ({_range(c['enqueue'])})",
+            f"{_rate(c['drain']['median'])} ({_range(c['drain'])})",
             f"{_rate(c['capacity'])} ({_range(c['sustained'])})",
             format_ratio(c["drain"]["median"] / ref["drain"]["median"] if ref else None),
         ]
         for c in data["contenders"]
     ]
     return Table(
-        ["contender", "jobs per run", "enqueue (median)", "enqueue (range)", "drain (median)",
-         "drain (range)", "capacity (range)", "drain ÷ one-job list"],
+        ["contender", "jobs per run", "enqueue", "drain", "capacity", "drain ÷ one-job list"],
         rows, note=_machine_note(data),
     )
 
@@ -730,18 +729,18 @@ def broker_latency_table(results: Path, load: str = "0.8") -> Table:
         start, ack = point["start_ms"], point["ack_ms"]
         rows.append([
             c["label"], _rate(point["rate"]),
-            *(f"{start[q]:,.1f}" for q in ("p50", "p99", "p99.9")),
-            *(f"{ack[q]:,.1f}" for q in ("p50", "p99", "p99.9")),
-            f"{ack['n']:,}", f"{point['send_lag_ms']['p99']:,.1f}", str(point["lost"]),
+            " / ".join(f"{start[q]:,.0f}" for q in ("p50", "p99", "p99.9")),
+            " / ".join(f"{ack[q]:,.0f}" for q in ("p50", "p99", "p99.9")),
+            f"{ack['n']:,}", f"{point['send_lag_ms']['p99']:,.0f}", str(point["lost"]),
         ])
     return Table(
-        ["contender", "jobs/s sent", "start p50", "start p99", "start p99.9", "ack p50",
-         "ack p99", "ack p99.9", "n", "producer late, p99", "lost"],
+        ["contender", "jobs/s sent", "to start: p50 / p99 / p99.9",
+         "to ack: p50 / p99 / p99.9", "n", "producer late, p99", "lost"],
         rows,
-        note=(f"Milliseconds from each job's scheduled send time, at {float(load):.0%} of the "
-              "contender's capacity; *n* is the number of jobs measured, *producer late* how "
-              "far behind its schedule the producer's confirmed sends were. "
-              + _machine_note(data)),
+        note=(f"Milliseconds from each job's scheduled send time, at {float(load) * 100:g} % "
+              "of the contender's capacity; *n* is the number of jobs measured, *producer "
+              "late* how far behind its schedule the producer's confirmed sends were. Same "
+              f"run as the table above ({data['date']})."),
     )
 
 

@@ -241,6 +241,22 @@ def _reap(children: list[_Child]) -> None:
         c.conn.close()
 
 
+def _both(
+    kind: str, contender: Contender, n: int, offsets: list[float], batch: int, linger: float,
+    timeout: float, deadline: float, threads: bool, children: list[_Child],
+) -> tuple[_Child, _Child]:
+    """Start the consumer, then the producer, each connected and ready to go."""
+    consumer = _start(f"{kind}-consumer", _consumer_main, contender, n, timeout,
+                      threads=threads)
+    children.append(consumer)
+    consumer.expect("ready", deadline)
+    producer = _start(f"{kind}-producer", _producer_main, contender, offsets, batch, linger,
+                      threads=threads)
+    children.append(producer)
+    producer.expect("ready", deadline)
+    return consumer, producer
+
+
 # ---- the runners -------------------------------------------------------------------------
 
 @dataclass
@@ -276,15 +292,8 @@ def open_loop(
     deadline = time.monotonic() + timeout
     children: list[_Child] = []
     try:
-        consumer = _start("openloop-consumer", _consumer_main, contender, n, timeout,
-                          threads=threads)
-        children.append(consumer)
-        consumer.expect("ready", deadline)
-        producer = _start("openloop-producer", _producer_main, contender, offsets, max_batch,
-                          linger,
-                          threads=threads)
-        children.append(producer)
-        producer.expect("ready", deadline)
+        consumer, producer = _both("openloop", contender, n, offsets, max_batch, linger,
+                                   timeout, deadline, threads, children)
         t0 = time.monotonic() + lead
         producer.conn.send(t0)
         _, _elapsed, sent_plain = producer.expect("done", deadline)
@@ -349,14 +358,8 @@ def sustained(
     deadline = time.monotonic() + timeout
     children: list[_Child] = []
     try:
-        consumer = _start("sustained-consumer", _consumer_main, contender, n, timeout,
-                          threads=threads)
-        children.append(consumer)
-        consumer.expect("ready", deadline)
-        producer = _start("sustained-producer", _producer_main, contender, [0.0] * n, batch,
-                          0.0, threads=threads)
-        children.append(producer)
-        producer.expect("ready", deadline)
+        consumer, producer = _both("sustained", contender, n, [0.0] * n, batch, 0.0, timeout,
+                                   deadline, threads, children)
         began = time.monotonic()
         producer.conn.send(None)
         producer.expect("done", deadline)
