@@ -37,6 +37,9 @@ TOOLS = {
     tool.name: tool
     for tool in (
         Tool("promtool", "prometheus", "alert-rule, dashboard and runbook query tests"),
+        Tool("prometheus", "prometheus", "the live Prometheus of the incidents lab"),
+        Tool("prometheus-alertmanager", "prometheus-alertmanager",
+             "the live Alertmanager of the incidents lab"),
         Tool("prometheus-redis-exporter", "prometheus-redis-exporter", "the Redis exporter test"),
         Tool("node", "nodejs", "BullMQ tests (Node.js 20+)"),
         Tool("npm", "npm", "installing the BullMQ example's packages"),
