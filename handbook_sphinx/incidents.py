@@ -68,7 +68,7 @@ def replay(results: Path, incident: str) -> Figure:
         ax.axvline(found["fix_at"], color="#27ae60", lw=1.4, ls="--")
         for alert in found["alerts"]:
             ax.axvline(alert["fired"], color=colours[alert["alert"]], lw=1, ls=":")
-        if len(panel["series"]) > 1:
+        if len(panel["series"]) > 1 or panel["series"][0]["legend"] != "value":
             ax.legend(fontsize=6, loc="upper left", frameon=False)
     for ax in axes[len(panels):]:
         ax.set_visible(False)

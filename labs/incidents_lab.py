@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -108,7 +109,8 @@ def calm(s: Stack, timeout: float, quiet_for: float) -> None:
 def run(lab: Lab, sc: Scenario, timeout: float) -> dict[str, Any]:
     s = lab.stack
     lead = lab.minutes(5)
-    calm(s, timeout, lead)
+    calm(s, timeout, lead + 5)  # nothing fired in the window drawn before the fault
+    refused = dict(lab.producer.refused)
     t_fault = time.time()
     sc.inject(lab)
     seen_inhibited: set[tuple[str, str, str]] = set()
@@ -117,12 +119,16 @@ def run(lab: Lab, sc: Scenario, timeout: float) -> dict[str, Any]:
     while time.time() < deadline:
         fired |= s.firing()
         seen_inhibited |= inhibitions(s)
-        if set(sc.expect) <= fired and time.time() - t_fault >= lab.minutes(sc.minutes):
+        # Held until each promised alert reached the receiver, or Alertmanager held it back.
+        told = {(n["alertname"], n["queue"]) for n in s.receiver.since(t_fault)
+                if n["status"] == "firing"} | {(a, q) for a, q, _ in seen_inhibited}
+        if (set(sc.expect) <= fired & told
+                and time.time() - t_fault >= lab.minutes(sc.minutes)):
             break
         time.sleep(POLL)
-    refused_during_fault = lab.producer.refused
-    sc.repair(lab)
+    refused_during_fault = {k: n - refused[k] for k, n in lab.producer.refused.items()}
     t_fix = time.time()
+    sc.repair(lab)
     deadline = t_fix + timeout
     while time.time() < deadline:
         seen_inhibited |= inhibitions(s)
@@ -131,7 +137,8 @@ def run(lab: Lab, sc: Scenario, timeout: float) -> dict[str, Any]:
         time.sleep(POLL)
     t_end = time.time() + 2
     poll(lambda: time.time() >= t_end, 5, "the last scrape")
-    spans = alert_spans(s, t_fault - lead, t_end)
+    # Alerts still firing at or after the fault; an earlier incident's tail is not this one's.
+    spans = {k: v for k, v in alert_spans(s, t_fault - lead, t_end).items() if v[1] >= t_fault}
     notes = s.receiver.since(t_fault)
 
     def rel(t: float | None) -> float | None:
@@ -184,7 +191,12 @@ def versions(s: Stack) -> dict[str, str]:
     }
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # unwinds through every finally: cleanup
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupted)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="results file (default: standard output)")
     parser.add_argument("--factor", type=float, default=30.0,

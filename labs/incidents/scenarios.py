@@ -133,7 +133,7 @@ def strand_a_job(lab: Lab) -> None:
     name = poll(holder, 30, "a worker to take the long job", every=0.01)
     lab.stack.kill(name)
     lab.state["stranded"] = name
-    lab.stack.start_worker(f"{name}b")  # the orchestrator replaces it, under a new id
+    lab.stack.start_worker(f"{name}b", slot=name)  # its replacement, under a new id
 
 
 def recover_jobs(lab: Lab) -> None:
@@ -206,7 +206,7 @@ SCENARIOS: tuple[Scenario, ...] = (
                     "JobQueueOldestJobTooOld", *ALWAYS_QUIET)),
     Scenario("collector-down", "The queue collector down", "queue-metrics-missing",
              "the collector process killed: its scrape fails",
-             "the collector started again", collector_down, collector_up,
+             "the collector started again", collector_down, collector_up, minutes=10,
              expect=(("JobQueueMetricsMissing", ""),),
              quiet=("JobQueueNotConsuming", "JobQueueOldestJobTooOld",
                     "JobQueueBacklogGrowing", "JobQueueJobsStranded", "JobQueueDeadLetters")),

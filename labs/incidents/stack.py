@@ -190,9 +190,11 @@ class Stack:
             self.ports[name] = free_port()
         return self.ports[name]
 
-    def start_worker(self, name: str, max_attempts: int = 3) -> None:
+    def start_worker(self, name: str, max_attempts: int = 3, slot: str = "") -> None:
+        """Start worker ``name`` serving its metrics on the port of ``slot`` (default: its
+        own): a replacement takes the scrape target of the worker it replaces."""
         self.spawn(name, [sys.executable, "-m", "labs.incidents.fleet", "worker", QUEUE, name,
-                          str(self.port(name)), str(max_attempts)])
+                          str(self.port(slot or name)), str(max_attempts)])
 
     def start_collector(self) -> None:
         stranded_after = 120 / self.factor

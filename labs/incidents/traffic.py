@@ -24,7 +24,7 @@ class Producer:
     rate: float = 10.0
     celery_rate: float = 2.0
     poison: float = 0.0
-    refused: int = 0
+    refused: dict[str, int] = field(default_factory=lambda: {"reliable": 0, "celery": 0})
     sent: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -54,7 +54,7 @@ class Producer:
                     self.queue.enqueue(new_job("send_email", args))
                     self.sent += 1
                 except redis.RedisError:
-                    self.refused += 1
+                    self.refused["reliable"] += 1
             while owed["celery"] >= 1:
                 owed["celery"] -= 1
                 try:
@@ -63,4 +63,4 @@ class Producer:
                         retry=False)
                     self.sent += 1
                 except Exception:  # kombu wraps the OOM reply in its own errors
-                    self.refused += 1
+                    self.refused["celery"] += 1
