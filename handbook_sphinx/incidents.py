@@ -8,6 +8,7 @@ Pages use them through ``{generated-table}`` and ``{generated-figure}`` with
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -98,7 +99,12 @@ def alerts_table(results: Path) -> Table:
             if n:
                 first = ["", ""]
             if alert is None:
-                rows.append([*first, "none", "–", "–", "–"])
+                refused = found["refused_writes"]
+                what = "none"
+                if any(refused.values()):
+                    what += (f" (enqueues refused: {refused['reliable']} to the reliable queue, "
+                             f"{refused['celery']} to Celery)")
+                rows.append([*first, what, "–", "–", "–"])
                 continue
             key = (alert["alert"], alert["queue"])
             notified = (f"held back by {_short(inhibited[key])}" if key in inhibited
@@ -121,8 +127,21 @@ def alerts_table(results: Path) -> Table:
 
 
 def rules_table(results: Path) -> Table:
-    """Each alert's ``for:`` in production and in the lab, and the lab's expression."""
+    """Each alert's ``for:`` in production and in the lab, and the lab's range windows."""
     data = _load(results)
-    rows = [[f"`{r['name']}`", f"`{r['for'][0]}`", f"`{r['for'][1]}`", f"`{r['expr']}`"]
-            for r in data["rules"] if r["for"][0]]
-    return Table(["Alert", "`for:` in production", "in the lab", "expression in the lab"], rows)
+    rows = []
+    for r in data["rules"]:
+        if not r["for"][0]:
+            continue
+        windows = ", ".join(f"`{w}`" for w in dict.fromkeys(re.findall(r"\[(\w+)\]", r["expr"])))
+        rows.append([f"`{r['name']}`", f"`{r['for'][0]}`", f"`{r['for'][1]}`", windows or "–"])
+    return Table(["Alert", "`for:` in production", "in the lab", "range windows in the lab"],
+                 rows)
+
+
+def incidents_table(results: Path) -> Table:
+    """Each incident: its fault, its fix and the runbook entry it replays."""
+    data = _load(results)
+    rows = [[i["title"], i["fault"], i["fix"], f"{{ref}}`runbook-{i['runbook']}`"]
+            for i in data["incidents"]]
+    return Table(["Incident", "Fault", "Fix", "Runbook entry"], rows)
