@@ -78,7 +78,7 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(ipaddress|ssl|urllib)(\..*)?"),
     (r"py:class", r"matplotlib\..*"),  # the docs toolkit's figures (handbook_sphinx.figures)
     # The deploys page's modules annotate with these standard-library types (no inventory).
-    (r"py:.*", r"(ssl|urllib|subprocess)(\..*)?"),
+    (r"py:.*", r"(ssl|urllib|subprocess|contextlib)(\..*)?"),
 ]
 # No network at build time: intersphinx has no inventories to fetch, so it is only kept for
 # explicit :external: roles that would fail loudly. Mapping stays empty on purpose.

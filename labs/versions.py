@@ -303,10 +303,18 @@ RELEASE_LINES: tuple[ReleaseLine, ...] = (
                    "coinciding-with-the-left-boundary"),
             Change("The `le` label of classic histograms (and `quantile` of summaries) is "
                    "normalised to a float at ingestion from 3.0: `le=\"30.0\"`, never "
-                   "`le=\"30\"`. A rule or panel that matches an integer `le` finds nothing; "
-                   "the handbook's rules and dashboard match no `le` value, and "
-                   "prometheus_client already writes `le=\"30.0\"`.",
+                   "`le=\"30\"`. A rule or panel that matches an integer `le` finds nothing. "
+                   "The latency SLO rules match `le=\"300.0\"`, the form prometheus_client "
+                   "writes and 3.x stores; with `le=\"300\"` their page never fires (shown "
+                   "on 2.42 by promtool and by a live Prometheus; 3.x stores no other form).",
                    f"{PROMETHEUS_MIGRATION}#le-and-quantile-label-values"),
+            Change("In regular expressions `.` matches a newline from 3.0, and `holt_winters` "
+                   "is renamed `double_exponential_smoothing` behind the "
+                   "`promql-experimental-functions` flag. Neither changes the handbook's "
+                   "queries: the rules use no regex and no `holt_winters`, and the dashboard's "
+                   "one regex, `queue=~\"$queue\"`, matches queue names, which cannot hold a "
+                   "newline (a test checks all three).",
+                   f"{PROMETHEUS_MIGRATION}#promql"),
             Change("Metric and label names may be UTF-8 from 3.0 "
                    "(`metric_name_validation_scheme: legacy` keeps the old check); the metric "
                    "contract keeps to the legacy characters, which its test checks.",
@@ -317,7 +325,13 @@ RELEASE_LINES: tuple[ReleaseLine, ...] = (
                    f"{PROMETHEUS_MIGRATION}#scrape-protocols"),
             Change("Native histograms are stable (scraped when `scrape_native_histograms` is "
                    "on, 3.8); the handbook's metrics are classic histograms, which 3.x still "
-                   "scrapes.", PROMETHEUS_MIGRATION),
+                   "scrapes. `convert_classic_histograms_to_nhcb` (a scrape option from 3.0) "
+                   "stores them as native histograms with custom buckets instead: the "
+                   "`_bucket` series that the latency SLO rules and the dashboard's "
+                   "percentiles read are then gone unless `always_scrape_classic_histograms` "
+                   "is on too.",
+                   "https://prometheus.io/docs/prometheus/latest/configuration/configuration/"
+                   "#scrape_config"),
             Change("Run `promtool` of the major version your Prometheus runs: rules that pass "
                    "2.42's unit tests are not proven on 3.x until 3.x's `promtool` runs them.",
                    f"{PROMETHEUS_MIGRATION}#promql"),

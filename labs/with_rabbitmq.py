@@ -83,7 +83,15 @@ class RabbitServer:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @classmethod
-    def start(cls, workdir: str | os.PathLike) -> RabbitServer:
+    def start(cls, workdir: str | os.PathLike, *, consumer_timeout_ms: int | None = None,
+              channel_tick_ms: int | None = None) -> RabbitServer:
+        """Boot a node in ``workdir``. ``consumer_timeout_ms`` goes to ``rabbitmq.conf``;
+        ``channel_tick_ms`` (how often a channel checks that timeout, 60 s by default) has no
+        ``rabbitmq.conf`` key and goes to ``advanced.config``."""
+        for name, value in (("consumer_timeout_ms", consumer_timeout_ms),
+                            ("channel_tick_ms", channel_tick_ms)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer (ms), got {value!r}")
         binary = find_server()
         epmd_binary = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
         if binary is None or not Path(epmd_binary).exists():
@@ -101,9 +109,16 @@ class RabbitServer:
             # the metrics endpoint, on loopback like the rest (it needs no login: keep it
             # off public interfaces in production too, or put TLS and a proxy in front)
             "prometheus.tcp.ip = 127.0.0.1\n"
-            f"prometheus.tcp.port = {metrics_port}\n",
+            f"prometheus.tcp.port = {metrics_port}\n"
+            + (f"consumer_timeout = {consumer_timeout_ms}\n" if consumer_timeout_ms else ""),
             encoding="utf-8",
         )
+        if channel_tick_ms:
+            if (work / "advanced.config").exists():
+                raise ValueError("advanced.config exists: put channel_tick_interval in it yourself")
+            (work / "advanced.config").write_text(
+                f"[{{rabbit, [{{channel_tick_interval, {channel_tick_ms}}}]}}].\n", encoding="utf-8"
+            )
         (work / "enabled_plugins").write_text("[rabbitmq_prometheus].\n", encoding="utf-8")
         env = {
             **os.environ,

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from examples.envelope import Job
@@ -186,31 +185,22 @@ def drained(sqs: Any, url: str) -> bool:
 
 
 # [start:cost]
-PAYLOAD_CHUNK = 64 * 1024  # each 64 KiB of a request's payload is billed as one request
-
-
-@dataclass(frozen=True)
-class Price:
-    per_million: float  # USD per million requests, first tier
-    as_of: str  # when it was read from the pricing page
-    source: str = "https://aws.amazon.com/sqs/pricing/"
-
-
-#: First-tier prices in us-east-1 (the page says where they were read and when).
-PRICES = {"standard": Price(0.40, "2026-03"), "fifo": Price(0.50, "2026-03")}
+#: Each 64 KiB of a request's payload is billed as one request (the pricing page's rule, not
+#: repeated in the Developer Guide): a parameter, so a changed rule needs no new code.
+PAYLOAD_CHUNK = 64 * 1024
 
 
 def requests_per_million_jobs(*, batch: int = 1, job_bytes: int = 1024, retries: float = 0.0,
-                              heartbeats: float = 0.0) -> int:
+                              heartbeats: float = 0.0, chunk_bytes: int = PAYLOAD_CHUNK) -> int:
     """Billed requests for a million jobs: send, receive and delete in batches of ``batch``
-    (sends and receives billed per 64 KiB of bodies), a receive and a backoff call for each
-    retry, one ``ChangeMessageVisibility`` per heartbeat."""
+    (sends and receives billed per ``chunk_bytes`` of bodies), a receive and a backoff call
+    for each retry, one ``ChangeMessageVisibility`` per heartbeat."""
     if not 1 <= batch <= BATCH_MAX:
         raise ValueError(f"batch must be 1..{BATCH_MAX}, got {batch}")
-    if job_bytes < 1 or retries < 0 or heartbeats < 0:
-        raise ValueError("job_bytes must be >= 1; retries and heartbeats per job >= 0")
+    if job_bytes < 1 or chunk_bytes < 1 or retries < 0 or heartbeats < 0:
+        raise ValueError("job_bytes and chunk_bytes must be >= 1; retries, heartbeats >= 0")
     jobs = 1_000_000
-    chunks = math.ceil(batch * job_bytes / PAYLOAD_CHUNK)  # billed units per request
+    chunks = math.ceil(batch * job_bytes / chunk_bytes)  # billed units per request
     sends, deletes = math.ceil(jobs / batch), math.ceil(jobs / batch)
     receives = math.ceil(jobs * (1 + retries) / batch)
     return (sends + receives) * chunks + deletes + math.ceil(jobs * (retries + heartbeats))
@@ -223,9 +213,12 @@ def idle_receives_per_month(workers: int, *, wait_seconds: int) -> int:
     return workers * 30 * 86_400 // max(wait_seconds, 1)
 
 
-def monthly_cost(requests: int, price: Price, *, free: int = 1_000_000) -> float:
-    """USD for a month's requests after the free tier, at the first-tier price."""
-    return round(max(0, requests - free) / 1_000_000 * price.per_million, 2)
+def monthly_cost(requests: int, usd_per_million: float, *, free: int = 1_000_000) -> float:
+    """USD for a month's requests after the free million, at ``usd_per_million``: the rate
+    for your region and queue type, read from the pricing page (none is built in)."""
+    if requests < 0 or usd_per_million < 0 or free < 0:
+        raise ValueError("requests, usd_per_million and free must be >= 0")
+    return round(max(0, requests - free) / 1_000_000 * usd_per_million, 2)
 # [end:cost]
 
 

@@ -27,6 +27,7 @@ import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
+import contextlib
 
 import redis
 from opentelemetry import trace
@@ -83,6 +84,8 @@ class InstrumentedWorker:
     ``task="other"``, so a producer that sends made-up names cannot create new series.
     A failed job is put back on the queue until it has run ``max_attempts`` times; then
     the exception reaches ``ReliableQueue.work_one``, which moves it to the dead letters.
+    ``job_context`` (for example ``TracedQueue.processing``) wraps each job, metrics included,
+    so that the exemplars carry the job's own trace.
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class InstrumentedWorker:
         max_attempts: int = 3,
         slots: int = 1,
         timer: Callable[[], float] = time.perf_counter,
+        job_context: Callable[[Job], contextlib.AbstractContextManager[object]] | None = None,
     ) -> None:
         if not isinstance(max_attempts, int) or max_attempts < 1:
             raise ValueError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
@@ -103,6 +107,7 @@ class InstrumentedWorker:
         self.queue, self.worker, self.metrics = queue, worker, metrics
         self.tasks = frozenset(tasks)
         self.max_attempts, self.slots, self.timer = max_attempts, slots, timer
+        self.job_context = job_context or (lambda job: contextlib.nullcontext())
         metrics.worker_slots.labels(queue.name).inc(slots)
 
     def close(self) -> None:
@@ -115,12 +120,17 @@ class InstrumentedWorker:
 
     def work_one(self, handler: Handler) -> bool:
         """Run one job, if there is one, through ``handler`` with metrics around it."""
-        return self.queue.work_one(self.worker, lambda job: self._run(job, handler))
+        def run(job: Job) -> None:
+            with self.job_context(job):
+                self._run(job, handler)
+
+        return self.queue.work_one(self.worker, run)
 
     def _run(self, job: Job, handler: Handler) -> None:
         m, queue, task = self.metrics, self.queue.name, self.task_label(job)
         # created_at survives retries, so a retried job's wait includes its earlier attempts.
-        m.time_in_queue.labels(queue).observe(max(0.0, self.queue.clock.now() - job.created_at))
+        waited = max(0.0, self.queue.clock.now() - job.created_at)
+        m.time_in_queue.labels(queue).observe(waited, exemplar=trace_exemplar())
         in_progress = m.in_progress.labels(queue)
         in_progress.inc()
         started = self.timer()

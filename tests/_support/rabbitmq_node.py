@@ -79,6 +79,29 @@ def rabbitmq_metrics_url(rabbitmq_url):
 
 
 @pytest.fixture(scope="module")
+def short_consumer_timeout_url():
+    """A node of its own whose ``consumer_timeout`` is ``SHORT_CONSUMER_TIMEOUT_MS`` and whose
+    channels check it every ``SHORT_CHANNEL_TICK_MS`` (the session node keeps the defaults:
+    30 minutes, checked every 60 s). About 15 s to boot and stop."""
+    require_tool("rabbitmq-server", finder=find_server)
+    workdir = tempfile.mkdtemp(prefix="handbook-rabbitmq-timeout-")
+    try:
+        server = RabbitServer.start(workdir, consumer_timeout_ms=SHORT_CONSUMER_TIMEOUT_MS,
+                                    channel_tick_ms=SHORT_CHANNEL_TICK_MS)
+        try:
+            server.wait_ready(timeout=90)
+            yield server.url
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+SHORT_CONSUMER_TIMEOUT_MS = 1000
+SHORT_CHANNEL_TICK_MS = 200
+
+
+@pytest.fixture(scope="module")
 def connection(rabbitmq_url):
     """A blocking connection for one test module (import this fixture where it is used)."""
     from examples.fundamentals.broker_topology.rabbitmq import connect

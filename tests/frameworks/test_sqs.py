@@ -15,7 +15,6 @@ import pytest
 from examples.clock import FakeClock
 from examples.envelope import Job, new_job
 from examples.frameworks.sqs import (
-    PRICES,
     alarm_summary,
     depth,
     drained,
@@ -231,14 +230,31 @@ def test_the_request_arithmetic():
     assert requests_per_million_jobs(batch=1, job_bytes=256 * 1024) == 9_000_000  # 4 chunks each way
     assert requests_per_million_jobs(batch=10, job_bytes=64 * 1024) == 2_100_000  # 10 chunks per batch
     assert requests_per_million_jobs(batch=1, retries=0.1, heartbeats=2) == 5_200_000
+    # the chunk is a parameter: were it 256 KiB, a 256 KiB job would be one unit each way
+    assert requests_per_million_jobs(batch=1, job_bytes=256 * 1024, chunk_bytes=256 * 1024) == 3_000_000
     assert idle_receives_per_month(1, wait_seconds=20) == 129_600
     assert idle_receives_per_month(1, wait_seconds=0) == 2_592_000  # 20 times as many
-    assert monthly_cost(3_000_000, PRICES["standard"]) == 0.8  # 2 M billed after the free million
-    assert monthly_cost(500_000, PRICES["fifo"]) == 0.0
+    assert monthly_cost(3_000_000, 0.5) == 1.0  # 2 M billed after the free million, at your rate
+    assert monthly_cost(500_000, 0.5) == 0.0
     with pytest.raises(ValueError, match="batch must be 1..10"):
         requests_per_million_jobs(batch=11)
+    with pytest.raises(ValueError, match="chunk_bytes must be >= 1"):
+        requests_per_million_jobs(chunk_bytes=0)
     with pytest.raises(ValueError, match="wait_seconds 0..20"):
         idle_receives_per_month(3, wait_seconds=30)
+    with pytest.raises(ValueError, match="usd_per_million"):
+        monthly_cost(3_000_000, -0.4)
+
+
+def test_no_price_is_built_in():
+    """The prices are the reader's input: the module and its table print none."""
+    import examples.frameworks.sqs as module
+    from handbook_sphinx.tables import sqs_cost_table
+
+    assert not hasattr(module, "PRICES")
+    table = sqs_cost_table()
+    assert not any("USD" in str(cell) for row in table.rows for cell in row) and "USD" not in " ".join(table.header)
+    assert "pricing page" in table.note
 
 
 def test_the_quoted_limits_match_the_installed_botocore_model():

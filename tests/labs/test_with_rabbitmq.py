@@ -33,3 +33,15 @@ def test_every_port_of_the_node_listens_on_loopback_only(tmp_path):
     assert f"127.0.0.1:{server.metrics_port}" in ports  # the rabbitmq_prometheus endpoint
     for address in ports:
         assert ipaddress.ip_address(address.rsplit(":", 1)[0]).is_loopback, f"{address} is not loopback: {ports}"
+
+
+def test_the_timeout_settings_refuse_what_the_node_would_not_take(tmp_path):
+    with pytest.raises(ValueError, match="consumer_timeout_ms must be a positive integer"):
+        RabbitServer.start(tmp_path, consumer_timeout_ms=0)
+    with pytest.raises(ValueError, match="channel_tick_ms must be a positive integer"):
+        RabbitServer.start(tmp_path, channel_tick_ms=1.5)  # type: ignore[arg-type]
+    if find_server() is None:
+        pytest.skip(INSTALL_HINT)
+    (tmp_path / "advanced.config").write_text("[].\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="advanced.config exists"):
+        RabbitServer.start(tmp_path, channel_tick_ms=200)

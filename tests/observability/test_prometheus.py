@@ -7,8 +7,12 @@ import random
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import prometheus_client
 import pytest
@@ -334,12 +338,130 @@ def test_a_run_time_observation_carries_the_trace_of_the_span_in_progress(lab):
         worker.work_one(handler_for(clock))
     trace_id = format(span.get_span_context().trace_id, "032x")
     openmetrics = openmetrics_latest(registry).decode()
-    [line] = [line for line in openmetrics.splitlines() if f'trace_id="{trace_id}"' in line]
+    carrying = [line for line in openmetrics.splitlines() if f'trace_id="{trace_id}"' in line]
     # the 2 s run lands in the 2.5 s bucket, and the exemplar records the value it saw
-    assert line.startswith('jobqueue_job_run_duration_seconds_bucket{') and 'le="2.5"' in line
+    [line] = [line for line in carrying if line.startswith("jobqueue_job_run_duration_seconds")]
+    assert 'le="2.5"' in line
+    # the wait (0 s here) carries the same trace, in the first time-in-queue bucket
+    [wait] = [line for line in carrying if line.startswith("jobqueue_job_time_in_queue_seconds")]
+    assert 'le="1.0"' in wait
     value, _timestamp = line.split(f'# {{trace_id="{trace_id}"}} ')[1].split()
     assert float(value) == 2.0
     assert "trace_id" not in generate_latest(registry).decode()  # the classic format drops them
+
+
+# -- exemplars on a live Prometheus: from the late bucket to the job's trace -----------------------
+@contextmanager
+def serve_metrics(registry: CollectorRegistry) -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """Serve ``registry`` with prometheus_client's WSGI app on a free loopback port, and record
+    what each scrape asked for (Accept) and got (Content-Type)."""
+    from prometheus_client import make_wsgi_app
+
+    app = make_wsgi_app(registry)
+    scrapes: list[dict[str, str]] = []
+
+    def recording(environ, start_response):
+        def start(status, headers, exc_info=None):
+            scrapes.append({"accept": environ.get("HTTP_ACCEPT", ""),
+                            "content_type": dict(headers).get("Content-Type", "")})
+            return start_response(status, headers, exc_info)
+        return app(environ, start)
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = make_server("127.0.0.1", 0, recording, handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_port}", scrapes
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_a_late_jobs_exemplar_read_back_from_prometheus_names_that_jobs_trace(r):
+    """A traced job that waited 400 s: Prometheus 2.42 scrapes its worker in OpenMetrics, stores
+    the exemplar of the 600 s bucket, and /api/v1/query_exemplars returns the trace id that
+    the tracing page's spans (in-memory exporter) carry for that job; the burn-rate recording
+    rule of slo.yml sees one late start in two. A second Prometheus, with native histograms on,
+    asks for protobuf first; prometheus_client answers OpenMetrics and the histogram stays
+    classic there too. (Both run at once: 2.42 scrapes a new target only after about 5 s.)"""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from examples.observability.tracing import TracedQueue
+    from labs import with_prometheus as wp
+    from tests._support.promtool import ALERTING
+    from tests._support.tools import require_tool
+    from tests._support.waiting import eventually
+
+    require_tool("prometheus")
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    tracer = provider.get_tracer("handbook.tests")
+    clock, registry = FakeClock(1_000), CollectorRegistry()
+    traced = TracedQueue(ReliableQueue(r, "emails", clock=clock), tracer)
+    metrics = QueueMetrics(registry)
+    worker = InstrumentedWorker(traced.queue, "w1", metrics, tasks={"send_email"},
+                                timer=clock.now, job_context=traced.processing)
+    metrics.time_in_queue.labels("emails")  # scraped at 0 first, so that rate() sees the jobs
+    with ExitStack() as stack:
+        servers = {}
+        for features in (("exemplar-storage",), ("exemplar-storage", "native-histograms")):
+            target, scrapes = stack.enter_context(serve_metrics(registry))
+            prom = stack.enter_context(wp.prometheus(
+                [wp.scrape_config("workers", target)], rules=[ALERTING / "slo.yml"],
+                features=features))
+            servers["native-histograms" in features] = (prom, scrapes)
+        for prom, _ in servers.values():
+            prom.wait_for_targets()
+        with tracer.start_as_current_span("POST /signup"):
+            traced.enqueue(new_job("send_email", {"n": 1}, clock=clock))
+        clock.advance(10)
+        assert worker.work_one(lambda job: None)  # waited 10 s
+        with tracer.start_as_current_span("POST /signup") as request:
+            late = traced.enqueue(new_job("send_email", {"n": 2}, clock=clock))
+        clock.advance(400)
+        assert worker.work_one(lambda job: None)  # waited 400 s: over the 300 s SLO
+
+        # the tracing page's side: the late job's process span is in its request's trace
+        late_trace = format(request.get_span_context().trace_id, "032x")
+        [process] = [s for s in spans.get_finished_spans() if s.name == "process emails"
+                     and s.attributes["messaging.message.id"] == late.id]
+        assert format(process.context.trace_id, "032x") == late_trace
+
+        for native, (prom, scrapes) in servers.items():
+            def late_exemplar(prom=prom):
+                now = time.time()
+                found = prom.api("query_exemplars",
+                                 query="jobqueue_job_time_in_queue_seconds_bucket",
+                                 start=now - 600, end=now + 60)
+                return [(series["seriesLabels"]["le"], ex["labels"]["trace_id"],
+                         float(ex["value"]))
+                        for series in found for ex in series["exemplars"]
+                        if ex["labels"].get("trace_id") == late_trace]
+
+            assert eventually("the late job's exemplar", late_exemplar, timeout=30) == [
+                ("600.0", late_trace, 400.0)]
+            ratio = eventually("the latency SLO's recording rule", lambda prom=prom: prom.query(
+                'queue:jobqueue_slow_start_ratio:rate5m{queue="emails"}'), timeout=30)
+            assert float(ratio[0]["value"][1]) == pytest.approx(0.5)
+            # the le trap of Prometheus 3, on 2.42: the client writes "300.0", never "300"
+            assert prom.query('jobqueue_job_time_in_queue_seconds_bucket{le="300"}') == []
+            assert len(prom.query('jobqueue_job_time_in_queue_seconds_bucket{le="300.0"}')) == 1
+            # format negotiation, and what native histograms change for a Python worker
+            assert scrapes and all(s["content_type"].startswith(
+                "application/openmetrics-text; version=1.0.0") for s in scrapes)
+            protobuf_first = scrapes[0]["accept"].startswith("application/vnd.google.protobuf")
+            assert protobuf_first == native
+            buckets = prom.query('jobqueue_job_time_in_queue_seconds_bucket{queue="emails"}')
+            assert len(buckets) == len(contract.TIME_IN_QUEUE_BUCKETS) + 1
+            assert prom.query("jobqueue_job_time_in_queue_seconds") == []  # no native histogram
 
 
 # -- Redis itself: the exporter ------------------------------------------------------------------

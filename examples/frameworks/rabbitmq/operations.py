@@ -9,6 +9,8 @@ recipe of the page *Broker topology*; this module adds what operating it needs:
   against ``basic_consume`` (one round trip per job, and empty polls when idle);
 * :func:`declare_shared_delay_queue`: one delay queue for every backoff, which shows why
   per-message TTLs need one queue per delay (a message expires only at the head);
+* :func:`declare_partitions` and :func:`partition_key`: ordered partitions, one quorum queue
+  each with a single active consumer;
 * :func:`queue_series`: the per-queue series of the ``rabbitmq_prometheus`` plugin, parsed.
 """
 
@@ -22,6 +24,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from prometheus_client.parser import text_string_to_metric_families
 
 from examples.envelope import Job
+from examples.fundamentals.partitioning import partition_for
 # [end:imports]
 
 
@@ -54,6 +57,31 @@ def declare_shared_delay_queue(channel: BlockingChannel, name: str, target: str)
         "x-dead-letter-exchange": "", "x-dead-letter-routing-key": target,
     })
 # [end:shared-delay]
+
+
+# [start:partitions]
+def declare_partitions(channel: BlockingChannel, name: str, partitions: int) -> list[str]:
+    """One quorum queue per partition, bound to the direct exchange ``name`` under the
+    partition's number. Each queue has a single active consumer: every worker may subscribe,
+    the broker delivers to one at a time, and the next takes over when that one goes."""
+    if partitions < 1:
+        raise ValueError(f"partitions must be >= 1, got {partitions}")
+    channel.exchange_declare(exchange=name, exchange_type="direct", durable=True)
+    queues = []
+    for number in range(partitions):
+        queue = f"{name}.p{number}"
+        channel.queue_declare(queue=queue, durable=True, arguments={
+            "x-queue-type": "quorum", "x-single-active-consumer": True,
+        })
+        channel.queue_bind(queue=queue, exchange=name, routing_key=str(number))
+        queues.append(queue)
+    return queues
+
+
+def partition_key(key: str, partitions: int) -> str:
+    """The routing key that sends the jobs of ``key`` to their partition's queue."""
+    return str(partition_for(key, partitions))
+# [end:partitions]
 
 
 # [start:metrics]
