@@ -165,8 +165,9 @@ SCENARIOS: tuple[Scenario, ...] = (
              expect=(("JobQueueOldestJobTooOld", QUEUE), ("JobQueueBacklogGrowing", QUEUE)),
              quiet=("JobQueueNotConsuming", "JobQueueErrorRatioHigh", "JobQueueDeadLetters",
                     "JobQueueJobsStranded", *ALWAYS_QUIET)),
-    Scenario("workers-dead", "All workers dead", "queue-nobody-consumes",
-             "both reliable-queue workers killed (SIGKILL) while jobs keep arriving",
+    Scenario("workers-dead", "All workers dead", "workers-oom",
+             "both reliable-queue workers killed (SIGKILL, as the OOM killer does) while jobs "
+             "keep arriving",
              "the jobs the dead workers held are recovered, and two workers start again",
              kill_workers, restart_workers,
              expect=(("JobQueueOldestJobTooOld", QUEUE), ("JobQueueNotConsuming", QUEUE)),

@@ -65,7 +65,8 @@ def test_each_incident_expects_exactly_what_its_runbook_entry_promises():
 
 def test_the_committed_results_keep_every_promise():
     data = json.loads(RESULTS.read_text())
-    assert [i["id"] for i in data["incidents"]] == [sc.id for sc in SCENARIOS]
+    assert [(i["id"], i["runbook"]) for i in data["incidents"]] == [
+        (sc.id, sc.runbook) for sc in SCENARIOS]
     assert data["wall_seconds"] < 15 * 60
     for incident in data["incidents"]:
         fired = {(a["alert"], a["queue"]) for a in incident["alerts"]}
