@@ -107,9 +107,11 @@ def alerts_table(results: Path) -> Table:
                 rows.append([*first, what, "–", "–", "–"])
                 continue
             key = (alert["alert"], alert["queue"])
-            notified = (f"held back by {_short(inhibited[key])}" if key in inhibited
-                        and alert["notified"] is None
-                        else _seconds(alert["notified"], factor))
+            notified = _seconds(alert["notified"], factor) if alert["notified"] else ""
+            if key in inhibited:  # Alertmanager held it back while its cause fired
+                held = f"held back by {_short(inhibited[key])}"
+                notified = f"{notified}, then {held}" if notified else held
+            notified = notified or "–"
             resolved = ("still firing" if alert["resolved"] is None
                         else f"{alert['resolved'] - found['fix_at']:.0f} s after the fix")
             rows.append([*first, f"{alert['alert']} ({alert['queue'] or 'all queues'})",
