@@ -192,13 +192,14 @@ def failover(results: Path) -> Figure:
     faults = [f for f in FAILOVER_FAULTS if any(r["fault"] == f for r in data)]
     configs = [c for c in FAILOVER_CONFIGS if any(r["config"] == c for r in data)]
     cell = {(r["fault"], r["config"]): r for r in data}
-    fig = Figure(figsize=(9, 4), layout="constrained")
+    fig = Figure(figsize=(9, 4.5), layout="constrained")
     lost_ax, down_ax = fig.subplots(1, 2)
     width = 0.8 / len(configs)
-    colours = ("#c0392b", "#1f4e79", "#7f8c8d", "#e59866", "#f5b7b1")
+    colours = ("#c0392b", "#1f4e79", "#7f8c8d", "#e59866", "#f5b7b1", "#5dade2", "#7d3c98",
+               "#27ae60")
     for i, config in enumerate(configs):
         xs = [n + (i - (len(configs) - 1) / 2) * width for n in range(len(faults))]
-        label = FAILOVER_CONFIGS[config].replace("`", "")
+        label = FAILOVER_CONFIGS[config].replace("`", "").replace("*", "")
         lost = [cell[(f, config)]["acked_then_lost"] if (f, config) in cell else 0
                 for f in faults]
         down = [cell[(f, config)]["unavailable_seconds"] if (f, config) in cell else 0

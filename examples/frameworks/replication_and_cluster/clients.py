@@ -24,6 +24,10 @@ ValueError: expected host:port, got '10.0.0.11'
 from __future__ import annotations
 
 import os
+import random
+import time
+from collections.abc import Callable
+from typing import Any
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
@@ -82,27 +86,84 @@ class NotReplicated(redis.RedisError):
 
 
 def enqueue_replicated(
-    queue: QueueBase, job: Job, *, replicas: int = 1, timeout_ms: int = 500
+    queue: QueueBase, job: Job, *, replicas: int = 1, timeout_ms: int = 500, aof: bool = False
 ) -> int:
-    """``LPUSH`` the job, then ``WAIT`` until ``replicas`` replicas have it.
+    """``LPUSH`` the job, then ``WAIT`` until ``replicas`` replicas have it; with ``aof``,
+    ``WAITAOF 1 replicas`` instead: until this server's append-only file and ``replicas``
+    replicas' files have it ``fsync``-ed (Redis 7.2+, Valkey; every one needs the AOF).
 
-    Both commands go in one pipeline, so they use the same connection: ``WAIT`` counts only
-    the writes of its own connection. Raises :class:`NotReplicated` when the timeout passes
-    first; the job is then on the primary anyway (``WAIT`` rolls nothing back), so a producer
-    that retries must tolerate the job twice.
+    Both commands use the same connection: ``WAIT`` counts only the writes of its own
+    connection. ``WAIT`` rides in one pipeline with the push; ``WAITAOF`` follows it in a
+    second round trip, because in one pipeline Valkey 9.1 answered every other call only after
+    about a second (a replica reports its ``fsync``-ed offset once a second unless asked
+    again). Raises :class:`NotReplicated` when the timeout passes first; the job is then on
+    the primary anyway (``WAIT`` rolls nothing back), so a producer that retries must
+    tolerate the job twice.
     """
     if replicas < 1 or timeout_ms < 1:
         raise ValueError(f"replicas and timeout_ms must be >= 1, got {replicas}, {timeout_ms}")
-    with queue.r.pipeline(transaction=False) as pipe:
-        pipe.lpush(queue.pending_key, job.to_json())
-        pipe.execute_command("WAIT", replicas, timeout_ms)
-        depth, acknowledged = pipe.execute()
-    if acknowledged < replicas:
+    local = 1
+    if aof:
+        with queue.r.client() as one:  # one connection for both round trips
+            depth = one.lpush(queue.pending_key, job.to_json())
+            local, acknowledged = one.execute_command("WAITAOF", 1, replicas, timeout_ms)
+    else:
+        with queue.r.pipeline(transaction=False) as pipe:
+            pipe.lpush(queue.pending_key, job.to_json())
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            depth, acknowledged = pipe.execute()
+    if local < 1 or acknowledged < replicas:
         raise NotReplicated(
-            f"job {job.id!r} reached {acknowledged} of {replicas} replicas in {timeout_ms} ms"
+            f"job {job.id!r} reached {acknowledged} of {replicas} replicas"
+            f"{' (not fsync-ed locally)' if local < 1 else ''} in {timeout_ms} ms"
         )
     return int(depth)
 # [end:wait]
+
+
+# [start:retry]
+def retryable(exc: BaseException) -> bool:
+    """The errors a failover causes, which a later attempt can get past: no answer (the
+    primary is down, or Sentinel names none yet), ``READONLY`` from a demoted primary,
+    ``NOREPLICAS``, and :class:`NotReplicated`; not a refused password (redis-py raises it
+    as a kind of connection error)."""
+    if isinstance(exc, redis.AuthenticationError):
+        return False
+    if isinstance(exc, (NotReplicated, redis.ConnectionError, redis.TimeoutError,
+                        redis.ReadOnlyError)):
+        return True
+    return isinstance(exc, redis.ResponseError) and str(exc).startswith(
+        ("NOREPLICAS", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"))
+
+
+def with_retries(
+    attempt: Callable[[], Any], *, attempts: int = 6, base_delay: float = 0.1,
+    max_delay: float = 2.0, rng: random.Random | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    on_error: Callable[[BaseException], None] = lambda exc: None,
+) -> Any:
+    """Call ``attempt`` until it succeeds, at most ``attempts`` times, sleeping between tries
+    for half the exponential delay plus a random share of the other half (``base_delay``,
+    doubling, at most ``max_delay``). Other errors, and the last failure, propagate.
+
+    Retry the *same* job (same id): after a timeout or :class:`NotReplicated` the earlier
+    copy may be on the primary too, so the job can run twice; its handler must not mind.
+    """
+    if attempts < 1 or base_delay <= 0 or max_delay < base_delay:
+        raise ValueError(f"need attempts >= 1 and 0 < base_delay <= max_delay, got "
+                         f"{attempts}, {base_delay}, {max_delay}")
+    rng = rng or random.Random()
+    for n in range(attempts):
+        try:
+            return attempt()
+        except redis.RedisError as exc:
+            if not retryable(exc) or n == attempts - 1:
+                raise
+            on_error(exc)
+            delay = min(max_delay, base_delay * 2**n)
+            sleep(delay / 2 + rng.uniform(0, delay / 2))
+    raise AssertionError("unreachable")  # the loop returns or raises
+# [end:retry]
 
 
 # [start:cluster]

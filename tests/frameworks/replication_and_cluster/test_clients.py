@@ -5,16 +5,18 @@ variants pass the KEDA schema like the other manifests."""
 
 from __future__ import annotations
 
+import random
 import re
 import string
 from pathlib import Path
 
 import pytest
+import redis
 import yaml
 
 from examples.envelope import new_job
 from examples.frameworks.replication_and_cluster.clients import (
-    NotReplicated, enqueue_replicated, parse_addresses,
+    NotReplicated, enqueue_replicated, parse_addresses, retryable, with_retries,
 )
 from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
 from labs import failover_lab as lab
@@ -96,3 +98,50 @@ def test_the_keda_schema_catches_a_misspelled_sentinel_field():
     document = next(iter(scaled))
     document["spec"]["triggers"][0]["metadata"]["sentinelMastr"] = "jobs"
     assert any("sentinelMastr" in error for error in keda_errors(document))
+
+
+class Flaky:
+    """An enqueue that fails with the given errors, in order, then succeeds."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors, self.calls = list(errors), 0
+
+    def __call__(self) -> int:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return 7
+
+
+def test_a_failover_error_is_retried_with_growing_jittered_backoff_on_a_fake_clock():
+    slept: list[float] = []
+    seen: list[str] = []
+    attempt = Flaky(redis.ConnectionError("down"), redis.ReadOnlyError("READONLY"),
+                    redis.ResponseError("NOREPLICAS Not enough good replicas to write."),
+                    NotReplicated("0 of 1"))
+    assert with_retries(attempt, attempts=6, base_delay=0.1, max_delay=2.0,
+                        rng=random.Random(1), sleep=slept.append,
+                        on_error=lambda exc: seen.append(type(exc).__name__)) == 7
+    assert attempt.calls == 5
+    assert seen == ["ConnectionError", "ReadOnlyError", "ResponseError", "NotReplicated"]
+    for n, delay in enumerate(slept):  # half the doubling delay, plus up to the other half
+        assert 0.1 * 2**n / 2 <= delay <= 0.1 * 2**n
+
+
+def test_retries_are_bounded_and_the_last_error_reaches_the_caller():
+    slept: list[float] = []
+    attempt = Flaky(*(redis.TimeoutError(f"try {n}") for n in range(10)))
+    with pytest.raises(redis.TimeoutError, match="try 3"):
+        with_retries(attempt, attempts=4, base_delay=1.0, max_delay=1.5,
+                     rng=random.Random(2), sleep=slept.append)
+    assert attempt.calls == 4 and len(slept) == 3 and max(slept) <= 1.5
+
+
+def test_an_error_no_retry_can_fix_is_raised_at_once():
+    attempt = Flaky(redis.ResponseError("WRONGTYPE Operation against a key"))
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        with_retries(attempt, sleep=lambda s: pytest.fail("slept"))
+    assert attempt.calls == 1
+    assert not retryable(redis.AuthenticationError("WRONGPASS"))
+    with pytest.raises(ValueError, match="need attempts >= 1"):
+        with_retries(attempt, attempts=0)
