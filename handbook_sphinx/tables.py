@@ -151,6 +151,56 @@ def throughput_table(results: Path) -> Table:
     )
 
 
+#: The comparisons the throughput page's advice rests on: (numerator id, denominator id,
+#: phase, what it measures, whether it carries over to another machine).
+THROUGHPUT_ADVICE = [
+    ("reliable-batched", "raw-multi", "enqueue", "batched queue enqueue ÷ multi-value `LPUSH`",
+     "carries over: both are bound by the Python client; the gap is serialising and checking "
+     "each job"),
+    ("reliable-batched", "raw-multi", "drain", "batched queue drain ÷ `RPOP COUNT`",
+     "this machine: the step in flight overlaps the worker's parsing only while Redis has a "
+     "core to itself, which 2 shared cores rarely give"),
+    ("reliable-batched", "rq", "drain", "batched queue drain ÷ RQ `SimpleWorker`",
+     "carries over in order of magnitude: one round trip per batch against several per job"),
+    ("celery-prefork", "celery", "drain", "Celery prefork ×2 (acks late, prefetch 1) ÷ solo",
+     "this machine: two worker processes on two cores, shared with Redis and the neighbours"),
+    ("rq-pool", "rq", "drain", "RQ pool ×2 (forking) ÷ `SimpleWorker`",
+     "partly: a fork per job costs milliseconds anywhere; how many forks run at once is the "
+     "core count"),
+    ("bullmq-10", "bullmq", "drain", "BullMQ concurrency 10 ÷ 1",
+     "carries over for I/O-bound handlers: concurrency hides round trips, not CPU work"),
+    ("sidekiq", "bullmq", "drain", "Sidekiq (default concurrency) ÷ BullMQ concurrency 1",
+     "this machine: Ruby threads share one interpreter lock; no-op jobs measure overhead only"),
+]
+
+
+def throughput_advice(results: Path) -> Table:
+    """The ratios the advice names, from medians of the same run, with whether they carry
+    over; the reference queue's own ratios are the run-by-run medians and ranges."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    by_id = {c["id"]: c for c in data["contenders"]}
+    paired = data.get("reference_ratios", {})
+    rows = []
+    for top, bottom, phase, what, carries in THROUGHPUT_ADVICE:
+        if top not in by_id or bottom not in by_id:
+            continue
+        key = f"{phase}_vs_{'ceiling' if bottom == 'raw-multi' else bottom}"
+        if top == "reliable-batched" and key in paired:
+            r = paired[key]
+            measured = (f"{format_ratio(r['median'])} (runs: {format_ratio(r['min'])}–"
+                        f"{format_ratio(r['max'])})")
+        else:
+            measured = format_ratio(by_id[top][phase]["median"] / by_id[bottom][phase]["median"])
+        rows.append([what, measured, carries])
+    load = data["machine"]["load_average_at_end"]
+    return Table(
+        ["comparison", "measured", "property of this machine, or carries over"], rows,
+        note=(f"{data['machine']['cores']} cores, load average {load[0]} / {load[1]} / "
+              f"{load[2]} (1, 5, 15 min) at the end of the run of {data['date'][:10]}: other "
+              "work shared the machine."),
+    )
+
+
 # -- Persistence: the experiment's results file --------------------------------------------
 PERSISTENCE_MODES = {
     "none": "no persistence",

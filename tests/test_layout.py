@@ -33,6 +33,8 @@ NOT_SHOWN_BY_ITS_PAGE = {
     "examples/frameworks/bullmq/bench.js": "the throughput benchmark's Node contender, shown on "
     "the throughput page; it sits beside package.json so that Node resolves bullmq",
     "examples/frameworks/bullmq/package-lock.json": "the lockfile `npm ci` installs from",
+    "examples/frameworks/sidekiq/bench.rb": "the throughput benchmark's Sidekiq contender, shown "
+    "on the throughput page; it sits beside the Sidekiq example's jobs",
     "examples/frameworks/bullmq/test": "the Node project's own tests, run by tests/frameworks/test_bullmq.py",
     "examples/frameworks/choosing_a_framework/defaults.py": "the BullMQ and Sidekiq defaults, "
     "shown on the BullMQ and Sidekiq pages; the settings table of this page is checked against it",

@@ -1,7 +1,8 @@
 // The BullMQ contender of the throughput benchmark (page: docs/frameworks/throughput.md).
-// Run by labs/throughput.py as `node bench.js N BATCH`: enqueues N no-op jobs
-// with addBulk, BATCH per call, then drains them with one Worker at concurrency 1 (one job at
-// a time, like the other contenders), and prints {"enqueue_seconds", "drain_seconds"} as JSON.
+// Run by labs/throughput.py as `node bench.js N BATCH [CONCURRENCY]`: enqueues N no-op jobs
+// with addBulk, BATCH per call, then drains them with one Worker at CONCURRENCY (default 1:
+// one job at a time, like the minimal contenders), and prints {"enqueue_seconds",
+// "drain_seconds", "completed"} as JSON.
 'use strict';
 
 const { Queue, Worker } = require('bullmq');
@@ -20,6 +21,7 @@ const seconds = (from, to) => Number(to - from) / 1e9;
 async function main() {
   const n = positiveInteger(process.argv[2], 'N');
   const batch = positiveInteger(process.argv[3], 'BATCH');
+  const concurrency = positiveInteger(process.argv[4] || '1', 'CONCURRENCY');
   const name = `bench-${process.pid}`;
   const queue = new Queue(name, { connection: workerConnection() });
   await queue.waitUntilReady();
@@ -40,7 +42,7 @@ async function main() {
   const finished = new Promise((resolve) => { allDone = resolve; });
   const worker = new Worker(name, async () => undefined, {
     connection: workerConnection(),
-    concurrency: 1,
+    concurrency,
     autorun: false,
   });
   worker.on('completed', () => {

@@ -38,25 +38,18 @@ already done (up to one batch of duplicates per crash with ``work_batch``, two w
 # [start:imports]
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import redis
 from redis.exceptions import NoScriptError
 
 from examples.clock import Clock
-from examples.envelope import (
-    MAX_MESSAGE_BYTES,
-    MAX_NESTING,
-    SCHEMA_VERSION,
-    Job,
-    MalformedJob,
-    printable_name,
-)
+from examples.envelope import Job, MalformedJob
+from examples.frameworks.throughput.wire import MAX_PUSH, dump_batch, parse_batch
 from examples.fundamentals.delivery_guarantees.queues import Handler, ReliableQueue
 from examples.redis_client import text
 # [end:imports]
@@ -116,61 +109,6 @@ return {#jobs, table.concat(jobs, '\\n')}
 """
 # [end:step-script]
 
-# [start:fast-parse]
-_FIELDS = tuple(sorted(f.name for f in fields(Job)))  # the key order of Job.to_json()
-# Types of the values in that order: args, attempts, created_at, headers, id, task, v.
-_SHAPES = frozenset({
-    (dict, int, float, dict, str, str, int),
-    (dict, int, int, dict, str, str, int),
-})
-_DECODE = json.JSONDecoder().raw_decode
-
-
-def parse_batch(count: int, joined: str) -> list[Job] | None:
-    """Turn ``count`` newline-joined messages into jobs, or return ``None`` for the slow path.
-
-    :meth:`~examples.envelope.Job.to_json` writes ASCII only, so anything else takes the
-    slow path. With exactly ``count - 1`` newlines, no message contains one, so every
-    newline is a boundary. Each message must then be exactly one JSON value ending at a boundary
-    (``raw_decode`` skips no whitespace) with the keys in the order
-    :meth:`~examples.envelope.Job.to_json` writes them and the types
-    :meth:`~examples.envelope.Job.from_json` accepts, only stricter (``type(x) is int``
-    refuses ``True``), and within the limits that method checks: size, nesting (bounded by
-    the count of brackets), printable id and task. Anything unusual returns ``None``, and the
-    caller checks each message with :meth:`~examples.envelope.Job.from_json`, which names the
-    reason a malformed one is dead-lettered.
-    """
-    if (not isinstance(joined, str) or not joined.isascii() or joined.count("\n") != count - 1
-            or len(joined) > MAX_MESSAGE_BYTES):  # then one message might be over the limit
-        return None
-    jobs: list[Job] = []
-    end, size = -1, len(joined)
-    try:
-        while end < size:
-            start = end + 1
-            data, end = _DECODE(joined, start)
-            if end < size and joined[end] != "\n":
-                return None
-            if not (
-                type(data) is dict
-                and tuple(data) == _FIELDS
-                and tuple(map(type, data.values())) in _SHAPES
-                and data["v"] == SCHEMA_VERSION
-                and joined.count("{", start, end) + joined.count("[", start, end) <= MAX_NESTING
-                and printable_name(data["id"])
-                and printable_name(data["task"])
-            ):
-                return None
-            # As copy and pickle rebuild an instance: the keys are exactly the fields,
-            # so this equals Job(**data), five times faster.
-            job = object.__new__(Job)
-            job.__dict__.update(data)
-            jobs.append(job)
-    except (ValueError, RecursionError):  # not JSON, or nested too deeply for the parser
-        return None
-    return jobs if len(jobs) == count else None
-# [end:fast-parse]
-
 
 # [start:batched-queue]
 log = logging.getLogger(__name__)
@@ -228,11 +166,23 @@ class BatchedReliableQueue(ReliableQueue):
         self._step_script = r.register_script(STEP_LUA)
 
     def enqueue_many(self, jobs: Iterable[Job]) -> int:
-        """Add jobs at the tail of the queue in one round trip; return how many."""
-        raws = [job.to_json() for job in jobs]
+        """Add jobs at the tail of the queue; return how many, once Redis has them all.
+
+        Every job is checked and serialised before any is sent (see
+        :func:`~examples.frameworks.throughput.wire.dump_batch`), so a malformed one refuses
+        the whole call and nothing is enqueued. Up to ``MAX_PUSH`` jobs go in one ``LPUSH``
+        (one round trip, all or nothing); more go in one pipeline of such commands, in order,
+        and an error there may leave a first part enqueued (at least once: enqueue the rest
+        again, or all of it).
+        """
+        raws = dump_batch(jobs)
+        if len(raws) <= MAX_PUSH:
+            if raws:
+                self.r.lpush(self.pending_key, *raws)
+            return len(raws)
         with self.r.pipeline(transaction=False) as pipe:
-            for start in range(0, len(raws), 10_000):  # bound the size of one command
-                pipe.lpush(self.pending_key, *raws[start:start + 10_000])
+            for start in range(0, len(raws), MAX_PUSH):  # bound the size of one command
+                pipe.lpush(self.pending_key, *raws[start:start + MAX_PUSH])
             pipe.execute()
         return len(raws)
 

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
 
 import pytest
+import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from examples.clock import FakeClock
-from examples.envelope import Job, MalformedJob, new_job
-from examples.frameworks.throughput.batched_queue import (
-    MAX_BATCH,
-    BatchedReliableQueue,
-    parse_batch,
-)
+from examples.envelope import MAX_MESSAGE_BYTES, Job, MalformedJob, PayloadError, new_job
+from examples.frameworks.throughput.batched_queue import MAX_BATCH, BatchedReliableQueue
+from examples.frameworks.throughput.wire import MAX_PUSH, dump_batch, parse_batch
 from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
 
 
@@ -309,6 +308,90 @@ def test_fast_parser_takes_canonical_jobs_and_declines_the_rest():
     assert parse_batch(1, "{nope") is None
     with pytest.raises(MalformedJob):  # ... and Job.from_json gives the reason
         Job.from_json("{nope")
+
+
+# -- enqueue: every job in Redis before the call returns, malformed ones refused -------------
+def test_enqueued_jobs_are_in_redis_byte_for_byte_when_the_call_returns(r):
+    q = BatchedReliableQueue(r, "img", clock=FakeClock(0))
+    batch = [*jobs(3), new_job("resize", {"z": [1.5, "é\"\\"], "a": None}, clock=FakeClock(2.5), job_id="odd",
+                                headers={"trace": "t-1"})]
+    assert q.enqueue_many(batch) == 4
+    # read back on a connection of its own: the jobs are in the server, not in a client buffer
+    other = r.connection_pool.make_connection()
+    other.send_command("LRANGE", q.pending_key, 0, -1)
+    assert other.read_response() == [job.to_json() for job in reversed(batch)]
+    other.disconnect()
+    assert q.enqueue_many([]) == 0
+
+
+def test_more_jobs_than_one_push_takes_arrive_in_order(r):
+    q = BatchedReliableQueue(r, "img", batch_size=MAX_BATCH, clock=FakeClock(0))
+    assert q.enqueue_many(jobs(MAX_PUSH + 3)) == MAX_PUSH + 3
+    assert [job.id for job in q.claim("w").jobs][:2] == ["job-0", "job-1"]
+    assert r.lindex(q.pending_key, 0) == jobs(MAX_PUSH + 3)[-1].to_json()
+
+
+def test_enqueue_returns_only_after_redis_answered(r, monkeypatch):
+    """A push that fails raises: the caller never gets a count for jobs Redis did not take."""
+    q = BatchedReliableQueue(r, "img", clock=FakeClock(0))
+
+    def unreachable(*args, **kwargs):
+        raise redis.ConnectionError("Connection refused")
+
+    monkeypatch.setattr(q.r, "lpush", unreachable)
+    with pytest.raises(redis.ConnectionError):
+        q.enqueue_many(jobs(3))
+
+
+deep: list = []
+for _ in range(40):
+    deep = [deep]
+BAD_JOBS = {
+    "not a job": ({"id": "x"}, TypeError, "expected a Job (see new_job), got dict"),
+    "newline in id": (Job("a\nb", "t", {}, 0.0), PayloadError, "field 'id' must be 1 to 200 printable"),
+    "empty task": (Job("a", "", {}, 0.0), PayloadError, "field 'task' must be 1 to 200 printable"),
+    "bytes in args": (Job("a", "t", {"x": b"1"}, 0.0), PayloadError, "not JSON-serialisable"),
+    "NaN created_at": (Job("a", "t", {}, float("nan")), PayloadError, "Out of range float values"),
+    "infinite arg": (Job("a", "t", {"x": float("inf")}, 0.0), PayloadError, "Out of range float values"),
+    "text created_at": (Job("a", "t", {}, "now"), PayloadError, "field 'created_at' is missing or has the wrong type"),  # type: ignore[arg-type]
+    "future version": (Job("a", "t", {}, 0.0, v=2), PayloadError, "unsupported envelope version 2"),
+    "too large": (Job("a", "t", {"x": "y" * MAX_MESSAGE_BYTES}, 0.0), PayloadError, "over the limit of 1048576"),
+    "too deep": (Job("a", "t", {"x": deep}, 0.0), PayloadError, "nests JSON deeper than 32 levels"),
+}
+
+
+@pytest.mark.parametrize(("bad", "error", "message"), BAD_JOBS.values(), ids=BAD_JOBS)
+def test_a_malformed_job_refuses_the_whole_batch_with_the_reason_and_enqueues_nothing(r, bad, error, message):
+    q = BatchedReliableQueue(r, "img", clock=FakeClock(0))
+    with pytest.raises(error, match=f"^job 2 of the batch: .*{re.escape(message)}"):
+        q.enqueue_many([*jobs(2), bad, *jobs(2, "after")])
+    assert q.pending() == 0
+
+
+names = st.text(max_size=5) | st.sampled_from(["ok", 'q"uote', "back\\slash", "é", "x" * 201])
+odd_jobs = st.builds(
+    Job, id=names, task=names, args=st.dictionaries(st.text(max_size=2), values, max_size=2),
+    created_at=st.integers(0, 9) | st.floats() | st.booleans(), attempts=st.integers(-1, 3) | st.booleans(),
+    headers=st.dictionaries(st.text(max_size=2), st.text(max_size=2), max_size=1), v=st.sampled_from([1, 1, 2, True]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(odd_jobs, min_size=1, max_size=3), st.integers(0, 2))
+def test_dump_batch_writes_what_to_json_writes_and_refuses_what_workers_refuse(batch, usual):
+    """The fast serialiser against the envelope's own methods, on jobs built with any fields."""
+    batch = [*jobs(usual), *batch]
+    expected: list[str] = []
+    for position, job in enumerate(batch):
+        try:
+            raw = job.to_json()
+            Job.from_json(raw)
+        except (PayloadError, MalformedJob):
+            with pytest.raises(PayloadError, match=f"^job {position} of the batch: "):
+                dump_batch(batch)
+            return
+        expected.append(raw)
+    assert dump_batch(batch) == expected
 
 
 # -- the crash lab ---------------------------------------------------------------------------

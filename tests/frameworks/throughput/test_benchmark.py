@@ -30,9 +30,16 @@ REDIS_ONLY = ["raw-single", "raw-pipelined", "raw-multi", "reliable-single", "re
 
 def check_schema(data: dict, ids: list[str]) -> None:
     assert data["schema"] == throughput.SCHEMA
-    assert set(data) == {"schema", "date", "machine", "versions", "settings", "contenders"}
+    assert set(data) == {"schema", "date", "machine", "versions", "settings", "reference_ratios", "contenders"}
     assert {"cores", "cpu", "system", "load_average_at_end"} <= set(data["machine"])
-    assert {"python", "redis-server", "redis-py", "hiredis", "rq", "celery", "kombu", "bullmq (npm)", "node"} == set(data["versions"])
+    assert {"python", "redis-server", "redis-py", "hiredis", "rq", "celery", "kombu", "bullmq (npm)", "node",
+            "sidekiq", "ruby"} == set(data["versions"])
+    assert {"celery prefork", "rq pool", "bullmq", "sidekiq", "redis-server"} <= set(data["settings"])
+    if "reliable-batched" in ids and "raw-multi" in ids:  # each run's own ratio, not a ratio of medians
+        ratios = data["reference_ratios"]["enqueue_vs_ceiling"]["runs"]
+        by_id = {c["id"]: c for c in data["contenders"]}
+        assert ratios == [a / b for a, b in zip(by_id["reliable-batched"]["enqueue"]["runs"],
+                                                by_id["raw-multi"]["enqueue"]["runs"], strict=True)]
     assert [c["id"] for c in data["contenders"]] == ids
     runs = data["settings"]["runs"]
     for c in data["contenders"]:
@@ -156,18 +163,39 @@ def test_redis_py_script_reloads_itself_after_noscript(r):
 
 @pytest.mark.real_redis("the benchmark starts its own redis-server; run with the real-Redis suite")
 def test_the_command_runs_on_a_tiny_n_and_writes_the_schema(tmp_path):
-    require_tool("node")  # every contender runs, the BullMQ one under Node.js
+    require_tool("node")  # every contender runs, the BullMQ ones under Node.js
     require_tool("npm")
+    require_tool("ruby")  # ... and Sidekiq's under Ruby
+    require_tool("sidekiq")
     out = tmp_path / "throughput.json"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     env.pop("REDIS_URL", None)
     done = subprocess.run(
-        [sys.executable, "-m", "labs.throughput", "--n", "60", "--n-frameworks", "8", "--runs", "2",
+        [sys.executable, "-m", "labs.throughput", "--n", "60", "--n-frameworks", "8", "--runs", "1",
          "--batch", "10", "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr
     data = json.loads(out.read_text(encoding="utf-8"))
     check_schema(data, [c.id for c in throughput.CONTENDERS])
     assert data["versions"]["redis-server"].count(".") == 2
     assert "BatchedReliableQueue" in done.stdout
+    assert {c["id"]: c["jobs_per_run"] for c in data["contenders"]}["rq-pool"] == 2  # 8 ÷ 4
+
+
+def test_the_advice_table_names_every_ratio_from_the_committed_run():
+    data = json.loads(RESULTS.read_text(encoding="utf-8"))
+    table = tables.throughput_advice(RESULTS)
+    assert len(table.rows) == len(tables.THROUGHPUT_ADVICE)
+    enqueue = data["reference_ratios"]["enqueue_vs_ceiling"]
+    assert table.rows[0][1].startswith(tables.format_ratio(enqueue["median"]))  # the run-by-run median
+    assert str(data["machine"]["load_average_at_end"][0]) in (table.note or "")
+
+
+def test_sidekiq_default_concurrency_quoted_on_the_page():
+    """The page's settings table: 10 on Debian's Sidekiq 6.4 (5 from Sidekiq 7)."""
+    require_tool("ruby")
+    require_tool("sidekiq")
+    assert throughput._ruby_version("Sidekiq::VERSION").startswith("6.")
+    assert throughput._sidekiq_default_concurrency() == 10
+    assert "| Sidekiq `concurrency` (Sidekiq 6.4.1) | 10 (5 from Sidekiq 7) |" in PAGE.read_text(encoding="utf-8")
