@@ -161,6 +161,7 @@ def api_reference_on_the_site_only(app: Sphinx, doctree: nodes.document, docname
     url_after_link(doctree)
     version_notes.notes_once_in_the_book(doctree)
     questions_on_the_site(doctree, app.config.html_baseurl)
+    site_only_figures(doctree, app.config.html_baseurl)
     for emphasis in list(doctree.findall(nodes.emphasis)):
         # A question's "Shown by:" names the tests that show it: the site's business.
         if emphasis.astext() == "Shown by:" and emphasis.parent is not None:
@@ -246,22 +247,59 @@ def site_tables_as_a_link(doctree: nodes.Node, base_url: str) -> None:
 QUESTIONS = "Questions from the field"
 
 
+def pages_of_sections(doctree: nodes.Node) -> dict[int, str]:
+    """id() of each section of the book's one doctree -> the page (docname) it comes from."""
+    page_of = {}
+    for start in doctree.findall(addnodes.start_of_file):  # inner files come later: they win
+        for section in start.findall(nodes.section):
+            page_of[id(section)] = start.get("docname", "")
+    return page_of
+
+
+def site_url(base_url: str, page: str, section: nodes.Element) -> str:
+    """The address of ``section`` of ``page`` on the site."""
+    ids: list[str] = section.get("ids", [])
+    return f"{base_url.rstrip('/')}/{page}.html" + (f"#{ids[-1]}" if ids else "")
+
+
+def site_only_figures(doctree: nodes.Node, base_url: str) -> None:
+    """In the PDF a figure marked ``:site-only:`` (one of a series that repeat one another,
+    such as the incident replays) is a line with its caption and its address on the site."""
+    from handbook_sphinx.generated import SITE_ONLY
+
+    page_of = pages_of_sections(doctree)
+    for figure in list(doctree.findall(nodes.figure)):
+        if SITE_ONLY not in figure["classes"]:
+            continue
+        section = figure.parent
+        while section is not None and not isinstance(section, nodes.section):
+            section = section.parent
+        if section is None:
+            continue
+        url = site_url(base_url, page_of.get(id(section), ""), section)
+        caption = figure.next_node(nodes.caption)
+        para = nodes.paragraph("", "")
+        if caption is not None:
+            para += nodes.emphasis("", caption.astext().split(":")[0])
+            para += nodes.Text(": the figure is on the site, ")
+        else:
+            para += nodes.Text("The figure is on the site: ")
+        para += nodes.reference(url, url, refuri=url)
+        para += nodes.Text(".")
+        figure.replace_self(para)
+
+
 def questions_on_the_site(doctree: nodes.Node, base_url: str) -> None:
     """In the PDF a chapter's questions from the field are one paragraph: the questions, and
     the address of their answers, fixes, versions and sources on the site (they took ten
     pages; the failure modes and the runbook carry the book's advice). Their index entries
     stay, pointing to this paragraph."""
-    page_of = {}
-    for start in doctree.findall(addnodes.start_of_file):  # inner files come later: they win
-        for section in start.findall(nodes.section):
-            page_of[id(section)] = start.get("docname", "")
+    page_of = pages_of_sections(doctree)
     for section in list(doctree.findall(nodes.section)):
         title = section.next_node(nodes.title)
         if title is None or title.astext().strip() != QUESTIONS:
             continue
-        ids: list[str] = section.get("ids", [])
-        url = f"{base_url.rstrip('/')}/{page_of.get(id(section), '')}.html"
-        url += f"#{ids[-1]}" if ids else ""
+        url = site_url(base_url, page_of.get(id(section), ""), section)
         questions = [c for c in section.children if isinstance(c, nodes.section)]
         if not questions:  # the site-only chapter of that name
             continue

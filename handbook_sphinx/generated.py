@@ -187,11 +187,18 @@ class GeneratedTable(_Generated):
         return row
 
 
+#: The class of a generated figure that the book replaces with its address on the site.
+SITE_ONLY = "site-only"
+
+
 class GeneratedFigure(_Generated):
     option_spec: ClassVar[dict[str, Callable[[str], Any]]] = {
         **_Generated.option_spec,
         "alt": directives.unchanged_required,
         "width": directives.length_or_percentage_or_unitless,
+        # On the site only: the book prints a line with the figure's address instead
+        # (handbook_sphinx.site_only_figures), for figures that repeat one another.
+        "site-only": directives.flag,
     }
 
     def run(self) -> list[nodes.Node]:
@@ -218,6 +225,8 @@ class GeneratedFigure(_Generated):
         if "width" in self.options:
             image["width"] = self.options["width"]
         figure = nodes.figure("", image, classes=["generated-figure"])
+        if "site-only" in self.options:
+            figure["classes"].append(SITE_ONLY)
         self.set_source_info(figure)
         if caption := self.options.get("caption"):
             figure += nodes.caption(caption, "", *self.markdown(caption))
