@@ -69,7 +69,7 @@ nitpick_ignore_regex = [
     # The same for the standard library and broker clients that Track 1 modules annotate with.
     (r"py:.*", r"(datetime|decimal|pika|msgpack|fastavro)(\..*)?"),
     # Track 2: the frameworks' own types and the standard library's (no inventories either).
-    (r"py:.*", r"(celery|kombu|rq|pathlib|datetime)(\..*)?"),
+    (r"py:.*", r"(celery|kombu|amqp|rq|pathlib|datetime)(\..*)?"),
     # The PostgreSQL queue annotates with psycopg's types; psycopg's inventory is not offline.
     (r"py:.*", r"psycopg(\..*)?"),
     # rq's Job annotates its connection with the bare name Redis; the webhook egress policy

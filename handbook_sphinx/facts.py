@@ -95,6 +95,7 @@ FACTS: tuple[Fact, ...] = (
     _installed("kombu_version", "kombu", r"kombu"),
     _installed("rq_version", "rq", r"RQ"),
     _installed("redis_py_version", "redis", r"redis-py"),
+    _installed("amqp_version", "amqp", r"py-amqp"),
     _installed("flower_version", "flower", r"Flower"),
     _installed("prometheus_client_version", "prometheus-client", r"prometheus[_-]client"),
     _installed("botocore_version", "botocore", r"botocore"),

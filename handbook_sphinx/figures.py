@@ -14,6 +14,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from handbook_sphinx.tables import DASHBOARD
 
@@ -215,4 +216,34 @@ def failover(results: Path) -> Figure:
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     lost_ax.legend(fontsize=8, loc="upper left")
+    return fig
+
+
+def broker_latency(results: Path) -> Figure:
+    """Enqueue→acknowledged latency (p50, p99, p99.9) against load, one panel per contender."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    contenders = data["contenders"]
+    cols = 3
+    rows = -(-len(contenders) // cols)
+    fig = Figure(figsize=(9, 2.3 * rows + 0.6), layout="constrained")
+    axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)
+    styles = (("p50", "#9bb7d4", "o"), ("p99", "#3b6ea8", "s"), ("p99.9", "#1f2f4f", "^"))
+    for ax, c in zip(axes.flat, contenders, strict=False):
+        loads = [p["load"] * 100 for p in c["open_loop"]]
+        for q, colour, marker in styles:
+            ax.plot(loads, [p["ack_ms"][q] for p in c["open_loop"]], color=colour,
+                    marker=marker, markersize=4, label=q)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(f"{c['label']}\n(capacity {c['capacity']:,.0f} jobs/s)", fontsize=8)
+        ax.grid(alpha=0.3, which="major")
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(contenders):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("load, % of capacity", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("ms, log scale", fontsize=8)
+    axes.flat[0].legend(fontsize=7, loc="upper left")
     return fig

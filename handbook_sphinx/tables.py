@@ -775,3 +775,124 @@ def failover_bullmq(results: Path) -> Table:
     )
     return Table(["fault", "added", "lost after add", "run twice", "failed",
                   "unavailable (s)"], rows, note=note)
+# -- Choosing a broker: labs/broker_bench.py's results file ---------------------------------
+BROKER_REFERENCE = "redis-list"  # the one-job reliable list queue: the ratios' denominator
+
+
+def _range(stats: dict) -> str:
+    return f"{_rate(stats['min'])}–{_rate(stats['max'])}"
+
+
+def _machine_note(data: dict) -> str:
+    m, v, s = data["machine"], data["versions"], data["settings"]
+    return (
+        f"Measured on {data['date']} on {m['cores']} cores ({m['cpu']}, {m['system']}), shared "
+        f"with other work: load average {m['load_average_at_start'][0]} at the start, "
+        f"{m['load_average_at_end'][0]} at the end. {v['redis-server']}, RabbitMQ "
+        f"{v['rabbitmq-server']} (Erlang {v['erlang']}), redis-py {v['redis-py']}, pika "
+        f"{v['pika']}, py-amqp {v['amqp']}, Python {v['python']}; {s['runs']} runs per "
+        f"contender, batches of {s['batch']}; the whole benchmark took "
+        f"{s['wall_seconds']:,.0f} s. Reproduce with `tox -e broker-bench`."
+    )
+
+
+def broker_throughput_table(results: Path) -> Table:
+    """Enqueue and drain rates and capacity (median, and the range in brackets), and the drain
+    ratio to the one-job reliable list queue, per contender."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    by_id = {c["id"]: c for c in data["contenders"]}
+    ref = by_id.get(BROKER_REFERENCE)
+    rows = [
+        [
+            c["label"], f"{c['jobs_per_run']:,}",
+            f"{_rate(c['enqueue']['median'])} ({_range(c['enqueue'])})",
+            f"{_rate(c['drain']['median'])} ({_range(c['drain'])})",
+            f"{_rate(c['capacity'])} ({_range(c['sustained'])})",
+            format_ratio(c["drain"]["median"] / ref["drain"]["median"] if ref else None),
+        ]
+        for c in data["contenders"]
+    ]
+    return Table(
+        ["contender", "jobs per run", "enqueue", "drain", "capacity", "drain ÷ one-job list"],
+        rows, note=_machine_note(data),
+    )
+
+
+def broker_latency_table(results: Path, load: str = "0.8") -> Table:
+    """Open-loop latency at one load (a fraction of each contender's capacity): p50, p99,
+    p99.9 in milliseconds, from the scheduled send time, with the number of samples."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    rows = []
+    for c in data["contenders"]:
+        point = next(p for p in c["open_loop"] if abs(p["load"] - float(load)) < 1e-9)
+        start, ack = point["start_ms"], point["ack_ms"]
+        rows.append([
+            c["label"], _rate(point["rate"]),
+            " / ".join(f"{start[q]:,.0f}" for q in ("p50", "p99", "p99.9")),
+            " / ".join(f"{ack[q]:,.0f}" for q in ("p50", "p99", "p99.9")),
+            f"{ack['n']:,}", f"{point['send_lag_ms']['p99']:,.0f}", str(point["lost"]),
+        ])
+    return Table(
+        ["contender", "jobs/s sent", "to start: p50 / p99 / p99.9",
+         "to ack: p50 / p99 / p99.9", "n", "producer late, p99", "lost"],
+        rows,
+        note=(f"Milliseconds from each job's scheduled send time, at {float(load) * 100:g} % "
+              "of the contender's capacity; *n* is the number of jobs measured, *producer "
+              "late* how far behind its schedule the producer's confirmed sends were. Same "
+              f"run as the table above ({data['date']})."),
+    )
+
+
+def _late_share(contender: dict | None) -> str:
+    """How much of the p99 latency at 80 % the producer's lateness accounts for."""
+    point = next((p for p in (contender or {}).get("open_loop", []) if p["load"] == 0.8), None)
+    if point is None or not point["ack_ms"]["p99"]:
+        return "–"
+    return format_ratio(point["send_lag_ms"]["p99"] / point["ack_ms"]["p99"])
+
+
+def broker_ratios_table(results: Path) -> Table:
+    """The ratios the page's advice quotes, each computed from the medians of one run."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    c = {x["id"]: x for x in data["contenders"]}
+
+    def ratio(a: str, b: str, what: str = "drain") -> str:
+        if a not in c or b not in c:
+            return "–"
+        get = (lambda x: x["capacity"]) if what == "capacity" else (lambda x: x[what]["median"])
+        return format_ratio(get(c[a]) / get(c[b]))
+
+    def p99(cid: str) -> float | None:
+        point = next((p for p in c.get(cid, {}).get("open_loop", []) if p["load"] == 0.8), None)
+        return point["ack_ms"]["p99"] if point else None
+
+    def latency_ratio(a: str, b: str) -> str:
+        x, y = p99(a), p99(b)
+        return format_ratio(x / y) if x is not None and y else "–"
+
+    rows = [
+        ["batched list ÷ one-job list", "drain", ratio("redis-list-batched", "redis-list")],
+        ["batched list ÷ one-job list", "capacity",
+         ratio("redis-list-batched", "redis-list", "capacity")],
+        ["Streams (COUNT) ÷ one-job list", "drain", ratio("redis-stream", "redis-list")],
+        ["RabbitMQ quorum, prefetch 100 ÷ prefetch 1", "drain",
+         ratio("rabbitmq-quorum-p100", "rabbitmq-quorum-p1")],
+        ["RabbitMQ classic, prefetch 100 ÷ prefetch 1", "drain",
+         ratio("rabbitmq-classic-p100", "rabbitmq-classic-p1")],
+        ["RabbitMQ quorum ÷ classic, prefetch 1", "drain",
+         ratio("rabbitmq-quorum-p1", "rabbitmq-classic-p1")],
+        ["RabbitMQ quorum ÷ classic, prefetch 100", "drain",
+         ratio("rabbitmq-quorum-p100", "rabbitmq-classic-p100")],
+        ["RabbitMQ quorum ÷ classic (batched confirms)", "enqueue",
+         ratio("rabbitmq-quorum-p10", "rabbitmq-classic-p10", "enqueue")],
+        ["batched list ÷ RabbitMQ quorum, prefetch 100", "capacity",
+         ratio("redis-list-batched", "rabbitmq-quorum-p100", "capacity")],
+        ["Streams ÷ RabbitMQ quorum, prefetch 100", "capacity",
+         ratio("redis-stream", "rabbitmq-quorum-p100", "capacity")],
+        ["RabbitMQ quorum p100 ÷ batched list", "ack p99 at 80 %",
+         latency_ratio("rabbitmq-quorum-p100", "redis-list-batched")],
+        ["batched list: producer late ÷ acknowledged", "p99 at 80 %",
+         _late_share(c.get("redis-list-batched"))],
+    ]
+    return Table(["comparison", "measure", "ratio"], rows,
+                 note="Ratios of medians, from the same run as the tables above.")

@@ -287,7 +287,8 @@ RELEASE_LINES: tuple[ReleaseLine, ...] = (
                    f"{RABBITMQ_QQ}#delayed-retry"),
         ),
         ("frameworks/rabbitmq", "fundamentals/broker-topology", "fundamentals/serialization",
-         "fundamentals/securing-the-broker", "fundamentals/visibility-timeouts"),
+         "fundamentals/securing-the-broker", "fundamentals/visibility-timeouts",
+         "frameworks/choosing-a-broker"),
     ),
     ReleaseLine(
         "prometheus", "Prometheus", "2.42.0",
@@ -386,7 +387,7 @@ RELEASE_LINES: tuple[ReleaseLine, ...] = (
                    f"{REDIS_NOTES}/8.0.0/00-RELEASENOTES"),
         ),
         ("fundamentals/backpressure", "frameworks/persistence",
-         "fundamentals/delivery-guarantees"),
+         "fundamentals/delivery-guarantees", "frameworks/choosing-a-broker"),
     ),
 )
 LINES_BY_KEY = {line.key: line for line in RELEASE_LINES}

@@ -68,6 +68,12 @@ def test_redis_py_version():
     assert facts.value("redis_py_version") == redis.__version__
 
 
+def test_amqp_version():
+    import amqp
+
+    assert facts.value("amqp_version") == amqp.__version__
+
+
 def test_flower_version():
     assert facts.value("flower_version") == flower.__version__
 
