@@ -8,15 +8,17 @@ and stopped by its ``close()`` (SIGTERM to its process group, SIGKILL after 10 s
 worker also gets SIGTERM if the consumer process dies, through ``PR_SET_PDEATHSIG``).
 
 The job itself reports when it started: its first statement pushes ``s SEQ TIME`` onto an
-events list in Redis, and the consumer's ``run()`` drains that list into the recorder with
-the job's own time (not the time the reader saw it). Times are ``CLOCK_MONOTONIC`` in every
-language (Python's ``time.monotonic()``, Node's ``process.hrtime``, Ruby's
-``Process.clock_gettime``), the clock :mod:`labs.openloop` schedules on. *Acknowledged*
+events list in Redis (the jobs: :func:`celery_app`, :mod:`labs.openloop_rq`,
+``labs/openloop_bullmq.js``, ``labs/openloop_sidekiq.rb``), and the consumer's ``run()``
+drains that list into the recorder with the job's own time (not when the reader saw it).
+Times are ``CLOCK_MONOTONIC`` in every language (Python's ``time.monotonic()``, Node's
+``process.hrtime``, Ruby's ``Process.clock_gettime``), the clock :mod:`labs.openloop`
+schedules on. *Acknowledged*
 means, per framework, the first point at which the job is known to be settled in Redis:
 
 * Celery (Redis transport, ``acks_late``): the message has left kombu's ``unacked`` hash,
   which the worker's ack removes after the task returned; seen by polling that hash, so the
-  time is when the reader saw it (polled about every millisecond);
+  time is when the reader saw it (polled about every millisecond when no event is waiting);
 * BullMQ: the worker's ``completed`` event, which Node emits once the ``moveToFinished``
   script confirmed the job completed;
 * RQ: the job id is in the queue's ``FinishedJobRegistry`` (written after the work horse
@@ -29,8 +31,11 @@ means, per framework, the first point at which the job is known to be settled in
 its own, as :func:`main` does.
 
 Command line: ``python -m labs.openloop_frameworks --out
-docs/frameworks/_data/openloop_frameworks.json`` measures each contender's capacity with
-:func:`labs.openloop.sustained`, then open-loop latency at fractions of it.
+docs/frameworks/_data/openloop_frameworks.json`` measures each contender's capacity (median
+of three :func:`labs.openloop.sustained` runs, one job per send like the open-loop producer
+at these rates), then open-loop latency at 50, 80 and 95 % of it. On a shared 2-core machine
+the producer, the worker and Redis compete for the cores, so capacity moves between runs
+and a load near it may already be past the knee: read ``capacity_runs`` with the latencies.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import platform
 import secrets
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -174,10 +180,10 @@ class FrameworkConsumer:
     for frameworks whose ack is polled; the others push ``a SEQ TIME`` events.
     """
 
-    def __init__(self, url: str, argv: list[str], who: str, timeout: float = 60.0,
-                 **env: str) -> None:
-        self.r = redis.Redis.from_url(url, decode_responses=True)
-        self.worker = WorkerProcess(argv, who, url, **env)
+    def __init__(self, url: str, argv: list[str], who: str, *, timeout: float = 60.0,
+                 env: dict[str, str] | None = None) -> None:
+        self.r: Any = redis.Redis.from_url(url, decode_responses=True)
+        self.worker = WorkerProcess(argv, who, url, **(env or {}))
         _stop_on_sigterm(self.close)
         deadline = time.monotonic() + timeout
         while not self.r.lpop(EVENTS):  # the worker's "r" mark: only one event before jobs
@@ -234,13 +240,20 @@ class CeleryConsumer(FrameworkConsumer):
         return celery_settled(pending, self.r.hvals("unacked"))
 
 
+def rq_settled(pending: set[int], finished: list[str]) -> set[int]:
+    """The started jobs among the finished registry's ids (``ol-SEQ``). A job can finish
+    between the reader's two reads (events, then registry): it is not pending yet, and must
+    stay in the registry for the next round."""
+    return {int(job_id.removeprefix("ol-")) for job_id in finished} & pending
+
+
 class RQConsumer(FrameworkConsumer):
     def acked_from(self, pending: set[int]) -> set[int]:
         key = f"rq:finished:{QUEUE}"
-        done = self.r.zrange(key, 0, -1)
-        if done:
-            self.r.zrem(key, *done)
-        return {int(job_id.removeprefix("ol-")) for job_id in done} & pending
+        settled = rq_settled(pending, self.r.zrange(key, 0, -1))
+        if settled:  # only those: see rq_settled
+            self.r.zrem(key, *(f"ol-{seq}" for seq in settled))
+        return settled
 
 
 # ---- the contenders ------------------------------------------------------------------------
@@ -262,7 +275,7 @@ class Celery:
         argv = [sys.executable, "-m", "celery", "-A", "labs.openloop_frameworks:worker_app",
                 "worker", "--pool", "prefork", "--concurrency", str(CELERY_CONCURRENCY),
                 "--loglevel", "WARNING"]
-        return CeleryConsumer(self.url, argv, "celery worker", **{CELERY_ENV: "1"})
+        return CeleryConsumer(self.url, argv, "celery worker", env={CELERY_ENV: "1"})
 
 
 class CeleryProducer:
@@ -307,7 +320,7 @@ class _RQStarting(RQConsumer):
     def __init__(self, url: str, argv: list[str], timeout: float = 60.0) -> None:
         from rq import Queue, Worker
 
-        self.r = redis.Redis.from_url(url, decode_responses=True)
+        self.r: Any = redis.Redis.from_url(url, decode_responses=True)
         self.worker = WorkerProcess(argv, "rq worker-pool", url)
         _stop_on_sigterm(self.close)
         raw = redis.Redis.from_url(url)
@@ -364,7 +377,8 @@ class BullMQ:
             raise RuntimeError("the BullMQ contender needs Node.js 20+ (Debian: nodejs)")
         argv = [node, str(ROOT / "labs" / "openloop_bullmq.js"), QUEUE, EVENTS,
                 str(self.concurrency)]
-        return FrameworkConsumer(self.url, argv, "bullmq worker", BULLMQ_DIR=str(BULLMQ_DIR))
+        return FrameworkConsumer(self.url, argv, "bullmq worker",
+                                 env={"BULLMQ_DIR": str(BULLMQ_DIR)})
 
 
 class BullMQProducer:
@@ -406,7 +420,7 @@ class Sidekiq:
         if sidekiq is None:
             raise RuntimeError("the Sidekiq contender needs Sidekiq (Debian: ruby-sidekiq)")
         argv = [sidekiq, "-r", "./labs/openloop_sidekiq.rb", "-q", QUEUE]
-        return FrameworkConsumer(self.url, argv, "sidekiq", RUBYOPT="-W0")
+        return FrameworkConsumer(self.url, argv, "sidekiq", env={"RUBYOPT": "-W0"})
 
 
 class SidekiqProducer:
@@ -447,20 +461,23 @@ def _version(package: str) -> str | None:
 
 
 def measure(url: str, *, only: list[str], loads: tuple[float, ...], seconds: float,
-            capacity_seconds: float, max_jobs: int, seed: int, timeout: float,
-            log: Any = print) -> list[dict]:
-    """Per contender: capacity (:func:`labs.openloop.sustained`, ``capacity_seconds`` of
-    jobs at a first estimate), then one open-loop run per load fraction of it."""
+            capacity_seconds: float, capacity_runs: int, capacity_batch: int, max_jobs: int,
+            seed: int, timeout: float, log: Any = print) -> list[dict]:
+    """Per contender: capacity, the median of ``capacity_runs`` runs of
+    :func:`labs.openloop.sustained` (``capacity_seconds`` of jobs at a first estimate, sent
+    ``capacity_batch`` per call, as the open-loop producer sends them: one or a few), then one
+    open-loop run per load fraction of it."""
     from labs import openloop
 
     results = []
     for cid in only:
-        contender = CONTENDERS[cid](url)  # type: ignore[abstract]
+        contender = CONTENDERS[cid](url)
         began = time.monotonic()
-        probe = openloop.sustained(contender, n=50, batch=100, timeout=timeout)
-        capacity = openloop.sustained(
-            contender, n=min(max_jobs, max(50, round(probe * capacity_seconds))), batch=100,
-            timeout=timeout)
+        probe = openloop.sustained(contender, n=50, batch=capacity_batch, timeout=timeout)
+        size = min(max_jobs, max(50, round(probe * capacity_seconds)))
+        runs = [openloop.sustained(contender, n=size, batch=capacity_batch, timeout=timeout)
+                for _ in range(capacity_runs)]
+        capacity = statistics.median(runs)
         log(f"{contender.label}: capacity {capacity:,.0f} jobs/s")
         curve = []
         for i, load in enumerate(loads):
@@ -474,7 +491,8 @@ def measure(url: str, *, only: list[str], loads: tuple[float, ...], seconds: flo
                 f"{row['ack_ms']['p50']} p99 {row['ack_ms']['p99']} p99.9 "
                 f"{row['ack_ms']['p99.9']} ms (n={row['ack_ms']['n']}, lost {row['lost']})")
         results.append({"id": cid, "label": contender.label, "acked": contender.acked,
-                        "capacity": round(capacity, 1), "open_loop": curve,
+                        "capacity": round(capacity, 1),
+                        "capacity_runs": [round(x, 1) for x in runs], "open_loop": curve,
                         "wall_s": round(time.monotonic() - began, 1)})
     return results
 
@@ -490,6 +508,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--loads", type=float, nargs="+", default=[0.5, 0.8, 0.95])
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each open-loop run")
     parser.add_argument("--capacity-seconds", type=float, default=4.0)
+    parser.add_argument("--capacity-runs", type=int, default=3)
+    parser.add_argument("--capacity-batch", type=int, default=1, help="jobs per send")
     parser.add_argument("--max-jobs", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=120.0)
@@ -497,6 +517,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if not all(0 < load < 1.5 for load in args.loads) or args.seconds <= 0:
         parser.error("--loads must be fractions of capacity (0 < load < 1.5), --seconds > 0")
+    if min(args.capacity_runs, args.capacity_batch, args.max_jobs) < 1:
+        parser.error("--capacity-runs, --capacity-batch and --max-jobs must be at least 1")
     only = args.only or list(CONTENDERS)
     if "bullmq-10" in only and not (BULLMQ_DIR / "node_modules" / "bullmq").is_dir():
         npm = shutil.which("npm")
@@ -515,7 +537,9 @@ def main(argv: list[str] | None = None) -> dict:
         proc, url = start_redis(workdir, secrets.token_urlsafe(24), server=server)
         try:
             results = measure(url, only=only, loads=tuple(args.loads), seconds=args.seconds,
-                              capacity_seconds=args.capacity_seconds, max_jobs=args.max_jobs,
+                              capacity_seconds=args.capacity_seconds,
+                              capacity_runs=args.capacity_runs,
+                              capacity_batch=args.capacity_batch, max_jobs=args.max_jobs,
                               seed=args.seed, timeout=args.timeout, log=log)
         finally:
             stop(proc)
@@ -532,7 +556,9 @@ def main(argv: list[str] | None = None) -> dict:
                      "rq": _version("rq"), "bullmq (PyPI producer)": _version("bullmq"),
                      "node": node or None},
         "settings": {"loads": args.loads, "open_loop_seconds": args.seconds,
-                     "capacity_seconds": args.capacity_seconds, "max_jobs": args.max_jobs,
+                     "capacity_seconds": args.capacity_seconds,
+                     "capacity_runs": args.capacity_runs, "capacity_batch": args.capacity_batch,
+                     "max_jobs": args.max_jobs,
                      "seed": args.seed, "job": "no-op that records its start time",
                      "clock": "CLOCK_MONOTONIC in every process",
                      "latency": "from each job's scheduled send time (open loop)"},

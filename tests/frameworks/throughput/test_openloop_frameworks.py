@@ -51,7 +51,7 @@ def _needs(cid: str) -> None:
 @pytest.mark.parametrize("cid", list(frameworks.CONTENDERS))
 def test_every_job_starts_then_is_acknowledged_and_the_worker_is_gone(url: str, cid: str):
     _needs(cid)
-    contender = frameworks.CONTENDERS[cid](url)  # type: ignore[abstract]
+    contender = frameworks.CONTENDERS[cid](url)
     result = openloop.open_loop(contender, rate=40, n=12, seed=3, timeout=60)
     assert result.lost == 0
     assert result.start["n"] == result.ack["n"] == 12
@@ -74,11 +74,17 @@ def test_celery_acknowledgement_is_the_message_leaving_unacked():
     assert frameworks.celery_settled({7}, []) == {7}
 
 
+def test_an_rq_job_finished_before_its_start_was_read_waits_for_the_next_round():
+    assert frameworks.rq_settled({1}, ["ol-1", "ol-2"]) == {1}  # ol-2 stays in the registry
+    assert frameworks.rq_settled(set(), ["ol-2"]) == set()
+
+
 def test_the_runner_writes_every_load_and_the_committed_file_has_them(tmp_path: Path):
     _needs("sidekiq")
     out = tmp_path / "openloop.json"
     data = frameworks.main(["--only", "sidekiq", "--loads", "0.5", "--seconds", "0.5",
-                            "--capacity-seconds", "0.5", "--out", str(out)])
+                            "--capacity-seconds", "0.5", "--capacity-runs", "1",
+                            "--out", str(out)])
     assert json.loads(out.read_text()) == data
     committed = json.loads(RESULTS.read_text())
     for doc, loads in ((data, [0.5]), (committed, committed["settings"]["loads"])):
