@@ -198,8 +198,11 @@ latex_elements = {
     # token only when that would leave more than 60 characters of the line empty (or when
     # one token is wider than the line), so a copied command or query keeps its words whole.
     "sphinxsetup": "verbatimforcewraps=true, verbatimmaxunderfull=60, "
-    "TitleColor={rgb}{0.1,0.2,0.45}, hmargin={0.85in,0.85in}, vmargin={0.8in,0.9in}, "
+    "TitleColor={rgb}{0.1,0.2,0.45}, hmargin={0.75in,0.75in}, vmargin={0.7in,0.75in}, "
     "pre_padding=2pt",
+    # Code is set at the mono font's scaled size (7.3 pt) on an 8.7 pt line, not on the body
+    # text's 11 pt line: a listing takes a fifth less height and reads as a block.
+    "fvset": r"\fvset{fontsize=\fontsize{10pt}{9.5pt}\selectfont}",
     "preamble": r"""
 % sphinx-design cards arrive as sphinxuseclass environments: give them a frame.
 \usepackage{mdframed}
@@ -216,31 +219,56 @@ latex_elements = {
 % end one with its definition on the next: ask for room for the term and two lines.
 \usepackage{needspace}
 \let\handbook@lineitem\sphinxlineitem
-\renewcommand{\sphinxlineitem}[2]{\needspace{3\baselineskip}\handbook@lineitem{#1}{#2}}
+\renewcommand{\sphinxlineitem}[2]{\Needspace*{3\baselineskip}\handbook@lineitem{#1}{#2}}
 % Code wraps at spaces and punctuation, not after "_" or "-": those sit inside names
 % (jobqueue_jobs_processed_total, maxmemory-policy, --user) and a copied command would break.
 \renewcommand*\sphinxbreaksafterlist{\do\PYGZcb\}\do\PYGZca\^\do\PYGZam\&\do\PYGZgt\>\do\PYGZti\~\do\PYGZbs\\}
-\linespread{0.95}
+\linespread{0.92}
 % The address printed after a link, and a chapter's list of sources, are set small.
-\expandafter\def\csname DUrolehandbookurl\endcsname#1{{\small#1}}
-\newenvironment{sphinxclasshandbooksources}{\small}{}
-% Compact openings: a chapter starts a page with its number and title on one line (no
+\newcommand{\handbookurlsize}{\small}
+\expandafter\def\csname DUrolehandbookurl\endcsname#1{{\handbookurlsize#1}}
+% A chapter's sources: footnote size, the items without space between them.
+\newenvironment{sphinxclasshandbooksources}{\footnotesize\let\handbookurlsize\scriptsize
+  \let\handbook@itemize\itemize
+  \def\itemize{\handbook@itemize\setlength{\itemsep}{0pt}\setlength{\parskip}{0pt}}}{}
+% Compact openings: a chapter has its number and title on one line (no
 % "CHAPTER ONE" banner and half a page of space); a part shares its page with its intro text.
-\titleformat{\chapter}[hang]{\py@HeaderFamily\bfseries\huge\py@TitleColor}{\thechapter.}{0.5em}{}
-\titlespacing*{\chapter}{0pt}{-12pt}{16pt}
+% A chapter follows the previous one on the same page when a third of the page is left
+% (a rule above its title marks the start): a new page for each of 30 chapters left
+% 15 pages of white at chapter ends.
+\titleclass{\chapter}{straight}
+% \Needspace* measures the page: needspace's \needspace is a guess that, with the ragged
+% bottom Sphinx sets, breaks early before a tall table or listing.
+\AtBeginDocument{\let\handbook@chapter\chapter\def\chapter{\Needspace*{0.33\textheight}\handbook@chapter}}
+\titleformat{\chapter}[hang]{\titlerule[0.8pt]\vspace{6pt}%
+  \py@HeaderFamily\bfseries\huge\py@TitleColor}{\thechapter.}{0.5em}{}
+\titlespacing*{\chapter}{0pt}{18pt}{14pt}
 \titleclass{\part}{top}
 \titleformat{\part}[display]{\centering\py@HeaderFamily\bfseries\Huge\py@TitleColor}{Part \thepart}{10pt}{}
 \titlespacing*{\part}{0pt}{24pt}{28pt}
 % Large figures (the diagrams) sit on a page with text instead of a float page of their own.
 \renewcommand{\topfraction}{0.9}\renewcommand{\bottomfraction}{0.8}
 \renewcommand{\textfraction}{0.07}\renewcommand{\floatpagefraction}{0.85}
+% Tables are set a point smaller than the text (they are reference matter, and wrap less),
+% and sections sit closer to their text.
+\g@addto@macro\sphinxattablestart{\small}
+\g@addto@macro\sphinxatlongtablestart{\small}
+\titlespacing*{\section}{0pt}{2.2ex plus .6ex minus .3ex}{1ex}
+\titlespacing*{\subsection}{0pt}{1.8ex plus .5ex minus .3ex}{0.7ex}
+\titlespacing*{\subsubsection}{0pt}{1.5ex plus .4ex minus .2ex}{0.5ex}
+% A figure is at most 45 % of the page high (the tall diagrams took 60 %); it keeps its
+% proportions and stays readable.
+\AtBeginDocument{\spx@image@maxheight0.45\textheight}
 % Running heads: the chapter on the left of the header, the book on the right; the footer
 % keeps the section and the page number.
+% A long chapter title leaves the book's title out of the header rather than run into it.
 \renewcommand{\chaptermark}[1]{\markboth{\thechapter.\ #1}{}}
+\newlength{\handbookheadwidth}
 \fancypagestyle{normal}{%
   \fancyhf{}%
   \fancyhead[L]{{\py@HeaderFamily\nouppercase{\leftmark}}}%
-  \fancyhead[R]{{\py@HeaderFamily Task Queues \& Async Job Processing}}%
+  \fancyhead[R]{\settowidth{\handbookheadwidth}{\py@HeaderFamily\nouppercase{\leftmark}}%
+    \ifdim\handbookheadwidth<0.55\textwidth{\py@HeaderFamily Task Queues \& Async Job Processing}\fi}%
   \fancyfoot[L]{{\py@HeaderFamily\nouppercase{\rightmark}}}%
   \fancyfoot[R]{{\py@HeaderFamily\thepage}}%
   \renewcommand{\headrulewidth}{0.4pt}\renewcommand{\footrulewidth}{0.4pt}}

@@ -109,6 +109,10 @@ SITE_ONLY_PAGES = {
     "source, is on the site: ",
     "reference/testing": "How the test suite runs every listing and session, how to run it, "
     "and how to add a tested snippet (the preface summarises it) is on the site: ",
+    # Its questions are printed in the chapters that answer them; the list of them all, by
+    # track, with links, is a page of the site.
+    "reference/questions": "Each chapter lists its questions from the field after its "
+    "settings. Their answers, and the list of them all by track and system, are on the site: ",
 }
 #: Sections that prove the handbook to itself (which tests cover a page, how its data is
 #: loaded, how to rerun a lab): on the site, not in the book.
@@ -130,6 +134,7 @@ def api_reference_on_the_site_only(app: Sphinx, doctree: nodes.document, docname
     book), and the sections of :data:`WEB_ONLY_SECTIONS` are left out."""
     if app.builder.format != "latex":
         return
+    from handbook_sphinx import version_notes
     for start in doctree.findall(addnodes.start_of_file):
         page = start.get("docname")
         if page not in SITE_ONLY_PAGES:
@@ -154,12 +159,34 @@ def api_reference_on_the_site_only(app: Sphinx, doctree: nodes.document, docname
         if ref.get("refuri", "").startswith(tuple(f"%{page}#" for page in SITE_ONLY_PAGES)):
             ref.replace_self(ref.children)
     url_after_link(doctree)
+    version_notes.notes_once_in_the_book(doctree)
+    questions_on_the_site(doctree, app.config.html_baseurl)
+    for emphasis in list(doctree.findall(nodes.emphasis)):
+        # A question's "Shown by:" names the tests that show it: the site's business.
+        if emphasis.astext() == "Shown by:" and emphasis.parent is not None:
+            holder = emphasis.parent
+            del holder.children[holder.index(emphasis):]
+            if holder.children and isinstance(holder.children[-1], nodes.Text):
+                holder.children[-1] = nodes.Text(holder.children[-1].astext().rstrip())
+    for block in doctree.findall(nodes.literal_block):
+        one_blank_line(block)
     for table in doctree.findall(nodes.table):
         group = table.next_node(nodes.tgroup)
         if group is not None and group.get("cols", 0) >= 6 and "longtable" not in table["classes"]:
             # A wide comparison matrix grows taller than a page once its cells wrap: as a
             # longtable it may break between rows instead of running off the page.
             table["classes"].append("longtable")
+    for meta in doctree.findall(nodes.paragraph):
+        # The runbook's "Reproduced by" test names, too; the entry's sources stay.
+        if "runbook-meta" in meta["classes"] and meta.children:
+            sources = next((i for i, c in enumerate(meta.children) if isinstance(c, nodes.strong)
+                            and c.astext().strip() == "Sources"), len(meta.children))
+            if meta.children[0].astext().strip() == "Reproduced by":
+                del meta.children[:sources]
+    for entry in list(doctree.findall(nodes.definition_list)):
+        if "runbook-entry" in entry["classes"]:
+            read_and_alert_on_one_line(entry)
+    site_tables_as_a_link(doctree, app.config.html_baseurl)
     for term in list(doctree.findall(nodes.term)):
         # The runbook's test ids: which test reproduces an entry is the site's business.
         item = term.parent
@@ -173,6 +200,102 @@ def api_reference_on_the_site_only(app: Sphinx, doctree: nodes.document, docname
             box.extend(section.children[1:])
             section.children = section.children[:1]
             section += box
+
+
+def read_and_alert_on_one_line(entry: nodes.definition_list) -> None:
+    """A runbook entry's "Read" and "Alert" items print as one line after it in the PDF."""
+    line = nodes.paragraph("", "", classes=["runbook-read"])
+    for item in list(entry.children):
+        term = item.next_node(nodes.term)
+        if term is None or term.astext().strip() not in {"Read", "Alert"}:
+            continue
+        if line.children:
+            line += nodes.Text(" · ")
+        line += nodes.strong("", term.astext().strip() + ": ")
+        for para in item.findall(nodes.paragraph):
+            line += list(para.children)
+        entry.remove(item)
+    if line.children:
+        entry.parent.insert(entry.parent.index(entry) + 1, line)
+
+
+#: Generated tables of the site that the book replaces with a line: which versions each
+#: recorded run of the suite used (the release lines, and what they change, stay).
+SITE_TABLES = ("Servers the suite passed against", "Library versions in each run")
+TESTED_AGAINST = "reference/tested-against"
+
+
+def site_tables_as_a_link(doctree: nodes.Node, base_url: str) -> None:
+    url = f"{base_url.rstrip('/')}/{TESTED_AGAINST}.html"
+    first = True
+    for table in list(doctree.findall(nodes.table)):
+        title = table.next_node(nodes.title)
+        if title is None or title.astext().strip() not in SITE_TABLES:
+            continue
+        if first:
+            para = nodes.paragraph("", "The servers and the library versions each recorded "
+                                   "run used are in two tables on the site: ")
+            para += nodes.reference(url, url, refuri=url)
+            para += nodes.Text(".")
+            table.replace_self(para)
+            first = False
+        else:
+            table.parent.remove(table)
+
+
+QUESTIONS = "Questions from the field"
+
+
+def questions_on_the_site(doctree: nodes.Node, base_url: str) -> None:
+    """In the PDF a chapter's questions from the field are one paragraph: the questions, and
+    the address of their answers, fixes, versions and sources on the site (they took ten
+    pages; the failure modes and the runbook carry the book's advice). Their index entries
+    stay, pointing to this paragraph."""
+    page_of = {}
+    for start in doctree.findall(addnodes.start_of_file):  # inner files come later: they win
+        for section in start.findall(nodes.section):
+            page_of[id(section)] = start.get("docname", "")
+    for section in list(doctree.findall(nodes.section)):
+        title = section.next_node(nodes.title)
+        if title is None or title.astext().strip() != QUESTIONS:
+            continue
+        ids: list[str] = section.get("ids", [])
+        url = f"{base_url.rstrip('/')}/{page_of.get(id(section), '')}.html"
+        url += f"#{ids[-1]}" if ids else ""
+        questions = [c for c in section.children if isinstance(c, nodes.section)]
+        if not questions:  # the site-only chapter of that name
+            continue
+        para = nodes.paragraph("", "")
+        for question in questions:  # the symptoms a reader looks up still lead here
+            para += list(question.findall(addnodes.index))
+        para += nodes.Text("What production users keep asking in the projects' public trackers "
+                           "about this chapter's topic, answered on the site with the fix, the "
+                           "versions it applies to and the threads that settled it: ")
+        for number, question in enumerate(questions):
+            if number:
+                para += nodes.Text(" · ")
+            head = question.next_node(nodes.title)
+            para += nodes.emphasis("", head.astext() if head is not None else "")
+        para += nodes.Text(" (")
+        para += nodes.reference(url, url, refuri=url)
+        para += nodes.Text(").")
+        section.children = []
+        section += [title, para]
+
+
+def one_blank_line(block: nodes.literal_block) -> None:
+    """In the PDF a listing keeps one blank line where its file has two (between top-level
+    definitions): every line of code is printed, in less height."""
+    text = block.astext()
+    args: dict[str, object] = block.get("highlight_args") or {}
+    if block.rawsource != text or args.get("hl_lines"):
+        return  # a parsed literal, or emphasised lines whose numbers would shift
+    if block.get("linenos"):
+        return
+    squeezed = re.sub(r"\n[ \t]*\n([ \t]*\n)+", "\n\n", text)
+    if squeezed != text:
+        block.rawsource = squeezed
+        block.children = [nodes.Text(squeezed)]
 
 
 #: Link text that names its target already: an issue or pull request, "owner/repo#123".

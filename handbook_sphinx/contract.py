@@ -40,7 +40,7 @@ from sphinx.util import logging
 logger = logging.getLogger(__name__)
 
 #: Characters of code that fit on one line of the PDF (conf.py: DejaVu Sans Mono at 0.73 of
-#: 10 pt, 0.85 in margins on A4, fits 107; kept at 96, the width the listings are written to).
+#: 10 pt, 0.75 in margins on A4, fits 112; kept at 96, the width the listings are written to).
 #: Longer lines wrap there and scroll in HTML.
 CODE_WIDTH = 96
 #: Lines of code a topic page may show (non-blank lines of listings, sessions, commands).

@@ -131,6 +131,16 @@ class RunbookEntries(SphinxDirective):
                     "", "None of the handbook's alert rules catches this; the steps above find it."
                 ),
             )
+        if entry.replay:  # the incidents lab's replay of it, on the Grafana page
+            replays: list[nodes.Node] = [nodes.Text("what the dashboard and the alerts did: ")]
+            for n, incident in enumerate(entry.replay):
+                replays += [nodes.Text(", ")] if n else []
+                ref = addnodes.pending_xref(
+                    "", refdomain="std", reftype="ref", reftarget=f"incident-{incident}",
+                    refexplicit=False, refwarn=True, refdoc=self.env.docname)
+                ref += nodes.inline(incident, incident)
+                replays.append(ref)
+            found += item("Replay", nodes.paragraph("", "", *replays))
         section += found
         # Who checks it and where it comes from: one small line, for the curious.
         meta = nodes.paragraph(classes=["runbook-meta"])

@@ -723,58 +723,6 @@ def failover_celery(results: Path) -> Table:
                   "held in `unacked`", "unavailable (s)"], rows, note=note)
 
 
-def failover_retry(results: Path) -> Table:
-    """``WAIT 1`` with a producer that tries each job once against one that retries it with
-    backoff, per fault: what the retries bought and what they cost."""
-    data = json.loads(results.read_text(encoding="utf-8"))
-    by = {(r["fault"], r["config"]): r for r in data["sentinel"]}
-    rows = []
-    for fault, label in FAILOVER_FAULTS.items():
-        for config in ("wait", "wait-retry"):
-            row = by.get((fault, config))
-            if row is None:
-                continue
-            rows.append([
-                label, "retries" if config == "wait-retry" else "one try",
-                str(row["jobs"]), _bold_if(row["not_acknowledged"]), str(row["retried"]),
-                str(row["retried_ran_twice"]), _bold_if(row["acked_then_lost"]),
-                f"{row['enqueue_longest_ms'] / 1000:.2f}",
-            ])
-    p = data["parameters"]
-    note = (
-        f"The majority-side producer with `WAIT 1 {p['wait_timeout_ms']}`. *Retries*: up to "
-        f"{p['retry_attempts']} tries per job, the same job id each time, backoff from 0.1 s "
-        "doubling to 2 s with jitter (`with_retries`). *Failed for good*: jobs the producer "
-        "had to report as not enqueued. *Retried, ran twice*: retried jobs a worker ran more "
-        "than once (an earlier try had reached the primary after all). *Longest enqueue*: "
-        "from a job's first try to its acknowledgement."
-    )
-    return Table(["fault", "producer", "jobs", "failed for good", "retried",
-                  "retried, ran twice", "lost after ack", "longest enqueue (s)"],
-                 rows, note=note)
-
-
-def failover_bullmq(results: Path) -> Table:
-    """BullMQ through ioredis' Sentinel options, under the faults it was run with."""
-    data = json.loads(results.read_text(encoding="utf-8"))
-    rows = [[
-        FAILOVER_FAULTS[row["fault"]],
-        str(row["acknowledged"]),
-        _bold_if(row["acked_then_lost"]),
-        str(row["duplicates"]),
-        str(row["failed_jobs"]),
-        f"{row['unavailable_seconds']:.1f}",
-    ] for row in data.get("bullmq", [])]
-    v = data["versions"]
-    note = (
-        f"BullMQ {v['bullmq']}, ioredis {v['ioredis']}, Node: one process adding jobs at the "
-        "lab's rate (`enableOfflineQueue: false`, `commandTimeout` 500 ms) and a worker "
-        "(concurrency 2, `lockDuration` and `stalledInterval` 5 s), both through `sentinels`, "
-        "`name`, `sentinelPassword` and `failoverDetector`, on a Sentinel group with "
-        "asynchronous replication. *Failed*: jobs BullMQ moved to its failed set."
-    )
-    return Table(["fault", "added", "lost after add", "run twice", "failed",
-                  "unavailable (s)"], rows, note=note)
 # -- Choosing a broker: labs/broker_bench.py's results file ---------------------------------
 BROKER_REFERENCE = "redis-list"  # the one-job reliable list queue: the ratios' denominator
 
@@ -896,3 +844,57 @@ def broker_ratios_table(results: Path) -> Table:
     ]
     return Table(["comparison", "measure", "ratio"], rows,
                  note="Ratios of medians, from the same run as the tables above.")
+
+
+def failover_retry(results: Path) -> Table:
+    """``WAIT 1`` with a producer that tries each job once against one that retries it with
+    backoff, per fault: what the retries bought and what they cost."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    by = {(r["fault"], r["config"]): r for r in data["sentinel"]}
+    rows = []
+    for fault, label in FAILOVER_FAULTS.items():
+        for config in ("wait", "wait-retry"):
+            row = by.get((fault, config))
+            if row is None:
+                continue
+            rows.append([
+                label, "retries" if config == "wait-retry" else "one try",
+                str(row["jobs"]), _bold_if(row["not_acknowledged"]), str(row["retried"]),
+                str(row["retried_ran_twice"]), _bold_if(row["acked_then_lost"]),
+                f"{row['enqueue_longest_ms'] / 1000:.2f}",
+            ])
+    p = data["parameters"]
+    note = (
+        f"The majority-side producer with `WAIT 1 {p['wait_timeout_ms']}`. *Retries*: up to "
+        f"{p['retry_attempts']} tries per job, the same job id each time, backoff from 0.1 s "
+        "doubling to 2 s with jitter (`with_retries`). *Failed for good*: jobs the producer "
+        "had to report as not enqueued. *Retried, ran twice*: retried jobs a worker ran more "
+        "than once (an earlier try had reached the primary after all). *Longest enqueue*: "
+        "from a job's first try to its acknowledgement."
+    )
+    return Table(["fault", "producer", "jobs", "failed for good", "retried",
+                  "retried, ran twice", "lost after ack", "longest enqueue (s)"],
+                 rows, note=note)
+
+
+def failover_bullmq(results: Path) -> Table:
+    """BullMQ through ioredis' Sentinel options, under the faults it was run with."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    rows = [[
+        FAILOVER_FAULTS[row["fault"]],
+        str(row["acknowledged"]),
+        _bold_if(row["acked_then_lost"]),
+        str(row["duplicates"]),
+        str(row["failed_jobs"]),
+        f"{row['unavailable_seconds']:.1f}",
+    ] for row in data.get("bullmq", [])]
+    v = data["versions"]
+    note = (
+        f"BullMQ {v['bullmq']}, ioredis {v['ioredis']}, Node: one process adding jobs at the "
+        "lab's rate (`enableOfflineQueue: false`, `commandTimeout` 500 ms) and a worker "
+        "(concurrency 2, `lockDuration` and `stalledInterval` 5 s), both through `sentinels`, "
+        "`name`, `sentinelPassword` and `failoverDetector`, on a Sentinel group with "
+        "asynchronous replication. *Failed*: jobs BullMQ moved to its failed set."
+    )
+    return Table(["fault", "added", "lost after add", "run twice", "failed",
+                  "unavailable (s)"], rows, note=note)

@@ -43,6 +43,8 @@ class VersionNote(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         self.env.note_dependency(versions.__file__)
         note = nodes.admonition(classes=["version-note", "important"])
+        note["handbook_lines"] = list(self.arguments)  # the PDF prints a pointer (see below)
+        self.env.note_dependency(__file__)
         self.set_source_info(note)
         note += nodes.title(TITLE, TITLE)
         for key in self.arguments:
@@ -60,6 +62,47 @@ class VersionNote(SphinxDirective):
                 items += nodes.list_item("", nodes.paragraph("", "", *self.inline(text)))
             note += items
         return [note]
+
+
+#: The section of :data:`SUMMARY_PAGE` that holds every line's note.
+SUMMARY_SECTION = "release-lines-tested-here-and-current"
+
+
+def pointer(keys: list[str]) -> nodes.paragraph:
+    """What the PDF prints instead of a chapter's note: the versions tested and current, and
+    the page of the "Tested against" chapter that lists what the current lines change (the
+    book prints each note once, there)."""
+    para = nodes.paragraph("", "", classes=["version-pointer"])
+    para += nodes.strong("Versions: ", "Versions: ")
+    for number, key in enumerate(keys):
+        line = versions.release_line(key)
+        if number:
+            para += nodes.Text("; ")
+        tested = f"tested on {line.tested}" if line.tested else "not run here"
+        para += nodes.Text(f"{line.name} {tested}, current line {line.current}")
+    para += nodes.Text(". What the current lines change: ")
+    title = "Release lines: tested here, and current"
+    para += nodes.reference("", title, refuri=f"%{SUMMARY_PAGE}#{SUMMARY_SECTION}", internal=True)
+    para += nodes.raw(
+        "", rf", p.~\pageref{{\detokenize{{{SUMMARY_PAGE}:{SUMMARY_SECTION}}}}}.", format="latex"
+    )
+    return para
+
+
+def notes_once_in_the_book(doctree: nodes.Node) -> None:
+    """In the PDF, each chapter's note is one line pointing to the "Tested against" chapter,
+    which prints every note in full: the same notes on eleven chapters took five pages."""
+    from sphinx import addnodes
+
+    kept = {  # walked downwards: the LaTeX builder does not reparent a file's nodes
+        id(note)
+        for start in doctree.findall(addnodes.start_of_file)
+        if start.get("docname") == SUMMARY_PAGE
+        for note in start.findall(nodes.admonition)
+    }
+    for note in list(doctree.findall(nodes.admonition)):
+        if "version-note" in note["classes"] and id(note) not in kept:
+            note.replace_self(pointer(note.get("handbook_lines", [])))
 
 
 def setup(app: Sphinx) -> None:

@@ -23,7 +23,7 @@ from tests._support.tools import require_tool
 DOCS = ROOT / "docs"
 
 A4_WIDTH_PT = 595.28
-RIGHT_MARGIN_PT = 0.85 * 72  # conf.py: sphinxsetup hmargin={0.85in,0.85in}
+RIGHT_MARGIN_PT = 0.75 * 72  # conf.py: sphinxsetup hmargin={0.75in,0.75in}
 TOLERANCE_PT = 2
 
 
@@ -187,10 +187,14 @@ def test_figures_and_tables_are_numbered(text):
 
 #: Issue 24's target is 240 pages. The book met it (239) before the SQS, RabbitMQ, replication,
 #: scheduled-jobs and PostgreSQL-queue pages, the gap sections and the version notes landed
-#: (317 pages at merge 1e86ea8; 340 with the questions from the field); this ceiling only
-#: stops padding from coming back (the API reference alone was 84 pages) until the lead
-#: decides what the book leaves to the site.
-MAX_PAGES = 345
+#: (343 pages at dc6dc04). Denser typesetting (code on an 8.7 pt line, chapters that run on,
+#: smaller tables, 0.75 in margins), the version notes printed once, the questions from the
+#: field as one paragraph per chapter, the run tables of "Tested against" and the list of
+#: questions left to the site brought it to 245; the failover, throughput, incidents-replay
+#: and choosing-a-broker additions of the same day to 261. This ceiling stops padding from
+#: coming back; getting under 240 again takes harness listings moved to the site
+#: (``:collapsed:``), which the lead decides with the page owners.
+MAX_PAGES = 262
 QUOTES = str.maketrans("\u201c\u201d\u2018\u2019", "\"\"''")  # LaTeX sets curly quotes
 
 

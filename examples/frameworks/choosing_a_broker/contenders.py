@@ -124,8 +124,8 @@ class ListConsumer:
                 batch = q.claim(self.worker)
                 if not batch.size:  # empty: block until a job arrives, without taking it
                     # (BLMOVE from a list to the same end of itself changes nothing)
-                    q.r.blmove(q.pending_key, q.pending_key, WAIT_S,  # type: ignore[arg-type]
-                               "RIGHT", "RIGHT")
+                    wait: Any = WAIT_S  # redis-py types the timeout as int; Redis takes 0.2
+                    q.r.blmove(q.pending_key, q.pending_key, wait, "RIGHT", "RIGHT")
                     continue
                 seqs = [work(job, recorder) for job in batch.jobs]
                 q.ack_batch(batch)  # one call for the whole batch

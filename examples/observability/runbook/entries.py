@@ -31,7 +31,7 @@ class RunbookError(ValueError):
 # confirm it, why it happens, how to fix it for good.
 FIELDS = {"id": str, "symptom": str, "mitigate": str, "confirm": list, "cause": str,
           "fix": str, "pages": list, "alerts": list, "frameworks": list, "search": list,
-          "tests": list, "sources": list}
+          "tests": list, "sources": list, "replay": list}
 # A step says what to look for, and gives exactly one thing to run:
 #   promql: a query for Prometheus (contract metrics only);
 #   redis:  the arguments of a redis-cli command (shown after REDIS_CLI, below);
@@ -41,7 +41,10 @@ STEP_KINDS = ("promql", "redis", "shell")
 # whose text starts with the framework's name ("Celery: ...", "Celery on Redis: ...").
 FRAMEWORKS = {"celery": "Celery", "rq": "RQ", "bullmq": "BullMQ", "sidekiq": "Sidekiq"}
 # A failure no rule catches, none the suite reproduces, or one outside any framework.
-MAY_BE_EMPTY = {"alerts", "tests", "frameworks"}
+MAY_BE_EMPTY = {"alerts", "tests", "frameworks", "replay"}
+# Incidents of the incidents lab (docs/observability/_data/incidents.json) that replay the
+# entry on a live Prometheus; an entry without one may leave the field out.
+OPTIONAL = {"replay"}
 # How the page runs a redis step: TLS with the server's certificate checked, as the on-call
 # user, and the password from REDISCLI_AUTH, which redis-cli reads itself (never -a or a
 # URL with a password: a process's arguments are visible to every local user).
@@ -86,6 +89,7 @@ class Entry:
     search: tuple[str, ...]  # what a paged engineer types into the site search
     tests: tuple[str, ...]  # pytest node ids that reproduce the failure
     sources: tuple[str, ...]  # URLs: issues that show it, primary docs
+    replay: tuple[str, ...] = ()  # incident ids of the incidents lab
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,7 @@ def _entry(number: int, raw: object) -> Entry:
     if not isinstance(raw, dict):
         raise RunbookError(f"entry {number}: must be a table, got {raw!r}")
     where = f"entry {number} ({raw.get('id', 'no id')})"
-    missing = [f for f in FIELDS if f not in raw]
+    missing = [f for f in FIELDS if f not in raw and f not in OPTIONAL]
     unknown = sorted(set(raw) - set(FIELDS))
     if missing:
         raise RunbookError(f"{where}: missing field(s) {missing}")
@@ -129,7 +133,7 @@ def _entry(number: int, raw: object) -> Entry:
             f"{where}: unknown field(s) {unknown} (allowed: {', '.join(FIELDS)})"
         )
     for name, kind in FIELDS.items():
-        value = raw[name]
+        value = raw.get(name, kind())
         if not isinstance(value, kind) or (not value and name not in MAY_BE_EMPTY):
             raise RunbookError(
                 f"{where}: {name!r} must be a non-empty {kind.__name__}, got {value!r}"
@@ -149,8 +153,8 @@ def _entry(number: int, raw: object) -> Entry:
         raise RunbookError(f"{where}: no confirm step starts with {', '.join(uncovered)}")
     return Entry(raw["id"], raw["symptom"].strip(), raw["mitigate"].strip(), steps,
                  raw["cause"].strip(), raw["fix"].strip(),
-                 *(tuple(raw[f]) for f in ("pages", "alerts", "frameworks", "search", "tests",
-                                           "sources")))
+                 *(tuple(raw.get(f, ())) for f in ("pages", "alerts", "frameworks", "search",
+                                                   "tests", "sources", "replay")))
 
 
 def parse(text: str) -> Runbook:
