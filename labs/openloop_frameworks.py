@@ -259,14 +259,20 @@ class RQConsumer(FrameworkConsumer):
 # ---- the contenders ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Celery:
+class _Framework:
+    """Settings shared by every contender: the server (a database of the lab's own)."""
+
     url: str
-    id: str = "celery-prefork"
-    label: str = f"Celery, prefork ×{CELERY_CONCURRENCY}, acks_late, prefetch 1"
-    acked: str = "the message left kombu's unacked hash (the ack after the task returned)"
 
     def prepare(self) -> None:
         _flush(self.url)
+
+
+@dataclass(frozen=True)
+class Celery(_Framework):
+    id: str = "celery-prefork"
+    label: str = f"Celery, prefork ×{CELERY_CONCURRENCY}, acks_late, prefetch 1"
+    acked: str = "the message left kombu's unacked hash (the ack after the task returned)"
 
     def producer(self) -> CeleryProducer:
         return CeleryProducer(self.url)
@@ -296,14 +302,10 @@ class CeleryProducer:
 
 
 @dataclass(frozen=True)
-class RQ:
-    url: str
+class RQ(_Framework):
     id: str = "rq-pool"
     label: str = f"RQ, WorkerPool ×{RQ_POOL_SIZE} (forking Worker)"
     acked: str = "the job is in FinishedJobRegistry (RQ has no ack: taken = gone)"
-
-    def prepare(self) -> None:
-        _flush(self.url)
 
     def producer(self) -> RQProducer:
         return RQProducer(self.url)
@@ -358,15 +360,11 @@ class RQProducer:
 
 
 @dataclass(frozen=True)
-class BullMQ:
-    url: str
+class BullMQ(_Framework):
     concurrency: int = BULLMQ_CONCURRENCY
     id: str = "bullmq-10"
     label: str = f"BullMQ (Node.js), one Worker, concurrency {BULLMQ_CONCURRENCY}"
     acked: str = "the Worker's completed event (after moveToFinished confirmed)"
-
-    def prepare(self) -> None:
-        _flush(self.url)
 
     def producer(self) -> BullMQProducer:
         return BullMQProducer(self.url)
@@ -403,14 +401,10 @@ class BullMQProducer:
 
 
 @dataclass(frozen=True)
-class Sidekiq:
-    url: str
+class Sidekiq(_Framework):
     id: str = "sidekiq"
     label: str = "Sidekiq, one process, default concurrency"
     acked: str = "a server middleware after the job returned (basic fetch has no ack)"
-
-    def prepare(self) -> None:
-        _flush(self.url)
 
     def producer(self) -> SidekiqProducer:
         return SidekiqProducer(self.url)
