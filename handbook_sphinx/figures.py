@@ -223,7 +223,7 @@ def broker_latency(results: Path) -> Figure:
     """Enqueue→acknowledged latency (p50, p99, p99.9) against load, one panel per contender."""
     data = json.loads(results.read_text(encoding="utf-8"))
     contenders = data["contenders"]
-    cols = 3
+    cols = 3 if len(contenders) > 4 else 2
     rows = -(-len(contenders) // cols)
     fig = Figure(figsize=(9, 2.3 * rows + 0.6), layout="constrained")
     axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)

@@ -770,6 +770,21 @@ def broker_latency_table(results: Path, load: str = "0.8") -> Table:
     """Open-loop latency at one load (a fraction of each contender's capacity): p50, p99,
     p99.9 in milliseconds, from the scheduled send time, with the number of samples."""
     data = json.loads(results.read_text(encoding="utf-8"))
+    return Table(
+        LATENCY_COLUMNS, _latency_rows(data, load),
+        note=(f"Milliseconds from each job's scheduled send time, at {float(load) * 100:g} % "
+              "of the contender's capacity; *n* is the number of jobs measured, *producer "
+              "late* how far behind its schedule the producer's confirmed sends were. Same "
+              f"run as the table above ({data['date']})."),
+    )
+
+
+LATENCY_COLUMNS = ["contender", "jobs/s sent", "to start: p50 / p99 / p99.9",
+                   "to ack: p50 / p99 / p99.9", "n", "producer late, p99", "lost"]
+
+
+def _latency_rows(data: dict, load: str) -> list[list[str]]:
+    """One row per contender of an open-loop results file, at one load."""
     rows = []
     for c in data["contenders"]:
         point = next(p for p in c["open_loop"] if abs(p["load"] - float(load)) < 1e-9)
@@ -780,14 +795,26 @@ def broker_latency_table(results: Path, load: str = "0.8") -> Table:
             " / ".join(f"{ack[q]:,.0f}" for q in ("p50", "p99", "p99.9")),
             f"{ack['n']:,}", f"{point['send_lag_ms']['p99']:,.0f}", str(point["lost"]),
         ])
+    return rows
+
+
+def framework_latency_table(results: Path, load: str = "0.8") -> Table:
+    """The frameworks at production settings under the same open-loop load
+    (``labs/openloop_frameworks.py``): latency at one load, and what *acknowledged* means for
+    each framework, since only Celery and BullMQ have an acknowledgement of their own."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    acked = "; ".join(f"*{c['label'].split(',')[0]}*: {c['acked']}" for c in data["contenders"])
+    machine = data.get("machine", {})
+    start, end = machine.get("load_average_at_start"), machine.get("load_average_at_end")
+    load_avg = f"{start[0]:.1f} at the start, {end[0]:.1f} at the end" if start and end else ""
     return Table(
-        ["contender", "jobs/s sent", "to start: p50 / p99 / p99.9",
-         "to ack: p50 / p99 / p99.9", "n", "producer late, p99", "lost"],
-        rows,
-        note=(f"Milliseconds from each job's scheduled send time, at {float(load) * 100:g} % "
-              "of the contender's capacity; *n* is the number of jobs measured, *producer "
-              "late* how far behind its schedule the producer's confirmed sends were. Same "
-              f"run as the table above ({data['date']})."),
+        LATENCY_COLUMNS, _latency_rows(data, load),
+        note=(f"Milliseconds from each job's scheduled send time, at {float(load) * 100:g} % of "
+              "each framework's capacity (median of three sustained runs sending one job per "
+              f"call); one run per load on the shared 2-core machine"
+              + (f" (load average {load_avg})" if load_avg else "")
+              + f", so expect noise of the order of the differences. Acknowledged: {acked}. "
+              f"Run of {data['date']}; reproduce with `tox -e openloop-frameworks`."),
     )
 
 

@@ -39,18 +39,18 @@ def url() -> Iterator[str]:
             stop(proc)
 
 
-def _needs(cid: str) -> None:
+def _needs(cid: str, request: pytest.FixtureRequest) -> None:
     if cid == "bullmq-10":
-        require_tool("node")
-        if not (frameworks.BULLMQ_DIR / "node_modules" / "bullmq").is_dir():
-            pytest.skip("npm ci in examples/frameworks/bullmq first (tox does)")
+        request.getfixturevalue("node_project")  # node, and `npm ci` if node_modules is missing
     if cid == "sidekiq":
         require_tool("sidekiq")
 
 
 @pytest.mark.parametrize("cid", list(frameworks.CONTENDERS))
-def test_every_job_starts_then_is_acknowledged_and_the_worker_is_gone(url: str, cid: str):
-    _needs(cid)
+def test_every_job_starts_then_is_acknowledged_and_the_worker_is_gone(
+    url: str, cid: str, request: pytest.FixtureRequest
+):
+    _needs(cid, request)
     contender = frameworks.CONTENDERS[cid](url)
     result = openloop.open_loop(contender, rate=40, n=12, seed=3, timeout=60)
     assert result.lost == 0
@@ -79,8 +79,10 @@ def test_an_rq_job_finished_before_its_start_was_read_waits_for_the_next_round()
     assert frameworks.rq_settled(set(), ["ol-2"]) == set()
 
 
-def test_the_runner_writes_every_load_and_the_committed_file_has_them(tmp_path: Path):
-    _needs("sidekiq")
+def test_the_runner_writes_every_load_and_the_committed_file_has_them(
+    tmp_path: Path, request: pytest.FixtureRequest
+):
+    _needs("sidekiq", request)
     out = tmp_path / "openloop.json"
     data = frameworks.main(["--only", "sidekiq", "--loads", "0.5", "--seconds", "0.5",
                             "--capacity-seconds", "0.5", "--capacity-runs", "1",
