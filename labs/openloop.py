@@ -11,9 +11,11 @@ latencies instead of hiding them (no coordinated omission). Two latencies per jo
   is confirmed (for a broker that does not confirm acks, when it was sent: say so).
 
 A contender is three small objects, and it must be picklable (the runner starts the producer
-and the consumer in separate processes with the ``spawn`` method):
+and the consumer in separate processes with the ``spawn`` method). Their shape, as a sketch
+(it names the interfaces defined below, so it does not run on its own):
 
 .. code-block:: python
+    :class: needs-context
 
     class MyContender:                       # frozen dataclass of settings: URL, queue name
         label = "my queue"
