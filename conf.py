@@ -192,14 +192,14 @@ latex_elements = {
 \setsansfont{FreeSans}
 \setmonofont{DejaVu Sans Mono}[Scale=0.73]
 """,
-    # Index entries name long dotted paths; a smaller, ragged index keeps them in the margins.
+    # The index: small, ragged, in three columns (sphinxtheindex in the preamble below).
     "printindex": r"\footnotesize\raggedright\sloppy\printindex",
     # A code line too long for the page wraps at a space or punctuation; it is cut inside a
     # token only when that would leave more than 60 characters of the line empty (or when
     # one token is wider than the line), so a copied command or query keeps its words whole.
     "sphinxsetup": "verbatimforcewraps=true, verbatimmaxunderfull=60, "
     "TitleColor={rgb}{0.1,0.2,0.45}, hmargin={0.75in,0.75in}, vmargin={0.7in,0.75in}, "
-    "pre_padding=2pt",
+    "pre_padding=2pt, verbatimhintsturnover=false",
     # Code is set at the mono font's scaled size (7.3 pt) on an 8.7 pt line, not on the body
     # text's 11 pt line: a listing takes a fifth less height and reads as a block.
     "fvset": r"\fvset{fontsize=\fontsize{10pt}{9.5pt}\selectfont}",
@@ -224,6 +224,11 @@ latex_elements = {
 % (jobqueue_jobs_processed_total, maxmemory-policy, --user) and a copied command would break.
 \renewcommand*\sphinxbreaksafterlist{\do\PYGZcb\}\do\PYGZca\^\do\PYGZam\&\do\PYGZgt\>\do\PYGZti\~\do\PYGZbs\\}
 \linespread{0.92}
+% Paragraphs a third of a line apart (the parskip package's half line left a band of white
+% between the many one-line paragraphs and listings), captions closer to what they label.
+\setlength{\parskip}{0.35\baselineskip plus 1pt}
+\setlength{\abovecaptionskip}{5pt}
+\renewcommand*\sphinxbelowcaptionspace{.3\sphinxbaselineskip}
 % The address printed after a link, and a chapter's list of sources, are set small.
 \newcommand{\handbookurlsize}{\small}
 \expandafter\def\csname DUrolehandbookurl\endcsname#1{{\handbookurlsize#1}}
@@ -239,7 +244,7 @@ latex_elements = {
 \titleclass{\chapter}{straight}
 % \Needspace* measures the page: needspace's \needspace is a guess that, with the ragged
 % bottom Sphinx sets, breaks early before a tall table or listing.
-\AtBeginDocument{\let\handbook@chapter\chapter\def\chapter{\Needspace*{0.33\textheight}\handbook@chapter}}
+\AtBeginDocument{\let\handbook@chapter\chapter\def\chapter{\Needspace*{0.25\textheight}\handbook@chapter}}
 \titleformat{\chapter}[hang]{\titlerule[0.8pt]\vspace{6pt}%
   \py@HeaderFamily\bfseries\huge\py@TitleColor}{\thechapter.}{0.5em}{}
 \titlespacing*{\chapter}{0pt}{18pt}{14pt}
@@ -272,6 +277,22 @@ latex_elements = {
   \fancyfoot[L]{{\py@HeaderFamily\nouppercase{\rightmark}}}%
   \fancyfoot[R]{{\py@HeaderFamily\thepage}}%
   \renewcommand{\headrulewidth}{0.4pt}\renewcommand{\footrulewidth}{0.4pt}}
+% The index follows the last chapter on its page when a quarter of the page is left, under a
+% chapter-style title; three columns of roman type (Sphinx sets every entry in the small
+% monospace face) with a short hanging indent and small letter heads.
+\usepackage{multicol}
+\renewenvironment{sphinxtheindex}{%
+  \chapter*{\indexname}\phantomsection\addcontentsline{toc}{chapter}{\indexname}%
+  \markboth{\indexname}{\indexname}%
+  \parindent\z@ \parskip\z@ \@plus .3\p@\relax
+  \renewcommand\@idxitem{\par\hangindent 1.5em}%
+  \renewcommand\subitem{\@idxitem\hspace*{0.75em}}%
+  \renewcommand\subsubitem{\@idxitem\hspace*{1.5em}}%
+  \renewcommand\indexspace{\par\vskip 4\p@ \@plus 2\p@ \@minus 2\p@\relax}%
+  \setlength{\columnsep}{1.2em}%
+  \begin{multicols}{3}\let\item\@idxitem}{\end{multicols}}
+\def\sphinxstyleindexentry#1{#1}
+\def\sphinxstyleindexlettergroup#1{{\normalsize\py@HeaderFamily\bfseries#1}\par\nopagebreak\vspace{1pt}}
 \makeatother
 """,
 }

@@ -17,6 +17,7 @@ problems, not the handbook's function names.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from docutils import nodes
 from sphinx import addnodes
@@ -215,7 +216,31 @@ def add_symptoms(app: Sphinx, doctree: nodes.document) -> None:
                 break
 
 
+def one_entry_per_term_in_the_book(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    """The PDF's index names each term once per place: the runbook indexes a symptom as its
+    title ("A periodic task runs twice", under "symptom" and on its own) and, for the site
+    search, in lower case ("a periodic task runs twice"); printed, the two were one line
+    after the other. The book keeps the first spelling, main if either was."""
+    if app.builder.format != "latex":
+        return
+    seen: dict[tuple[str, str, str], list[Any]] = {}
+    nodes_and_kept: list[tuple[addnodes.index, list[list[Any]]]] = []
+    for node in doctree.findall(addnodes.index):
+        kept: list[list[Any]] = []
+        for kind, value, target, main, key in node["entries"]:
+            first = seen.get((kind, value.casefold(), target))
+            if first is None:
+                seen[(kind, value.casefold(), target)] = [kind, value, target, main, key]
+                kept.append(seen[(kind, value.casefold(), target)])
+            elif main and not first[3]:
+                first[3] = main
+        nodes_and_kept.append((node, kept))
+    for node, kept in nodes_and_kept:
+        node["entries"] = [tuple(entry) for entry in kept]
+
+
 def setup(app: Sphinx) -> None:
+    app.connect("doctree-resolved", one_entry_per_term_in_the_book)
     app.connect("doctree-read", add_concepts)
     app.connect("doctree-read", add_failure_modes)
     app.connect("doctree-read", add_symptoms)
