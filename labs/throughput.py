@@ -43,6 +43,7 @@ import redis
 
 from examples.clock import FakeClock
 from examples.envelope import Job, new_job
+from labs.interrupt import run_main
 from labs.persistence import cpu_model
 from examples.frameworks.throughput.batched_queue import BatchedReliableQueue
 from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
@@ -699,4 +700,4 @@ def summary(data: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))
