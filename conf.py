@@ -198,7 +198,7 @@ latex_elements = {
     # token only when that would leave more than 60 characters of the line empty (or when
     # one token is wider than the line), so a copied command or query keeps its words whole.
     "sphinxsetup": "verbatimforcewraps=true, verbatimmaxunderfull=60, "
-    "TitleColor={rgb}{0.1,0.2,0.45}, hmargin={0.75in,0.75in}, vmargin={0.7in,0.75in}, "
+    "TitleColor={rgb}{0.1,0.2,0.45}, hmargin={0.75in,0.75in}, vmargin={0.62in,0.67in}, "
     "pre_padding=2pt, verbatimhintsturnover=false",
     # Code is set at the mono font's scaled size (7.3 pt) on an 8.7 pt line, not on the body
     # text's 11 pt line: a listing takes a fifth less height and reads as a block.
