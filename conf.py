@@ -244,7 +244,7 @@ latex_elements = {
 \titleclass{\chapter}{straight}
 % \Needspace* measures the page: needspace's \needspace is a guess that, with the ragged
 % bottom Sphinx sets, breaks early before a tall table or listing.
-\AtBeginDocument{\let\handbook@chapter\chapter\def\chapter{\Needspace*{0.25\textheight}\handbook@chapter}}
+\AtBeginDocument{\let\handbook@chapter\chapter\def\chapter{\Needspace*{0.33\textheight}\handbook@chapter}}
 \titleformat{\chapter}[hang]{\titlerule[0.8pt]\vspace{6pt}%
   \py@HeaderFamily\bfseries\huge\py@TitleColor}{\thechapter.}{0.5em}{}
 \titlespacing*{\chapter}{0pt}{18pt}{14pt}

@@ -194,10 +194,9 @@ def test_figures_and_tables_are_numbered(text):
 #: and choosing-a-broker additions of the same day to 261; seven of the eight incident
 #: replays as a line with their address, and the benchmark contenders, the batched queue's
 #: class and four promtool test groups collapsed (on the site), to 254. Paragraphs and
-#: captions closer together, no "continued" notes in split listings, chapters that may start
-#: in the last third of a page, a three-column index after the last chapter with one entry
-#: per term, four harness and data listings collapsed and slightly smaller vertical margins
-#: brought it to 240. This ceiling stops padding from coming back: a new page's length has to
+#: captions closer together, no "continued" notes in split listings, a three-column index
+#: after the last chapter with one entry per term, four harness and data listings collapsed
+#: and slightly smaller vertical margins (0.62/0.67 in) brought it to 239. This ceiling stops padding from coming back: a new page's length has to
 #: be paid for by moving listings that do not teach to the site.
 MAX_PAGES = 240
 QUOTES = str.maketrans("\u201c\u201d\u2018\u2019", "\"\"''")  # LaTeX sets curly quotes
