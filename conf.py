@@ -277,7 +277,7 @@ latex_elements = {
   \fancyfoot[L]{{\py@HeaderFamily\nouppercase{\rightmark}}}%
   \fancyfoot[R]{{\py@HeaderFamily\thepage}}%
   \renewcommand{\headrulewidth}{0.4pt}\renewcommand{\footrulewidth}{0.4pt}}
-% The index follows the last chapter on its page when a quarter of the page is left, under a
+% The index follows the last chapter on its page when a third of the page is left, under a
 % chapter-style title; three columns of roman type (Sphinx sets every entry in the small
 % monospace face) with a short hanging indent and small letter heads.
 \usepackage{multicol}
