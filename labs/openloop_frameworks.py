@@ -62,6 +62,8 @@ from typing import IO, Any
 
 import redis
 
+from labs.interrupt import run_main
+
 ROOT = Path(__file__).resolve().parents[1]
 BULLMQ_DIR = ROOT / "examples" / "frameworks" / "bullmq"
 BROKER_ENV = "OPENLOOP_BROKER_URL"
@@ -564,4 +566,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

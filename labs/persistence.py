@@ -33,6 +33,7 @@ from pathlib import Path
 import redis
 
 from examples.redis_client import connect
+from labs.interrupt import run_main
 from labs.results import write_results
 from labs import with_redis as launcher
 # [end:imports]
@@ -195,4 +196,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

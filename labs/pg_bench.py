@@ -44,6 +44,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from examples.clock import SystemClock
 from examples.frameworks.postgresql_queue.health import table_health
 from examples.frameworks.postgresql_queue.queue import SCHEMA, Worker, enqueue
+from labs.interrupt import run_main
 from labs.results import write_results
 from labs.with_postgres import URL_ENV, fresh_schema, postgres_cluster, server_version
 
@@ -204,4 +205,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run_main(main, sys.argv[1:]))

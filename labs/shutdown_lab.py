@@ -52,6 +52,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from labs.interrupt import run_main
 from labs.results import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -941,4 +942,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -35,6 +35,8 @@ import time
 from dataclasses import dataclass
 from importlib.metadata import version as _dist_version
 
+from labs.interrupt import run_main
+
 SERVER_ENV = "HANDBOOK_SERVER"
 CHOICES = ("auto", "redis", "valkey")
 REDIS_HINT = (
@@ -190,4 +192,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_main(main, sys.argv[1:]))

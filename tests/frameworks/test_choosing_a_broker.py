@@ -235,11 +235,12 @@ def test_prefetch_above_1_helps_quorum_most_and_quorum_wins_only_at_prefetch_100
 
 def test_latency_claims_of_the_page_hold():
     c = committed()
-    at_half = sorted(ack_p99(x, 0.5) for x in c.values())
-    assert at_half[-2] < 1000 <= at_half[-1]  # "all contenders but one" below a second
-    for cid in ("rabbitmq-classic-p1", "rabbitmq-quorum-p1", "redis-stream"):
-        assert ack_p99(c[cid], 0.8) > 1000, cid  # "went past a second" at 80 %
+    assert max(ack_p99(x, 0.5) for x in c.values()) < 200  # "within a fifth of a second"
+    for cid in ("rabbitmq-classic-p1", "redis-list-batched"):
+        assert ack_p99(c[cid], 0.95) > 1000, cid  # "went past a second" at 95 %
     for cid in ("rabbitmq-classic-p100", "rabbitmq-quorum-p100"):
         assert ack_p99(c[cid], 0.8) < ack_p99(c["redis-list-batched"], 0.8), cid
     batched = next(p for p in c["redis-list-batched"]["open_loop"] if p["load"] == 0.8)
     assert batched["send_lag_ms"]["p99"] > 0.9 * batched["ack_ms"]["p99"]  # "almost all"
+    # "do not always rise": some contender did better at 95 % than at 80 %
+    assert any(ack_p99(x, 0.95) < ack_p99(x, 0.8) for x in c.values())

@@ -20,10 +20,12 @@ examples.envelope.PayloadError: job 3 of the batch: every worker would refuse it
 from __future__ import annotations
 
 import json
+import json.scanner
 import operator
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import fields
-from itertools import repeat
+from itertools import chain, repeat
 
 from examples.envelope import (
     MAX_MESSAGE_BYTES,
@@ -33,16 +35,16 @@ from examples.envelope import (
     Job,
     MalformedJob,
     PayloadError,
-    printable_name,
 )
 
-_FIELDS = tuple(sorted(f.name for f in fields(Job)))  # the key order of Job.to_json()
-# Types of the values in that order: args, attempts, created_at, headers, id, task, v.
-_SHAPES = frozenset({
-    (dict, int, float, dict, str, str, int),
-    (dict, int, int, dict, str, str, int),
-})
-_DECODE = json.JSONDecoder().raw_decode
+# The decoder's own C scanner: scan(text, index) returns (value, end index) of the one JSON
+# value starting exactly at index (StopIteration if none does), skipping no whitespace.
+# (typeshed declares make_scanner's argument as the scanner class itself, not the decoder
+# it reads its settings from.)
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+_FIELDS = tuple(f.name for f in fields(Job))
+_ITEMS = operator.itemgetter(*_FIELDS)  # KeyError unless the dict has every field
+_SCALARS = {str, int, float, bool, type(None)}
 
 
 def parse_batch(count: int, joined: str) -> list[Job] | None:
@@ -50,53 +52,67 @@ def parse_batch(count: int, joined: str) -> list[Job] | None:
 
     :meth:`~examples.envelope.Job.to_json` writes ASCII only, so anything else takes the
     slow path. With exactly ``count - 1`` newlines, no message contains one, so every
-    newline is a boundary. Each message must then be exactly one JSON value ending at a boundary
-    (``raw_decode`` skips no whitespace) with the keys in the order
-    :meth:`~examples.envelope.Job.to_json` writes them and the types
+    newline is a boundary. Each message must then be exactly one JSON object with exactly
+    the fields of :class:`~examples.envelope.Job`, of the types
     :meth:`~examples.envelope.Job.from_json` accepts, only stricter (``type(x) is int``
-    refuses ``True``), and within the limits that method checks: size, nesting (bounded by
-    the count of brackets), printable id and task. Anything unusual returns ``None``, and the
-    caller checks each message with :meth:`~examples.envelope.Job.from_json`, which names the
-    reason a malformed one is dead-lettered.
+    refuses ``True``), and within the limits that method checks: size, nesting, printable
+    id and task. Anything unusual returns ``None``, and the caller checks each message with
+    :meth:`~examples.envelope.Job.from_json`, which names the reason a malformed one is
+    dead-lettered.
+
+    Every check runs over a whole column of the batch (``map``, ``set``, one string of all
+    the names): the loops over messages run in C, not in Python.
     """
     if (not isinstance(joined, str) or not joined.isascii() or joined.count("\n") != count - 1
             or len(joined) > MAX_MESSAGE_BYTES):  # then one message might be over the limit
         return None
-    jobs: list[Job] = []
-    end, size = -1, len(joined)
+    messages = joined.split("\n")
     try:
-        while end < size:
-            start = end + 1
-            data, end = _DECODE(joined, start)
-            if end < size and joined[end] != "\n":
-                return None
-            if not (
-                type(data) is dict
-                and tuple(data) == _FIELDS
-                and tuple(map(type, data.values())) in _SHAPES
-                and data["v"] == SCHEMA_VERSION
-                and joined.count("{", start, end) + joined.count("[", start, end) <= MAX_NESTING
-                and printable_name(data["id"])
-                and printable_name(data["task"])
-            ):
-                return None
-            # As copy and pickle rebuild an instance: the keys are exactly the fields,
-            # so this equals Job(**data), five times faster.
-            job = object.__new__(Job)
-            job.__dict__.update(data)
-            jobs.append(job)
-    except (ValueError, RecursionError):  # not JSON, or nested too deeply for the parser
+        values, ends = zip(*map(_SCAN, messages, repeat(0)), strict=True)
+        if (list(ends) != list(map(len, messages))  # something follows a message's value
+                or set(map(type, values)) != {dict} or set(map(len, values)) != {len(_FIELDS)}):
+            return None
+        ids, tasks, args, created_at, attempts, headers, versions = zip(
+            *map(_ITEMS, values), strict=True)
+    except (StopIteration, ValueError, RecursionError, KeyError):
+        return None  # not JSON, nested too deeply for the parser, or a field missing
+    names = ids + tasks
+    if not (
+        set(map(type, args)) == set(map(type, headers)) == {dict}
+        and set(map(type, attempts)) == set(map(type, versions)) == {int}
+        and set(versions) == {SCHEMA_VERSION}
+        and set(map(type, created_at)) <= {int, float}
+        and set(map(type, names)) == {str}
+        and min(map(len, names)) > 0 and max(map(len, names)) <= MAX_NAME_LENGTH
+        and "".join(names).isprintable()
+        and _shallow(messages, args + headers)
+    ):
         return None
-    return jobs if len(jobs) == count else None
+    # As copy and pickle rebuild an instance: the keys are exactly the fields, so each
+    # equals Job(**value), five times faster.
+    jobs = list(map(object.__new__, repeat(Job, count)))
+    deque(map(dict.update, map(vars, jobs), values), maxlen=0)  # consume: update each job
+    return jobs
+
+
+def _shallow(messages: list[str], dicts: tuple[dict, ...]) -> bool:
+    """Whether no message nests deeper than ``MAX_NESTING``: at once if every value in the
+    jobs' ``args`` and ``headers`` is a scalar (depth 2), else by counting brackets, which
+    bounds each message's depth from above."""
+    if set(map(type, chain.from_iterable(map(dict.values, dicts)))) <= _SCALARS:
+        return True
+    return max(map(operator.add, map(str.count, messages, repeat("{")),
+                   map(str.count, messages, repeat("[")))) <= MAX_NESTING
 
 
 # [start:wire-format]
 #: Most jobs one ``enqueue_many`` call sends in one ``LPUSH``; more are sent in several.
 MAX_PUSH = 10_000
-# What Job.to_json() writes, field by field in its (sorted) key order; %r writes a float or
-# an int as json.dumps does.
-_TEMPLATE = ('{"args":%s,"attempts":%d,"created_at":%r,"headers":%s,'
-             '"id":"%s","task":"%s","v":%d}')
+# What Job.to_json() writes around the values, in its (sorted) key order. Each envelope is
+# joined from these and the batch's columns: the encoded arguments, str() of the integers,
+# repr() of created_at (as json.dumps writes a number), the headers, the id and the task.
+_AROUND = ('{"args":', ',"attempts":', ',"created_at":', ',"headers":', ',"id":"',
+           '","task":"', '","v":', "}")
 # The batch's arguments are encoded in one call, as a list with the string "\0" between
 # them; compact JSON writes that string as "\u0000", and in this exact form, with a comma
 # on each side, only a list element that is itself "\0" could also produce it.
@@ -105,6 +121,7 @@ _GAP, _BETWEEN = "\0", ',"\\u0000",'
 _ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False).encode
 
 
+_ARGS, _HEADERS = operator.attrgetter("args"), operator.attrgetter("headers")
 _FIELDS_OF = operator.attrgetter("args", "attempts", "created_at", "headers", "id", "task", "v")
 
 
@@ -141,8 +158,11 @@ def _fast_dump(jobs: list[Job]) -> list[str] | None:
         return None  # the slow path names the job and the reason
     if len(encoded) != len(jobs):  # an argument held the gap itself
         return None
-    return list(map(_TEMPLATE.__mod__, zip(
-        encoded, attempts, created_at, headers_json, ids, tasks, versions, strict=True
+    a = _AROUND  # zip() stops with the columns, all of the batch's length
+    return list(map("".join, zip(
+        repeat(a[0]), encoded, repeat(a[1]), map(str, attempts), repeat(a[2]),
+        map(repr, created_at), repeat(a[3]), headers_json, repeat(a[4]), ids, repeat(a[5]),
+        tasks, repeat(a[6]), map(str, versions), repeat(a[7]),
     )))
 
 
@@ -163,9 +183,8 @@ def dump_batch(jobs: Iterable[Job]) -> list[str]:
     if raws is None:
         return [_dump_checked(position, job) for position, job in enumerate(jobs)]
     # ASCII only, so len() counts bytes; a bracket count over the limit may still be shallow
-    if (max(map(len, raws), default=0) > MAX_MESSAGE_BYTES
-            or max(map(str.count, raws, repeat("{")), default=0)
-            + max(map(str.count, raws, repeat("[")), default=0) > MAX_NESTING):
+    if raws and (max(map(len, raws)) > MAX_MESSAGE_BYTES or not _shallow(
+            raws, (*map(_ARGS, jobs), *map(_HEADERS, jobs)))):
         for position, raw in enumerate(raws):
             if len(raw) > MAX_MESSAGE_BYTES or raw.count("{") + raw.count("[") > MAX_NESTING:
                 raws[position] = _dump_checked(position, jobs[position])

@@ -310,6 +310,25 @@ def test_fast_parser_takes_canonical_jobs_and_declines_the_rest():
         Job.from_json("{nope")
 
 
+@pytest.mark.parametrize("depth", [2, 31, 33, 40])
+def test_fast_parser_refuses_nesting_past_the_limit_as_job_from_json_does(depth):
+    """Scalar arguments skip the bracket count; nested ones are counted, message by message
+    (at depth 31 the message has 32 brackets, the most the count lets through)."""
+    nested: object = 1
+    for _ in range(depth - 2):  # the envelope and args are two levels
+        nested = [nested]
+    batch = [jobs(1)[0].to_json(), json.dumps(
+        {"args": {"x": nested}, "attempts": 0, "created_at": 0, "headers": {}, "id": "d", "task": "t", "v": 1},
+        separators=(",", ":"))]
+    parsed = parse_batch(2, "\n".join(batch))
+    if depth > 32:
+        assert parsed is None
+        with pytest.raises(MalformedJob, match="deeper than 32"):
+            Job.from_json(batch[1])
+    else:
+        assert parsed == [Job.from_json(message) for message in batch]
+
+
 # -- enqueue: every job in Redis before the call returns, malformed ones refused -------------
 def test_enqueued_jobs_are_in_redis_byte_for_byte_when_the_call_returns(r):
     q = BatchedReliableQueue(r, "img", clock=FakeClock(0))

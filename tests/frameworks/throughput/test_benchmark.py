@@ -199,3 +199,19 @@ def test_sidekiq_default_concurrency_quoted_on_the_page():
     assert throughput._ruby_version("Sidekiq::VERSION").startswith("6.")
     assert throughput._sidekiq_default_concurrency() == 10
     assert "| Sidekiq `concurrency` (Sidekiq 6.4.1) | 10 (5 from Sidekiq 7) |" in PAGE.read_text(encoding="utf-8")
+
+
+def test_the_page_describes_the_bench_command_that_tox_runs():
+    """Jobs per run and the number of runs, as `tox -e bench` passes them."""
+    import re
+
+    command = re.search(r"\[testenv:bench\].*?commands = (.*?)\n", (ROOT / "tox.ini").read_text(encoding="utf-8"),
+                        re.S).group(1)
+    n, runs = (int(re.search(rf"--{flag} (\d+)", command).group(1)) for flag in ("n", "runs"))
+    words = {5: "five", 7: "seven", 9: "nine"}
+    text = " ".join(PAGE.read_text(encoding="utf-8").split())
+    assert f"with {n:,} jobs per run" in text
+    assert f"({n * throughput.FAST_SCALE:,} for the batched ones)" in text
+    assert f"and {words[runs]} runs" in text
+    committed = json.loads(RESULTS.read_text(encoding="utf-8"))["settings"]
+    assert (committed["n"], committed["runs"]) == (n, runs)
