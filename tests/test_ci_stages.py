@@ -74,8 +74,8 @@ def test_a_test_marked_real_redis_runs_in_the_real_server_stages(request):
 
 
 def test_the_selection_options_keep_what_each_stage_needs():
-    """Collected as each stage collects: the failover lab (own servers) only on Redis, a file
-    check only in the default run, a test on ``r`` everywhere."""
+    """Collected as each real-server stage collects: the failover lab (own servers) only on
+    Redis, a check without the server in neither (the default run has it), a test on ``r`` in both."""
     lab = "tests/frameworks/replication_and_cluster"
     pure = "tests/frameworks/replication_and_cluster/test_clients.py::test_a_missing_address_part_is_refused"
     on_r = "tests/frameworks/replication_and_cluster/test_clients.py::test_an_enqueue_that_reaches_no_replica_is_not_reported_as_done"
@@ -88,8 +88,9 @@ def test_the_selection_options_keep_what_each_stage_needs():
         assert done.returncode == 0, done.stdout + done.stderr
         return {line for line in done.stdout.splitlines() if "::" in line}
 
-    default, redis, valkey = collected(), collected(stages.SERVER_TESTS), collected(stages.SERVER_TESTS, stages.NO_OWN_SERVERS)
-    lab_tests = {t for t in default if "/test_lab.py::" in t}
-    assert lab_tests and lab_tests <= redis and not lab_tests & valkey
-    assert pure in default and pure not in redis | valkey
-    assert on_r in default & redis & valkey
+    redis, valkey = collected(stages.SERVER_TESTS), collected(stages.SERVER_TESTS, stages.NO_OWN_SERVERS)
+    lab_tests = {t for t in redis if "/test_lab.py::" in t}
+    assert lab_tests and not lab_tests & valkey
+    assert "def test_a_missing_address_part_is_refused()" in (ROOT / lab / "test_clients.py").read_text()
+    assert pure not in redis | valkey
+    assert on_r in redis & valkey
