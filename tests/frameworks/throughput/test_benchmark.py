@@ -215,3 +215,10 @@ def test_the_page_describes_the_bench_command_that_tox_runs():
     assert f"and {words[runs]} runs" in text
     committed = json.loads(RESULTS.read_text(encoding="utf-8"))["settings"]
     assert (committed["n"], committed["runs"]) == (n, runs)
+
+
+def test_a_drain_that_fits_between_two_polls_is_timed_above_zero():
+    """A worker that takes and finishes every job between two polls: no division by zero."""
+    polls = iter([5, 0])  # the first poll sees nothing taken, the second sees all done
+    seconds = throughput._poll_drain("instant worker", lambda: next(polls), 5, lambda: None)
+    assert 0 < seconds < 1
