@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from examples.redis_client import connect
-from tests._support import rabbitmq_node, tools
+from tests._support import rabbitmq_node, stages, tools
 from tests._support.rabbitmq_node import rabbitmq_metrics_url, rabbitmq_url  # noqa: F401 - fixtures
 from tests._support.redis_server import real_redis_url
 
@@ -26,6 +26,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("handbook")
     group.addoption("--site", metavar="DIR", help="built HTML site to test in a browser (tox -e browser)")
     group.addoption("--pdf", metavar="FILE", help="built PDF to check (tox -e pdf)")
+    stages.add_options(group)
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
@@ -37,6 +38,8 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", rabbitmq_node.MARKER)
+    config.addinivalue_line("markers", stages.OWN_SERVERS_MARKER)
+    config.addinivalue_line("markers", stages.SERVER_UNDER_TEST_MARKER)
     if real_redis_url() and os.environ.get(FLUSH_GUARD) != "1":
         raise pytest.UsageError(
             f"REDIS_URL points at a real server and the tests FLUSH its database. "
@@ -48,6 +51,17 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> None:
     rabbitmq_node.boot_if_needed(session)  # the node boots while the first tests run
+    if not real_redis_url():
+        stages.watch_server_choice()  # a test that lets HANDBOOK_SERVER choose must be selected
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    stages.running(item)
+    try:
+        return (yield)
+    finally:
+        stages.running(None)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -65,6 +79,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    stages.select(config, items)  # --server-tests, --no-own-servers (CI's real-server stages)
     if real_redis_url():
         return
     for item in items:
@@ -115,18 +130,32 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     url = real_redis_url()
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if url and whole_suite and exitstatus == 0 and session.testscollected and not missing_tool_skips(reporter):
-        from labs.versions import RESULTS, record_run
+        from labs.versions import RESULTS, load, record_run, run_record
 
-        entry = record_run(connect(url).info("server"))
+        info = connect(url).info("server")
+        entry = run_record(info)
+        # Written only when it changes: CI's stages run side by side, and another may be reading it.
+        if load(RESULTS)["runs"].get(entry["server"]) != entry:
+            record_run(info)
         config.stash[RECORDED] = f"tested against: {entry['server']} {entry['version']}, recorded in {RESULTS}"
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    """Missing-tool skips all point at tests/_support/tools.py, so ``-ra`` prints one line per tool."""
+    """Missing-tool skips all point at tests/_support/tools.py, so ``-ra`` prints one line per tool.
+    On fakeredis, a test skipped for the real server's sake that no real-server stage selects
+    fails (tests/_support/stages.py)."""
     report = yield
     if report.skipped and isinstance(report.longrepr, tuple) and tools.parse_reason(report.longrepr[2]):
         report.longrepr = (tools.SKIP_LOCATION[0], tools.SKIP_LOCATION[1], report.longrepr[2])
+    elif report.skipped and isinstance(report.longrepr, tuple) and not real_redis_url():
+        nowhere = stages.runs_nowhere(item, report.longrepr[2])
+        if nowhere:
+            report.outcome, report.longrepr = "failed", nowhere
+    if not report.failed and not real_redis_url():
+        unselected = stages.unselected_server_choice(item)
+        if unselected:
+            report.outcome, report.longrepr = "failed", unselected
     return report
 
 

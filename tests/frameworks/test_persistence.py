@@ -187,6 +187,7 @@ def own_server(choice: str, *extra: str):
 
 
 @pytest.mark.real_redis("starts Valkey 9.1, which has WAITAOF")
+@pytest.mark.own_servers("Valkey 9.1 whatever HANDBOOK_SERVER says")
 def test_waitaof_confirms_the_local_fsync_and_refuses_without_the_aof():
     # appendfsync always: the local fsync is done when the write returns, so the 100 ms below
     # waits only for the replica that is not there (with everysec it lost the race under load).
@@ -265,6 +266,7 @@ def test_durable_push_refuses_bad_arguments_before_sending_anything(messages, re
 
 
 @pytest.mark.real_redis("starts redis-server 7.0, which has no WAITAOF")
+@pytest.mark.own_servers("redis-server 7.0 whatever HANDBOOK_SERVER says")
 def test_redis_7_0_has_no_waitaof_and_wait_does_not_roll_back():
     with own_server("redis", "--appendonly", "yes") as r:
         with pytest.raises(NotDurable, match="unknown command"):
@@ -276,6 +278,7 @@ def test_redis_7_0_has_no_waitaof_and_wait_does_not_roll_back():
 
 @pytest.mark.parametrize("choice", ["redis", "valkey"])
 @pytest.mark.real_redis("starts redis-server and Valkey to measure their forks")
+@pytest.mark.own_servers("redis-server and Valkey, each by name")
 def test_a_snapshot_or_rewrite_under_writes_copies_about_as_much_memory_as_is_rewritten(choice):
     """The forked child holds the dataset as it was; every page the parent writes meanwhile
     is copied (INFO persistence rdb_last_cow_size, aof_last_cow_size). The child is slowed

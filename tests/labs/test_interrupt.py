@@ -35,6 +35,7 @@ def test_sigterm_unwinds_through_cleanup_and_the_old_handler_comes_back():
     assert run_main(lambda: 3) == 3 and run_main(lambda: {"a": 1}) == 0
 
 
+@pytest.mark.server_under_test("with_redis starts the server HANDBOOK_SERVER picks, in a subprocess")
 def test_a_lab_killed_with_sigterm_leaves_no_server_behind(tmp_path):
     """with_redis, as CI's timeout or `kill` would stop it while its command runs."""
     ready = tmp_path / "url"

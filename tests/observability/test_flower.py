@@ -259,6 +259,7 @@ def test_flowers_own_redis_client_checks_the_certificate_only_through_broker_use
 
 
 @pytest.mark.real_redis("starts redis-server with TLS, and Flower and a worker on it")
+@pytest.mark.own_servers("Debian's redis-server with TLS (tests/_support/secure_broker.py)")
 @pytest.mark.timeout(120)
 def test_flower_and_its_worker_reach_redis_over_verified_tls(tmp_path):
     """The page's recipe across hosts: REDIS_URL rediss://...?ssl_cert_reqs=required and

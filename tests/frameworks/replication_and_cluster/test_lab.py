@@ -4,7 +4,9 @@ leaves no process and no network namespace behind.
 
 Marked ``real_redis``: it runs under ``tox -e redis`` (and CI), where the Debian servers are
 installed; a missing program skips (strict: fails) naming its Debian package. The partition
-and lagging-replica scenarios need root for ``ip netns`` (CI runs as root).
+and lagging-replica scenarios need root for ``ip netns`` (CI runs as root). Marked
+``own_servers``: its servers are the same whatever ``HANDBOOK_SERVER`` says, so CI runs it
+in the Redis stage and not again on Valkey (tests/_support/stages.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ import pytest
 from labs import failover_lab as lab
 from tests._support.tools import require_tool
 
-pytestmark = pytest.mark.real_redis("starts its own redis-server and redis-sentinel processes")
+pytestmark = [
+    pytest.mark.real_redis("starts its own redis-server and redis-sentinel processes"),
+    pytest.mark.own_servers("Debian's redis-server and Sentinel, Valkey from PyPI"),
+]
 SMALL = lab.Scale(warm=40, after=40)
 
 

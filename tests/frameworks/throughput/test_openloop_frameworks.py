@@ -23,6 +23,7 @@ from tests._support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[3]
 RESULTS = ROOT / "docs" / "frameworks" / "_data" / "openloop_frameworks.json"
+pytestmark = pytest.mark.server_under_test("the server HANDBOOK_SERVER picks: CI runs it on Redis and on Valkey")
 
 
 @pytest.fixture(scope="module")

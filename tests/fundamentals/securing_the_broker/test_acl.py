@@ -24,7 +24,10 @@ from examples.fundamentals.retries import RetryQueue
 from examples.fundamentals.securing_the_broker.acl import ROLES, acl_file
 from examples.fundamentals.visibility_timeouts.lease_queue import LeaseQueue
 
-pytestmark = pytest.mark.real_redis("needs redis-server's ACL, which fakeredis does not enforce")
+pytestmark = [
+    pytest.mark.real_redis("needs redis-server's ACL, which fakeredis does not enforce"),
+    pytest.mark.own_servers("Debian's redis-server (tests/_support/secure_broker.py), whatever HANDBOOK_SERVER says"),
+]
 
 NOPERM = redis.exceptions.NoPermissionError
 

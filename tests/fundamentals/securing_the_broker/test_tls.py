@@ -24,7 +24,10 @@ from celery import Celery
 from examples.fundamentals.securing_the_broker.tls import celery_tls_settings, secret_url, tls_client
 from examples.redis_client import connect
 
-pytestmark = pytest.mark.real_redis("starts redis-server with TLS")
+pytestmark = [
+    pytest.mark.real_redis("starts redis-server with TLS"),
+    pytest.mark.own_servers("Debian's redis-server (tests/_support/secure_broker.py), whatever HANDBOOK_SERVER says"),
+]
 
 
 def test_the_config_file_leaves_no_plaintext_port_and_keeps_redis_7_blocks(tls_server):
