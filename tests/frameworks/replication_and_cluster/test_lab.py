@@ -189,8 +189,9 @@ def test_waitaof_in_the_pushs_pipeline_waits_for_the_replicas_periodic_report(tm
                 way()
                 took.append(time.monotonic() - start)
             times[way.__name__] = took
-        slow = {name: sum(t > 0.5 for t in took) for name, took in times.items()}
-        assert slow["pipelined"] >= 3, times
-        assert slow["two_trips"] <= 1 and statistics.median(times["two_trips"]) < 0.1, times
+        # Most pipelined calls wait about a second, most calls in two round trips do not
+        # (under CI's load a few of those waited a second too).
+        assert statistics.median(times["pipelined"]) > 0.5, times
+        assert statistics.median(times["two_trips"]) < 0.1, times
     finally:
         lab.kill_all()
