@@ -43,7 +43,8 @@ from examples.envelope import (
 # it reads its settings from.)
 _SCAN = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 _FIELDS = tuple(f.name for f in fields(Job))
-_ITEMS = operator.itemgetter(*_FIELDS)  # KeyError unless the dict has every field
+# The fields in the order parse_batch unpacks them; KeyError unless the dict has each one.
+_ITEMS = operator.itemgetter("id", "task", "args", "created_at", "attempts", "headers", "v")
 _SCALARS = {str, int, float, bool, type(None)}
 
 
